@@ -1,0 +1,106 @@
+# Tidings build, test and release helpers. `make help` lists the targets.
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+FUZZTIME ?= 5s
+
+# Fuzz targets as package:FuzzFunction pairs.
+FUZZ_TARGETS := \
+	./broker:FuzzTopic \
+	./transport/ws:FuzzCommand \
+	./transport/ws:FuzzFrame \
+	./transport/httpapi:FuzzPublishBody
+
+STATICCHECK_VERSION := v0.8.2
+GOBIN_DIR   := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
+STATICCHECK := $(GOBIN_DIR)/staticcheck
+
+# Debian packages the tests need, as binary:package pairs; a package is
+# installed only when its binary is missing. gcc is what -race needs (cgo).
+APT_DEPS := redis-server:redis-server redis-cli:redis-tools chromium:chromium gcc:gcc
+
+# apt-get needs root; use sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# fuzz-one runs one package:FuzzFunction pair for the given time. go test
+# passes when -fuzz matches nothing, so first check that the target exists.
+fuzz-pkg = $(firstword $(subst :, ,$(1)))
+fuzz-fn  = $(lastword $(subst :, ,$(1)))
+define fuzz-one
+@list="$$($(GO) test -list '^$(fuzz-fn)$$' $(fuzz-pkg))"; grep -qx '$(fuzz-fn)' <<<"$$list" || { echo 'fuzz: no $(fuzz-fn) in $(fuzz-pkg)' >&2; exit 1; }
+$(GO) test -run '^$$' -fuzz '^$(fuzz-fn)$$' -fuzztime $(2) $(fuzz-pkg)
+
+endef
+
+# gofmt -l prints nothing when every file is formatted.
+define gofmt-check
+@echo 'gofmt -l .'; out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):" >&2; echo "$$out" >&2; exit 1; fi
+endef
+
+.PHONY: help run build deps tools test lint bench fuzz helm-test
+
+help:
+	@echo 'make run        start the broker on :8080 (in-memory store)'
+	@echo 'make build      build bin/broker (version $(VERSION))'
+	@echo 'make deps       install missing test dependencies (apt packages, then make tools)'
+	@echo 'make tools      install staticcheck $(STATICCHECK_VERSION) if missing'
+	@echo 'make test       deps, gofmt, go vet, staticcheck, go test -race, short fuzzing (FUZZTIME=$(FUZZTIME))'
+	@echo 'make lint       gofmt, go vet, staticcheck'
+	@echo 'make bench      run the benchmarks'
+	@echo 'make fuzz       run each fuzz target for 60s (FUZZTIME=... to change)'
+	@echo 'make helm-test  helm lint the chart'
+
+run:
+	$(GO) run ./cmd/broker
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/broker ./cmd/broker
+
+# Quiet and idempotent: prints and installs only what is missing.
+deps: tools
+	@missing=""; \
+	for pair in $(APT_DEPS); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		$(SUDO) apt-get update -qq; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The Go tools that lint needs, installed when missing.
+tools:
+	@if [ ! -x '$(STATICCHECK)' ]; then \
+		echo 'tools: installing staticcheck $(STATICCHECK_VERSION)'; \
+		GOBIN='$(GOBIN_DIR)' $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+
+test: deps
+	$(gofmt-check)
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz-one,$(t),$(FUZZTIME)))
+
+lint: tools
+	$(gofmt-check)
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# A target-specific value: `make fuzz` runs 60s per target, `make test` 5s;
+# FUZZTIME=... on the command line overrides both.
+fuzz: FUZZTIME = 60s
+fuzz:
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz-one,$(t),$(FUZZTIME)))
+
+helm-test:
+	@if ! command -v helm >/dev/null 2>&1; then echo 'helm-test: helm is missing; install it from https://helm.sh/docs/intro/install/' >&2; exit 1; fi
+	helm lint deploy/helm/tidings
+	helm template tidings deploy/helm/tidings >/dev/null

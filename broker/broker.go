@@ -1,0 +1,246 @@
+// Package broker is Tidings' fan-out engine: topics and wildcard patterns,
+// sharded topic hubs, sessions' subscriptions, publish and delivery, and the
+// resume logic that merges history with the live stream. It knows nothing of
+// WebSocket, HTTP or Redis: transports hand it sessions and an Encoder, and a
+// Store relays and keeps messages.
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Config tunes a Broker. The zero value of each field means its default.
+type Config struct {
+	// Shards is the number of topic hub shards. Default 64.
+	Shards int
+	// QueueSize bounds each session's outbound queue in frames. Default 1024.
+	QueueSize int
+	// QueueBytes bounds each session's outbound queue in bytes. Default 4 MiB.
+	QueueBytes int
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Shards <= 0 {
+		c.Shards = 64
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1024
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 4 << 20
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Broker routes published messages to the sessions subscribed to them.
+type Broker struct {
+	cfg      Config
+	store    Store
+	enc      Encoder
+	shards   []shard
+	patterns *patternIndex[*subscription]
+	stats    counters
+}
+
+// shard holds the exact-topic hubs whose topic hashes to it.
+type shard struct {
+	// mu guards hubs and every hub's subs and each subscription's index.
+	mu   sync.RWMutex
+	hubs map[string]*hub
+}
+
+// hub is one topic's local subscribers on this node.
+type hub struct {
+	subs []*subscription
+}
+
+// counters are the broker's live statistics.
+type counters struct {
+	sessions      atomic.Int64
+	exactSubs     atomic.Int64
+	wildcardSubs  atomic.Int64
+	topics        atomic.Int64
+	published     atomic.Uint64
+	delivered     atomic.Uint64
+	slowConsumers atomic.Uint64
+}
+
+// Stats is a snapshot of the broker's statistics.
+type Stats struct {
+	// Sessions currently open.
+	Sessions int64
+	// ExactSubscriptions and WildcardSubscriptions currently held.
+	ExactSubscriptions, WildcardSubscriptions int64
+	// Topics with at least one local exact subscriber.
+	Topics int64
+	// Published counts messages accepted by Publish on this node.
+	Published uint64
+	// Delivered counts frames queued to subscribers on this node.
+	Delivered uint64
+	// SlowConsumers counts sessions whose outbound queue overflowed.
+	SlowConsumers uint64
+}
+
+// New returns a broker that publishes through store and encodes frames with
+// enc. It registers itself as the store's Deliverer.
+func New(cfg Config, store Store, enc Encoder) *Broker {
+	cfg = cfg.withDefaults()
+	b := &Broker{
+		cfg:      cfg,
+		store:    store,
+		enc:      enc,
+		shards:   make([]shard, cfg.Shards),
+		patterns: newPatternIndex[*subscription](),
+	}
+	for i := range b.shards {
+		b.shards[i].hubs = make(map[string]*hub)
+	}
+	store.Listen(b)
+	return b
+}
+
+// Stats returns a snapshot of the broker's statistics.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Sessions:              b.stats.sessions.Load(),
+		ExactSubscriptions:    b.stats.exactSubs.Load(),
+		WildcardSubscriptions: b.stats.wildcardSubs.Load(),
+		Topics:                b.stats.topics.Load(),
+		Published:             b.stats.published.Load(),
+		Delivered:             b.stats.delivered.Load(),
+		SlowConsumers:         b.stats.slowConsumers.Load(),
+	}
+}
+
+func (b *Broker) shard(topic string) *shard {
+	// FNV-1a, inline so that hashing a topic does not allocate.
+	h := uint32(2166136261)
+	for i := 0; i < len(topic); i++ {
+		h ^= uint32(topic[i])
+		h *= 16777619
+	}
+	return &b.shards[h%uint32(len(b.shards))]
+}
+
+// Publish validates pubs, stamps each with an id and time, and hands them to
+// the store as one all-or-nothing batch. A batch with any invalid message
+// publishes none. Store failures wrap ErrUnavailable.
+func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, error) {
+	if len(pubs) == 0 {
+		return nil, ErrEmptyBatch
+	}
+	for i, p := range pubs {
+		if err := ValidateTopic(p.Topic); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		if len(p.Data) == 0 {
+			return nil, fmt.Errorf("message %d: %w", i, ErrNoData)
+		}
+	}
+	now := b.cfg.Now()
+	msgs := make([]*Message, len(pubs))
+	for i, p := range pubs {
+		msgs[i] = &Message{ID: uuid.NewString(), Topic: p.Topic, Time: now, Data: p.Data}
+	}
+	if err := b.store.Publish(ctx, msgs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	b.stats.published.Add(uint64(len(msgs)))
+	return msgs, nil
+}
+
+// Deliver queues m to every local subscription that matches its topic. The
+// frame is encoded once for exact subscribers and once per matching pattern.
+// It never blocks: a subscriber whose queue is full is marked a slow
+// consumer and closed by its writer.
+func (b *Broker) Deliver(m *Message) {
+	var n uint64
+	sh := b.shard(m.Topic)
+	sh.mu.RLock()
+	if h := sh.hubs[m.Topic]; h != nil && len(h.subs) > 0 {
+		frame := b.enc.Message(m, "")
+		for _, s := range h.subs {
+			s.deliver(frame, m.Offset)
+		}
+		n += uint64(len(h.subs))
+	}
+	sh.mu.RUnlock()
+	if b.patterns.len() > 0 {
+		b.patterns.match(m.Topic, func(pattern string, subs []*subscription) {
+			if len(subs) == 0 {
+				return
+			}
+			frame := b.enc.Message(m, pattern)
+			for _, s := range subs {
+				s.deliver(frame, m.Offset)
+			}
+			n += uint64(len(subs))
+		})
+	}
+	b.stats.delivered.Add(n)
+}
+
+// addExact registers s in its topic's hub.
+func (b *Broker) addExact(s *subscription) {
+	sh := b.shard(s.pattern)
+	sh.mu.Lock()
+	h := sh.hubs[s.pattern]
+	if h == nil {
+		h = &hub{}
+		sh.hubs[s.pattern] = h
+		b.stats.topics.Add(1)
+	}
+	s.index = len(h.subs)
+	h.subs = append(h.subs, s)
+	sh.mu.Unlock()
+	b.stats.exactSubs.Add(1)
+}
+
+// removeExact takes s out of its topic's hub, dropping the hub when empty.
+func (b *Broker) removeExact(s *subscription) {
+	sh := b.shard(s.pattern)
+	sh.mu.Lock()
+	h := sh.hubs[s.pattern]
+	if h != nil && s.index < len(h.subs) && h.subs[s.index] == s {
+		last := len(h.subs) - 1
+		h.subs[s.index] = h.subs[last]
+		h.subs[s.index].index = s.index
+		h.subs[last] = nil
+		h.subs = h.subs[:last]
+		if len(h.subs) == 0 {
+			delete(sh.hubs, s.pattern)
+			b.stats.topics.Add(-1)
+		}
+	}
+	sh.mu.Unlock()
+	b.stats.exactSubs.Add(-1)
+}
+
+func (b *Broker) add(s *subscription) {
+	if s.wildcard {
+		b.patterns.insert(s.pattern, s)
+		b.stats.wildcardSubs.Add(1)
+		return
+	}
+	b.addExact(s)
+}
+
+func (b *Broker) remove(s *subscription) {
+	if s.wildcard {
+		b.patterns.remove(s.pattern, s)
+		b.stats.wildcardSubs.Add(-1)
+		return
+	}
+	b.removeExact(s)
+}

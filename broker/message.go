@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Errors returned by the broker. Callers match them with errors.Is; the
+// transports map each to a protocol error code in one place.
+var (
+	// ErrAlreadySubscribed: the session already holds this subscription.
+	ErrAlreadySubscribed = errors.New("broker: already subscribed")
+	// ErrNotSubscribed: the session holds no such subscription.
+	ErrNotSubscribed = errors.New("broker: not subscribed")
+	// ErrSinceOnWildcard: resume positions are kept per exact topic only.
+	ErrSinceOnWildcard = errors.New("broker: since is only valid for exact topics")
+	// ErrNoData: a publication without a data value.
+	ErrNoData = errors.New("broker: data is missing")
+	// ErrEmptyBatch: a publish call with no messages.
+	ErrEmptyBatch = errors.New("broker: no messages to publish")
+	// ErrSessionClosed: the session has ended.
+	ErrSessionClosed = errors.New("broker: session is closed")
+	// ErrUnavailable wraps store failures (the store cannot be reached).
+	ErrUnavailable = errors.New("broker: store unavailable")
+)
+
+// Message is one published message as stored and delivered.
+type Message struct {
+	// ID is a UUID assigned when the message is accepted.
+	ID string
+	// Topic is the exact topic the message was published to.
+	Topic string
+	// Offset is the message's place in the topic's sequence (1, 2, 3, …).
+	Offset uint64
+	// Epoch names the topic's sequence; offsets restart when it changes.
+	Epoch string
+	// Time is when the broker accepted the message.
+	Time time.Time
+	// Data is the published JSON value, byte for byte.
+	Data json.RawMessage
+}
+
+// Publication is a message as a publisher hands it in.
+type Publication struct {
+	// Topic is an exact topic (no wildcards).
+	Topic string
+	// Data is any JSON value; it is delivered unchanged.
+	Data json.RawMessage
+}
+
+// Position is a point in a topic's stream: the last offset seen within an
+// epoch.
+type Position struct {
+	// Offset is the last offset delivered or stored (0: none yet).
+	Offset uint64
+	// Epoch names the stream the offset belongs to.
+	Epoch string
+}
+
+// Relay assigns offsets, appends messages to history and carries each
+// message to every node's Deliverer, this node's included.
+type Relay interface {
+	// Publish stores msgs as one all-or-nothing step, filling in each
+	// message's Offset and Epoch, and relays them for delivery.
+	Publish(ctx context.Context, msgs []*Message) error
+	// Listen sets the node's Deliverer. It is called once, before any
+	// Publish. Deliveries for one topic are made one at a time, in offset
+	// order.
+	Listen(d Deliverer)
+}
+
+// Deliverer receives every message relayed to this node.
+type Deliverer interface {
+	// Deliver hands m to local subscribers. It never blocks on a client.
+	Deliver(m *Message)
+}
+
+// History answers where a topic's stream stands and what it still holds.
+type History interface {
+	// Position returns the topic's current position, creating its epoch if
+	// the topic has none yet.
+	Position(ctx context.Context, topic string) (Position, error)
+	// Since returns the messages after since.Offset, in offset order, and
+	// the topic's current position. recovered is false when since.Epoch is
+	// not the current epoch or history no longer reaches since.Offset+1; no
+	// messages are returned then.
+	Since(ctx context.Context, topic string, since Position) (msgs []*Message, pos Position, recovered bool, err error)
+}
+
+// Store is a Relay with the History behind it: one backend does both.
+type Store interface {
+	Relay
+	History
+}
+
+// Encoder turns broker events into complete transport frames. Each frame is
+// encoded once and the same bytes are queued to every subscriber.
+type Encoder interface {
+	// Message encodes a delivery of m; sub is the wildcard pattern it
+	// matched, or "" for an exact subscription.
+	Message(m *Message, sub string) []byte
+	// Subscribed encodes the answer to a subscribe. pos is nil for
+	// wildcard subscriptions.
+	Subscribed(ref, topic string, pos *Position, recovered bool) []byte
+}

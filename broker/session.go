@@ -1,0 +1,206 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Session is one client connection as the broker sees it: its
+// subscriptions and its bounded outbound queue. The transport reads
+// commands into it and writes the outbox to the socket.
+type Session struct {
+	b   *Broker
+	out *Outbox
+
+	// mu guards subs and closed.
+	mu     sync.Mutex
+	subs   map[string]*subscription
+	closed bool
+}
+
+// subscription is one session's interest in a topic or pattern. It starts
+// pending: deliveries are buffered while the subscribe answer and any
+// history replay are queued, then it turns live and deliveries go straight
+// to the outbox.
+type subscription struct {
+	sess     *Session
+	pattern  string
+	wildcard bool
+	// index is the subscription's place in its hub; guarded by the shard's mu.
+	index int
+
+	live atomic.Bool
+	// mu guards pending and the pending-to-live switch.
+	mu      sync.Mutex
+	pending []pendingFrame
+}
+
+// pendingFrame is a delivery held back while a subscription is pending.
+type pendingFrame struct {
+	frame  []byte
+	offset uint64
+}
+
+// NewSession opens a session with an empty outbox bounded by the broker's
+// queue limits.
+func (b *Broker) NewSession() *Session {
+	b.stats.sessions.Add(1)
+	return &Session{
+		b:    b,
+		out:  NewOutbox(b.cfg.QueueSize, b.cfg.QueueBytes, func() { b.stats.slowConsumers.Add(1) }),
+		subs: make(map[string]*subscription),
+	}
+}
+
+// Outbox returns the session's outbound queue.
+func (s *Session) Outbox() *Outbox { return s.out }
+
+// Send queues a reply frame. It returns false when the queue is full or
+// the session is closed.
+func (s *Session) Send(frame []byte) bool { return s.out.Push(frame) }
+
+// Subscribe subscribes the session to pattern, an exact topic or a
+// wildcard pattern. On success the `subscribed` answer (carrying ref) is
+// queued, followed, when since is given, by the history after since, and
+// then the live stream; nothing is lost or repeated in between. On error
+// nothing is queued.
+func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Position) error {
+	wildcard, err := ValidatePattern(pattern)
+	if err != nil {
+		return err
+	}
+	if wildcard && since != nil {
+		return ErrSinceOnWildcard
+	}
+	sub := &subscription{sess: s, pattern: pattern, wildcard: wildcard}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	if _, dup := s.subs[pattern]; dup {
+		s.mu.Unlock()
+		return fmt.Errorf("%w to %s", ErrAlreadySubscribed, pattern)
+	}
+	s.subs[pattern] = sub
+	s.mu.Unlock()
+
+	// The live stream is buffered from here on; history is read after.
+	s.b.add(sub)
+
+	if wildcard {
+		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, 0)
+		return nil
+	}
+
+	var (
+		pos       Position
+		replay    []*Message
+		recovered bool
+	)
+	if since != nil {
+		replay, pos, recovered, err = s.b.store.Since(ctx, pattern, *since)
+	} else {
+		pos, err = s.b.store.Position(ctx, pattern)
+	}
+	if err != nil {
+		s.drop(sub)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	last := pos.Offset
+	if recovered {
+		last = since.Offset
+	}
+	sub.activate(s.b.enc.Subscribed(ref, pattern, &pos, recovered), replay, last)
+	return nil
+}
+
+// activate queues the subscribe answer, the replay after last, and the
+// buffered deliveries after that, then turns the subscription live.
+func (sub *subscription) activate(answer []byte, replay []*Message, last uint64) {
+	s := sub.sess
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	s.Send(answer)
+	for _, m := range replay {
+		if m.Offset > last {
+			s.Send(s.b.enc.Message(m, ""))
+			last = m.Offset
+		}
+	}
+	for _, p := range sub.pending {
+		if sub.wildcard || p.offset > last {
+			s.Send(p.frame)
+			last = p.offset
+		}
+	}
+	sub.pending = nil
+	sub.live.Store(true)
+}
+
+// deliver queues frame to the subscription's session, or buffers it while
+// the subscription is pending.
+func (sub *subscription) deliver(frame []byte, offset uint64) {
+	if !sub.live.Load() {
+		sub.mu.Lock()
+		if !sub.live.Load() {
+			if len(sub.pending) >= sub.sess.b.cfg.QueueSize {
+				sub.mu.Unlock()
+				sub.sess.out.Overflow()
+				return
+			}
+			sub.pending = append(sub.pending, pendingFrame{frame: frame, offset: offset})
+			sub.mu.Unlock()
+			return
+		}
+		sub.mu.Unlock()
+	}
+	sub.sess.Send(frame)
+}
+
+// Unsubscribe removes the session's subscription to pattern.
+func (s *Session) Unsubscribe(pattern string) error {
+	s.mu.Lock()
+	sub, ok := s.subs[pattern]
+	if ok {
+		delete(s.subs, pattern)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w to %s", ErrNotSubscribed, pattern)
+	}
+	s.b.remove(sub)
+	return nil
+}
+
+// drop undoes a subscription whose subscribe failed.
+func (s *Session) drop(sub *subscription) {
+	s.mu.Lock()
+	if s.subs[sub.pattern] == sub {
+		delete(s.subs, sub.pattern)
+	}
+	s.mu.Unlock()
+	s.b.remove(sub)
+}
+
+// Close removes all of the session's subscriptions and closes its outbox.
+// Frames already queued stay for the writer to flush. Close is idempotent.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.b.remove(sub)
+	}
+	s.out.Close()
+	s.b.stats.sessions.Add(-1)
+}

@@ -1,0 +1,98 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// ErrInvalidTopic is the error, wrapped with a short detail, that
+// ValidateTopic and ValidatePattern return for a topic or pattern that breaks
+// the rules of PROTOCOL.md ("Topics"). Test for it with errors.Is.
+var ErrInvalidTopic = errors.New("broker: topic is invalid")
+
+// maxTopicLen is the longest topic or pattern, in bytes.
+const maxTopicLen = 255
+
+// ValidateTopic reports whether topic is a valid exact topic, the kind that
+// can be published to: 1–255 bytes of segments of [A-Za-z0-9_:-] joined by
+// '.', with no empty segment and no wildcard.
+//
+// It returns nil or an error wrapping ErrInvalidTopic. The error's detail
+// never repeats the input beyond a single offending character, so it is safe
+// to send back to a client. ValidateTopic does not allocate when topic is
+// valid.
+func ValidateTopic(topic string) error {
+	_, err := scanTopic(topic, false)
+	return err
+}
+
+// ValidatePattern reports whether pattern is a valid subscription pattern:
+// the rules of ValidateTopic, except that a segment may be exactly "*", which
+// matches one segment, or, as the last segment only, exactly ">", which
+// matches one or more trailing segments (NATS semantics). "a.*.c", "a.>",
+// "*" and ">" are valid; "a.*b", "a.>.b" and "a>" are not.
+//
+// wildcard reports whether a valid pattern contains "*" or ">"; a valid
+// pattern without a wildcard is a valid exact topic. The error wraps
+// ErrInvalidTopic, as for ValidateTopic. ValidatePattern does not allocate
+// when pattern is valid.
+func ValidatePattern(pattern string) (wildcard bool, err error) {
+	return scanTopic(pattern, true)
+}
+
+// scanTopic validates s as an exact topic or, if wild is true, as a pattern.
+// It makes one pass over the bytes of s and allocates only to build an error.
+func scanTopic(s string, wild bool) (hasWildcard bool, err error) {
+	if len(s) == 0 {
+		return false, fmt.Errorf("%w: empty", ErrInvalidTopic)
+	}
+	if len(s) > maxTopicLen {
+		return false, fmt.Errorf("%w: longer than %d bytes", ErrInvalidTopic, maxTopicLen)
+	}
+	start := 0 // index of the first byte of the current segment
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isSegmentByte(c):
+		case c == '.':
+			if i == start {
+				return false, fmt.Errorf("%w: empty segment at byte %d", ErrInvalidTopic, i)
+			}
+			start = i + 1
+		case c == '*' || c == '>':
+			if !wild {
+				return false, fmt.Errorf("%w: wildcards are not allowed here", ErrInvalidTopic)
+			}
+			if i != start || (i+1 < len(s) && s[i+1] != '.') {
+				return false, fmt.Errorf("%w: wildcard %q must be a whole segment", ErrInvalidTopic, c)
+			}
+			if c == '>' && i+1 != len(s) {
+				return false, fmt.Errorf("%w: wildcard '>' must be the last segment", ErrInvalidTopic)
+			}
+			hasWildcard = true
+		default:
+			return false, invalidChar(s, i)
+		}
+	}
+	if start == len(s) { // trailing '.'
+		return false, fmt.Errorf("%w: empty segment at byte %d", ErrInvalidTopic, len(s))
+	}
+	return hasWildcard, nil
+}
+
+// isSegmentByte reports whether c may appear in a literal segment.
+func isSegmentByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '_' || c == ':' || c == '-'
+}
+
+// invalidChar describes the bad character at s[i], quoting only that one
+// character (or byte, if s is not valid UTF-8 there).
+func invalidChar(s string, i int) error {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && size <= 1 {
+		return fmt.Errorf("%w: invalid byte 0x%02x at byte %d", ErrInvalidTopic, s[i], i)
+	}
+	return fmt.Errorf("%w: invalid character %q at byte %d", ErrInvalidTopic, r, i)
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// config is the broker's command line, after flags and environment.
+type config struct {
+	addr            string
+	nodeID          string
+	redisURL        string
+	shutdownTimeout time.Duration
+	apiKeys         []string
+	allowedOrigins  []string
+	historySize     int
+	historyTTL      time.Duration
+	maxMessageSize  int
+	maxBodySize     int
+	queueSize       int
+	queueBytes      int
+	heartbeat       time.Duration
+	shards          int
+	logLevel        string
+	logFormat       string
+}
+
+// usageError is a bad command line or environment: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// errHelp reports that -h was asked for and the usage was printed.
+var errHelp = errors.New("help requested")
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return "TIDINGS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseConfig reads args, then the TIDINGS_* environment for every flag not
+// given on the command line. -h prints the flags to stdout.
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
+	var c config
+	var apiKeys, origins string
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
+	fs.StringVar(&c.nodeID, "node-id", "", "id reported in welcome frames and logs (default: hostname and a short random suffix)")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis URL (default: in-memory, single node)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
+	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys (default: HTTP publish from loopback only)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list, * allows all (default: same host only)")
+	fs.IntVar(&c.historySize, "history-size", 100, "messages kept per topic for resume")
+	fs.DurationVar(&c.historyTTL, "history-ttl", 5*time.Minute, "how long messages stay in history")
+	fs.IntVar(&c.maxMessageSize, "max-message-size", 65536, "largest inbound WebSocket message in bytes, after reassembly")
+	fs.IntVar(&c.maxBodySize, "max-body-size", 1048576, "largest HTTP publish body in bytes")
+	fs.IntVar(&c.queueSize, "queue-size", 1024, "per-session outbound queue bound in frames")
+	fs.IntVar(&c.queueBytes, "queue-bytes", 4194304, "per-session outbound queue bound in bytes")
+	fs.DurationVar(&c.heartbeat, "heartbeat", 25*time.Second, "server ping interval; a session silent for two intervals is closed")
+	fs.IntVar(&c.shards, "shards", 64, "topic hub shards")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, stdout)
+			return c, errHelp
+		}
+		return c, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageError{fmt.Sprintf("invalid value %q for flag -%s from %s: %v", v, f.Name, envName(f.Name), err)}
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	c.apiKeys = splitList(apiKeys)
+	c.allowedOrigins = splitList(origins)
+	if c.nodeID == "" {
+		c.nodeID = defaultNodeID()
+	}
+	return c, c.validate()
+}
+
+// validate checks the values flag parsing accepts but the broker does not.
+func (c config) validate() error {
+	bad := func(name, format string, args ...any) error {
+		return usageError{fmt.Sprintf("invalid value for flag -%s: %s", name, fmt.Sprintf(format, args...))}
+	}
+	positiveInts := []struct {
+		name string
+		v    int
+	}{
+		{"history-size", c.historySize}, {"max-message-size", c.maxMessageSize},
+		{"max-body-size", c.maxBodySize}, {"queue-size", c.queueSize},
+		{"queue-bytes", c.queueBytes}, {"shards", c.shards},
+	}
+	for _, p := range positiveInts {
+		if p.v <= 0 {
+			return bad(p.name, "%d: must be a positive number", p.v)
+		}
+	}
+	positiveDurations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"shutdown-timeout", c.shutdownTimeout}, {"history-ttl", c.historyTTL}, {"heartbeat", c.heartbeat},
+	}
+	for _, p := range positiveDurations {
+		if p.v <= 0 {
+			return bad(p.name, "%s: must be a positive duration", p.v)
+		}
+	}
+	if c.shards > 1<<16 {
+		return bad("shards", "%d: at most 65536", c.shards)
+	}
+	if c.redisURL != "" {
+		return bad("redis", "Redis is not supported yet; leave it empty for the in-memory store")
+	}
+	for _, k := range c.apiKeys {
+		if len(k) < 8 {
+			return bad("api-keys", "every key must be at least 8 characters")
+		}
+	}
+	for _, o := range c.allowedOrigins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return bad("allowed-origins", "%q: an origin is * or scheme://host[:port]", o)
+		}
+	}
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// defaultNodeID is the hostname and a short random suffix.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "tidings"
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// printUsage lists every flag with its environment variable and default.
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintln(w, "Usage: broker [flags]")
+	fmt.Fprintln(w, "Every flag can also be set by its environment variable; a flag on the command line wins.")
+	fs.VisitAll(func(f *flag.Flag) {
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  -%s (env %s, default %s)\n    \t%s\n", f.Name, envName(f.Name), def, f.Usage)
+	})
+}

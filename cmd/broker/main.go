@@ -1,0 +1,152 @@
+// Command broker runs a Tidings node: WebSocket sessions at /v1/ws, the
+// HTTP publish API, and the operations endpoints. With no flags it runs
+// single node on the embedded in-memory store.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/tracing"
+	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/ws"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode reports err on stderr and returns the process exit status: 0,
+// 2 for a bad command line or environment, 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 1
+	}
+}
+
+// run starts a node and serves until ctx is done or SIGINT or SIGTERM
+// arrives, then shuts down gracefully; a second signal exits at once.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log, err := tracing.NewLogger(stdout, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		name := "log-level"
+		if errors.Is(err, tracing.ErrLogFormat) {
+			name = "log-format"
+		}
+		return usageError{fmt.Sprintf("invalid value for flag -%s: %v", name, err)}
+	}
+	log = log.With("node", cfg.nodeID)
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return usageError{fmt.Sprintf("invalid value for flag -addr: %v", err)}
+	}
+	raiseOpenFileLimit(log)
+
+	store := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
+	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes}, store, ws.Encoder{})
+	wsrv := ws.New(ws.Config{
+		NodeID:         cfg.nodeID,
+		MaxMessageSize: cfg.maxMessageSize,
+		Heartbeat:      cfg.heartbeat,
+		AllowedOrigins: cfg.allowedOrigins,
+		Logger:         log,
+	}, b)
+	api := httpapi.New(httpapi.Config{APIKeys: cfg.apiKeys, MaxBodySize: int64(cfg.maxBodySize)}, b, wsrv)
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", "memory")
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	var cause error
+	select {
+	case <-ctx.Done():
+	case s := <-sigs:
+		log.Info("signal received, shutting down", "signal", s.String())
+	case err := <-serveErr:
+		cause = fmt.Errorf("serving: %w", err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sigs:
+			log.Warn("second signal, exiting now")
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	if err := shutdown(api, srv, wsrv, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
+		cause = err
+	}
+	return cause
+}
+
+// shutdown runs the graceful shutdown order: readiness fails, the listener
+// stops and in-flight HTTP requests finish, every session is flushed and
+// closed with 1001, then the store closes; all within timeout.
+func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store *memory.Store, timeout time.Duration, log *slog.Logger) error {
+	start := time.Now()
+	api.BeginShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	httpErr := srv.Shutdown(ctx)
+	wsErr := wsrv.Shutdown(ctx)
+	_ = store.Close()
+	if httpErr != nil || wsErr != nil {
+		log.Warn("shutdown deadline reached; remaining connections were cut", "after", time.Since(start).String())
+		return nil
+	}
+	log.Info("shutdown complete", "after", time.Since(start).String())
+	return nil
+}
+
+// raiseOpenFileLimit lifts the soft open-file limit to the hard limit so
+// one node can hold many connections.
+func raiseOpenFileLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= lim.Max {
+		return
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn("could not raise the open-file limit", "err", err)
+	}
+}

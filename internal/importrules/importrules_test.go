@@ -1,0 +1,448 @@
+package importrules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// pkg is the part of `go list -json` output the checker reads.
+type pkg struct {
+	ImportPath string
+	Imports    []string // direct imports
+	Deps       []string // all transitive dependencies
+	Error      *listError
+	DepsErrors []*listError
+}
+
+type listError struct {
+	Err string
+}
+
+// rule forbids the packages under any From prefix, except those under an
+// Except prefix, to depend (directly or not) on anything under a Forbid
+// prefix. A prefix matches the path itself and every path below it
+// ("a/store" matches "a/store/memory", not "a/storefront").
+type rule struct {
+	Name   string
+	From   []string
+	Except []string
+	Forbid []string
+	// MustMatch makes the rule fail when no listed package is under From, so
+	// that renaming or removing a package cannot silently disable a rule.
+	MustMatch bool
+}
+
+const (
+	otelSDK       = "go.opentelemetry.io/otel/sdk"
+	otelExporters = "go.opentelemetry.io/otel/exporters"
+	goRedis       = "github.com/redis/go-redis"
+)
+
+// rules returns the import rules of DESIGN.md for the module at path mod.
+func rules(mod string) []rule {
+	return []rule{
+		{
+			Name:      "broker imports no transport, store, Redis client or OpenTelemetry SDK/exporter",
+			From:      []string{mod + "/broker"},
+			Forbid:    []string{mod + "/transport", mod + "/store", goRedis, otelSDK, otelExporters},
+			MustMatch: true,
+		},
+		{
+			Name:   "only tracing and cmd/broker import the OpenTelemetry SDK and exporters",
+			From:   []string{mod},
+			Except: []string{mod + "/tracing", mod + "/cmd/broker"},
+			Forbid: []string{otelSDK, otelExporters},
+		},
+		{
+			Name:      "store packages do not import transport packages",
+			From:      []string{mod + "/store"},
+			Forbid:    []string{mod + "/transport"},
+			MustMatch: true,
+		},
+		{
+			Name:      "transport packages do not import store packages",
+			From:      []string{mod + "/transport"},
+			Forbid:    []string{mod + "/store"},
+			MustMatch: true,
+		},
+	}
+}
+
+func under(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+func underAny(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if under(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// check returns one line per broken rule, per package of module mod that
+// could not be loaded, and per MustMatch rule that matched no package. An
+// empty result means every rule holds.
+func check(mod string, pkgs []pkg, rs []rule) []string {
+	byPath := make(map[string]*pkg, len(pkgs))
+	for i := range pkgs {
+		byPath[pkgs[i].ImportPath] = &pkgs[i]
+	}
+	var problems []string
+	for _, p := range pkgs {
+		if !under(p.ImportPath, mod) {
+			continue
+		}
+		// An import that cannot be resolved leaves Deps incomplete, so the
+		// rules cannot be trusted for this package.
+		if p.Error != nil {
+			problems = append(problems, fmt.Sprintf("%s: cannot load: %s", p.ImportPath, p.Error.Err))
+		}
+		for _, e := range p.DepsErrors {
+			problems = append(problems, fmt.Sprintf("%s: cannot load a dependency: %s", p.ImportPath, e.Err))
+		}
+	}
+	for _, r := range rs {
+		matched := false
+		for _, p := range pkgs {
+			if !underAny(p.ImportPath, r.From) || underAny(p.ImportPath, r.Except) {
+				continue
+			}
+			matched = true
+			for _, d := range p.Deps {
+				if underAny(d, r.Forbid) {
+					problems = append(problems, fmt.Sprintf("%s imports %s (%s): breaks rule %q",
+						p.ImportPath, d, strings.Join(chain(byPath, p.ImportPath, d), " -> "), r.Name))
+				}
+			}
+		}
+		if r.MustMatch && !matched {
+			problems = append(problems, fmt.Sprintf("rule %q matched no package under %s", r.Name, strings.Join(r.From, ", ")))
+		}
+	}
+	return problems
+}
+
+// chain returns a shortest import path from one package to another, following
+// direct imports, or just the two ends when the graph does not hold one.
+func chain(byPath map[string]*pkg, from, to string) []string {
+	prev := map[string]string{from: ""}
+	queue := []string{from}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		if cur == to {
+			var path []string
+			for n := to; n != ""; n = prev[n] {
+				path = append(path, n)
+			}
+			slices.Reverse(path)
+			return path
+		}
+		p, ok := byPath[cur]
+		if !ok {
+			continue
+		}
+		for _, imp := range p.Imports {
+			if _, seen := prev[imp]; !seen {
+				prev[imp] = cur
+				queue = append(queue, imp)
+			}
+		}
+	}
+	return []string{from, to}
+}
+
+// goList runs the go command in the module and returns its standard output.
+func goList(t *testing.T, dir string, args ...string) []byte {
+	t.Helper()
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the import-rule test needs the go command on PATH: %v", err)
+	}
+	cmd := exec.Command(goCmd, append([]string{"list"}, args...)...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+func decodePkgs(t *testing.T, data []byte) []pkg {
+	t.Helper()
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var p pkg
+		err := dec.Decode(&p)
+		if errors.Is(err, io.EOF) {
+			return pkgs
+		}
+		if err != nil {
+			t.Fatalf("decoding go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+}
+
+// TestImportRules checks the real module: every package of the module and
+// every package they depend on, as `go list -deps` reports them (non-test
+// imports).
+func TestImportRules(t *testing.T) {
+	t.Parallel()
+	// The module this package belongs to (not `go list -m`, which lists
+	// every module of a workspace).
+	var self struct{ Module struct{ Path, Dir string } }
+	if err := json.Unmarshal(goList(t, ".", "-json=Module", "."), &self); err != nil {
+		t.Fatalf("decoding go list -json=Module: %v", err)
+	}
+	mod := self.Module
+	if mod.Path == "" || mod.Dir == "" {
+		t.Fatalf("go list -json=Module .: no module path or directory: %+v", mod)
+	}
+	pkgs := decodePkgs(t, goList(t, mod.Dir, "-e", "-deps",
+		"-json=ImportPath,Imports,Deps,Error,DepsErrors", mod.Path+"/..."))
+	n := 0
+	for _, p := range pkgs {
+		if under(p.ImportPath, mod.Path) {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("go list found no package of module %s", mod.Path)
+	}
+	t.Logf("checked %d packages of %s (%d with dependencies)", n, mod.Path, len(pkgs))
+	for _, problem := range check(mod.Path, pkgs, rules(mod.Path)) {
+		t.Error(problem)
+	}
+}
+
+// TestCheck feeds made-up dependency graphs to the checker, so that a broken
+// rule is known to fail the test.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	const mod = "example.com/tidings"
+	// base is a graph that keeps every rule.
+	base := map[string][]string{
+		mod + "/broker":            {"context", "github.com/google/uuid", "go.opentelemetry.io/otel/trace"},
+		mod + "/transport/ws":      {mod + "/broker", "github.com/gobwas/ws"},
+		mod + "/transport/httpapi": {mod + "/broker"},
+		mod + "/store/memory":      {mod + "/broker"},
+		mod + "/store/redis":       {mod + "/broker", goRedis + "/v9"},
+		mod + "/store/storetest":   {mod + "/broker", "testing"},
+		mod + "/tracing":           {otelSDK + "/trace", otelExporters + "/prometheus"},
+		mod + "/cmd/broker": {mod + "/broker", mod + "/transport/ws", mod + "/transport/httpapi",
+			mod + "/store/memory", mod + "/store/redis", mod + "/tracing", otelSDK + "/metric"},
+		"go.opentelemetry.io/otel/trace": {"go.opentelemetry.io/otel/attribute"},
+	}
+	// with returns base with the given packages' imports replaced.
+	with := func(changes map[string][]string) map[string][]string {
+		g := make(map[string][]string, len(base)+len(changes))
+		for k, v := range base {
+			g[k] = v
+		}
+		for k, v := range changes {
+			if v == nil {
+				delete(g, k)
+				continue
+			}
+			g[k] = v
+		}
+		return g
+	}
+	tests := []struct {
+		name  string
+		graph map[string][]string
+		errs  map[string]string // package -> load error
+		want  []string          // substrings, one per expected problem, in order
+	}{
+		{name: "clean", graph: base},
+		{
+			// Whoever imports broker inherits its dependency, and is reported
+			// for every rule that it breaks with it.
+			name: "broker imports a store directly",
+			graph: with(map[string][]string{
+				mod + "/broker":       {"context", mod + "/store/memory"},
+				mod + "/store/memory": {"sync"},
+			}),
+			want: []string{
+				mod + "/broker imports " + mod + "/store/memory (" + mod + "/broker -> " + mod + "/store/memory): breaks rule \"broker",
+				mod + "/transport/httpapi imports " + mod + "/store/memory (" + mod + "/transport/httpapi -> " + mod + "/broker -> " + mod + "/store/memory): breaks rule \"transport",
+				mod + "/transport/ws imports " + mod + "/store/memory (" + mod + "/transport/ws -> " + mod + "/broker -> " + mod + "/store/memory): breaks rule \"transport",
+			},
+		},
+		{
+			name: "broker uses a clean helper package",
+			graph: with(map[string][]string{
+				mod + "/broker":            {mod + "/broker/internal/x"},
+				mod + "/broker/internal/x": {"net/http"},
+				mod + "/store/memory":      {"sync"},
+				mod + "/store/redis":       {goRedis + "/v9"},
+				mod + "/store/storetest":   {"testing"},
+				mod + "/transport/ws":      {"github.com/gobwas/ws"},
+			}),
+			want: nil,
+		},
+		{
+			name: "broker imports a transport through a helper",
+			graph: with(map[string][]string{
+				mod + "/broker":            {mod + "/broker/internal/x"},
+				mod + "/broker/internal/x": {mod + "/transport/ws"},
+				mod + "/store/memory":      {"sync"},
+				mod + "/store/redis":       {goRedis + "/v9"},
+				mod + "/store/storetest":   {"testing"},
+				mod + "/transport/ws":      {"github.com/gobwas/ws"},
+			}),
+			want: []string{
+				mod + "/broker imports " + mod + "/transport/ws (" + mod + "/broker -> " + mod + "/broker/internal/x -> " + mod + "/transport/ws)",
+				mod + "/broker/internal/x imports " + mod + "/transport/ws (" + mod + "/broker/internal/x -> " + mod + "/transport/ws)",
+			},
+		},
+		{
+			name:  "broker imports go-redis",
+			graph: with(map[string][]string{mod + "/broker": {goRedis + "/v9"}}),
+			want:  []string{mod + "/broker imports " + goRedis + "/v9"},
+		},
+		{
+			name: "broker imports the OpenTelemetry SDK",
+			graph: with(map[string][]string{
+				mod + "/broker":       {otelSDK + "/trace"},
+				mod + "/store/memory": {"sync"}, mod + "/store/redis": {"sync"}, mod + "/store/storetest": {"sync"},
+				mod + "/transport/ws": {"sync"}, mod + "/transport/httpapi": {"sync"},
+			}),
+			want: []string{
+				mod + "/broker imports " + otelSDK + "/trace (" + mod + "/broker -> " + otelSDK + "/trace): breaks rule \"broker",
+				mod + "/broker imports " + otelSDK + "/trace (" + mod + "/broker -> " + otelSDK + "/trace): breaks rule \"only tracing",
+			},
+		},
+		{
+			name: "broker imports an OpenTelemetry exporter",
+			graph: with(map[string][]string{
+				mod + "/broker":       {otelExporters + "/otlp/otlptrace"},
+				mod + "/store/memory": {"sync"}, mod + "/store/redis": {"sync"}, mod + "/store/storetest": {"sync"},
+				mod + "/transport/ws": {"sync"}, mod + "/transport/httpapi": {mod + "/broker"},
+			}),
+			want: []string{
+				mod + "/broker imports " + otelExporters + "/otlp/otlptrace (" + mod + "/broker -> " + otelExporters + "/otlp/otlptrace): breaks rule \"broker",
+				mod + "/broker imports " + otelExporters + "/otlp/otlptrace (" + mod + "/broker -> " + otelExporters + "/otlp/otlptrace): breaks rule \"only tracing",
+				mod + "/transport/httpapi imports " + otelExporters + "/otlp/otlptrace (" + mod + "/transport/httpapi -> " + mod + "/broker -> " + otelExporters + "/otlp/otlptrace): breaks rule \"only tracing",
+			},
+		},
+		{
+			name:  "transport imports the OpenTelemetry SDK",
+			graph: with(map[string][]string{mod + "/transport/ws": {mod + "/broker", otelSDK + "/metric"}}),
+			want:  []string{mod + "/transport/ws imports " + otelSDK + "/metric"},
+		},
+		{
+			// The rule is on all dependencies, not only direct imports: the SDK
+			// reaches no package but tracing and cmd/broker, even through tracing.
+			name:  "transport imports tracing, which imports the SDK",
+			graph: with(map[string][]string{mod + "/transport/httpapi": {mod + "/broker", mod + "/tracing"}}),
+			want: []string{
+				mod + "/transport/httpapi imports " + otelExporters + "/prometheus (" + mod + "/transport/httpapi -> " + mod + "/tracing -> " + otelExporters + "/prometheus)",
+				mod + "/transport/httpapi imports " + otelSDK + "/trace (" + mod + "/transport/httpapi -> " + mod + "/tracing -> " + otelSDK + "/trace)",
+			},
+		},
+		{
+			name:  "another command imports an exporter",
+			graph: with(map[string][]string{mod + "/cmd/loadgen": {otelExporters + "/prometheus"}}),
+			want:  []string{mod + "/cmd/loadgen imports " + otelExporters + "/prometheus"},
+		},
+		{
+			name:  "store imports a transport",
+			graph: with(map[string][]string{mod + "/store/redis": {mod + "/broker", mod + "/transport/ws"}}),
+			want:  []string{mod + "/store/redis imports " + mod + "/transport/ws"},
+		},
+		{
+			name:  "transport imports a store",
+			graph: with(map[string][]string{mod + "/transport/httpapi": {mod + "/broker", mod + "/store/memory"}}),
+			want:  []string{mod + "/transport/httpapi imports " + mod + "/store/memory"},
+		},
+		{
+			name: "prefixes match whole path segments",
+			graph: with(map[string][]string{
+				mod + "/broker":        {mod + "/storefront", mod + "/transports", goRedis + "x", otelSDK + "x", "go.opentelemetry.io/otel/metric"},
+				mod + "/storefront":    {"fmt"},
+				mod + "/transports":    {"fmt"},
+				mod + "/store/memory":  {mod + "/broker", mod + "/transportable"},
+				mod + "/transportable": {"fmt"},
+			}),
+		},
+		{
+			name:  "broker is gone",
+			graph: with(map[string][]string{mod + "/broker": nil}),
+			want:  []string{`rule "broker imports no transport`},
+		},
+		{
+			name:  "no store package",
+			graph: with(map[string][]string{mod + "/store/memory": nil, mod + "/store/redis": nil, mod + "/store/storetest": nil}),
+			want:  []string{`rule "store packages do not import transport packages" matched no package`},
+		},
+		{
+			name:  "load error",
+			graph: base,
+			errs:  map[string]string{mod + "/transport/ws": `no required module provides package github.com/x/y`},
+			want:  []string{mod + "/transport/ws: cannot load: no required module"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := check(mod, fakeList(tt.graph, tt.errs), rules(mod))
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("problem %d = %q, want it to contain %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// fakeList turns a graph of direct imports into what `go list -deps -json`
+// would report: every package, each with its transitive Deps, sorted.
+func fakeList(graph map[string][]string, errs map[string]string) []pkg {
+	var paths []string
+	for p := range graph {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	var pkgs []pkg
+	for _, p := range paths {
+		seen := map[string]bool{}
+		var walk func(string)
+		walk = func(n string) {
+			for _, d := range graph[n] {
+				if !seen[d] {
+					seen[d] = true
+					walk(d)
+				}
+			}
+		}
+		walk(p)
+		deps := make([]string, 0, len(seen))
+		for d := range seen {
+			deps = append(deps, d)
+		}
+		slices.Sort(deps)
+		fp := pkg{ImportPath: p, Imports: graph[p], Deps: deps}
+		if e, ok := errs[p]; ok {
+			fp.Error = &listError{Err: e}
+		}
+		pkgs = append(pkgs, fp)
+	}
+	return pkgs
+}

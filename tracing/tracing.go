@@ -1,0 +1,59 @@
+// Package tracing sets up the broker's observability: structured logging with
+// log/slog now, and OpenTelemetry traces and metrics configured from the
+// standard OTEL_* environment variables later. It is the only package besides
+// cmd/broker that may import the OpenTelemetry SDK and exporters; every other
+// package receives its *slog.Logger (and later its meters and tracers) from
+// the caller.
+package tracing
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Sentinel errors returned by NewLogger, wrapped with the offending value.
+var (
+	// ErrLogLevel reports a level other than debug, info, warn or error.
+	ErrLogLevel = errors.New("tracing: unknown log level")
+	// ErrLogFormat reports a format other than json or text.
+	ErrLogFormat = errors.New("tracing: unknown log format")
+)
+
+// NewLogger returns a logger that writes to w at the given level (debug, info,
+// warn or error; case-insensitive) in the given format (json or text;
+// case-insensitive). An unknown level or format returns an error that wraps
+// ErrLogLevel or ErrLogFormat and names the value, for example
+// `tracing: unknown log level "verbose"`.
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	lvl, err := parseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("%w %q", ErrLogFormat, format)
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	default:
+		return 0, fmt.Errorf("%w %q", ErrLogLevel, s)
+	}
+}

@@ -1,0 +1,291 @@
+// Package httpapi is Tidings' HTTP surface: the publish API for backends
+// (POST /v1/publish and /v1/publish/batch), the WebSocket route, and the
+// operations endpoints /healthz, /readyz and /metrics.
+package httpapi
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/transport/ws"
+)
+
+// Config tunes an API. The zero value of each field means its default.
+type Config struct {
+	// APIKeys are the publisher keys accepted as `Authorization: Bearer`.
+	// Default (none): publishing is accepted from loopback addresses only.
+	APIKeys []string
+	// MaxBodySize is the largest publish body in bytes, inclusive. Default 1 MiB.
+	MaxBodySize int64
+	// MaxBatch is the most messages one batch may carry. Default 1000.
+	MaxBatch int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = 1 << 20
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	return c
+}
+
+// API serves the HTTP routes of one node.
+type API struct {
+	cfg     Config
+	b       *broker.Broker
+	ws      *ws.Server
+	mux     *http.ServeMux
+	closing atomic.Bool
+}
+
+// New returns the API of a node whose WebSocket sessions wsrv serves.
+func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
+	a := &API{cfg: cfg.withDefaults(), b: b, ws: wsrv, mux: http.NewServeMux()}
+	a.mux.Handle("/v1/ws", wsrv)
+	a.mux.HandleFunc("/v1/publish", a.publish)
+	a.mux.HandleFunc("/v1/publish/batch", a.publishBatch)
+	a.mux.HandleFunc("/healthz", a.healthz)
+	a.mux.HandleFunc("/readyz", a.readyz)
+	a.mux.HandleFunc("/metrics", a.metrics)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, broker.CodeNotFound, "no such route")
+	})
+	return a
+}
+
+// ServeHTTP routes the request.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// BeginShutdown makes /readyz fail and new publishes get 503 from now on.
+func (a *API) BeginShutdown() { a.closing.Store(true) }
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.closing.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "shutting down"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// publishBody is the body of POST /v1/publish and one entry of a batch.
+type publishBody struct {
+	Topic string          `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// publishResult answers one published message.
+type publishResult struct {
+	ID     string `json:"id"`
+	Topic  string `json:"topic"`
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.admit(w, r)
+	if !ok {
+		return
+	}
+	var p publishBody
+	if err := decodeStrict(body, &p); err != nil {
+		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
+		return
+	}
+	msgs, ok := a.run(w, r, []publishBody{p})
+	if ok {
+		writeJSON(w, http.StatusOK, msgs[0])
+	}
+}
+
+func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.admit(w, r)
+	if !ok {
+		return
+	}
+	var batch struct {
+		Messages []publishBody `json:"messages"`
+	}
+	if err := decodeStrict(body, &batch); err != nil {
+		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
+		return
+	}
+	if len(batch.Messages) > a.cfg.MaxBatch {
+		writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("a batch holds at most %d messages", a.cfg.MaxBatch))
+		return
+	}
+	results, ok := a.run(w, r, batch.Messages)
+	if ok {
+		writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	}
+}
+
+// run publishes ps as one batch and maps failures to HTTP errors.
+func (a *API) run(w http.ResponseWriter, r *http.Request, ps []publishBody) ([]publishResult, bool) {
+	pubs := make([]broker.Publication, len(ps))
+	for i, p := range ps {
+		pubs[i] = broker.Publication{Topic: p.Topic, Data: p.Data}
+	}
+	msgs, err := a.b.Publish(r.Context(), pubs)
+	if err != nil {
+		code := broker.ErrorCode(err)
+		writeError(w, statusOf(code), code, strings.TrimPrefix(err.Error(), "broker: "))
+		return nil, false
+	}
+	out := make([]publishResult, len(msgs))
+	for i, m := range msgs {
+		out[i] = publishResult{ID: m.ID, Topic: m.Topic, Offset: m.Offset, Epoch: m.Epoch}
+	}
+	return out, true
+}
+
+// admit applies method, auth, content type, shutdown and size checks and
+// returns the body.
+func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return nil, false
+	}
+	if code, msg := a.authorize(r); code != 0 {
+		writeError(w, code, statusCode(code), msg)
+		return nil, false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return nil, false
+	}
+	if a.closing.Load() {
+		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodySize))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", a.cfg.MaxBodySize))
+		} else {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body could not be read")
+		}
+		return nil, false
+	}
+	if !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body is not valid UTF-8")
+		return nil, false
+	}
+	return body, true
+}
+
+// authorize returns 0, or the HTTP status and message refusing r.
+func (a *API) authorize(r *http.Request) (int, string) {
+	if len(a.cfg.APIKeys) == 0 {
+		if isLoopback(r.RemoteAddr) {
+			return 0, ""
+		}
+		return http.StatusForbidden, "with no API key configured, publishing is accepted from loopback only"
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		return http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key>"
+	}
+	match := 0
+	for _, k := range a.cfg.APIKeys {
+		match |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
+	}
+	if match != 1 {
+		return http.StatusUnauthorized, "API key is not valid"
+	}
+	return 0, ""
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return errors.New("body is empty")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return errors.New("body is truncated JSON")
+		case errors.As(err, &se):
+			return fmt.Errorf("body is not valid JSON (at byte %d)", se.Offset)
+		case errors.As(err, &te):
+			return fmt.Errorf("field %q has the wrong type", te.Field)
+		default:
+			return fmt.Errorf("body is not a valid request: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("body has data after the JSON value")
+	}
+	return nil
+}
+
+// statusOf maps a protocol error code to its HTTP status.
+func statusOf(code string) int {
+	switch code {
+	case broker.CodeBadRequest:
+		return http.StatusBadRequest
+	case broker.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case broker.CodeForbidden:
+		return http.StatusForbidden
+	case broker.CodeNotFound:
+		return http.StatusNotFound
+	case broker.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case broker.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case broker.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// statusCode maps an auth refusal status to its protocol code.
+func statusCode(status int) string {
+	if status == http.StatusUnauthorized {
+		return broker.CodeUnauthorized
+	}
+	return broker.CodeForbidden
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+}

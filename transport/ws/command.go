@@ -1,0 +1,96 @@
+package ws
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tidings-io/tidings/broker"
+)
+
+// Errors of the command codec.
+var (
+	// ErrNotObject: the text frame is not a JSON object; the session is
+	// closed with 1007.
+	ErrNotObject = errors.New("ws: frame is not a JSON object")
+	// ErrBadCommand: a JSON object that is not a valid command; the client
+	// gets an `error` frame and the session stays open.
+	ErrBadCommand = errors.New("ws: bad command")
+)
+
+// Command is one decoded client command.
+type Command struct {
+	// Op is subscribe, unsubscribe, publish or ping.
+	Op string
+	// Ref is echoed in the answer ("" when absent).
+	Ref string
+	// Topic is the topic or pattern of subscribe, unsubscribe and publish.
+	Topic string
+	// Data is the published value, byte for byte (publish only).
+	Data json.RawMessage
+	// Since is the resume position of a subscribe, or nil.
+	Since *broker.Position
+}
+
+// wireCommand is a command as it appears on the wire.
+type wireCommand struct {
+	Op    string          `json:"op"`
+	Ref   json.RawMessage `json:"ref"`
+	Topic string          `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+	Since *struct {
+		Offset *uint64 `json:"offset"`
+		Epoch  *string `json:"epoch"`
+	} `json:"since"`
+}
+
+// DecodeCommand decodes one text frame. It returns an error wrapping
+// ErrNotObject when p is not a JSON object, and one wrapping ErrBadCommand
+// (with the ref, when it could be read) for an object that is not a valid
+// command. The command's fields do not alias p.
+func DecodeCommand(p []byte) (Command, error) {
+	trimmed := bytes.TrimLeft(p, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(p) {
+		return Command{}, ErrNotObject
+	}
+	var w wireCommand
+	if err := json.Unmarshal(p, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return Command{}, fmt.Errorf("%w: field %s has the wrong type", ErrBadCommand, te.Field)
+		}
+		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	var c Command
+	if len(w.Ref) > 0 && string(w.Ref) != "null" {
+		if err := json.Unmarshal(w.Ref, &c.Ref); err != nil {
+			return Command{}, fmt.Errorf("%w: ref must be a string", ErrBadCommand)
+		}
+	}
+	c.Op, c.Topic = w.Op, w.Topic
+	switch w.Op {
+	case "subscribe", "unsubscribe", "publish":
+		if w.Topic == "" {
+			return c, fmt.Errorf("%w: %s needs a topic", ErrBadCommand, w.Op)
+		}
+	case "ping":
+	case "":
+		return c, fmt.Errorf("%w: op is missing", ErrBadCommand)
+	default:
+		return c, fmt.Errorf("%w: unknown op", ErrBadCommand)
+	}
+	if w.Op == "publish" {
+		if len(w.Data) == 0 {
+			return c, fmt.Errorf("%w: publish needs data", ErrBadCommand)
+		}
+		c.Data = w.Data
+	}
+	if w.Since != nil && w.Op == "subscribe" {
+		if w.Since.Offset == nil || w.Since.Epoch == nil {
+			return c, fmt.Errorf("%w: since needs offset and epoch", ErrBadCommand)
+		}
+		c.Since = &broker.Position{Offset: *w.Since.Offset, Epoch: *w.Since.Epoch}
+	}
+	return c, nil
+}
