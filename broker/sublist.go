@@ -3,6 +3,7 @@ package broker
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // indexThreshold is the number of subscribers of one pattern above which the
@@ -24,11 +25,13 @@ const indexThreshold = 16
 // newPatternIndex. All methods are safe for concurrent use.
 type patternIndex[S comparable] struct {
 	// mu guards root, every node reachable from it (their edges, patterns,
-	// subscriber slices and position maps) and count. match holds it for
-	// reading, insert and remove for writing.
-	mu    sync.RWMutex
-	root  *patternNode[S]
-	count int // patterns that have at least one subscriber
+	// subscriber slices and position maps). match holds it for reading,
+	// insert and remove for writing.
+	mu   sync.RWMutex
+	root *patternNode[S]
+	// count is the number of patterns that have at least one subscriber;
+	// written under mu, read without it so an empty index costs no lock.
+	count atomic.Int64
 }
 
 // patternNode is one node of a patternIndex trie. The path from the root
@@ -40,7 +43,7 @@ type patternNode[S comparable] struct {
 
 	pattern string    // the full pattern ending here, set while subs is not empty
 	subs    []S       // subscribers, in no particular order
-	pos     map[S]int // index of each S in subs, kept once len(subs) > indexThreshold
+	pos     map[S]int // index of each S in subs; built above indexThreshold subscribers, dropped at half of it
 }
 
 // newPatternIndex returns an empty index.
@@ -49,7 +52,7 @@ func newPatternIndex[S comparable]() *patternIndex[S] {
 }
 
 // insert adds s under pattern, which the caller has validated with
-// ValidatePattern. Inserting an (pattern, s) pair that is already present
+// ValidatePattern. Inserting a (pattern, s) pair that is already present
 // changes nothing. It returns true if this pattern was new, that is, had no
 // subscriber before.
 func (x *patternIndex[S]) insert(pattern string, s S) bool {
@@ -88,7 +91,7 @@ func (x *patternIndex[S]) insert(pattern string, s S) bool {
 			p = strings.Clone(pattern)
 		}
 		n.pattern = p
-		x.count++
+		x.count.Add(1)
 	}
 	n.subs = append(n.subs, s)
 	if n.pos != nil {
@@ -112,7 +115,7 @@ func (x *patternIndex[S]) remove(pattern string, s S) bool {
 
 	empty, found := x.root.remove(pattern, s)
 	if found && empty {
-		x.count--
+		x.count.Add(-1)
 	}
 	return empty
 }
@@ -189,11 +192,7 @@ func (n *patternNode[S]) emit(fn func(pattern string, subs []S)) {
 
 // len returns the number of distinct patterns that have at least one
 // subscriber.
-func (x *patternIndex[S]) len() int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return x.count
-}
+func (x *patternIndex[S]) len() int { return int(x.count.Load()) }
 
 // nextSegment splits the first segment off rest: seg is the segment, tail the
 // remainder after the '.', and more whether there is a remainder.

@@ -3,10 +3,12 @@ package broker
 import (
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 )
@@ -363,13 +365,15 @@ func TestPatternIndexConcurrent(t *testing.T) {
 	topics := []string{"a.b", "a.b.c", "x.b", "a.z.c", "q"}
 	const workers, rounds, reads = 8, 300, 2000
 
-	// Readers run a fixed number of matches rather than spinning until the
-	// writers finish: under -race on a small machine, spinning readers
-	// starve the writers.
-	var wg sync.WaitGroup
+	// Readers run at least reads matches and until the writers are done,
+	// yielding between matches: under -race on a small machine, readers
+	// spinning on the read lock slow the writers down a thousandfold.
+	var wg, writers sync.WaitGroup
+	var done atomic.Bool
 	for r := range 4 {
 		wg.Go(func() {
-			for i := range reads {
+			for i := 0; i < reads || !done.Load(); i++ {
+				runtime.Gosched()
 				x.match(topics[(i+r)%len(topics)], func(pattern string, subs []int) {
 					if len(subs) == 0 {
 						t.Errorf("pattern %q reported with no subscribers", pattern)
@@ -385,7 +389,7 @@ func TestPatternIndexConcurrent(t *testing.T) {
 		})
 	}
 	for w := range workers {
-		wg.Go(func() {
+		writers.Go(func() {
 			for i := range rounds {
 				p := patterns[(i+w)%len(patterns)]
 				s := w*rounds + i
@@ -403,6 +407,8 @@ func TestPatternIndexConcurrent(t *testing.T) {
 			}
 		})
 	}
+	writers.Wait()
+	done.Store(true)
 	wg.Wait()
 	if n := x.len(); n != 0 {
 		t.Errorf("len() = %d after removing everything, want 0", n)

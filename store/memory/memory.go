@@ -56,11 +56,52 @@ type Store struct {
 
 // topic is one topic's sequence and history.
 type topic struct {
-	// mu guards offset and ring, and serialises deliveries of the topic.
-	mu     sync.Mutex
-	offset uint64
-	// ring holds the newest messages, oldest first, at most HistorySize.
-	ring []*broker.Message
+	// mu guards offset and history, and serialises deliveries of the topic.
+	mu      sync.Mutex
+	offset  uint64
+	history ring
+}
+
+// ring holds a topic's newest messages, at most its capacity, oldest first.
+type ring struct {
+	buf  []*broker.Message
+	head int // index of the oldest message
+	n    int
+}
+
+// push appends m, dropping the oldest message when full.
+func (r *ring) push(m *broker.Message, size int) {
+	if r.buf == nil {
+		r.buf = make([]*broker.Message, size)
+	}
+	if r.n < len(r.buf) {
+		r.buf[(r.head+r.n)%len(r.buf)] = m
+		r.n++
+		return
+	}
+	r.buf[r.head] = m
+	r.head = (r.head + 1) % len(r.buf)
+}
+
+// at returns the i-th oldest message.
+func (r *ring) at(i int) *broker.Message { return r.buf[(r.head+i)%len(r.buf)] }
+
+// dropOldest forgets the k oldest messages.
+func (r *ring) dropOldest(k int) {
+	for ; k > 0 && r.n > 0; k-- {
+		r.buf[r.head] = nil
+		r.head = (r.head + 1) % len(r.buf)
+		r.n--
+	}
+}
+
+// expired counts the oldest messages not younger than cutoff.
+func (r *ring) expired(cutoff time.Time) int {
+	i := 0
+	for i < r.n && !r.at(i).Time.After(cutoff) {
+		i++
+	}
+	return i
 }
 
 // New returns a store with a fresh epoch. Close stops its history sweeper.
@@ -121,12 +162,7 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 		t.offset++
 		m.Offset = t.offset
 		m.Epoch = s.epoch
-		if len(t.ring) == s.cfg.HistorySize {
-			copy(t.ring, t.ring[1:])
-			t.ring[len(t.ring)-1] = m
-		} else {
-			t.ring = append(t.ring, m)
-		}
+		t.history.push(m, s.cfg.HistorySize)
 		if sink != nil {
 			sink.Deliver(m)
 		}
@@ -167,25 +203,21 @@ func (s *Store) Since(ctx context.Context, name string, since broker.Position) (
 	if since.Offset == t.offset {
 		return nil, pos, true, nil
 	}
-	live := t.ring[s.firstLive(t.ring):]
-	if len(live) == 0 || live[0].Offset > since.Offset+1 {
+	h := &t.history
+	first := h.expired(s.cutoff())
+	if first == h.n || h.at(first).Offset > since.Offset+1 {
 		return nil, pos, false, nil
 	}
-	from := since.Offset + 1 - live[0].Offset
-	out := make([]*broker.Message, len(live)-int(from))
-	copy(out, live[from:])
+	from := first + int(since.Offset+1-h.at(first).Offset)
+	out := make([]*broker.Message, 0, h.n-from)
+	for i := from; i < h.n; i++ {
+		out = append(out, h.at(i))
+	}
 	return out, pos, true, nil
 }
 
-// firstLive returns the index of the first message younger than the TTL.
-func (s *Store) firstLive(ring []*broker.Message) int {
-	cutoff := s.cfg.Now().Add(-s.cfg.HistoryTTL)
-	i := 0
-	for i < len(ring) && !ring[i].Time.After(cutoff) {
-		i++
-	}
-	return i
-}
+// cutoff is the time at or before which messages have expired.
+func (s *Store) cutoff() time.Time { return s.cfg.Now().Add(-s.cfg.HistoryTTL) }
 
 // sweep drops expired messages so idle topics do not hold memory.
 func (s *Store) sweep() {
@@ -205,10 +237,7 @@ func (s *Store) sweep() {
 			s.mu.RUnlock()
 			for _, t := range topics {
 				t.mu.Lock()
-				if n := s.firstLive(t.ring); n > 0 {
-					clear(t.ring[:n])
-					t.ring = append(t.ring[:0], t.ring[n:]...)
-				}
+				t.history.dropOldest(t.history.expired(s.cutoff()))
 				t.mu.Unlock()
 			}
 		}

@@ -424,12 +424,11 @@ func (c *conn) publish(cmd Command) {
 		c.sendError(cmd.Ref, broker.CodeForbidden, errors.New("publishing needs a loopback connection or a token that allows it"))
 		return
 	}
-	c.srv.publishing.RLock()
-	defer c.srv.publishing.RUnlock()
-	if c.srv.closing.Load() {
+	if !c.srv.beginPublish() {
 		c.sendError(cmd.Ref, broker.CodeUnavailable, errors.New("server shutting down"))
 		return
 	}
+	defer c.srv.publishing.Done()
 	msgs, err := c.srv.b.Publish(c.ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}})
 	if err != nil {
 		c.sendError(cmd.Ref, broker.ErrorCode(err), err)

@@ -82,9 +82,9 @@ type Server struct {
 	conns   map[*conn]struct{}
 	closing atomic.Bool
 
-	// publishing is held shared by each in-flight publish and exclusively
-	// by Shutdown, so that shutdown waits for publishes already begun.
-	publishing sync.RWMutex
+	// publishing counts in-flight publishes; Shutdown waits for it after
+	// setting closing, so every publish begun before shutdown completes.
+	publishing sync.WaitGroup
 
 	stats closeStats
 }
@@ -204,8 +204,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.mu.Unlock()
 
-	s.publishing.Lock()
-	s.publishing.Unlock() //nolint:staticcheck // an empty critical section: waits for in-flight publishes.
+	s.publishing.Wait()
 
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
@@ -234,6 +233,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	<-done
 	return ctx.Err()
+}
+
+// beginPublish admits a publish unless shutdown has begun; the caller
+// calls s.publishing.Done when it has finished.
+func (s *Server) beginPublish() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.publishing.Add(1)
+	return true
 }
 
 // originAllowed applies the Origin policy: no Origin header passes; "*"
