@@ -392,3 +392,26 @@ func TestConcurrentSubscribePublishUnsubscribe(t *testing.T) {
 		t.Fatalf("stats after churn: %+v", st)
 	}
 }
+
+func TestCloseRacingSubscribeLeavesNoSubscription(t *testing.T) {
+	t.Parallel()
+	b, _ := newBroker(t, broker.Config{}, memory.Config{})
+	for i := 0; i < 500; i++ {
+		s := b.NewSession()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_ = s.Subscribe(context.Background(), "", fmt.Sprintf("race.%d", i), nil)
+			_ = s.Subscribe(context.Background(), "", "race.*", nil)
+		}()
+		go func() {
+			defer wg.Done()
+			s.Close()
+		}()
+		wg.Wait()
+	}
+	if st := b.Stats(); st.ExactSubscriptions != 0 || st.WildcardSubscriptions != 0 || st.Topics != 0 {
+		t.Fatalf("subscriptions outlived their closed sessions: %+v", st)
+	}
+}

@@ -14,7 +14,8 @@ type Session struct {
 	b   *Broker
 	out *Outbox
 
-	// mu guards subs and closed.
+	// mu guards subs and closed, and orders a subscription's registration
+	// in the hubs with Close. Lock order: Session.mu, then a shard's mu.
 	mu     sync.Mutex
 	subs   map[string]*subscription
 	closed bool
@@ -86,10 +87,11 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		return fmt.Errorf("%w to %s", ErrAlreadySubscribed, pattern)
 	}
 	s.subs[pattern] = sub
-	s.mu.Unlock()
-
-	// The live stream is buffered from here on; history is read after.
+	// Registered under mu so that a concurrent Close either sees the
+	// subscription in the hub or refuses it above. The live stream is
+	// buffered from here on; history is read after.
 	s.b.add(sub)
+	s.mu.Unlock()
 
 	if wildcard {
 		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, 0)
