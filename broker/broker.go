@@ -47,6 +47,7 @@ func (c Config) withDefaults() Config {
 type Broker struct {
 	cfg      Config
 	store    Store
+	watcher  Watcher // nil when the store relays every topic everywhere
 	enc      Encoder
 	shards   []shard
 	patterns *patternIndex[*subscription]
@@ -105,6 +106,9 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 	}
 	for i := range b.shards {
 		b.shards[i].hubs = make(map[string]*hub)
+	}
+	if w, ok := store.(Watcher); ok {
+		b.watcher = w
 	}
 	store.Listen(b)
 	return b
@@ -191,6 +195,31 @@ func (b *Broker) Deliver(m *Message) {
 	b.stats.delivered.Add(n)
 }
 
+// Reset queues a reset notice to every local subscription that matches
+// topic; each then continues after pos.
+func (b *Broker) Reset(topic string, pos Position, reason string) {
+	sh := b.shard(topic)
+	sh.mu.RLock()
+	if h := sh.hubs[topic]; h != nil && len(h.subs) > 0 {
+		frame := b.enc.Reset(topic, "", pos, reason)
+		for _, s := range h.subs {
+			s.reset(frame, pos.Offset)
+		}
+	}
+	sh.mu.RUnlock()
+	if b.patterns.len() > 0 {
+		b.patterns.match(topic, func(pattern string, subs []*subscription) {
+			if len(subs) == 0 {
+				return
+			}
+			frame := b.enc.Reset(topic, pattern, pos, reason)
+			for _, s := range subs {
+				s.reset(frame, pos.Offset)
+			}
+		})
+	}
+}
+
 // addExact registers s in its topic's hub.
 func (b *Broker) addExact(s *subscription) {
 	sh := b.shard(s.pattern)
@@ -240,7 +269,34 @@ func (b *Broker) remove(s *subscription) {
 	if s.wildcard {
 		b.patterns.remove(s.pattern, s)
 		b.stats.wildcardSubs.Add(-1)
-		return
+	} else {
+		b.removeExact(s)
 	}
-	b.removeExact(s)
+	s.mu.Lock()
+	s.removed = true
+	watched := s.watched
+	s.mu.Unlock()
+	if watched {
+		b.watcher.Unwatch(s.pattern)
+	}
+}
+
+// watch asks the relay to carry s's pattern to this node, when the relay
+// needs asking, and returns once it does.
+func (b *Broker) watch(ctx context.Context, s *subscription) error {
+	if b.watcher == nil {
+		return nil
+	}
+	if err := b.watcher.Watch(ctx, s.pattern); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	removed := s.removed
+	s.watched = !removed
+	s.mu.Unlock()
+	if removed {
+		b.watcher.Unwatch(s.pattern)
+		return ErrSessionClosed
+	}
+	return nil
 }

@@ -34,6 +34,10 @@ func (textEncoder) Subscribed(ref, topic string, pos *broker.Position, recovered
 	return fmt.Appendf(nil, "sub %s %s %s %v", ref, topic, off, recovered)
 }
 
+func (textEncoder) Reset(topic, sub string, pos broker.Position, reason string) []byte {
+	return fmt.Appendf(nil, "reset %s %d %s %s", topic, pos.Offset, reason, sub)
+}
+
 // newBroker returns a broker on a fresh in-memory store.
 func newBroker(t testing.TB, cfg broker.Config, mcfg memory.Config) (*broker.Broker, *memory.Store) {
 	t.Helper()
@@ -413,5 +417,24 @@ func TestCloseRacingSubscribeLeavesNoSubscription(t *testing.T) {
 	}
 	if st := b.Stats(); st.ExactSubscriptions != 0 || st.WildcardSubscriptions != 0 || st.Topics != 0 {
 		t.Fatalf("subscriptions outlived their closed sessions: %+v", st)
+	}
+}
+
+func TestResetReachesExactAndWildcardSubscribers(t *testing.T) {
+	t.Parallel()
+	b, _ := newBroker(t, broker.Config{}, memory.Config{})
+	s := b.NewSession()
+	t.Cleanup(s.Close)
+	for _, p := range []string{"a.b", "a.*", "c.*"} {
+		if err := s.Subscribe(context.Background(), "", p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(s)
+	b.Reset("a.b", broker.Position{Offset: 0, Epoch: "e2"}, broker.ResetHistoryLost)
+	got := drain(s)
+	want := map[string]bool{"reset a.b 0 history_lost ": true, "reset a.b 0 history_lost a.*": true}
+	if len(got) != 2 || !want[got[0]] || !want[got[1]] {
+		t.Fatalf("got %q, want one reset per matching subscription", got)
 	}
 }

@@ -75,6 +75,32 @@ type Relay interface {
 type Deliverer interface {
 	// Deliver hands m to local subscribers. It never blocks on a client.
 	Deliver(m *Message)
+	// Reset tells local subscribers of topic that its stream continues
+	// after pos, not after what they last received: reason is
+	// ResetHistoryLost (a new epoch) or ResetGap (messages were missed and
+	// history no longer holds them).
+	Reset(topic string, pos Position, reason string)
+}
+
+// Reasons carried by reset frames.
+const (
+	// ResetHistoryLost: the store lost the topic's history; a new epoch
+	// starts.
+	ResetHistoryLost = "history_lost"
+	// ResetGap: messages were missed and history no longer holds them.
+	ResetGap = "gap"
+)
+
+// Watcher is implemented by relays that carry a topic to a node only while
+// the node has local subscribers for it. The broker calls Watch for every
+// new subscription before it reads the topic's position, and Unwatch when
+// the subscription ends; the relay counts them.
+type Watcher interface {
+	// Watch returns once messages on pattern (an exact topic or a wildcard
+	// pattern) are being relayed to this node.
+	Watch(ctx context.Context, pattern string) error
+	// Unwatch drops one Watch of pattern.
+	Unwatch(pattern string)
 }
 
 // History answers where a topic's stream stands and what it still holds.
@@ -104,4 +130,7 @@ type Encoder interface {
 	// Subscribed encodes the answer to a subscribe. pos is nil for
 	// wildcard subscriptions.
 	Subscribed(ref, topic string, pos *Position, recovered bool) []byte
+	// Reset encodes a reset notice for topic delivered through sub ("" for
+	// an exact subscription): the stream continues after pos.
+	Reset(topic, sub string, pos Position, reason string) []byte
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -33,15 +34,20 @@ type subscription struct {
 	index int
 
 	live atomic.Bool
-	// mu guards pending and the pending-to-live switch.
+	// mu guards pending, the pending-to-live switch, watched and removed.
 	mu      sync.Mutex
 	pending []pendingFrame
+	watched bool // the relay was asked to carry pattern for this subscription
+	removed bool // the subscription left the hubs
 }
 
 // pendingFrame is a delivery held back while a subscription is pending.
 type pendingFrame struct {
 	frame  []byte
 	offset uint64
+	// reset marks a reset notice: it always passes, and the stream
+	// continues after its offset.
+	reset bool
 }
 
 // NewSession opens a session with an empty outbox bounded by the broker's
@@ -93,6 +99,13 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 	s.b.add(sub)
 	s.mu.Unlock()
 
+	if err := s.b.watch(ctx, sub); err != nil {
+		s.drop(sub)
+		if errors.Is(err, ErrSessionClosed) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	if wildcard {
 		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, 0)
 		return nil
@@ -134,7 +147,7 @@ func (sub *subscription) activate(answer []byte, replay []*Message, last uint64)
 		}
 	}
 	for _, p := range sub.pending {
-		if sub.wildcard || p.offset > last {
+		if sub.wildcard || p.reset || p.offset > last {
 			s.Send(p.frame)
 			last = p.offset
 		}
@@ -146,6 +159,15 @@ func (sub *subscription) activate(answer []byte, replay []*Message, last uint64)
 // deliver queues frame to the subscription's session, or buffers it while
 // the subscription is pending.
 func (sub *subscription) deliver(frame []byte, offset uint64) {
+	sub.queue(pendingFrame{frame: frame, offset: offset})
+}
+
+// reset queues a reset notice; the stream continues after offset.
+func (sub *subscription) reset(frame []byte, offset uint64) {
+	sub.queue(pendingFrame{frame: frame, offset: offset, reset: true})
+}
+
+func (sub *subscription) queue(p pendingFrame) {
 	if !sub.live.Load() {
 		sub.mu.Lock()
 		if !sub.live.Load() {
@@ -154,13 +176,13 @@ func (sub *subscription) deliver(frame []byte, offset uint64) {
 				sub.sess.out.Overflow()
 				return
 			}
-			sub.pending = append(sub.pending, pendingFrame{frame: frame, offset: offset})
+			sub.pending = append(sub.pending, p)
 			sub.mu.Unlock()
 			return
 		}
 		sub.mu.Unlock()
 	}
-	sub.sess.Send(frame)
+	sub.sess.Send(p.frame)
 }
 
 // Unsubscribe removes the session's subscription to pattern.
@@ -178,14 +200,18 @@ func (s *Session) Unsubscribe(pattern string) error {
 	return nil
 }
 
-// drop undoes a subscription whose subscribe failed.
+// drop undoes a subscription whose subscribe failed, unless Close has
+// already removed it.
 func (s *Session) drop(sub *subscription) {
 	s.mu.Lock()
-	if s.subs[sub.pattern] == sub {
+	owned := s.subs[sub.pattern] == sub
+	if owned {
 		delete(s.subs, sub.pattern)
 	}
 	s.mu.Unlock()
-	s.b.remove(sub)
+	if owned {
+		s.b.remove(sub)
+	}
 }
 
 // Close removes all of the session's subscriptions and closes its outbox.

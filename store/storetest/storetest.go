@@ -76,6 +76,9 @@ func (r *recorder) Deliver(m *broker.Message) {
 	}
 }
 
+// Reset records nothing: the suite checks resets through Deliver order.
+func (r *recorder) Reset(topic string, pos broker.Position, reason string) {}
+
 // wait returns the first n deliveries to topic ("" for all), failing the
 // test if they do not arrive within 10 seconds.
 func (r *recorder) wait(t *testing.T, topic string, n int) []*broker.Message {

@@ -54,6 +54,11 @@ func (Encoder) Subscribed(ref, topic string, pos *broker.Position, recovered boo
 	return jsonFrame(f)
 }
 
+// Reset encodes a `reset` frame.
+func (Encoder) Reset(topic, sub string, pos broker.Position, reason string) []byte {
+	return jsonFrame(resetFrame{Type: "reset", Topic: topic, Sub: sub, Epoch: pos.Epoch, Offset: pos.Offset, Reason: reason})
+}
+
 // Server frames other than `message`, encoded with encoding/json: they are
 // not on the per-subscriber hot path.
 type (
@@ -82,6 +87,14 @@ type (
 		ID     string `json:"id"`
 		Offset uint64 `json:"offset"`
 		Epoch  string `json:"epoch"`
+	}
+	resetFrame struct {
+		Type   string `json:"type"`
+		Topic  string `json:"topic"`
+		Sub    string `json:"sub,omitempty"`
+		Epoch  string `json:"epoch"`
+		Offset uint64 `json:"offset"`
+		Reason string `json:"reason"`
 	}
 	pongFrame struct {
 		Type string `json:"type"`
