@@ -96,3 +96,22 @@ func invalidChar(s string, i int) error {
 	}
 	return fmt.Errorf("%w: invalid character %q at byte %d", ErrInvalidTopic, r, i)
 }
+
+// Match reports whether topic, a valid exact topic, matches pattern, a
+// valid pattern: `*` matches one segment, `>` one or more trailing ones.
+func Match(pattern, topic string) bool {
+	for {
+		pseg, prest, pmore := nextSegment(pattern)
+		if pseg == ">" {
+			return true
+		}
+		tseg, trest, tmore := nextSegment(topic)
+		if pseg != "*" && pseg != tseg {
+			return false
+		}
+		if !pmore || !tmore {
+			return pmore == tmore
+		}
+		pattern, topic = prest, trest
+	}
+}

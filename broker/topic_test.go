@@ -185,3 +185,20 @@ func BenchmarkValidateTopic(b *testing.B) {
 		}
 	}
 }
+
+func TestMatchAgreesWithThePatternIndex(t *testing.T) {
+	t.Parallel()
+	patterns := []string{"a.b", "a.*", "a.>", "*.b", "*", ">", "a.*.c", "a.b.>", "*.*"}
+	topics := []string{"a", "b", "a.b", "a.c", "a.b.c", "x.b", "a.b.c.d", "a.x.c"}
+	for _, p := range patterns {
+		x := newPatternIndex[int]()
+		x.insert(p, 1)
+		for _, topic := range topics {
+			indexed := false
+			x.match(topic, func(string, []int) { indexed = true })
+			if got := Match(p, topic); got != indexed {
+				t.Errorf("Match(%q, %q) = %v, the pattern index says %v", p, topic, got, indexed)
+			}
+		}
+	}
+}

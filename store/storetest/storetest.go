@@ -119,9 +119,19 @@ func setup(t *testing.T, newStore Factory, opts Options) (broker.Store, *recorde
 	return s, rec
 }
 
-// topicName returns a topic unique to this test, so stores may be shared.
-func topicName(t *testing.T) string {
-	return "storetest." + uuid.NewString()[:8]
+// topicName returns a topic unique to this test, so stores may share a
+// backend. When the store relays only watched topics, the topic is
+// watched for the rest of the test.
+func topicName(t *testing.T, s broker.Store) string {
+	t.Helper()
+	topic := "storetest." + uuid.NewString()[:8]
+	if w, ok := s.(broker.Watcher); ok {
+		if err := w.Watch(context.Background(), topic); err != nil {
+			t.Fatalf("Watch(%s): %v", topic, err)
+		}
+		t.Cleanup(func() { w.Unwatch(topic) })
+	}
+	return topic
 }
 
 // publish stores one message per data value on topic and returns them.
@@ -148,7 +158,7 @@ func numbers(n int) []string {
 
 func testOffsets(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	a, b := topicName(t), topicName(t)
+	a, b := topicName(t, s), topicName(t, s)
 	for i, m := range publish(t, s, a, numbers(5)...) {
 		if m.Offset != uint64(i+1) {
 			t.Fatalf("message %d on %s has offset %d, want %d", i, a, m.Offset, i+1)
@@ -164,7 +174,7 @@ func testOffsets(t *testing.T, newStore Factory) {
 
 func testPositionNewTopic(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	p1, err := s.Position(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +193,7 @@ func testPositionNewTopic(t *testing.T, newStore Factory) {
 
 func testEpochMatchesPosition(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	before, err := s.Position(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +213,7 @@ func testEpochMatchesPosition(t *testing.T, newStore Factory) {
 
 func testDeliveryOrder(t *testing.T, newStore Factory) {
 	s, rec := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	sent := publish(t, s, topic, numbers(50)...)
 	got := rec.wait(t, topic, 50)
 	for i, m := range got {
@@ -219,7 +229,7 @@ func testDeliveryOrder(t *testing.T, newStore Factory) {
 
 func testConcurrentPublishers(t *testing.T, newStore Factory) {
 	s, rec := setup(t, newStore, Options{HistorySize: 1000})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	const publishers, each = 8, 50
 	var wg sync.WaitGroup
 	for p := 0; p < publishers; p++ {
@@ -242,7 +252,7 @@ func testConcurrentPublishers(t *testing.T, newStore Factory) {
 
 func testBatch(t *testing.T, newStore Factory) {
 	s, rec := setup(t, newStore, Options{})
-	a, b := topicName(t), topicName(t)
+	a, b := topicName(t, s), topicName(t, s)
 	msgs := []*broker.Message{
 		{ID: uuid.NewString(), Topic: a, Time: time.Now(), Data: json.RawMessage(`1`)},
 		{ID: uuid.NewString(), Topic: b, Time: time.Now(), Data: json.RawMessage(`2`)},
@@ -264,7 +274,7 @@ func testBatch(t *testing.T, newStore Factory) {
 
 func testSinceReplays(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	sent := publish(t, s, topic, numbers(10)...)
 	msgs, pos, ok, err := s.Since(context.Background(), topic, broker.Position{Offset: 4, Epoch: sent[0].Epoch})
 	if err != nil || !ok {
@@ -286,7 +296,7 @@ func testSinceReplays(t *testing.T, newStore Factory) {
 
 func testSinceCurrent(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	pos, err := s.Position(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +314,7 @@ func testSinceCurrent(t *testing.T, newStore Factory) {
 
 func testSinceWrongEpoch(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	publish(t, s, topic, "1", "2")
 	msgs, pos, ok, err := s.Since(context.Background(), topic, broker.Position{Offset: 1, Epoch: "not-the-epoch"})
 	if err != nil || ok || len(msgs) != 0 {
@@ -317,7 +327,7 @@ func testSinceWrongEpoch(t *testing.T, newStore Factory) {
 
 func testSinceFuture(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	sent := publish(t, s, topic, "1")
 	_, _, ok, err := s.Since(context.Background(), topic, broker.Position{Offset: 5, Epoch: sent[0].Epoch})
 	if err != nil || ok {
@@ -327,7 +337,7 @@ func testSinceFuture(t *testing.T, newStore Factory) {
 
 func testSinceTooOld(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{HistorySize: 5})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	sent := publish(t, s, topic, numbers(12)...)
 	if _, _, ok, err := s.Since(context.Background(), topic, broker.Position{Offset: 2, Epoch: sent[0].Epoch}); err != nil || ok {
 		t.Fatalf("Since(offset 2) with history 5 of 12: recovered %v, err %v; want false", ok, err)
@@ -336,7 +346,7 @@ func testSinceTooOld(t *testing.T, newStore Factory) {
 
 func testHistoryKeepsLast(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{HistorySize: 5})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	sent := publish(t, s, topic, numbers(12)...)
 	msgs, _, ok, err := s.Since(context.Background(), topic, broker.Position{Offset: 7, Epoch: sent[0].Epoch})
 	if err != nil || !ok || len(msgs) != 5 || msgs[0].Offset != 8 || msgs[4].Offset != 12 {
@@ -347,7 +357,7 @@ func testHistoryKeepsLast(t *testing.T, newStore Factory) {
 func testTTL(t *testing.T, newStore Factory) {
 	const ttl = 300 * time.Millisecond
 	s, _ := setup(t, newStore, Options{HistoryTTL: ttl})
-	topic := topicName(t)
+	topic := topicName(t, s)
 	sent := publish(t, s, topic, "1", "2")
 	since := broker.Position{Offset: 0, Epoch: sent[0].Epoch}
 	if _, _, ok, err := s.Since(context.Background(), topic, since); err != nil || !ok {
@@ -379,7 +389,7 @@ func testCancelled(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	msg := &broker.Message{ID: uuid.NewString(), Topic: topicName(t), Time: time.Now(), Data: json.RawMessage(`1`)}
+	msg := &broker.Message{ID: uuid.NewString(), Topic: topicName(t, s), Time: time.Now(), Data: json.RawMessage(`1`)}
 	if err := s.Publish(ctx, []*broker.Message{msg}); err == nil {
 		t.Fatal("Publish with a cancelled context succeeded")
 	}

@@ -1,0 +1,440 @@
+// Package redis is the Redis store: one offset sequence per topic across
+// every node, shared history in a stream per topic, and pub/sub relay
+// between nodes, on a single Redis or a Redis Cluster (sharded pub/sub).
+//
+// Publish is one script run (one round trip): it assigns the offset, appends
+// to history, refreshes TTLs and publishes the envelope. A node subscribes
+// to a topic's channel while it has local subscribers, tracks the last
+// offset it delivered per topic, and repairs gaps from history.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/tidings-io/tidings/broker"
+)
+
+// Errors of the Redis store.
+var (
+	// ErrConfig: the Redis address or options cannot be used.
+	ErrConfig = errors.New("redis: invalid configuration")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("redis: store is closed")
+	// ErrNotReady: Redis has not answered the last health check.
+	ErrNotReady = errors.New("redis: not reachable")
+)
+
+// Config tunes a Store. The zero value of each field means its default.
+type Config struct {
+	// URL is a redis:// or rediss:// URL: redis://[user:pass@]host:port/db.
+	// Exactly one of URL and ClusterAddrs is set.
+	URL string
+	// ClusterAddrs are seed addresses (host:port) of a Redis Cluster.
+	ClusterAddrs []string
+	// ClusterUsername and ClusterPassword authenticate to the cluster (ACL).
+	ClusterUsername, ClusterPassword string
+	// Prefix starts every key and channel. Default "tidings:".
+	Prefix string
+	// Timeout bounds every Redis operation. Default 2s.
+	Timeout time.Duration
+	// HistorySize is how many messages per topic history keeps. Default 100.
+	HistorySize int
+	// HistoryTTL is how long a message stays in history. Default 5 minutes.
+	HistoryTTL time.Duration
+	// MetaTTL is how long a topic's offset and epoch outlive its last use.
+	// Default 24h, and never less than HistoryTTL.
+	MetaTTL time.Duration
+	// Logger receives relay events. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = "tidings:"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 2 * time.Second
+	}
+	if c.HistorySize <= 0 {
+		c.HistorySize = 100
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 5 * time.Minute
+	}
+	if c.MetaTTL <= 0 {
+		c.MetaTTL = 24 * time.Hour
+	}
+	if c.MetaTTL < c.HistoryTTL {
+		c.MetaTTL = c.HistoryTTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Store is the Redis broker.Store. It also implements broker.Watcher.
+type Store struct {
+	cfg     Config
+	client  goredis.UniversalClient
+	cluster *goredis.ClusterClient // nil for a single Redis
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	health  atomic.Pointer[error]
+	closed  atomic.Bool
+	relay   *relay
+	// wildcardsSeen is set in cluster mode while some node has wildcard
+	// subscriptions, so publishes also go to the wildcard channels.
+	wildcardsSeen atomic.Bool
+}
+
+var (
+	_ broker.Store   = (*Store)(nil)
+	_ broker.Watcher = (*Store)(nil)
+)
+
+// New connects to Redis as cfg says. It does not wait for Redis to be up:
+// until it answers, Healthy reports an error and operations fail within
+// the timeout. Close releases everything.
+func New(cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	s := &Store{cfg: cfg, log: cfg.Logger}
+	switch {
+	case cfg.URL != "" && len(cfg.ClusterAddrs) > 0:
+		return nil, fmt.Errorf("%w: set a Redis URL or cluster addresses, not both", ErrConfig)
+	case cfg.URL != "":
+		opt, err := goredis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		opt.MaxRetries = 1
+		s.client = goredis.NewClient(opt)
+	case len(cfg.ClusterAddrs) > 0:
+		opt := &goredis.ClusterOptions{
+			Addrs:      cfg.ClusterAddrs,
+			Username:   cfg.ClusterUsername,
+			Password:   cfg.ClusterPassword,
+			MaxRetries: 1,
+		}
+		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		s.cluster = goredis.NewClusterClient(opt)
+		s.client = s.cluster
+	default:
+		return nil, fmt.Errorf("%w: no Redis URL or cluster addresses", ErrConfig)
+	}
+	notYet := fmt.Errorf("%w: no health check yet", ErrNotReady)
+	s.health.Store(&notYet)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.relay = newRelay(s)
+	s.wg.Add(1)
+	go s.watchHealth()
+	return s, nil
+}
+
+func (s *Store) applyTimeouts(dial, read, write, pool *time.Duration) {
+	*dial, *read, *write, *pool = s.cfg.Timeout, s.cfg.Timeout, s.cfg.Timeout, s.cfg.Timeout
+}
+
+// Listen sets the Deliverer that receives every relayed message.
+func (s *Store) Listen(d broker.Deliverer) { s.relay.listen(d) }
+
+// Healthy returns nil while Redis answers, or the reason it does not.
+func (s *Store) Healthy() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return *s.health.Load()
+}
+
+// watchHealth pings Redis twice a second and records the outcome; in
+// cluster mode it also refreshes the wildcard flag.
+func (s *Store) watchHealth() {
+	defer s.wg.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		if n%120 == 119 {
+			s.relay.sweepTracks()
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+		err := s.client.Ping(ctx).Err()
+		if err == nil && s.cluster != nil {
+			err = s.refreshWildcards(ctx)
+		}
+		cancel()
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: %v", ErrNotReady, err)
+		}
+		if prev := *s.health.Load(); (prev == nil) != (err == nil) {
+			if err != nil {
+				s.log.Warn("redis unreachable", "err", err)
+			} else {
+				s.log.Info("redis reachable")
+			}
+		}
+		s.health.Store(&err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Close stops the relay and closes the connections.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	s.relay.close()
+	s.wg.Wait()
+	return s.client.Close()
+}
+
+// keys returns the meta, log and channel names of topic.
+func (s *Store) keys(topic string) []string {
+	tag := s.cfg.Prefix + "{" + topic + "}"
+	return []string{tag + ":meta", tag + ":log", tag}
+}
+
+// channelTopic returns the topic of a topic channel, or "".
+func (s *Store) channelTopic(channel string) string {
+	t, ok := strings.CutPrefix(channel, s.cfg.Prefix+"{")
+	if !ok || !strings.HasSuffix(t, "}") {
+		return ""
+	}
+	return t[:len(t)-1]
+}
+
+// wildcardChannel is the classic channel a cluster also publishes a
+// topic's messages on while wildcard subscriptions exist.
+func (s *Store) wildcardChannel(topic string) string { return s.cfg.Prefix + "w:" + topic }
+
+// wildcardsKey marks, in cluster mode, that some node has wildcard
+// subscriptions; nodes that have them refresh it.
+func (s *Store) wildcardsKey() string { return s.cfg.Prefix + "wildcards" }
+
+func newEpoch() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }
+
+// Publish runs the publish script for each message in order: one round
+// trip per message. An error means the message it names and those after
+// it were not stored; earlier ones were.
+func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	pub := "PUBLISH"
+	if s.cluster != nil {
+		pub = "SPUBLISH"
+	}
+	for i, m := range msgs {
+		body, err := encodeBody(m)
+		if err != nil {
+			return fmt.Errorf("redis: encoding message %d: %w", i, err)
+		}
+		wild := ""
+		if s.cluster != nil && s.wildcardsSeen.Load() {
+			wild = s.wildcardChannel(m.Topic)
+		}
+		res, err := publishScript.Run(ctx, s.client, s.keys(m.Topic),
+			newEpoch(), s.cfg.HistorySize, ms(s.cfg.HistoryTTL), ms(s.cfg.MetaTTL), body, pub, wild).Slice()
+		if err != nil {
+			return fmt.Errorf("redis: publishing message %d: %w", i, err)
+		}
+		off, epoch, err := position(res)
+		if err != nil {
+			return err
+		}
+		m.Offset, m.Epoch = off, epoch
+	}
+	return nil
+}
+
+// Position returns the topic's position, creating its epoch if needed.
+func (s *Store) Position(ctx context.Context, topic string) (broker.Position, error) {
+	pos, _, err := s.since(ctx, topic, "", 0)
+	return pos, err
+}
+
+// Since returns history after since.Offset when since.Epoch is current and
+// history still reaches since.Offset+1 within the last HistorySize
+// messages younger than HistoryTTL.
+func (s *Store) Since(ctx context.Context, topic string, since broker.Position) ([]*broker.Message, broker.Position, bool, error) {
+	pos, entries, err := s.since(ctx, topic, since.Epoch, since.Offset)
+	if err != nil {
+		return nil, pos, false, err
+	}
+	if since.Epoch != pos.Epoch || since.Offset > pos.Offset {
+		return nil, pos, false, nil
+	}
+	if since.Offset == pos.Offset {
+		return nil, pos, true, nil
+	}
+	// History is bounded to the last HistorySize messages (the stream is
+	// trimmed approximately, so the bound is applied here).
+	if pos.Offset-since.Offset > uint64(s.cfg.HistorySize) {
+		return nil, pos, false, nil
+	}
+	cutoff := time.Now().Add(-s.cfg.HistoryTTL)
+	msgs := make([]*broker.Message, 0, len(entries))
+	next := since.Offset + 1
+	for _, e := range entries {
+		m, err := decodeEntry(e, pos.Epoch)
+		if err != nil {
+			return nil, pos, false, err
+		}
+		if m.Offset != next || !m.Time.After(cutoff) {
+			return nil, pos, false, nil
+		}
+		msgs = append(msgs, m)
+		next++
+	}
+	if next != pos.Offset+1 {
+		return nil, pos, false, nil
+	}
+	return msgs, pos, true, nil
+}
+
+// since runs the since script: the position, and the entries after offset
+// when epoch is current.
+func (s *Store) since(ctx context.Context, topic, epoch string, offset uint64) (broker.Position, []goredis.XMessage, error) {
+	if s.closed.Load() {
+		return broker.Position{}, nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	res, err := sinceScript.Run(ctx, s.client, s.keys(topic), newEpoch(), ms(s.cfg.MetaTTL), epoch, offset).Slice()
+	if err != nil {
+		return broker.Position{}, nil, fmt.Errorf("redis: reading position: %w", err)
+	}
+	pos := broker.Position{}
+	pos.Offset, pos.Epoch, err = position(res)
+	if err != nil {
+		return pos, nil, err
+	}
+	raw, _ := res[2].([]any)
+	entries := make([]goredis.XMessage, 0, len(raw))
+	for _, r := range raw {
+		e, ok := r.([]any)
+		if len(e) != 2 || !ok {
+			return pos, nil, errEnvelope
+		}
+		id, _ := e[0].(string)
+		fields, _ := e[1].([]any)
+		if len(fields) != 2 {
+			return pos, nil, errEnvelope
+		}
+		body, _ := fields[1].(string)
+		entries = append(entries, goredis.XMessage{ID: id, Values: map[string]any{"m": body}})
+	}
+	return pos, entries, nil
+}
+
+// position reads the {offset, epoch, …} head of a script result.
+func position(res []any) (uint64, string, error) {
+	if len(res) < 2 {
+		return 0, "", errEnvelope
+	}
+	off, ok1 := res[0].(int64)
+	epoch, ok2 := res[1].(string)
+	if !ok1 || !ok2 || off < 0 || epoch == "" {
+		return 0, "", errEnvelope
+	}
+	return uint64(off), epoch, nil
+}
+
+// decodeEntry reads a history stream entry.
+func decodeEntry(e goredis.XMessage, epoch string) (*broker.Message, error) {
+	idOffset, _, _ := strings.Cut(e.ID, "-")
+	off, err := strconv.ParseUint(idOffset, 10, 64)
+	if err != nil {
+		return nil, errEnvelope
+	}
+	body, _ := e.Values["m"].(string)
+	return decodeBody(body, off, epoch)
+}
+
+// glob returns the pub/sub glob that covers pattern's channels: `*` and
+// `>` both become the glob `*`, a superset the broker narrows exactly.
+func (s *Store) glob(pattern string) string {
+	base := s.cfg.Prefix + "{"
+	if s.cluster != nil {
+		base = s.cfg.Prefix + "w:"
+	}
+	var b strings.Builder
+	for _, c := range base {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	for _, c := range pattern {
+		if c == '>' {
+			c = '*'
+		}
+		b.WriteRune(c)
+	}
+	if s.cluster == nil {
+		b.WriteByte('}')
+	}
+	return b.String()
+}
+
+// refreshWildcards, in cluster mode, keeps the wildcards key alive while
+// this node has wildcard subscriptions and reads whether any node has.
+func (s *Store) refreshWildcards(ctx context.Context) error {
+	if s.relay.hasWildcards() {
+		if err := s.client.Set(ctx, s.wildcardsKey(), 1, 5*time.Second).Err(); err != nil {
+			return err
+		}
+	}
+	n, err := s.client.Exists(ctx, s.wildcardsKey()).Result()
+	if err != nil {
+		return err
+	}
+	s.wildcardsSeen.Store(n > 0)
+	return nil
+}
+
+// announceWildcards marks that this node has wildcard subscriptions and
+// waits until every node has had time to read the mark (its health loop
+// reads it twice a second), so no publish after Watch returns skips the
+// wildcard channels.
+func (s *Store) announceWildcards(ctx context.Context) error {
+	if err := s.client.Set(ctx, s.wildcardsKey(), 1, 5*time.Second).Err(); err != nil {
+		return err
+	}
+	s.wildcardsSeen.Store(true)
+	select {
+	case <-time.After(time.Second):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

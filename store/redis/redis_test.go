@@ -1,0 +1,52 @@
+package redis_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/store/redis"
+	"github.com/tidings-io/tidings/store/storetest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestConformanceSingleRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, func(t *testing.T, opts storetest.Options) broker.Store {
+		return newStore(t, redis.Config{URL: srv.URL(), HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL})
+	})
+}
+
+func TestConformanceRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	storetest.Run(t, func(t *testing.T, opts storetest.Options) broker.Store {
+		return newStore(t, redis.Config{ClusterAddrs: cl.Addrs(), HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL})
+	})
+}
+
+// newStore opens a store closed at cleanup and waits until it is healthy.
+func newStore(t *testing.T, cfg redis.Config) *redis.Store {
+	t.Helper()
+	s, err := redis.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	eventually(t, 10*time.Second, func() bool { return s.Healthy() == nil })
+	return s
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

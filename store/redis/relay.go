@@ -1,0 +1,506 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/tidings-io/tidings/broker"
+)
+
+// relay carries messages from Redis pub/sub to this node's Deliverer. It
+// subscribes to a topic's channel (or a pattern) while the broker watches
+// it, tracks the last offset delivered per topic, repairs gaps from
+// history, and resubscribes and repairs after Redis comes back.
+type relay struct {
+	s *Store
+
+	// mu guards sink, watches, names, main, shards and closed.
+	mu      sync.Mutex
+	sink    broker.Deliverer
+	watches map[string]*watch  // by pattern (exact topic or wildcard)
+	names   map[string]string  // channel or glob → pattern
+	main    *conn              // single Redis: everything; cluster: wildcard globs
+	shards  map[string]*conn   // cluster: sharded subscriptions by node address
+	closed  bool
+
+	// trackMu guards tracks.
+	trackMu sync.Mutex
+	tracks  map[string]*track
+	wg      sync.WaitGroup
+}
+
+// watch is one pattern's subscription, counted by the broker's Watch calls.
+type watch struct {
+	count    int
+	wildcard bool
+	name     string // channel or glob
+	conn     *conn
+	// confirmed is set, and subscribed closed, by the first confirmation.
+	confirmed  bool
+	subscribed chan struct{}
+	// ready is closed once the first watcher finished setting up; err
+	// then tells whether it succeeded.
+	ready chan struct{}
+	err   error
+}
+
+// track is what this node last delivered on a topic.
+type track struct {
+	mu    sync.Mutex // guards last, epoch and used; held while delivering
+	last  uint64
+	epoch string
+	used  time.Time
+}
+
+// conn is one pub/sub connection and its receive loop.
+type conn struct {
+	ps      *goredis.PubSub
+	sharded bool
+}
+
+func newRelay(s *Store) *relay {
+	r := &relay{
+		s:       s,
+		watches: make(map[string]*watch),
+		names:   make(map[string]string),
+		shards:  make(map[string]*conn),
+		tracks:  make(map[string]*track),
+	}
+	// Patterns are subscribed on the main connection in both modes.
+	r.main = r.startConn(s.client.Subscribe(s.ctx), false)
+	return r
+}
+
+func (r *relay) listen(d broker.Deliverer) {
+	r.mu.Lock()
+	r.sink = d
+	r.mu.Unlock()
+}
+
+func (r *relay) deliverer() broker.Deliverer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sink
+}
+
+// startConn runs the receive loop of ps. The caller holds mu or is New.
+func (r *relay) startConn(ps *goredis.PubSub, sharded bool) *conn {
+	c := &conn{ps: ps, sharded: sharded}
+	r.wg.Add(1)
+	go r.receive(c)
+	return c
+}
+
+// receive reads one connection until the store closes. While Redis is
+// down it retries with a bounded backoff; go-redis resubscribes on
+// reconnect, and each confirmation of an existing watch triggers a repair.
+func (r *relay) receive(c *conn) {
+	defer r.wg.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		msg, err := c.ps.Receive(r.s.ctx)
+		if r.s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, goredis.ErrClosed) {
+				return
+			}
+			select {
+			case <-r.s.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			r.onSubscription(c, m)
+		case *goredis.Message:
+			r.onMessage(m)
+		}
+	}
+}
+
+// Watch subscribes this node to pattern and returns once the subscription
+// is confirmed and, for an exact topic, delivery tracking starts at the
+// topic's current position.
+func (s *Store) Watch(ctx context.Context, pattern string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	r := s.relay
+	r.mu.Lock()
+	if w := r.watches[pattern]; w != nil {
+		w.count++
+		ready := w.ready
+		r.mu.Unlock()
+		select {
+		case <-ready:
+			if w.err != nil {
+				s.Unwatch(pattern)
+			}
+			return w.err
+		case <-ctx.Done():
+			s.Unwatch(pattern)
+			return ctx.Err()
+		}
+	}
+	w := &watch{count: 1, subscribed: make(chan struct{}), ready: make(chan struct{})}
+	w.wildcard = strings.ContainsAny(pattern, "*>")
+	r.watches[pattern] = w
+	r.mu.Unlock()
+
+	err := r.subscribe(ctx, pattern, w)
+	if err == nil {
+		select {
+		case <-w.subscribed:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err == nil && !w.wildcard {
+		var pos broker.Position
+		if pos, err = s.Position(ctx, pattern); err == nil {
+			r.startTrack(pattern, pos)
+		}
+	}
+	if err == nil && w.wildcard && s.cluster != nil {
+		err = s.announceWildcards(ctx)
+	}
+	w.err = err
+	close(w.ready)
+	if err != nil {
+		s.Unwatch(pattern)
+	}
+	return err
+}
+
+// subscribe sends the subscription for a new watch.
+func (r *relay) subscribe(ctx context.Context, pattern string, w *watch) error {
+	s := r.s
+	name, c := s.keys(pattern)[2], r.main
+	switch {
+	case w.wildcard:
+		name = s.glob(pattern)
+	case s.cluster != nil:
+		var err error
+		if c, err = r.shardConn(ctx, name); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	w.name, w.conn = name, c
+	r.names[name] = pattern
+	r.mu.Unlock()
+	return subscribeOn(ctx, c, w.wildcard, name)
+}
+
+func subscribeOn(ctx context.Context, c *conn, wildcard bool, name string) error {
+	switch {
+	case wildcard:
+		return c.ps.PSubscribe(ctx, name)
+	case c.sharded:
+		return c.ps.SSubscribe(ctx, name)
+	default:
+		return c.ps.Subscribe(ctx, name)
+	}
+}
+
+// shardConn returns the sharded subscription connection of the master
+// that owns channel's slot, starting it if needed.
+func (r *relay) shardConn(ctx context.Context, channel string) (*conn, error) {
+	node, err := r.s.cluster.MasterForKey(ctx, channel)
+	if err != nil {
+		return nil, err
+	}
+	addr := node.Options().Addr
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	c := r.shards[addr]
+	if c == nil {
+		c = r.startConn(node.SSubscribe(r.s.ctx), true)
+		r.shards[addr] = c
+	}
+	return c, nil
+}
+
+// Unwatch drops one Watch of pattern; the last one unsubscribes.
+func (s *Store) Unwatch(pattern string) {
+	r := s.relay
+	r.mu.Lock()
+	w := r.watches[pattern]
+	if w == nil {
+		r.mu.Unlock()
+		return
+	}
+	w.count--
+	if w.count > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.watches, pattern)
+	if w.name != "" {
+		delete(r.names, w.name)
+	}
+	closed, name, c := r.closed, w.name, w.conn
+	r.mu.Unlock()
+	if !w.wildcard {
+		r.trackMu.Lock()
+		delete(r.tracks, pattern)
+		r.trackMu.Unlock()
+	}
+	if c == nil || closed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+	defer cancel()
+	switch {
+	case w.wildcard:
+		_ = c.ps.PUnsubscribe(ctx, name)
+	case c.sharded:
+		_ = c.ps.SUnsubscribe(ctx, name)
+	default:
+		_ = c.ps.Unsubscribe(ctx, name)
+	}
+}
+
+// onSubscription confirms a new watch, or repairs an existing one that
+// was resubscribed after a reconnect.
+func (r *relay) onSubscription(c *conn, m *goredis.Subscription) {
+	r.mu.Lock()
+	pattern := r.names[m.Channel]
+	w := r.watches[pattern]
+	if w == nil || w.name != m.Channel {
+		r.mu.Unlock()
+		return
+	}
+	switch m.Kind {
+	case "subscribe", "ssubscribe", "psubscribe":
+		first := !w.confirmed
+		w.confirmed = true
+		r.mu.Unlock()
+		if first {
+			close(w.subscribed)
+			return
+		}
+		r.repairPattern(pattern, w.wildcard)
+	case "sunsubscribe":
+		// Not asked for while the watch exists: the slot moved to another
+		// master. Follow it.
+		r.mu.Unlock()
+		if c.sharded {
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.reroute(pattern, m.Channel)
+			}()
+		}
+	default:
+		r.mu.Unlock()
+	}
+}
+
+// reroute subscribes channel on the master that now owns its slot, and
+// repairs what was missed meanwhile.
+func (r *relay) reroute(pattern, channel string) {
+	ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.Timeout)
+	defer cancel()
+	c, err := r.shardConn(ctx, channel)
+	if err != nil {
+		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", err)
+		return
+	}
+	r.mu.Lock()
+	w := r.watches[pattern]
+	if w != nil {
+		w.conn = c
+	}
+	r.mu.Unlock()
+	if w == nil {
+		return
+	}
+	if err := c.ps.SSubscribe(ctx, channel); err != nil {
+		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", err)
+		return
+	}
+	r.repairPattern(pattern, false)
+}
+
+// onMessage delivers a relayed message in offset order.
+func (r *relay) onMessage(m *goredis.Message) {
+	msg, err := decodePayload(m.Payload)
+	if err != nil {
+		r.s.log.Warn("redis: dropping a malformed relayed message", "channel", m.Channel)
+		return
+	}
+	r.process(msg)
+}
+
+// trackOf returns the topic's tracking state, creating it empty.
+func (r *relay) trackOf(topic string) *track {
+	r.trackMu.Lock()
+	defer r.trackMu.Unlock()
+	t := r.tracks[topic]
+	if t == nil {
+		t = &track{}
+		r.tracks[topic] = t
+	}
+	return t
+}
+
+// startTrack starts tracking topic at pos unless it is already tracked.
+func (r *relay) startTrack(topic string, pos broker.Position) {
+	t := r.trackOf(topic)
+	t.mu.Lock()
+	if t.epoch == "" {
+		t.last, t.epoch = pos.Offset, pos.Epoch
+	}
+	t.used = time.Now()
+	t.mu.Unlock()
+}
+
+// process delivers m unless it was delivered already; a new epoch is
+// announced with a history_lost reset, and a skipped offset is repaired
+// from history first (or announced with a gap reset).
+func (r *relay) process(m *broker.Message) {
+	sink := r.deliverer()
+	if sink == nil {
+		return
+	}
+	t := r.trackOf(m.Topic)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.used = time.Now()
+	switch {
+	case t.epoch == "":
+		t.epoch, t.last = m.Epoch, m.Offset-1
+	case m.Epoch != t.epoch:
+		sink.Reset(m.Topic, broker.Position{Offset: 0, Epoch: m.Epoch}, broker.ResetHistoryLost)
+		t.epoch, t.last = m.Epoch, 0
+	}
+	if m.Offset <= t.last {
+		return
+	}
+	if m.Offset > t.last+1 {
+		r.fill(sink, t, m.Topic, m.Offset-1)
+		if m.Offset <= t.last {
+			return
+		}
+	}
+	sink.Deliver(m)
+	t.last = m.Offset
+}
+
+// fill delivers what history holds after t.last, at least up to upTo, or
+// announces a gap up to upTo. The caller holds t.mu.
+func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64) {
+	msgs, pos, ok, err := r.s.Since(r.s.ctx, topic, broker.Position{Offset: t.last, Epoch: t.epoch})
+	if err == nil && pos.Epoch != t.epoch {
+		// The topic's epoch moved on while we were away.
+		sink.Reset(topic, broker.Position{Offset: 0, Epoch: pos.Epoch}, broker.ResetHistoryLost)
+		t.epoch, t.last = pos.Epoch, 0
+		msgs, _, ok, err = r.s.Since(r.s.ctx, topic, broker.Position{Offset: 0, Epoch: pos.Epoch})
+	}
+	if err == nil && ok {
+		for _, m := range msgs {
+			if m.Offset > t.last {
+				sink.Deliver(m)
+				t.last = m.Offset
+			}
+		}
+	}
+	if t.last < upTo {
+		sink.Reset(topic, broker.Position{Offset: upTo, Epoch: t.epoch}, broker.ResetGap)
+		t.last = upTo
+	}
+}
+
+// repairPattern catches up every tracked topic of pattern after a
+// resubscription: what was published while the node was away is
+// delivered from history, or announced.
+func (r *relay) repairPattern(pattern string, wildcard bool) {
+	sink := r.deliverer()
+	if sink == nil {
+		return
+	}
+	var topics []string
+	r.trackMu.Lock()
+	for topic := range r.tracks {
+		if topic == pattern || wildcard && broker.Match(pattern, topic) {
+			topics = append(topics, topic)
+		}
+	}
+	r.trackMu.Unlock()
+	for _, topic := range topics {
+		t := r.trackOf(topic)
+		t.mu.Lock()
+		if t.epoch != "" {
+			r.fill(sink, t, topic, t.last)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// sweepTracks forgets topics seen only through wildcards and idle longer
+// than the history TTL.
+func (r *relay) sweepTracks() {
+	cutoff := time.Now().Add(-r.s.cfg.HistoryTTL)
+	r.mu.Lock()
+	exact := make(map[string]bool, len(r.watches))
+	for p, w := range r.watches {
+		if !w.wildcard {
+			exact[p] = true
+		}
+	}
+	r.mu.Unlock()
+	r.trackMu.Lock()
+	defer r.trackMu.Unlock()
+	for topic, t := range r.tracks {
+		if exact[topic] || !t.mu.TryLock() {
+			continue
+		}
+		if t.used.Before(cutoff) {
+			delete(r.tracks, topic)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// hasWildcards reports whether this node watches any wildcard pattern.
+func (r *relay) hasWildcards() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.watches {
+		if w.wildcard {
+			return true
+		}
+	}
+	return false
+}
+
+// close stops every receive loop.
+func (r *relay) close() {
+	r.mu.Lock()
+	r.closed = true
+	conns := []*conn{r.main}
+	for _, c := range r.shards {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		_ = c.ps.Close()
+	}
+	r.wg.Wait()
+}
