@@ -30,6 +30,9 @@ type config struct {
 	shards          int
 	logLevel        string
 	logFormat       string
+	// fromEnv maps the name of each flag set from the environment to its
+	// variable, so that an invalid value names where it came from.
+	fromEnv map[string]string
 }
 
 // usageError is a bad command line or environment: exit status 2.
@@ -48,7 +51,7 @@ func envName(name string) string {
 // parseConfig reads args, then the TIDINGS_* environment for every flag not
 // given on the command line. -h prints the flags to stdout.
 func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
-	var c config
+	c := config{fromEnv: map[string]string{}}
 	var apiKeys, origins string
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -90,6 +93,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = usageError{fmt.Sprintf("invalid value %q for flag -%s from %s: %v", v, f.Name, envName(f.Name), err)}
 			}
+			c.fromEnv[f.Name] = envName(f.Name)
 		}
 	})
 	if envErr != nil {
@@ -106,7 +110,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 // validate checks the values flag parsing accepts but the broker does not.
 func (c config) validate() error {
 	bad := func(name, format string, args ...any) error {
-		return usageError{fmt.Sprintf("invalid value for flag -%s: %s", name, fmt.Sprintf(format, args...))}
+		return c.invalid(name, fmt.Sprintf(format, args...))
 	}
 	positiveInts := []struct {
 		name string
@@ -149,6 +153,15 @@ func (c config) validate() error {
 		}
 	}
 	return nil
+}
+
+// invalid is the usage error for a bad value of flag name, naming the
+// environment variable too when the value came from there.
+func (c config) invalid(name, detail string) error {
+	if env, ok := c.fromEnv[name]; ok {
+		return usageError{fmt.Sprintf("invalid value for flag -%s from %s: %s", name, env, detail)}
+	}
+	return usageError{fmt.Sprintf("invalid value for flag -%s: %s", name, detail)}
 }
 
 // splitList splits a comma-separated list, dropping blanks.

@@ -60,13 +60,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if errors.Is(err, tracing.ErrLogFormat) {
 			name = "log-format"
 		}
-		return usageError{fmt.Sprintf("invalid value for flag -%s: %v", name, err)}
+		return cfg.invalid(name, err.Error())
 	}
 	log = log.With("node", cfg.nodeID)
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		return usageError{fmt.Sprintf("invalid value for flag -addr: %v", err)}
+		return cfg.invalid("addr", err.Error())
 	}
 	raiseOpenFileLimit(log)
 
@@ -87,13 +87,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", "memory")
-
+	// Signals are caught before the listening line is logged: a supervisor
+	// (or a test) that signals as soon as it reads that line must get a
+	// graceful shutdown, not the default action of SIGTERM.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", "memory")
 
 	var cause error
 	select {

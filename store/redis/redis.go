@@ -215,15 +215,6 @@ func (s *Store) keys(topic string) []string {
 	return []string{tag + ":meta", tag + ":log", tag}
 }
 
-// channelTopic returns the topic of a topic channel, or "".
-func (s *Store) channelTopic(channel string) string {
-	t, ok := strings.CutPrefix(channel, s.cfg.Prefix+"{")
-	if !ok || !strings.HasSuffix(t, "}") {
-		return ""
-	}
-	return t[:len(t)-1]
-}
-
 // wildcardChannel is the classic channel a cluster also publishes a
 // topic's messages on while wildcard subscriptions exist.
 func (s *Store) wildcardChannel(topic string) string { return s.cfg.Prefix + "w:" + topic }

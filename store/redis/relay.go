@@ -21,10 +21,10 @@ type relay struct {
 	// mu guards sink, watches, names, main, shards and closed.
 	mu      sync.Mutex
 	sink    broker.Deliverer
-	watches map[string]*watch  // by pattern (exact topic or wildcard)
-	names   map[string]string  // channel or glob → pattern
-	main    *conn              // single Redis: everything; cluster: wildcard globs
-	shards  map[string]*conn   // cluster: sharded subscriptions by node address
+	watches map[string]*watch // by pattern (exact topic or wildcard)
+	names   map[string]string // channel or glob → pattern
+	main    *conn             // single Redis: everything; cluster: wildcard globs
+	shards  map[string]*conn  // cluster: sharded subscriptions by node address
 	closed  bool
 
 	// trackMu guards tracks.

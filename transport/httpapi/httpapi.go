@@ -164,6 +164,10 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	if code, msg := a.authorize(r); code != 0 {
+		if code == http.StatusUnauthorized {
+			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
+		}
 		writeError(w, code, statusCode(code), msg)
 		return nil, false
 	}
@@ -201,8 +205,9 @@ func (a *API) authorize(r *http.Request) (int, string) {
 		}
 		return http.StatusForbidden, "with no API key configured, publishing is accepted from loopback only"
 	}
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || key == "" {
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
 		return http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key>"
 	}
 	match := 0

@@ -56,11 +56,15 @@ func DecodeCommand(p []byte) (Command, error) {
 	}
 	var w wireCommand
 	if err := json.Unmarshal(p, &w); err != nil {
+		// Unmarshal fills the other fields before reporting a type error,
+		// so the answer can still carry a ref that is a string.
+		var c Command
+		_ = json.Unmarshal(w.Ref, &c.Ref)
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return Command{}, fmt.Errorf("%w: field %s has the wrong type", ErrBadCommand, te.Field)
+			return c, fmt.Errorf("%w: field %s has the wrong type", ErrBadCommand, te.Field)
 		}
-		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
+		return c, fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
 	var c Command
 	if len(w.Ref) > 0 && string(w.Ref) != "null" {

@@ -261,6 +261,10 @@ func (c *conn) readLoop() {
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(2 * c.srv.cfg.Heartbeat))
 		h, err := ws.ReadHeader(c.br)
+		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+			c.fail(ws.StatusProtocolError, err.Error())
+			return
+		}
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -407,6 +411,10 @@ func (c *conn) handle(p []byte) bool {
 			c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		}
 	case "unsubscribe":
+		if _, err := broker.ValidatePattern(cmd.Topic); err != nil {
+			c.sendError(cmd.Ref, broker.ErrorCode(err), err)
+			return false
+		}
 		if err := c.sess.Unsubscribe(cmd.Topic); err != nil {
 			c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 			return false
