@@ -132,6 +132,17 @@ func (s *Server) Restart() {
 	s.start()
 }
 
+// RestartEmpty starts the server again on the same port with no data, as
+// after a crash that lost everything.
+func (s *Server) RestartEmpty() {
+	s.t.Helper()
+	s.Kill()
+	if err := os.Remove(filepath.Join(s.dir, "dump.rdb")); err != nil && !os.IsNotExist(err) {
+		s.t.Fatal(err)
+	}
+	s.start()
+}
+
 // Client returns a go-redis client for the server, closed at cleanup.
 func (s *Server) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr()})

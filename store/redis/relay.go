@@ -410,7 +410,7 @@ func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64)
 	if err == nil && pos.Epoch != t.epoch {
 		// The topic's epoch moved on while we were away.
 		sink.Reset(topic, broker.Position{Offset: 0, Epoch: pos.Epoch}, broker.ResetHistoryLost)
-		t.epoch, t.last = pos.Epoch, 0
+		t.epoch, t.last, upTo = pos.Epoch, 0, 0
 		msgs, _, ok, err = r.s.Since(r.s.ctx, topic, broker.Position{Offset: 0, Epoch: pos.Epoch})
 	}
 	if err == nil && ok {

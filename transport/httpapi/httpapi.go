@@ -30,6 +30,9 @@ type Config struct {
 	MaxBodySize int64
 	// MaxBatch is the most messages one batch may carry. Default 1000.
 	MaxBatch int
+	// Ready reports whether the store can be reached; /readyz answers 503
+	// with its error as the reason. Default: always ready.
+	Ready func() error
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +83,12 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.closing.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "shutting down"})
 		return
+	}
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

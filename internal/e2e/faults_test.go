@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/store/redis"
+)
+
+// pingPong proves a session is still open: a ping op is answered.
+func pingPong(t *testing.T, c *wstest.Client) {
+	t.Helper()
+	c.Send(map[string]any{"op": "ping", "ref": "alive"})
+	for {
+		f := c.Next(wait)
+		if f.Type == "pong" && f.Str("ref") == "alive" {
+			return
+		}
+		if f.Close != nil {
+			t.Fatalf("session closed during the outage: %+v", f.Close)
+		}
+	}
+}
+
+func TestRedisOutageAndRecovery(t *testing.T) {
+	srv := redistest.Start(t)
+	const timeout = time.Second
+	cfg := redis.Config{URL: srv.URL(), Timeout: timeout}
+	n1, n2 := startNode(t, cfg, "n1"), startNode(t, cfg, "n2")
+	topic := topicFor(t, "feed")
+	exact := wstest.Dial(t, n2.WS)
+	exact.Subscribe(topic, nil)
+	wild := wstest.Dial(t, n1.WS)
+	wild.Subscribe(topicFor(t, "*"), nil)
+	for i := 0; i < 3; i++ {
+		n1.mustPublish(t, topic, i)
+	}
+	epoch := expectMessages(t, exact, topic, 1, 3)
+	expectMessages(t, wild, topic, 1, 3)
+
+	// Redis goes away with its data saved.
+	srv.Save()
+	srv.Kill()
+	start := time.Now()
+	r := n1.publish(t, topic, "lost?")
+	if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, `"unavailable"`) {
+		t.Fatalf("publish during the outage: %d %s, want 503 unavailable", r.Status, r.Body)
+	}
+	if took := time.Since(start); took > timeout+time.Second {
+		t.Fatalf("publish during the outage took %v, bound is %v", took, timeout)
+	}
+	exact.Send(map[string]any{"op": "publish", "topic": topic, "data": 1, "ref": "ws"})
+	if f := exact.Next(wait); f.Type != "error" || f.Str("code") != "unavailable" {
+		t.Fatalf("WebSocket publish during the outage answered %s", f.Raw)
+	}
+	for _, n := range []*node{n1, n2} {
+		eventually(t, wait, func() bool {
+			code, body := n.readyz(t)
+			return code == http.StatusServiceUnavailable && strings.Contains(body, "redis")
+		})
+		resp, err := http.Get(n.HTTP + "/healthz")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("/healthz during the outage: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	pingPong(t, exact)
+	pingPong(t, wild)
+
+	// Redis comes back with its data: the sequence goes on, nothing repeats.
+	srv.Restart()
+	for _, n := range []*node{n1, n2} {
+		eventually(t, wait, func() bool { code, _ := n.readyz(t); return code == http.StatusOK })
+	}
+	r = n1.mustPublish(t, topic, 3)
+	if r.Offset != 4 || r.Epoch != epoch {
+		t.Fatalf("first publish after recovery: offset %d epoch %s, want 4 in %s", r.Offset, r.Epoch, epoch)
+	}
+	n1.mustPublish(t, topic, 4)
+	expectMessages(t, exact, topic, 4, 2)
+	expectMessages(t, wild, topic, 4, 2)
+
+	// Redis comes back empty: subscribers learn the new epoch from a reset.
+	srv.RestartEmpty()
+	eventually(t, wait, func() bool { code, _ := n1.readyz(t); return code == http.StatusOK })
+	var fresh publishResult
+	eventually(t, wait, func() bool { fresh = n1.publish(t, topic, "new"); return fresh.Status == http.StatusOK })
+	if fresh.Epoch == epoch || fresh.Offset != 1 {
+		t.Fatalf("publish after an empty restart: offset %d epoch %s, want offset 1 in a new epoch", fresh.Offset, fresh.Epoch)
+	}
+	for _, c := range []*wstest.Client{exact, wild} {
+		f := c.Next(wait)
+		if f.Type != "reset" || f.Str("reason") != "history_lost" || f.Str("epoch") != fresh.Epoch || f.Uint("offset") != 0 {
+			t.Fatalf("after an empty restart got %s, want a history_lost reset to %s", f.Raw, fresh.Epoch)
+		}
+		f = c.Next(wait)
+		if f.Type != "message" || f.Uint("offset") != 1 || f.Str("epoch") != fresh.Epoch {
+			t.Fatalf("after the reset got %s, want offset 1 in %s", f.Raw, fresh.Epoch)
+		}
+	}
+}
+
+func TestGapIsRepairedFromHistory(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := redis.Config{URL: srv.URL()}
+	n1 := startNode(t, cfg, "n1")
+	topic := topicFor(t, "gap")
+	c := wstest.Dial(t, n1.WS)
+	c.Subscribe(topic, nil)
+	n1.mustPublish(t, topic, 1)
+	expectMessages(t, c, topic, 1, 1)
+	// Drop the node's pub/sub connections: messages published before
+	// they are back reach the node only through history.
+	client := srv.Client()
+	if err := client.Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	other := startNode(t, cfg, "n2")
+	for i := 0; i < 5; i++ {
+		other.mustPublish(t, topic, i)
+	}
+	expectMessages(t, c, topic, 2, 5)
+}

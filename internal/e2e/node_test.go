@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/redis"
+	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/ws"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// node is one broker node: its own Redis store, broker, WebSocket server
+// and HTTP API behind a real listener.
+type node struct {
+	store *redis.Store
+	b     *broker.Broker
+	ws    *ws.Server
+	api   *httpapi.API
+	srv   *httptest.Server
+	// WS is the node's ws:// endpoint; HTTP its base URL.
+	WS, HTTP string
+	stopped  bool
+}
+
+// startNode starts a node on cfg; it is stopped at cleanup.
+func startNode(t *testing.T, cfg redis.Config, id string) *node {
+	t.Helper()
+	st, err := redis.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := broker.New(broker.Config{QueueSize: 100000, QueueBytes: 1 << 28}, st, ws.Encoder{})
+	wsrv := ws.New(ws.Config{NodeID: id, CloseTimeout: 2 * time.Second}, b)
+	api := httpapi.New(httpapi.Config{Ready: st.Healthy}, b, wsrv)
+	srv := httptest.NewServer(api)
+	n := &node{store: st, b: b, ws: wsrv, api: api, srv: srv,
+		WS: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", HTTP: srv.URL}
+	t.Cleanup(func() { n.stop(t) })
+	eventually(t, 10*time.Second, func() bool { return st.Healthy() == nil })
+	return n
+}
+
+// stop shuts the node down gracefully, as cmd/broker does.
+func (n *node) stop(t *testing.T) {
+	if n.stopped {
+		return
+	}
+	n.stopped = true
+	n.api.BeginShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.srv.Config.SetKeepAlivesEnabled(false)
+	_ = n.ws.Shutdown(ctx)
+	n.srv.Close()
+	_ = n.store.Close()
+}
+
+// publishResult is the answer of POST /v1/publish.
+type publishResult struct {
+	Status int
+	ID     string `json:"id"`
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+	Body   string
+}
+
+// publish posts one message to the node.
+func (n *node) publish(t *testing.T, topic string, data any) publishResult {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"topic": topic, "data": data})
+	resp, err := http.Post(n.HTTP+"/v1/publish", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := publishResult{Status: resp.StatusCode, Body: string(raw)}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatalf("publish answer %s: %v", raw, err)
+		}
+	}
+	return r
+}
+
+// mustPublish publishes and fails the test unless it is accepted.
+func (n *node) mustPublish(t *testing.T, topic string, data any) publishResult {
+	t.Helper()
+	r := n.publish(t, topic, data)
+	if r.Status != http.StatusOK {
+		t.Fatalf("publish %s: %d %s", topic, r.Status, r.Body)
+	}
+	return r
+}
+
+// readyz returns the node's /readyz status and body.
+func (n *node) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get(n.HTTP + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func topicFor(t *testing.T, suffix string) string {
+	name := strings.NewReplacer("/", ".", "_", "-").Replace(t.Name())
+	return fmt.Sprintf("e2e.%s.%s", name, suffix)
+}
