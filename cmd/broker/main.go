@@ -124,16 +124,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // shutdown runs the graceful shutdown order: readiness fails, the listener
 // stops and in-flight HTTP requests finish, every session is flushed and
-// closed with 1001, then the store closes; all within timeout.
+// closed with 1001 once the publishes in flight have been delivered, then
+// the store closes; all within timeout. What is still open at the
+// deadline is cut.
 func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store *memory.Store, timeout time.Duration, log *slog.Logger) error {
 	start := time.Now()
 	api.BeginShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	httpErr := srv.Shutdown(ctx)
+	// The HTTP server is shut down alongside the sessions, not before
+	// them: it waits up to five seconds for connections that have not
+	// sent a request (preconnects, TCP health checks), which must not
+	// hold back the sessions' 1001. The sessions wait only for the
+	// publishes already admitted, so that each message acknowledged to a
+	// publisher is flushed before the close frame.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Shutdown(ctx) }()
+	pubErr := api.Drain(ctx)
 	wsErr := wsrv.Shutdown(ctx)
+	httpErr := <-httpDone
+	if httpErr != nil {
+		_ = srv.Close()
+	}
 	_ = store.Close()
-	if httpErr != nil || wsErr != nil {
+	if httpErr != nil || wsErr != nil || pubErr != nil {
 		log.Warn("shutdown deadline reached; remaining connections were cut", "after", time.Since(start).String())
 		return nil
 	}

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -52,6 +54,13 @@ type API struct {
 	ws      *ws.Server
 	mux     *http.ServeMux
 	closing atomic.Bool
+
+	// admitting is held shared while a publish checks closing and joins
+	// inflight, and exclusively by BeginShutdown, so that no publish
+	// joins inflight once closing is set.
+	admitting sync.RWMutex
+	// inflight counts the publishes admitted and not yet finished.
+	inflight sync.WaitGroup
 }
 
 // New returns the API of a node whose WebSocket sessions wsrv serves.
@@ -73,7 +82,41 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
 // BeginShutdown makes /readyz fail and new publishes get 503 from now on.
-func (a *API) BeginShutdown() { a.closing.Store(true) }
+func (a *API) BeginShutdown() {
+	a.admitting.Lock()
+	a.closing.Store(true)
+	a.admitting.Unlock()
+}
+
+// Drain waits until every publish admitted before BeginShutdown has
+// finished, its messages handed to the broker, or until ctx is done. Call
+// it after BeginShutdown; it does not wait for other HTTP requests, nor
+// for connections that have not sent a request.
+func (a *API) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		a.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enter reports whether a publish may start, and if so counts it in
+// inflight: the caller must call a.inflight.Done when it has finished.
+func (a *API) enter() bool {
+	a.admitting.RLock()
+	defer a.admitting.RUnlock()
+	if a.closing.Load() {
+		return false
+	}
+	a.inflight.Add(1)
+	return true
+}
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -112,6 +155,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer a.inflight.Done()
 	var p publishBody
 	if err := decodeStrict(body, &p); err != nil {
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
@@ -128,6 +172,7 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer a.inflight.Done()
 	var batch struct {
 		Messages []publishBody `json:"messages"`
 	}
@@ -165,7 +210,8 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, ps []publishBody) ([]p
 }
 
 // admit applies method, auth, content type, shutdown and size checks and
-// returns the body.
+// returns the body. When it returns true the publish is counted in
+// inflight, and the caller must call a.inflight.Done when it has finished.
 func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -185,12 +231,13 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		return nil, false
 	}
-	if a.closing.Load() {
+	if !a.enter() {
 		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodySize))
 	if err != nil {
+		a.inflight.Done()
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", a.cfg.MaxBodySize))
@@ -200,6 +247,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	if !utf8.Valid(body) {
+		a.inflight.Done()
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body is not valid UTF-8")
 		return nil, false
 	}

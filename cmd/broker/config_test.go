@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// flagCase is one flag of the command line: its default, and two valid
+// values other than the default, one given by the environment and one on
+// the command line, with what each reads back as.
+type flagCase struct {
+	name       string
+	def        string // as -h prints it
+	get        func(config) string
+	wantDef    string // get() with no flag and no environment ("" when not fixed)
+	envValue   string
+	wantEnv    string
+	flagValue  string
+	wantFlag   string
+	skipDefGet bool
+}
+
+func str(v any) string { return fmt.Sprint(v) }
+
+// flagCases lists every flag of issue 3's table.
+var flagCases = []flagCase{
+	{name: "addr", def: ":8080", get: func(c config) string { return c.addr }, wantDef: ":8080",
+		envValue: "127.0.0.1:9001", wantEnv: "127.0.0.1:9001", flagValue: "127.0.0.1:9002", wantFlag: "127.0.0.1:9002"},
+	{name: "node-id", def: `""`, get: func(c config) string { return c.nodeID }, skipDefGet: true,
+		envValue: "node-from-env", wantEnv: "node-from-env", flagValue: "node-from-flag", wantFlag: "node-from-flag"},
+	// -redis has no valid non-empty value yet: its env form is checked
+	// among the invalid values (exit 2, "not supported yet").
+	{name: "redis", def: `""`, get: func(c config) string { return c.redisURL }, wantDef: ""},
+	{name: "shutdown-timeout", def: "30s", get: func(c config) string { return str(c.shutdownTimeout) }, wantDef: "30s",
+		envValue: "7s", wantEnv: "7s", flagValue: "1m", wantFlag: "1m0s"},
+	{name: "api-keys", def: `""`, get: func(c config) string { return str(c.apiKeys) }, wantDef: "[]",
+		envValue: "env-key-0001, env-key-0002", wantEnv: "[env-key-0001 env-key-0002]", flagValue: "flag-key-0001", wantFlag: "[flag-key-0001]"},
+	{name: "allowed-origins", def: `""`, get: func(c config) string { return str(c.allowedOrigins) }, wantDef: "[]",
+		envValue: "https://a.example,http://b.example:8080", wantEnv: "[https://a.example http://b.example:8080]", flagValue: "*", wantFlag: "[*]"},
+	{name: "history-size", def: "100", get: func(c config) string { return str(c.historySize) }, wantDef: "100",
+		envValue: "7", wantEnv: "7", flagValue: "8", wantFlag: "8"},
+	{name: "history-ttl", def: "5m0s", get: func(c config) string { return str(c.historyTTL) }, wantDef: "5m0s",
+		envValue: "90s", wantEnv: "1m30s", flagValue: "1h", wantFlag: "1h0m0s"},
+	{name: "max-message-size", def: "65536", get: func(c config) string { return str(c.maxMessageSize) }, wantDef: "65536",
+		envValue: "1000", wantEnv: "1000", flagValue: "2000", wantFlag: "2000"},
+	{name: "max-body-size", def: "1048576", get: func(c config) string { return str(c.maxBodySize) }, wantDef: "1048576",
+		envValue: "3000", wantEnv: "3000", flagValue: "4000", wantFlag: "4000"},
+	{name: "queue-size", def: "1024", get: func(c config) string { return str(c.queueSize) }, wantDef: "1024",
+		envValue: "10", wantEnv: "10", flagValue: "11", wantFlag: "11"},
+	{name: "queue-bytes", def: "4194304", get: func(c config) string { return str(c.queueBytes) }, wantDef: "4194304",
+		envValue: "20000", wantEnv: "20000", flagValue: "30000", wantFlag: "30000"},
+	{name: "heartbeat", def: "25s", get: func(c config) string { return str(c.heartbeat) }, wantDef: "25s",
+		envValue: "3s", wantEnv: "3s", flagValue: "4s", wantFlag: "4s"},
+	{name: "shards", def: "64", get: func(c config) string { return str(c.shards) }, wantDef: "64",
+		envValue: "8", wantEnv: "8", flagValue: "16", wantFlag: "16"},
+	{name: "log-level", def: "info", get: func(c config) string { return c.logLevel }, wantDef: "info",
+		envValue: "debug", wantEnv: "debug", flagValue: "warn", wantFlag: "warn"},
+	{name: "log-format", def: "json", get: func(c config) string { return c.logFormat }, wantDef: "json",
+		envValue: "text", wantEnv: "text", flagValue: "json", wantFlag: "json"},
+}
+
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]string{
+		"addr":             "TIDINGS_ADDR",
+		"node-id":          "TIDINGS_NODE_ID",
+		"shutdown-timeout": "TIDINGS_SHUTDOWN_TIMEOUT",
+		"max-message-size": "TIDINGS_MAX_MESSAGE_SIZE",
+	} {
+		if got := envName(name); got != want {
+			t.Errorf("envName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := parseConfig(nil, noEnv, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseConfig with no flags: %v", err)
+	}
+	for _, fc := range flagCases {
+		if fc.skipDefGet {
+			continue
+		}
+		if got := fc.get(c); got != fc.wantDef {
+			t.Errorf("-%s defaults to %q, want %q", fc.name, got, fc.wantDef)
+		}
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "tidings"
+	}
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(host) + `-[0-9a-f]{6}$`).MatchString(c.nodeID) {
+		t.Errorf("default node id %q, want %q and a short random suffix", c.nodeID, host)
+	}
+}
+
+func TestConfigEnvForm(t *testing.T) {
+	t.Parallel()
+	for _, fc := range flagCases {
+		if fc.envValue == "" {
+			continue
+		}
+		t.Run(fc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{envName(fc.name): fc.envValue}
+			c, err := parseConfig(nil, envOf(env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("%s=%q: %v", envName(fc.name), fc.envValue, err)
+			}
+			if got := fc.get(c); got != fc.wantEnv {
+				t.Errorf("%s=%q reads as %q, want %q", envName(fc.name), fc.envValue, got, fc.wantEnv)
+			}
+		})
+	}
+}
+
+func TestConfigFlagWinsOverEnv(t *testing.T) {
+	t.Parallel()
+	for _, fc := range flagCases {
+		if fc.envValue == "" {
+			continue
+		}
+		t.Run(fc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{envName(fc.name): fc.envValue}
+			for _, args := range [][]string{
+				{"-" + fc.name, fc.flagValue},
+				{"-" + fc.name + "=" + fc.flagValue},
+				{"--" + fc.name, fc.flagValue},
+			} {
+				c, err := parseConfig(args, envOf(env), &bytes.Buffer{})
+				if err != nil {
+					t.Fatalf("%v with %s=%q: %v", args, envName(fc.name), fc.envValue, err)
+				}
+				if got := fc.get(c); got != fc.wantFlag {
+					t.Errorf("%v with %s=%q reads as %q, want the flag's %q", args, envName(fc.name), fc.envValue, got, fc.wantFlag)
+				}
+			}
+		})
+	}
+}
+
+// TestConfigEnvPerFlag checks that one flag on the command line does not
+// stop the environment from setting the others, and that an empty
+// variable counts as unset.
+func TestConfigEnvPerFlag(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"TIDINGS_HISTORY_SIZE": "5",
+		"TIDINGS_QUEUE_SIZE":   "6",
+		"TIDINGS_SHARDS":       "",
+	}
+	c, err := parseConfig([]string{"-history-size", "9"}, envOf(env), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.historySize != 9 || c.queueSize != 6 || c.shards != 64 {
+		t.Errorf("history-size %d, queue-size %d, shards %d; want 9 (flag), 6 (env), 64 (empty env = default)", c.historySize, c.queueSize, c.shards)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{arg}, noEnv, &stdout)
+			if code := exitCode(err, &stderr); code != 0 {
+				t.Errorf("%s: exit code %d (err %v), want 0", arg, code, err)
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("%s wrote to stderr: %q", arg, stderr.String())
+			}
+			out := stdout.String()
+			listed := map[string]bool{}
+			for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z-]+)\b`).FindAllStringSubmatch(out, -1) {
+				listed[m[1]] = true
+			}
+			for _, fc := range flagCases {
+				want := fmt.Sprintf("-%s (env %s, default %s)", fc.name, envName(fc.name), fc.def)
+				if !strings.Contains(out, want) {
+					t.Errorf("%s output lacks %q", arg, want)
+				}
+				delete(listed, fc.name)
+			}
+			for name := range listed {
+				t.Errorf("%s lists -%s, which this test does not know: add it to flagCases", arg, name)
+			}
+			if t.Failed() {
+				t.Logf("output:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err        error
+		want       int
+		wantStderr string
+	}{
+		{nil, 0, ""},
+		{errHelp, 0, ""},
+		{usageError{"invalid value for flag -x: bad"}, 2, "broker: invalid value for flag -x: bad\n"},
+		{fmt.Errorf("serving: %w", errors.New("boom")), 1, "broker: serving: boom\n"},
+	} {
+		var stderr bytes.Buffer
+		if got := exitCode(tc.err, &stderr); got != tc.want || stderr.String() != tc.wantStderr {
+			t.Errorf("exitCode(%v) = %d, stderr %q; want %d, %q", tc.err, got, stderr.String(), tc.want, tc.wantStderr)
+		}
+	}
+}
+
+// TestInvalidValues runs the broker with each invalid value: it must exit 2
+// with one line on stderr that names the flag (and the variable, when the
+// value came from the environment).
+func TestInvalidValues(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { taken.Close() })
+	busy := taken.Addr().String()
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // substrings of the stderr line
+	}{
+		{"bad duration", []string{"-shutdown-timeout", "soon"}, nil, []string{"-shutdown-timeout", `"soon"`}},
+		{"duration without unit", []string{"-history-ttl", "5"}, nil, []string{"-history-ttl"}},
+		{"bad heartbeat", []string{"-heartbeat", "1x"}, nil, []string{"-heartbeat"}},
+		{"zero shutdown timeout", []string{"-shutdown-timeout", "0s"}, nil, []string{"-shutdown-timeout", "positive"}},
+		{"negative heartbeat", []string{"-heartbeat", "-1s"}, nil, []string{"-heartbeat", "positive"}},
+		{"negative history ttl", []string{"-history-ttl", "-5m"}, nil, []string{"-history-ttl", "positive"}},
+		{"negative history size", []string{"-history-size", "-1"}, nil, []string{"-history-size", "positive"}},
+		{"zero history size", []string{"-history-size", "0"}, nil, []string{"-history-size", "positive"}},
+		{"zero max message size", []string{"-max-message-size", "0"}, nil, []string{"-max-message-size", "positive"}},
+		{"negative max body size", []string{"-max-body-size", "-5"}, nil, []string{"-max-body-size", "positive"}},
+		{"zero queue size", []string{"-queue-size", "0"}, nil, []string{"-queue-size", "positive"}},
+		{"negative queue bytes", []string{"-queue-bytes", "-1"}, nil, []string{"-queue-bytes", "positive"}},
+		{"zero shards", []string{"-shards", "0"}, nil, []string{"-shards", "positive"}},
+		{"too many shards", []string{"-shards", "70000"}, nil, []string{"-shards", "65536"}},
+		{"size not a number", []string{"-queue-size", "ten"}, nil, []string{"-queue-size", `"ten"`}},
+		{"size overflows", []string{"-max-body-size", "99999999999999999999"}, nil, []string{"-max-body-size"}},
+		{"unknown log level", []string{"-log-level", "verbose"}, nil, []string{"-log-level", "verbose"}},
+		{"unknown log format", []string{"-log-format", "xml"}, nil, []string{"-log-format", "xml"}},
+		{"address in use", []string{"-addr", busy}, nil, []string{"-addr", busy}},
+		{"address without port", []string{"-addr", "127.0.0.1"}, nil, []string{"-addr"}},
+		{"address not local", []string{"-addr", "192.0.2.1:0"}, nil, []string{"-addr"}},
+		{"redis", []string{"-redis", "redis://127.0.0.1:6379"}, nil, []string{"-redis", "not supported yet"}},
+		{"bad origin", []string{"-allowed-origins", "example.com"}, nil, []string{"-allowed-origins", "example.com"}},
+		{"short api key", []string{"-api-keys", "short"}, nil, []string{"-api-keys"}},
+		{"flag without value", []string{"-addr"}, nil, []string{"-addr"}},
+		{"unknown flag", []string{"-verbose"}, nil, []string{"-verbose"}},
+		{"positional argument", []string{"serve"}, nil, []string{`"serve"`}},
+		{"positional after flags", []string{"-shards", "8", "extra"}, nil, []string{`"extra"`}},
+
+		{"env bad duration", nil, map[string]string{"TIDINGS_SHUTDOWN_TIMEOUT": "soon"}, []string{"-shutdown-timeout", "TIDINGS_SHUTDOWN_TIMEOUT", `"soon"`}},
+		{"env size not a number", nil, map[string]string{"TIDINGS_QUEUE_BYTES": "4MB"}, []string{"-queue-bytes", "TIDINGS_QUEUE_BYTES"}},
+		{"env negative size", nil, map[string]string{"TIDINGS_HISTORY_SIZE": "-1"}, []string{"-history-size", "TIDINGS_HISTORY_SIZE"}},
+		{"env zero heartbeat", nil, map[string]string{"TIDINGS_HEARTBEAT": "0s"}, []string{"-heartbeat", "TIDINGS_HEARTBEAT"}},
+		{"env unknown log level", nil, map[string]string{"TIDINGS_LOG_LEVEL": "loud"}, []string{"-log-level", "TIDINGS_LOG_LEVEL", "loud"}},
+		{"env unknown log format", nil, map[string]string{"TIDINGS_LOG_FORMAT": "yaml"}, []string{"-log-format", "TIDINGS_LOG_FORMAT", "yaml"}},
+		{"env address in use", nil, map[string]string{"TIDINGS_ADDR": busy}, []string{"-addr", "TIDINGS_ADDR", busy}},
+		{"env redis", nil, map[string]string{"TIDINGS_REDIS": "redis://127.0.0.1:6379"}, []string{"-redis", "TIDINGS_REDIS", "not supported yet"}},
+		{"env bad origin", nil, map[string]string{"TIDINGS_ALLOWED_ORIGINS": "ftp://x"}, []string{"-allowed-origins", "TIDINGS_ALLOWED_ORIGINS"}},
+		{"valid flag, invalid env for another", []string{"-shards", "8"}, map[string]string{"TIDINGS_QUEUE_SIZE": "-3"}, []string{"-queue-size", "TIDINGS_QUEUE_SIZE"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := tc.args
+			if tc.env["TIDINGS_ADDR"] == "" && !hasFlag(args, "-addr") {
+				// Should the value wrongly be accepted, the broker must not
+				// take a shared port; the cancelled context stops it at once.
+				args = append([]string{"-addr", "127.0.0.1:0"}, args...)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, args, envOf(tc.env), &stdout)
+			code := exitCode(err, &stderr)
+			if code != 2 {
+				t.Fatalf("args %q env %v: exit code %d (err %v), want 2", args, tc.env, code, err)
+			}
+			line := stderr.String()
+			if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") || !strings.HasPrefix(line, "broker: ") {
+				t.Errorf("stderr is %q, want one line starting with \"broker: \"", line)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("stderr %q does not mention %q", line, w)
+				}
+			}
+			if strings.Contains(stdout.String(), `"msg":"listening"`) {
+				t.Errorf("the broker started listening despite the invalid value")
+			}
+		})
+	}
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRunUsesEnvironment starts the broker configured only from the
+// environment, then with a flag that overrides it, and checks what a
+// client sees.
+func TestRunUsesEnvironment(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"TIDINGS_ADDR":      "127.0.0.1:0",
+		"TIDINGS_NODE_ID":   "node-from-env",
+		"TIDINGS_HEARTBEAT": "7s",
+		"TIDINGS_LOG_LEVEL": "debug",
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantNode string
+	}{
+		{"env only", nil, "node-from-env"},
+		{"flag wins", []string{"-node-id", "node-from-flag"}, "node-from-flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := startNode(t, env, tc.args...)
+			rec, err := n.log.waitRecord("listening", time.Second, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec["node"] != tc.wantNode {
+				t.Errorf("listening line node %v, want %q", rec["node"], tc.wantNode)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			c, err := dialWS(ctx, n.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.nc.Close()
+			w, err := c.expect("welcome", deadline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Node != tc.wantNode || w.Heartbeat != 7 {
+				t.Errorf("welcome node %q heartbeat %v, want %q and 7 (TIDINGS_HEARTBEAT=7s)", w.Node, w.Heartbeat, tc.wantNode)
+			}
+			// TIDINGS_LOG_LEVEL=debug: session events are logged.
+			if _, err := n.log.waitRecord("session open", 10*time.Second, n.done); err != nil {
+				t.Errorf("with TIDINGS_LOG_LEVEL=debug: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if any goroutine outlives its tests: every
+// broker run in process must have stopped all of its goroutines.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// logSink is the stdout of a broker: it collects the log lines and lets a
+// test wait for a line, without sleeping. It is safe for concurrent use.
+type logSink struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	changed chan struct{} // closed and replaced whenever a line is added
+}
+
+func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partial = append(s.partial, p...)
+	added := false
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		s.lines = append(s.lines, string(s.partial[:i]))
+		s.partial = s.partial[i+1:]
+		added = true
+	}
+	if added {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	return len(p), nil
+}
+
+// Lines returns the complete lines written so far.
+func (s *logSink) Lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.lines...)
+}
+
+// String returns everything written so far.
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n") + string(s.partial)
+}
+
+// waitRecord waits for the first JSON log record whose "msg" is msg. It
+// gives up when abort is closed (the broker stopped) or after within.
+func (s *logSink) waitRecord(msg string, within time.Duration, abort <-chan struct{}) (map[string]any, error) {
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		for _, l := range s.lines {
+			var rec map[string]any
+			if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == msg {
+				s.mu.Unlock()
+				return rec, nil
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-abort:
+			return nil, fmt.Errorf("stopped before logging %q", msg)
+		case <-timer.C:
+			return nil, fmt.Errorf("no %q log line within %v", msg, within)
+		}
+	}
+}
+
+// node is a broker started in process with run.
+type node struct {
+	addr   string
+	log    *logSink
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	err    error         // run's result, once done is closed
+}
+
+// noEnv is a getenv that sees no TIDINGS_* variables, so that the
+// environment the tests run in cannot change the broker's configuration.
+func noEnv(string) string { return "" }
+
+// envOf returns a getenv that reads env.
+func envOf(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}
+
+// startNode runs a broker in process on a free loopback port (unless the
+// environment sets TIDINGS_ADDR) and returns once it logs that it listens.
+// The broker is stopped when the test ends.
+func startNode(t *testing.T, env map[string]string, args ...string) *node {
+	t.Helper()
+	if env["TIDINGS_ADDR"] == "" {
+		args = append([]string{"-addr", "127.0.0.1:0"}, args...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{log: newLogSink(), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		n.err = run(ctx, args, envOf(env), n.log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-n.done:
+		case <-time.After(60 * time.Second):
+			t.Errorf("run did not return within 60s of cancel")
+		}
+		if t.Failed() {
+			t.Logf("broker log:\n%s", n.log.String())
+		}
+	})
+	rec, err := n.log.waitRecord("listening", 20*time.Second, n.done)
+	if err != nil {
+		<-n.done
+		t.Fatalf("broker did not start: %v (run returned %v)", err, n.err)
+	}
+	addr, _ := rec["addr"].(string)
+	if addr == "" {
+		t.Fatalf("listening line has no addr: %v", rec)
+	}
+	n.addr = addr
+	return n
+}
+
+// stop cancels the run context and waits for run to return, failing the
+// test if that takes longer than within. It returns how long the shutdown
+// took and run's result.
+func (n *node) stop(t *testing.T, within time.Duration) (time.Duration, error) {
+	t.Helper()
+	start := time.Now()
+	n.cancel()
+	select {
+	case <-n.done:
+	case <-time.After(within):
+		t.Fatalf("run did not return within %v of cancel", within)
+	}
+	return time.Since(start), n.err
+}
+
+// newHTTPClient returns a client with its own connection, closed when the
+// test ends so that no transport goroutine outlives it. It holds at most
+// one connection: a pool dials spare connections it may never use, and
+// net/http's Shutdown waits up to five seconds for a connection that has
+// not sent a request, which would only slow the tests down (that case has
+// its own test, TestShutdownNotHeldByIdleConnection).
+func newHTTPClient(t *testing.T) *http.Client {
+	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+// publishReply is the 200 body of POST /v1/publish.
+type publishReply struct {
+	ID     string `json:"id"`
+	Topic  string `json:"topic"`
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// publish posts one message. err is a transport error (no HTTP status).
+func publish(hc *http.Client, addr, topic, data string) (int, publishReply, error) {
+	body, _ := json.Marshal(map[string]json.RawMessage{"topic": json.RawMessage(fmt.Sprintf("%q", topic)), "data": json.RawMessage(data)})
+	resp, err := hc.Post("http://"+addr+"/v1/publish", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, publishReply{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, publishReply{}, err
+	}
+	var r publishReply
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return resp.StatusCode, r, fmt.Errorf("200 body %q: %w", raw, err)
+		}
+	}
+	return resp.StatusCode, r, nil
+}
+
+// getStatus returns the status of GET path.
+func getStatus(hc *http.Client, addr, path string) (int, error) {
+	resp, err := hc.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// wsClient is a real WebSocket client (gobwas/ws) of one session.
+type wsClient struct {
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+// serverFrame is any server → client frame of PROTOCOL.md.
+type serverFrame struct {
+	Type      string          `json:"type"`
+	Session   string          `json:"session"`
+	Node      string          `json:"node"`
+	Heartbeat float64         `json:"heartbeat"`
+	Ref       string          `json:"ref"`
+	Topic     string          `json:"topic"`
+	Sub       string          `json:"sub"`
+	ID        string          `json:"id"`
+	Offset    uint64          `json:"offset"`
+	Epoch     string          `json:"epoch"`
+	Data      json.RawMessage `json:"data"`
+	Code      string          `json:"code"`
+	Message   string          `json:"message"`
+}
+
+// closeError reports that the server sent a close frame.
+type closeError struct {
+	code   ws.StatusCode
+	reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("close %d %q", e.code, e.reason) }
+
+// dialWS opens a session at addr offering the pubsub.v1 subprotocol.
+func dialWS(ctx context.Context, addr string) (*wsClient, error) {
+	d := ws.Dialer{Protocols: []string{"pubsub.v1"}, Timeout: 20 * time.Second}
+	nc, br, hs, err := d.Dial(ctx, "ws://"+addr+"/v1/ws")
+	if err != nil {
+		return nil, err
+	}
+	if hs.Protocol != "pubsub.v1" {
+		nc.Close()
+		return nil, fmt.Errorf("subprotocol %q selected, want pubsub.v1", hs.Protocol)
+	}
+	if br == nil {
+		br = bufio.NewReader(nc)
+	}
+	return &wsClient{nc: nc, r: br}, nil
+}
+
+// send writes one masked text frame holding v as JSON.
+func (c *wsClient) send(v any) error {
+	p, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return wsutil.WriteClientMessage(c.nc, ws.OpText, p)
+}
+
+// sendClose writes a masked close frame.
+func (c *wsClient) sendClose(code ws.StatusCode, reason string) error {
+	return ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))))
+}
+
+// next reads the next text frame before deadline. It answers pings, and
+// returns a *closeError (without answering) when the server closes.
+func (c *wsClient) next(deadline time.Time) (serverFrame, error) {
+	_ = c.nc.SetReadDeadline(deadline)
+	for {
+		f, err := readFrame(c.r)
+		if err != nil {
+			return serverFrame{}, err
+		}
+		switch f.Header.OpCode {
+		case ws.OpText:
+			var sf serverFrame
+			if err := json.Unmarshal(f.Payload, &sf); err != nil {
+				return sf, fmt.Errorf("text frame %q: %w", f.Payload, err)
+			}
+			return sf, nil
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			return serverFrame{}, &closeError{code: code, reason: reason}
+		case ws.OpPing:
+			if err := ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewPongFrame(f.Payload))); err != nil {
+				return serverFrame{}, err
+			}
+		case ws.OpPong:
+		default:
+			return serverFrame{}, fmt.Errorf("unexpected opcode %v", f.Header.OpCode)
+		}
+	}
+}
+
+// expect reads the next frame and checks its type.
+func (c *wsClient) expect(typ string, deadline time.Time) (serverFrame, error) {
+	f, err := c.next(deadline)
+	if err != nil {
+		return f, err
+	}
+	if f.Type != typ {
+		return f, fmt.Errorf("got a %q frame (%+v), want %q", f.Type, f, typ)
+	}
+	return f, nil
+}
+
+// subscribe subscribes to each topic and waits for every answer.
+func (c *wsClient) subscribe(deadline time.Time, topics ...string) error {
+	for i, topic := range topics {
+		if err := c.send(map[string]string{"op": "subscribe", "topic": topic, "ref": fmt.Sprint(i)}); err != nil {
+			return err
+		}
+	}
+	for range topics {
+		if _, err := c.expect("subscribed", deadline); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// asClose returns the close frame an error from next reports, or nil.
+func asClose(err error) *closeError {
+	var ce *closeError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return nil
+}
+
+// maxTestFrame bounds the payload of a server frame the test client reads.
+const maxTestFrame = 4 << 20
+
+// readFrame reads one whole frame of at most maxTestFrame payload bytes.
+func readFrame(r io.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > maxTestFrame {
+		return ws.Frame{}, fmt.Errorf("frame of %d bytes, over the test client's %d", h.Length, maxTestFrame)
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Masked {
+		ws.Cipher(p, h.Mask, 0)
+	}
+	return ws.Frame{Header: h, Payload: p}, nil
+}
