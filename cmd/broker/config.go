@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +19,9 @@ type config struct {
 	addr            string
 	nodeID          string
 	redisURL        string
+	redisCluster    []string
+	redisTimeout    time.Duration
+	redisPrefix     string
 	shutdownTimeout time.Duration
 	apiKeys         []string
 	allowedOrigins  []string
@@ -52,12 +57,15 @@ func envName(name string) string {
 // given on the command line. -h prints the flags to stdout.
 func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	c := config{fromEnv: map[string]string{}}
-	var apiKeys, origins string
+	var apiKeys, origins, redisCluster string
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.nodeID, "node-id", "", "id reported in welcome frames and logs (default: hostname and a short random suffix)")
-	fs.StringVar(&c.redisURL, "redis", "", "Redis URL (default: in-memory, single node)")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis URL, redis://[user:pass@]host:port/db or rediss:// for TLS (default: in-memory, single node)")
+	fs.StringVar(&redisCluster, "redis-cluster", "", "comma-separated Redis Cluster seed addresses host:port (instead of -redis)")
+	fs.DurationVar(&c.redisTimeout, "redis-timeout", 2*time.Second, "bound on every Redis operation; a publish fails with 503 after it")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", "tidings:", "prefix of every Redis key and channel")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys (default: HTTP publish from loopback only)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list, * allows all (default: same host only)")
@@ -101,6 +109,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	}
 	c.apiKeys = splitList(apiKeys)
 	c.allowedOrigins = splitList(origins)
+	c.redisCluster = splitList(redisCluster)
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
 	}
@@ -130,6 +139,7 @@ func (c config) validate() error {
 		v    time.Duration
 	}{
 		{"shutdown-timeout", c.shutdownTimeout}, {"history-ttl", c.historyTTL}, {"heartbeat", c.heartbeat},
+		{"redis-timeout", c.redisTimeout},
 	}
 	for _, p := range positiveDurations {
 		if p.v <= 0 {
@@ -139,8 +149,21 @@ func (c config) validate() error {
 	if c.shards > 1<<16 {
 		return bad("shards", "%d: at most 65536", c.shards)
 	}
+	if c.redisURL != "" && len(c.redisCluster) > 0 {
+		return bad("redis-cluster", "give -redis or -redis-cluster, not both")
+	}
 	if c.redisURL != "" {
-		return bad("redis", "Redis is not supported yet; leave it empty for the in-memory store")
+		if u, err := url.Parse(c.redisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return bad("redis", "%q: want redis://[user:pass@]host:port/db or rediss://…", redactURL(c.redisURL))
+		}
+	}
+	for _, a := range c.redisCluster {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return bad("redis-cluster", "%q: want host:port", a)
+		}
+	}
+	if c.redisPrefix == "" {
+		return bad("redis-prefix", "must not be empty")
 	}
 	for _, k := range c.apiKeys {
 		if len(k) < 8 {
@@ -162,6 +185,15 @@ func (c config) invalid(name, detail string) error {
 		return usageError{fmt.Sprintf("invalid value for flag -%s from %s: %s", name, env, detail)}
 	}
 	return usageError{fmt.Sprintf("invalid value for flag -%s: %s", name, detail)}
+}
+
+// redactURL hides a URL's password so that errors do not print it.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // splitList splits a comma-separated list, dropping blanks.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
+	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -70,7 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	raiseOpenFileLimit(log)
 
-	store := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
+	store, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
 	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes}, store, ws.Encoder{})
 	wsrv := ws.New(ws.Config{
 		NodeID:         cfg.nodeID,
@@ -79,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		AllowedOrigins: cfg.allowedOrigins,
 		Logger:         log,
 	}, b)
-	api := httpapi.New(httpapi.Config{APIKeys: cfg.apiKeys, MaxBodySize: int64(cfg.maxBodySize)}, b, wsrv)
+	api := httpapi.New(httpapi.Config{APIKeys: cfg.apiKeys, MaxBodySize: int64(cfg.maxBodySize), Ready: store.Healthy}, b, wsrv)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -96,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", "memory")
+	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", store.Name())
 
 	var cause error
 	select {
@@ -127,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // closed with 1001 once the publishes in flight have been delivered, then
 // the store closes; all within timeout. What is still open at the
 // deadline is cut.
-func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store *memory.Store, timeout time.Duration, log *slog.Logger) error {
+func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store io.Closer, timeout time.Duration, log *slog.Logger) error {
 	start := time.Now()
 	api.BeginShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -153,6 +157,58 @@ func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store *memory
 	}
 	log.Info("shutdown complete", "after", time.Since(start).String())
 	return nil
+}
+
+// nodeStore is the store a node runs on, with what the wiring needs.
+type nodeStore interface {
+	broker.Store
+	io.Closer
+	// Healthy returns nil while the store can be reached.
+	Healthy() error
+}
+
+// namedStore labels a store for the listening log line.
+type namedStore struct {
+	nodeStore
+	name string
+}
+
+// Name is "memory", "redis" or "redis-cluster".
+func (s namedStore) Name() string { return s.name }
+
+// memoryStore adapts the in-memory store, which is always reachable.
+type memoryStore struct{ *memory.Store }
+
+// Healthy returns nil: the in-memory store is always reachable.
+func (memoryStore) Healthy() error { return nil }
+
+// openStore returns the Redis store when -redis or -redis-cluster is set,
+// else the embedded in-memory store.
+func openStore(cfg config, log *slog.Logger) (namedStore, error) {
+	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 {
+		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
+		return namedStore{memoryStore{st}, "memory"}, nil
+	}
+	st, err := redisstore.New(redisstore.Config{
+		URL:          cfg.redisURL,
+		ClusterAddrs: cfg.redisCluster,
+		Prefix:       cfg.redisPrefix,
+		Timeout:      cfg.redisTimeout,
+		HistorySize:  cfg.historySize,
+		HistoryTTL:   cfg.historyTTL,
+		Logger:       log,
+	})
+	if err != nil {
+		name := "redis"
+		if len(cfg.redisCluster) > 0 {
+			name = "redis-cluster"
+		}
+		return namedStore{}, cfg.invalid(name, err.Error())
+	}
+	if len(cfg.redisCluster) > 0 {
+		return namedStore{st, "redis-cluster"}, nil
+	}
+	return namedStore{st, "redis"}, nil
 }
 
 // raiseOpenFileLimit lifts the soft open-file limit to the hard limit so

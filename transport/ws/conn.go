@@ -150,7 +150,14 @@ func (c *conn) writeLoop() {
 	ping := time.NewTicker(c.srv.cfg.Heartbeat)
 	defer ping.Stop()
 	out := c.sess.Outbox()
-	var spare [][]byte
+	// The welcome is queued before the writer starts: write it before
+	// anything else, a close frame included. (An overflow stays marked in
+	// the outbox and is handled in the loop.)
+	spare, _ := out.Drain(nil)
+	if err := c.write(spare); err != nil {
+		_ = c.nc.Close()
+		return
+	}
 	for {
 		select {
 		case <-out.Ready():

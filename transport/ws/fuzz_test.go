@@ -1,0 +1,391 @@
+package ws_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	wsserver "github.com/tidings-io/tidings/transport/ws"
+)
+
+// commandSeeds are client commands, valid and not, that seed FuzzCommand
+// and, as text frames, FuzzFrame.
+var commandSeeds = []string{
+	`{"op":"ping"}`,
+	`{"op":"ping","ref":"r1"}`,
+	`{"op":"ping","ref":null}`,
+	`{"op":"ping","ref":5}`,
+	`{"op":"subscribe","topic":"a.b","ref":"s"}`,
+	`{"op":"subscribe","topic":"a.*"}`,
+	`{"op":"subscribe","topic":"a.>","since":{"offset":0,"epoch":"e"}}`,
+	`{"op":"subscribe","topic":"a.b","since":{"offset":3,"epoch":"e"}}`,
+	`{"op":"subscribe","topic":"a.b","since":{"offset":-1,"epoch":"e"}}`,
+	`{"op":"subscribe","topic":"a.b","since":{"offset":1}}`,
+	`{"op":"subscribe","topic":"a.b","since":"x"}`,
+	`{"op":"subscribe","topic":5,"ref":"t"}`,
+	`{"op":"subscribe"}`,
+	`{"op":"unsubscribe","topic":"a.b","ref":"u"}`,
+	`{"op":"unsubscribe","topic":"a..b"}`,
+	`{"op":"publish","topic":"a.b","data":{"a" :  [1, 2 ]},"ref":"p"}`,
+	`{"op":"publish","topic":"a.b","data":null}`,
+	`{"op":"publish","topic":"a.b","data":"caf\u00e9 \ud83d\ude00"}`,
+	`{"op":"publish","topic":"a.b","data":1e400}`,
+	`{"op":"publish","topic":"a.*","data":1}`,
+	`{"op":"publish","topic":"a.b"}`,
+	`{"OP":"PING","Ref":"case"}`,
+	`{"op":"ping","op":"dance"}`,
+	`{"op":"dance"}`,
+	`{}`,
+	` {"op":"ping"} `,
+	`{"op":"ping"} {"op":"ping"}`,
+	`{"op":"ping"`,
+	`[1]`,
+	`"x"`,
+	`nope`,
+	`null`,
+	`1`,
+	``,
+	"{\"op\":\"ping\",\"ref\":\"\xff\"}",
+	strings.Repeat(`{"a":`, 20) + `1` + strings.Repeat(`}`, 20),
+}
+
+// isJSONObject is FuzzCommand's reference: p holds exactly one JSON
+// object, with nothing but whitespace around it.
+func isJSONObject(p []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(p, &m) == nil && m != nil
+}
+
+// FuzzCommand checks that DecodeCommand never panics and that its result
+// keeps its promises: ErrNotObject exactly when the input is not a JSON
+// object, ErrBadCommand for every other error, and on success one of the
+// four ops with what that op needs, publish data that is valid JSON taken
+// byte for byte from the input, and fields that do not alias the input.
+func FuzzCommand(f *testing.F) {
+	for _, s := range commandSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		in := bytes.Clone(p)
+		cmd, err := wsserver.DecodeCommand(p)
+		if !bytes.Equal(p, in) {
+			t.Fatalf("DecodeCommand changed its input %q to %q", in, p)
+		}
+		notObject := errors.Is(err, wsserver.ErrNotObject)
+		if obj := isJSONObject(p); notObject == obj {
+			t.Fatalf("%q: JSON object %v, but error %v", p, obj, err)
+		}
+		if err != nil {
+			if !notObject && !errors.Is(err, wsserver.ErrBadCommand) {
+				t.Fatalf("%q: error %v wraps neither ErrNotObject nor ErrBadCommand", p, err)
+			}
+			if notObject && (cmd.Op != "" || cmd.Ref != "" || cmd.Data != nil || cmd.Since != nil) {
+				t.Fatalf("%q: not an object, yet decoded %+v", p, cmd)
+			}
+			return
+		}
+		switch cmd.Op {
+		case "subscribe", "unsubscribe", "publish":
+			if cmd.Topic == "" {
+				t.Fatalf("%q: %s without a topic", p, cmd.Op)
+			}
+		case "ping":
+		default:
+			t.Fatalf("%q: decoded op %q", p, cmd.Op)
+		}
+		if cmd.Op == "publish" {
+			if !json.Valid(cmd.Data) {
+				t.Fatalf("%q: publish data %q is not valid JSON", p, cmd.Data)
+			}
+			if !bytes.Contains(p, cmd.Data) {
+				t.Fatalf("%q: publish data %q is not the input's bytes", p, cmd.Data)
+			}
+		} else if cmd.Data != nil {
+			t.Fatalf("%q: %s carries data %q", p, cmd.Op, cmd.Data)
+		}
+		if cmd.Since != nil && cmd.Op != "subscribe" {
+			t.Fatalf("%q: %s carries since", p, cmd.Op)
+		}
+		// The command outlives the frame buffer it was decoded from.
+		data, ref, topic := bytes.Clone(cmd.Data), cmd.Ref, cmd.Topic
+		for i := range p {
+			p[i] = 'X'
+		}
+		if !bytes.Equal(cmd.Data, data) || cmd.Ref != ref || cmd.Topic != topic {
+			t.Fatalf("%q: the command aliases its input", in)
+		}
+	})
+}
+
+// fuzzMaxMessage is the MaxMessageSize of FuzzFrame's server: small, so
+// that fragments reach it.
+const fuzzMaxMessage = 512
+
+// frameSpec is one frame of FuzzFrame's framed mode: the first header byte
+// (FIN, RSV1-3, opcode) and the payload, which the fuzz target masks.
+type frameSpec struct {
+	b0      byte
+	payload []byte
+}
+
+// encodeSpecs encodes frames for FuzzFrame's framed mode: per frame the
+// first header byte, the payload length (at most 255) and the payload.
+func encodeSpecs(frames ...frameSpec) []byte {
+	var b []byte
+	for _, f := range frames {
+		b = append(b, f.b0, byte(len(f.payload)))
+		b = append(b, f.payload...)
+	}
+	return b
+}
+
+// decodeSpecs is the inverse of encodeSpecs; a short last frame takes what
+// is left.
+func decodeSpecs(b []byte) []frameSpec {
+	var frames []frameSpec
+	for len(b) >= 2 {
+		f := frameSpec{b0: b[0]}
+		n := min(int(b[1]), len(b)-2)
+		f.payload, b = b[2:2+n], b[2+n:]
+		frames = append(frames, f)
+	}
+	return frames
+}
+
+const (
+	finText  = 0x80 | byte(ws.OpText)
+	finBin   = 0x80 | byte(ws.OpBinary)
+	finCont  = 0x80 | byte(ws.OpContinuation)
+	finClose = 0x80 | byte(ws.OpClose)
+	finPing  = 0x80 | byte(ws.OpPing)
+	finPong  = 0x80 | byte(ws.OpPong)
+)
+
+// rawFrame is a complete frame as bytes on the wire.
+func rawFrame(h ws.Header, payload []byte) []byte {
+	var buf bytes.Buffer
+	p := bytes.Clone(payload)
+	if h.Masked {
+		ws.Cipher(p, h.Mask, 0)
+	}
+	_ = ws.WriteHeader(&buf, h)
+	buf.Write(p)
+	return buf.Bytes()
+}
+
+// FuzzFrame feeds arbitrary client bytes into a real session over TCP
+// loopback, after a real handshake, then half-closes. In framed mode the
+// input is a list of frames (first header byte, length, payload) that the
+// target masks properly, so the fuzzer explores the session's semantics;
+// in raw mode the bytes go on the wire as they are. Whatever comes in, the
+// server must not panic (a recovered panic would show as 1011), must only
+// send well-formed server frames, at most one close frame and nothing
+// after it, never 1004/1005/1006, and must end the session once the
+// client is done. A recovered panic is logged as an error, which fails the
+// target too.
+func FuzzFrame(f *testing.F) {
+	faults := &errorCounter{}
+	h := newHarness(f, config{ws: wsserver.Config{
+		MaxMessageSize: fuzzMaxMessage,
+		CloseTimeout:   500 * time.Millisecond,
+		WriteTimeout:   2 * time.Second,
+		Heartbeat:      5 * time.Second,
+		Logger:         slog.New(faults),
+	}})
+
+	for _, s := range commandSeeds {
+		if len(s) <= 255 {
+			f.Add(true, encodeSpecs(frameSpec{finText, []byte(s)}))
+		}
+	}
+	big := paddedPing("big", 3*255)
+	for _, seed := range [][]frameSpec{
+		{{finText, []byte(`{"op":"subscribe","topic":"f.*"}`)}, {finText, []byte(`{"op":"publish","topic":"f.a","data":[1, 2]}`)}, {finText, []byte(`{"op":"unsubscribe","topic":"f.*"}`)}},
+		{{byte(ws.OpText), []byte(`{"op":"pi`)}, {finPing, []byte("hello")}, {finCont, []byte(`ng","ref":"x"}`)}},
+		{{byte(ws.OpText), big[:255]}, {byte(ws.OpContinuation), big[255:510]}, {finCont, big[510:]}},
+		{{byte(ws.OpText), []byte("{\"op\":\"ping\",\"ref\":\"\xe2\x82")}, {finCont, []byte("\xac\"}")}},
+		{{finClose, closeBody(1000, "bye")}},
+		{{finClose, nil}},
+		{{finClose, closeBody(4999, "app")}},
+		{{finClose, closeBody(1005, "")}},
+		{{finClose, closeBody(2999, "")}},
+		{{finClose, []byte{3}}},
+		{{finClose, closeBody(1000, "\xff")}},
+		{{finBin, []byte{1, 2, 3}}},
+		{{finText, []byte("\xff\xfe")}},
+		{{finText | 0x40, []byte(`{"op":"ping"}`)}},
+		{{0x80 | 0x3, nil}},
+		{{0x80 | 0xB, nil}},
+		{{finCont, []byte(`{}`)}},
+		{{byte(ws.OpText), []byte(`{`)}, {finText, []byte(`{}`)}},
+		{{byte(ws.OpPing), nil}},
+		{{finPing, bytes.Repeat([]byte("p"), 126)}},
+		{{finPong, []byte("unsolicited")}, {finPing, []byte("p")}, {finText, []byte(`{"op":"ping","ref":"after"}`)}},
+	} {
+		f.Add(true, encodeSpecs(seed...))
+	}
+	mask := [4]byte{1, 2, 3, 4}
+	ping := []byte(`{"op":"ping","ref":"raw"}`)
+	for _, seed := range [][]byte{
+		rawFrame(ws.Header{Fin: true, OpCode: ws.OpText, Masked: true, Mask: mask, Length: int64(len(ping))}, ping),
+		rawFrame(ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(ping))}, ping),
+		append(rawFrame(ws.Header{Fin: true, OpCode: ws.OpClose, Masked: true, Mask: mask, Length: 2}, closeBody(1000, "")), "trailing garbage"...),
+		rawFrame(ws.Header{Fin: true, OpCode: ws.OpText, Masked: true, Mask: mask, Length: 1 << 20}, nil),
+		{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4},
+		{0x81, 0xfe, 0, 10, 1, 2, 3, 4},
+		{0x81},
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		{},
+	} {
+		f.Add(false, seed)
+	}
+
+	f.Fuzz(func(t *testing.T, framed bool, data []byte) {
+		c := h.dial(t)
+		pings := 0
+		writeDone := make(chan struct{})
+		go func() {
+			defer close(writeDone)
+			if framed {
+				for _, s := range decodeSpecs(data) {
+					if ws.OpCode(s.b0&0xf) == ws.OpPing {
+						pings++
+					}
+					hdr := ws.Header{Fin: s.b0&0x80 != 0, Rsv: s.b0 >> 4 & 7, OpCode: ws.OpCode(s.b0 & 0xf), Masked: true, Length: int64(len(s.payload))}
+					if c.tryWriteRaw(hdr, s.payload) != nil {
+						break // the server may close first
+					}
+				}
+			} else {
+				_ = c.conn.SetWriteDeadline(time.Now().Add(ioTimeout))
+				_, _ = c.conn.Write(data)
+			}
+			_ = c.conn.(*net.TCPConn).CloseWrite()
+		}()
+
+		frames, closes, pongs := 0, 0, 0
+		var err error
+		for {
+			var fr ws.Frame
+			fr, err = c.readFrame()
+			if err != nil {
+				break
+			}
+			frames++
+			if closes > 0 {
+				t.Fatalf("frame after the close frame: %s", describe(fr))
+			}
+			if err := checkFuzzFrame(fr, frames == 1); err != nil {
+				t.Fatal(err)
+			}
+			switch fr.Header.OpCode {
+			case ws.OpClose:
+				closes++
+			case ws.OpPong:
+				pongs++
+			}
+		}
+		<-writeDone
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the server did not end the session within %v of the client's EOF", ioTimeout)
+		}
+		if framed && pongs > pings {
+			t.Fatalf("%d pong frames for %d pings", pongs, pings)
+		}
+		if errors.Is(err, errBadServerFrame) {
+			t.Fatal(err)
+		}
+		eventually(t, "the session to end", func() bool { return h.b.Stats().Sessions == 0 })
+		sent := h.srv.Stats().CloseSent
+		for code := range forbiddenCloseCodes {
+			if sent[int(code)] != 0 {
+				t.Fatalf("server sent close code %d (%v)", code, sent)
+			}
+		}
+		// A panic in a session is recovered, logged as an error and
+		// answered with 1011; a client may send 1011 too, so the log tells.
+		if msg := faults.first(); msg != "" {
+			t.Fatalf("server logged an error: %s", msg)
+		}
+	})
+}
+
+// errorCounter is a slog.Handler that keeps the first error-level record
+// it is given and discards the rest.
+type errorCounter struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (h *errorCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+
+func (h *errorCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.msg == "" {
+		h.msg = r.Message
+		r.Attrs(func(a slog.Attr) bool {
+			h.msg += " " + a.String()
+			return true
+		})
+	}
+	return nil
+}
+
+func (h *errorCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *errorCounter) WithGroup(string) slog.Handler      { return h }
+
+// first returns the first error logged, or "".
+func (h *errorCounter) first() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.msg
+}
+
+// checkFuzzFrame checks one server frame of FuzzFrame (readFrame has
+// checked its header); first says whether it is the session's first frame,
+// which must be the welcome.
+func checkFuzzFrame(f ws.Frame, first bool) error {
+	switch f.Header.OpCode {
+	case ws.OpText:
+		e, err := decodeEvent(f.Payload)
+		if err != nil {
+			return err
+		}
+		switch e.Type {
+		case "welcome":
+			if !first {
+				return fmt.Errorf("a second welcome: %s", e)
+			}
+			return nil
+		case "pong", "subscribed", "unsubscribed", "published", "message", "reset", "error":
+		default:
+			return fmt.Errorf("unknown frame type: %s", e)
+		}
+	case ws.OpClose:
+		if len(f.Payload) < 2 {
+			return fmt.Errorf("close frame without a code: %q", f.Payload)
+		}
+		code, reason := ws.ParseCloseFrameData(f.Payload)
+		if forbiddenCloseCodes[code] {
+			return fmt.Errorf("close code %d %q", code, reason)
+		}
+		if code < 1000 || code >= 5000 || (code > 1014 && code < 3000) {
+			return fmt.Errorf("invalid close code %d %q", code, reason)
+		}
+	}
+	if first {
+		return fmt.Errorf("first frame is not the welcome: %s", describe(f))
+	}
+	return nil
+}
