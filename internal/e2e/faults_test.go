@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -124,4 +125,58 @@ func TestGapIsRepairedFromHistory(t *testing.T) {
 		other.mustPublish(t, topic, i)
 	}
 	expectMessages(t, c, topic, 2, 5)
+}
+
+func TestClusterMasterLossAndReturn(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	const timeout = time.Second
+	n1 := startNode(t, redis.Config{ClusterAddrs: cl.Addrs(), Timeout: timeout}, "n1")
+	n2 := startNode(t, redis.Config{ClusterAddrs: cl.Addrs(), Timeout: timeout}, "n2")
+	// Find a topic whose slot lives on the master we will kill.
+	victim := cl.Nodes[0]
+	var topic string
+	for i := 0; topic == ""; i++ {
+		candidate := topicFor(t, fmt.Sprint(i))
+		addr, err := cl.MasterOf("tidings:{" + candidate + "}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr == victim.Addr() {
+			topic = candidate
+		}
+	}
+	sub := wstest.Dial(t, n2.WS)
+	sub.Subscribe(topic, nil)
+	first := n1.mustPublish(t, topic, 1)
+	expectMessages(t, sub, topic, 1, 1)
+
+	victim.Kill()
+	start := time.Now()
+	r := n1.publish(t, topic, 2)
+	if r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("publish to a topic on a dead master: %d %s, want 503", r.Status, r.Body)
+	}
+	if took := time.Since(start); took > timeout+2*time.Second {
+		t.Fatalf("publish to a dead master took %v, bound is %v", took, timeout)
+	}
+	pingPong(t, sub)
+	eventually(t, wait, func() bool {
+		code, body := n2.readyz(t)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "redis")
+	})
+
+	// The master comes back without its data: the topic starts a new epoch
+	// and its subscribers are told.
+	victim.RestartEmpty()
+	var fresh publishResult
+	eventually(t, 30*time.Second, func() bool { fresh = n1.publish(t, topic, 3); return fresh.Status == http.StatusOK })
+	if fresh.Epoch == first.Epoch || fresh.Offset != 1 {
+		t.Fatalf("after the master returned empty: offset %d epoch %s, want 1 in a new epoch", fresh.Offset, fresh.Epoch)
+	}
+	f := sub.Next(wait)
+	if f.Type != "reset" || f.Str("reason") != "history_lost" || f.Str("epoch") != fresh.Epoch {
+		t.Fatalf("subscriber got %s, want a history_lost reset", f.Raw)
+	}
+	expectMessages(t, sub, topic, 1, 1)
+	eventually(t, wait, func() bool { code, _ := n2.readyz(t); return code == http.StatusOK })
 }

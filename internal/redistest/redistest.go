@@ -231,3 +231,14 @@ func freePort(t testing.TB, bus bool) int {
 	t.Fatal("no free port found")
 	return 0
 }
+
+// MasterOf returns the address of the master that owns key's slot.
+func (c *Cluster) MasterOf(key string) (string, error) {
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	defer cl.Close()
+	node, err := cl.MasterForKey(context.Background(), key)
+	if err != nil {
+		return "", err
+	}
+	return node.Options().Addr, nil
+}

@@ -160,7 +160,7 @@ func (s *Store) Healthy() error {
 	return *s.health.Load()
 }
 
-// watchHealth pings Redis twice a second and records the outcome; in
+// watchHealth pings Redis (every master of a cluster) twice a second and records the outcome; in
 // cluster mode it also refreshes the wildcard flag.
 func (s *Store) watchHealth() {
 	defer s.wg.Done()
@@ -171,9 +171,18 @@ func (s *Store) watchHealth() {
 			s.relay.sweepTracks()
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
-		err := s.client.Ping(ctx).Err()
-		if err == nil && s.cluster != nil {
-			err = s.refreshWildcards(ctx)
+		var err error
+		if s.cluster != nil {
+			// Every master must answer: a dead one owns topics that can
+			// be neither published nor delivered.
+			err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+				return c.Ping(ctx).Err()
+			})
+			if err == nil {
+				err = s.refreshWildcards(ctx)
+			}
+		} else {
+			err = s.client.Ping(ctx).Err()
 		}
 		cancel()
 		if s.ctx.Err() != nil {
