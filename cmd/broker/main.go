@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	raiseOpenFileLimit(log)
 
-	store, err := openStore(cfg, log)
+	store, storeName, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", store.Name())
+	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", storeName)
 
 	var cause error
 	select {
@@ -160,6 +160,8 @@ func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store io.Clos
 }
 
 // nodeStore is the store a node runs on, with what the wiring needs.
+// The broker is handed the store itself, not a wrapper, so that it sees
+// every interface the store implements (broker.Watcher for Redis).
 type nodeStore interface {
 	broker.Store
 	io.Closer
@@ -167,27 +169,22 @@ type nodeStore interface {
 	Healthy() error
 }
 
-// namedStore labels a store for the listening log line.
-type namedStore struct {
-	nodeStore
-	name string
-}
-
-// Name is "memory", "redis" or "redis-cluster".
-func (s namedStore) Name() string { return s.name }
-
-// memoryStore adapts the in-memory store, which is always reachable.
+// memoryStore is the in-memory store, which is always reachable.
 type memoryStore struct{ *memory.Store }
 
 // Healthy returns nil: the in-memory store is always reachable.
 func (memoryStore) Healthy() error { return nil }
 
 // openStore returns the Redis store when -redis or -redis-cluster is set,
-// else the embedded in-memory store.
-func openStore(cfg config, log *slog.Logger) (namedStore, error) {
+// else the embedded in-memory store, and the store's name for the logs.
+func openStore(cfg config, log *slog.Logger) (nodeStore, string, error) {
 	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 {
 		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
-		return namedStore{memoryStore{st}, "memory"}, nil
+		return memoryStore{st}, "memory", nil
+	}
+	name := "redis"
+	if len(cfg.redisCluster) > 0 {
+		name = "redis-cluster"
 	}
 	st, err := redisstore.New(redisstore.Config{
 		URL:          cfg.redisURL,
@@ -199,16 +196,9 @@ func openStore(cfg config, log *slog.Logger) (namedStore, error) {
 		Logger:       log,
 	})
 	if err != nil {
-		name := "redis"
-		if len(cfg.redisCluster) > 0 {
-			name = "redis-cluster"
-		}
-		return namedStore{}, cfg.invalid(name, err.Error())
+		return nil, "", cfg.invalid(name, err.Error())
 	}
-	if len(cfg.redisCluster) > 0 {
-		return namedStore{st, "redis-cluster"}, nil
-	}
-	return namedStore{st, "redis"}, nil
+	return st, name, nil
 }
 
 // raiseOpenFileLimit lifts the soft open-file limit to the hard limit so
