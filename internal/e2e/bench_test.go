@@ -16,22 +16,23 @@ import (
 	"github.com/tidings-io/tidings/transport/ws"
 )
 
-// benchNodes returns a publishing broker and a subscribing broker: the
-// same in-memory node, the same Redis-backed node, or two nodes over a
-// single Redis or a three-master cluster.
-func benchNodes(b *testing.B, setup string) (pub, sub *broker.Broker) {
+// benchNodes returns a publishing broker and the subscribing brokers: the
+// same in-memory node, the same Redis-backed node, or three nodes over a
+// single Redis or a three-master cluster (publishing on the first,
+// subscribing on the other two).
+func benchNodes(b *testing.B, setup string) (pub *broker.Broker, subs []*broker.Broker) {
 	b.Helper()
 	if setup == "memory" {
 		st := memory.New(memory.Config{HistorySize: 1000})
 		b.Cleanup(func() { _ = st.Close() })
 		br := broker.New(broker.Config{QueueSize: 1 << 20, QueueBytes: 1 << 30}, st, ws.Encoder{})
-		return br, br
+		return br, []*broker.Broker{br}
 	}
 	var cfg redis.Config
 	switch setup {
-	case "redis-1node", "redis-2nodes":
+	case "redis-1node", "redis-3nodes":
 		cfg = redis.Config{URL: redistest.Start(b).URL()}
-	case "cluster-2nodes":
+	case "cluster-3nodes":
 		cfg = redis.Config{ClusterAddrs: redistest.StartCluster(b).Addrs()}
 	}
 	newBroker := func() *broker.Broker {
@@ -48,12 +49,45 @@ func benchNodes(b *testing.B, setup string) (pub, sub *broker.Broker) {
 	}
 	pub = newBroker()
 	if setup == "redis-1node" {
-		return pub, pub
+		return pub, []*broker.Broker{pub}
 	}
-	return pub, newBroker()
+	return pub, []*broker.Broker{newBroker(), newBroker()}
 }
 
-var benchSetups = []string{"memory", "redis-1node", "redis-2nodes", "cluster-2nodes"}
+var benchSetups = []string{"memory", "redis-1node", "redis-3nodes", "cluster-3nodes"}
+
+// subscribers opens one session per subscribing node, subscribed to
+// topics, with their outboxes drained.
+func subscribers(b *testing.B, nodes []*broker.Broker, topics ...string) []*broker.Session {
+	b.Helper()
+	var out []*broker.Session
+	for _, n := range nodes {
+		s := n.NewSession()
+		b.Cleanup(s.Close)
+		for _, t := range topics {
+			if err := s.Subscribe(context.Background(), "", t, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.Outbox().Drain(nil)
+		out = append(out, s)
+	}
+	return out
+}
+
+// awaitFrames waits until n frames in all were queued to s.
+func awaitFrames(b *testing.B, s *broker.Session, n int, spare [][]byte) [][]byte {
+	for got := 0; got < n; {
+		select {
+		case <-s.Outbox().Ready():
+		case <-time.After(10 * time.Second):
+			b.Fatalf("delivered %d of %d", got, n)
+		}
+		spare, _ = s.Outbox().Drain(spare)
+		got += len(spare)
+	}
+	return spare
+}
 
 // BenchmarkPublishToDeliverLatency publishes one message at a time and
 // waits until it is queued to a subscriber (on the other node where there
@@ -61,16 +95,10 @@ var benchSetups = []string{"memory", "redis-1node", "redis-2nodes", "cluster-2no
 func BenchmarkPublishToDeliverLatency(b *testing.B) {
 	for _, setup := range benchSetups {
 		b.Run(setup, func(b *testing.B) {
-			pub, subNode := benchNodes(b, setup)
-			s := subNode.NewSession()
-			defer s.Close()
+			pub, nodes := benchNodes(b, setup)
+			sessions := subscribers(b, nodes, "bench.latency")
 			ctx := context.Background()
-			if err := s.Subscribe(ctx, "", "bench.latency", nil); err != nil {
-				b.Fatal(err)
-			}
-			out := s.Outbox()
 			var spare [][]byte
-			spare, _ = out.Drain(spare)
 			data := json.RawMessage(`{"p":1.2345}`)
 			lat := make([]time.Duration, 0, b.N)
 			b.ReportAllocs()
@@ -80,10 +108,8 @@ func BenchmarkPublishToDeliverLatency(b *testing.B) {
 				if _, err := pub.Publish(ctx, []broker.Publication{{Topic: "bench.latency", Data: data}}); err != nil {
 					b.Fatal(err)
 				}
-				for got := 0; got == 0; {
-					<-out.Ready()
-					spare, _ = out.Drain(spare)
-					got = len(spare)
+				for _, s := range sessions {
+					spare = awaitFrames(b, s, 1, spare)
 				}
 				lat = append(lat, time.Since(start))
 			}
@@ -100,18 +126,14 @@ func BenchmarkPublishToDeliverLatency(b *testing.B) {
 func BenchmarkPublishToDeliverThroughput(b *testing.B) {
 	for _, setup := range benchSetups {
 		b.Run(setup, func(b *testing.B) {
-			pub, subNode := benchNodes(b, setup)
-			s := subNode.NewSession()
-			defer s.Close()
-			ctx := context.Background()
+			pub, nodes := benchNodes(b, setup)
 			const topics = 8
-			for k := 0; k < topics; k++ {
-				if err := s.Subscribe(ctx, "", fmt.Sprintf("bench.tp.%d", k), nil); err != nil {
-					b.Fatal(err)
-				}
+			names := make([]string, topics)
+			for k := range names {
+				names[k] = fmt.Sprintf("bench.tp.%d", k)
 			}
-			out := s.Outbox()
-			spare, _ := out.Drain(nil)
+			sessions := subscribers(b, nodes, names...)
+			ctx := context.Background()
 			var next atomic.Int64
 			data := json.RawMessage(`{"p":1.2345}`)
 			b.SetParallelism(8)
@@ -119,20 +141,15 @@ func BenchmarkPublishToDeliverThroughput(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					k := next.Add(1) % topics
-					if _, err := pub.Publish(ctx, []broker.Publication{{Topic: fmt.Sprintf("bench.tp.%d", k), Data: data}}); err != nil {
+					if _, err := pub.Publish(ctx, []broker.Publication{{Topic: names[k], Data: data}}); err != nil {
 						b.Error(err)
 						return
 					}
 				}
 			})
-			for got := 0; got < b.N; {
-				select {
-				case <-out.Ready():
-				case <-time.After(10 * time.Second):
-					b.Fatalf("delivered %d of %d", got, b.N)
-				}
-				spare, _ = out.Drain(spare)
-				got += len(spare)
+			var spare [][]byte
+			for _, s := range sessions {
+				spare = awaitFrames(b, s, b.N, spare)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")

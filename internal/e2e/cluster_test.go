@@ -178,7 +178,7 @@ func TestNodesActAsOne(t *testing.T) {
 func TestThousandSessionsOverThreeNodes(t *testing.T) {
 	cfg := backend(t, "single")
 	nodes := []*node{startNode(t, cfg, "n1"), startNode(t, cfg, "n2"), startNode(t, cfg, "n3")}
-	const sessions, topics = 999, 9
+	const sessions, topics = 1000, 9
 	clients := make([]*wstest.Client, sessions)
 	for i := range clients {
 		c := wstest.Dial(t, nodes[i%3].WS)
