@@ -24,7 +24,9 @@ var _ broker.Encoder = Encoder{}
 // Message encodes a `message` frame. Topic, id and pattern are validated
 // names and need no escaping; data is copied byte for byte.
 func (Encoder) Message(m *broker.Message, sub string) []byte {
-	b := make([]byte, headroom, headroom+128+len(m.Topic)+len(sub)+len(m.Data))
+	// 200 bytes cover the fixed keys, the id, the offset and the time, so
+	// the frame is built in one allocation.
+	b := make([]byte, headroom, headroom+200+len(m.Topic)+len(m.Epoch)+len(sub)+len(m.Data))
 	b = append(b, `{"type":"message","topic":`...)
 	b = appendString(b, m.Topic)
 	b = append(b, `,"id":`...)
