@@ -22,6 +22,7 @@ type config struct {
 	redisCluster    []string
 	redisTimeout    time.Duration
 	redisPrefix     string
+	demo            bool
 	shutdownTimeout time.Duration
 	apiKeys         []string
 	allowedOrigins  []string
@@ -77,6 +78,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.IntVar(&c.queueBytes, "queue-bytes", 4194304, "per-session outbound queue bound in bytes")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 25*time.Second, "server ping interval; a session silent for two intervals is closed")
 	fs.IntVar(&c.shards, "shards", 64, "topic hub shards")
+	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
 

@@ -66,6 +66,8 @@ var flagCases = []flagCase{
 		envValue: "3s", wantEnv: "3s", flagValue: "4s", wantFlag: "4s"},
 	{name: "shards", def: "64", get: func(c config) string { return str(c.shards) }, wantDef: "64",
 		envValue: "8", wantEnv: "8", flagValue: "16", wantFlag: "16"},
+	{name: "demo", def: "true", get: func(c config) string { return str(c.demo) }, wantDef: "true",
+		envValue: "false", wantEnv: "false", flagValue: "false", wantFlag: "false"},
 	{name: "log-level", def: "info", get: func(c config) string { return c.logLevel }, wantDef: "info",
 		envValue: "debug", wantEnv: "debug", flagValue: "warn", wantFlag: "warn"},
 	{name: "log-format", def: "json", get: func(c config) string { return c.logFormat }, wantDef: "json",
@@ -138,11 +140,14 @@ func TestConfigFlagWinsOverEnv(t *testing.T) {
 		t.Run(fc.name, func(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{envName(fc.name): fc.envValue}
-			for _, args := range [][]string{
-				{"-" + fc.name, fc.flagValue},
+			forms := [][]string{
 				{"-" + fc.name + "=" + fc.flagValue},
-				{"--" + fc.name, fc.flagValue},
-			} {
+				{"--" + fc.name + "=" + fc.flagValue},
+			}
+			if fc.name != "demo" { // a boolean flag takes its value only after '='
+				forms = append(forms, []string{"-" + fc.name, fc.flagValue}, []string{"--" + fc.name, fc.flagValue})
+			}
+			for _, args := range forms {
 				c, err := parseConfig(args, envOf(env), &bytes.Buffer{})
 				if err != nil {
 					t.Fatalf("%v with %s=%q: %v", args, envName(fc.name), fc.envValue, err)

@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/demo"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
+	"github.com/tidings-io/tidings/web"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=…".
@@ -84,8 +86,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Logger:         log,
 	}, b)
 	api := httpapi.New(httpapi.Config{APIKeys: cfg.apiKeys, MaxBodySize: int64(cfg.maxBodySize), Ready: store.Healthy}, b, wsrv)
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	mux.Handle("/v1/client.js", web.ClientHandler())
+	stopDemo := func() {}
+	if cfg.demo {
+		mux.Handle("/demo", web.DemoHandler())
+		mux.Handle("/demo/", web.DemoHandler())
+		demoCtx, cancelDemo := context.WithCancel(context.Background())
+		demoDone := make(chan struct{})
+		go func() {
+			defer close(demoDone)
+			_ = demo.Run(demoCtx, b, demo.DefaultInterval)
+		}()
+		stopDemo = func() { cancelDemo(); <-demoDone }
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -120,6 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		case <-done:
 		}
 	}()
+	stopDemo()
 	if err := shutdown(api, srv, wsrv, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
 		cause = err
 	}

@@ -1,0 +1,215 @@
+// Types of the Tidings browser client (tidings.js).
+
+/** Close code the client sends when reconnect() drops the connection. */
+export declare const CLOSE_RECONNECT: 4000;
+/** Close code of a connection with no frame for 2 × the server's heartbeat. */
+export declare const CLOSE_HEARTBEAT: 4001;
+/** Close code of a connection that got no welcome within connectTimeout. */
+export declare const CLOSE_CONNECT_TIMEOUT: 4002;
+
+/** Connection state. */
+export type State = "connecting" | "open" | "reconnecting" | "closed";
+
+/** Protocol error codes, plus the client's own. */
+export type ErrorCode =
+  | "bad_request"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "rate_limited"
+  | "too_large"
+  | "unavailable"
+  | "internal"
+  | "timeout"
+  | "closed"
+  | "token"
+  | (string & {});
+
+/** An error answered by the broker, or a failure of the client. */
+export declare class TidingsError extends Error {
+  constructor(code: ErrorCode, message: string, status?: number);
+  readonly code: ErrorCode;
+  /** HTTP status of a refused connection (401, 403). */
+  readonly status?: number;
+}
+
+/** A position in a topic's stream: the last offset seen within an epoch. */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** What publish() resolves with. */
+export interface Published {
+  id: string;
+  offset: number;
+  epoch: string;
+}
+
+/** A delivered message. */
+export interface Message<T = unknown> {
+  /** The exact topic it was published to. */
+  topic: string;
+  id: string;
+  offset: number;
+  epoch: string;
+  /** RFC 3339 time the broker accepted it. */
+  time: string;
+  /** The published JSON value. */
+  data: T;
+  /** The wildcard pattern it matched, for wildcard subscriptions. */
+  sub?: string;
+}
+
+/** Why a subscription's stream jumped; the subscriber should refetch its state. */
+export type ResetReason = "history_lost" | "gap" | "not_recovered" | "resubscribed";
+
+export interface ResetInfo {
+  /** The topic (or, for "resubscribed", the pattern). */
+  topic: string;
+  /** The wildcard pattern, for resets delivered through one. */
+  sub?: string;
+  /** The stream continues after this position (absent for "resubscribed"). */
+  epoch?: string;
+  offset?: number;
+  reason: ResetReason;
+}
+
+export interface SubscribeOptions {
+  /** Called when messages may have been missed: refetch your state. */
+  onReset?: (info: ResetInfo) => void;
+  /** Called when the broker refuses the subscription (it is then dropped). */
+  onError?: (error: TidingsError) => void;
+  /** Exact topics: start after this position (e.g. one kept across page loads). */
+  since?: Position;
+}
+
+export interface BackoffOptions {
+  /** First delay bound in ms. Default 500. */
+  base?: number;
+  /** Largest delay bound in ms. Default 30000. */
+  cap?: number;
+  /** A connection up this long (ms) starts the schedule again. Default 60000. */
+  stable?: number;
+  /** Uniform random numbers in [0, 1). Default Math.random. */
+  random?: () => number;
+  /** Clock in ms. Default Date.now. */
+  now?: () => number;
+}
+
+export interface TidingsOptions {
+  /** JWT sent as the `token` query parameter. */
+  token?: string;
+  /** Called for a token before the first connection when `token` is not set, after a 1008 close about the token, and after a 401. */
+  getToken?: () => string | Promise<string>;
+  /** Reconnect schedule (full jitter). */
+  backoff?: Omit<BackoffOptions, "random" | "now">;
+  /** Random source of every delay, [0, 1). Default Math.random. */
+  random?: () => number;
+  /** Bound of the random delay before reconnecting after a 1001 (ms). Default 2000. */
+  goingAwayDelay?: number;
+  /** Time allowed for the welcome frame (ms). Default 10000. */
+  connectTimeout?: number;
+  /** Time allowed for a publish, queueing included (ms). Default 10000. */
+  publishTimeout?: number;
+  /** Consecutive refused connections (HTTP 401/403) before giving up. Default 3. */
+  maxRefusals?: number;
+  /** Ask the endpoint over HTTP why a connection failed. Default true. */
+  probe?: boolean;
+}
+
+/** Exponential backoff with full jitter. */
+export declare class Backoff {
+  constructor(options?: BackoffOptions);
+  attempt: number;
+  /** The delay before the next attempt in ms: uniform in [0, min(cap, base·2^attempt)). */
+  next(): number;
+  /** A connection is up. */
+  connected(): void;
+  /** The connection ended; after a stable one the schedule starts again. */
+  disconnected(): void;
+}
+
+/** A handle on one subscribe() call. */
+export declare class Subscription {
+  private constructor();
+  /** The topic or pattern. */
+  readonly topic: string;
+  /** Resolves once the broker has answered the subscription; rejects if it refused. */
+  readonly ready: Promise<void>;
+  /** Exact topics: the last delivered position. */
+  readonly position: Position | undefined;
+  unsubscribe(): void;
+}
+
+export interface TidingsOpenEvent extends Event {
+  readonly session: string;
+  readonly node: string;
+  /** Seconds between the server's pings. */
+  readonly heartbeat: number;
+}
+
+export interface TidingsCloseEvent extends Event {
+  readonly code: number;
+  readonly reason: string;
+}
+
+export interface TidingsErrorEvent extends Event {
+  readonly error: TidingsError;
+  /** Set when the client gave up for good. */
+  readonly fatal?: boolean;
+}
+
+export interface TidingsStateEvent extends Event {
+  readonly state: State;
+  /** When reconnecting: the delay before the next attempt, in ms. */
+  readonly delay?: number;
+  /** When reconnecting: the close code that caused it. */
+  readonly code?: number;
+}
+
+export interface TidingsEventMap {
+  open: TidingsOpenEvent;
+  close: TidingsCloseEvent;
+  error: TidingsErrorEvent;
+  state: TidingsStateEvent;
+}
+
+/** A Tidings connection that reconnects and resumes on its own. */
+export declare class Tidings extends EventTarget {
+  /** url defaults to /v1/ws on the page's host; http(s) URLs are turned into ws(s). */
+  constructor(url?: string | URL, options?: TidingsOptions);
+  readonly url: string;
+  readonly options: TidingsOptions;
+  readonly state: State;
+  /** Session id and node of the current connection. */
+  readonly session: string | undefined;
+  readonly node: string | undefined;
+  /** Subscribes to an exact topic or a wildcard pattern (`*`, `>`). */
+  subscribe<T = unknown>(pattern: string, callback: (message: Message<T>) => void, options?: SubscribeOptions): Subscription;
+  /** Publishes data to an exact topic; rejects with a TidingsError. */
+  publish(topic: string, data: unknown): Promise<Published>;
+  /** The last delivered position of an exact topic subscribed to. */
+  position(topic: string): Position | undefined;
+  /** The token for the next connection. */
+  setToken(token: string): void;
+  /** Drops the connection (close code 4000) and reconnects with backoff; while waiting to reconnect, connects at once. */
+  reconnect(): void;
+  /** Closes the connection with 1000 for good. */
+  close(): void;
+
+  addEventListener<K extends keyof TidingsEventMap>(
+    type: K,
+    listener: (this: Tidings, event: TidingsEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof TidingsEventMap>(
+    type: K,
+    listener: (this: Tidings, event: TidingsEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
+
+export default Tidings;

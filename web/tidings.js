@@ -1,0 +1,461 @@
+// Tidings browser client: one ES module, no dependencies, no build step.
+// It speaks the pubsub.v1 wire protocol (docs/PROTOCOL.md): it reconnects
+// with exponential backoff and full jitter, resumes exact topics from the
+// last offset it delivered, and delivers each message once, in offset order.
+
+/** Close code the client sends when reconnect() drops the connection. */
+export const CLOSE_RECONNECT = 4000;
+/** Close code of a connection with no frame for 2 × the server's heartbeat. */
+export const CLOSE_HEARTBEAT = 4001;
+/** Close code of a connection that got no welcome within connectTimeout. */
+export const CLOSE_CONNECT_TIMEOUT = 4002;
+
+const IDLE = 0, PENDING = 1, ACTIVE = 2;
+
+/** An error answered by the broker, or a failure of the client. */
+export class TidingsError extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.name = 'TidingsError';
+    this.code = code;
+    if (status) this.status = status;
+  }
+}
+
+/**
+ * Exponential backoff with full jitter: attempt n waits a uniformly random
+ * time in [0, min(cap, base·2ⁿ)). A connection that stayed up for `stable`
+ * ms starts the schedule again. `random` and `now` are injectable for tests.
+ */
+export class Backoff {
+  constructor({ base = 500, cap = 30000, stable = 60000, random = Math.random, now = Date.now } = {}) {
+    Object.assign(this, { base, cap, stable, random, now, attempt: 0, upAt: 0 });
+  }
+  /** The delay before the next attempt, in ms. */
+  next() {
+    return this.random() * Math.min(this.cap, this.base * 2 ** this.attempt++);
+  }
+  /** A connection is up (its welcome arrived). */
+  connected() {
+    this.upAt = this.now();
+  }
+  /** The connection ended: after a stable one the schedule starts again. */
+  disconnected() {
+    if (this.upAt && this.now() - this.upAt >= this.stable) this.attempt = 0;
+    this.upAt = 0;
+  }
+}
+
+const report = (e) => (globalThis.reportError || console.error)(e);
+const call = (f, ...a) => {
+  try {
+    f && f(...a);
+  } catch (e) {
+    report(e);
+  }
+};
+
+/** One wire subscription per pattern, shared by its handlers. */
+class Wire {
+  constructor(pattern) {
+    this.pattern = pattern;
+    this.wild = /(^|\.)[*>](\.|$)/.test(pattern);
+    this.handlers = new Set();
+    this.state = IDLE;
+    this.pos = null; // exact topics: {offset, epoch} of the last delivery
+    this.seen = false; // answered `subscribed` at least once
+  }
+  each(f) {
+    for (const h of [...this.handlers]) f(h);
+  }
+  reset(info) {
+    this.each((h) => call(h.opts.onReset, info));
+  }
+}
+
+/** A handle on one subscribe() call. */
+export class Subscription {
+  constructor(client, wire, handler) {
+    this._c = client;
+    this._w = wire;
+    this._h = handler;
+    this.topic = wire.pattern;
+    this.ready = handler.ready;
+  }
+  /** The last delivered position of an exact topic. */
+  get position() {
+    const p = this._w.pos;
+    return p ? { ...p } : undefined;
+  }
+  /** Stops deliveries to this handler; the last one unsubscribes. */
+  unsubscribe() {
+    this._c._unsub(this._w, this._h);
+  }
+}
+
+/**
+ * A Tidings connection. Events: `open` (session, node, heartbeat), `close`
+ * (code, reason), `error` (error), `state` (state, delay when reconnecting).
+ */
+export class Tidings extends EventTarget {
+  constructor(url, options = {}) {
+    super();
+    const loc = globalThis.location;
+    const u = new URL(url || '/v1/ws', loc && loc.href);
+    u.protocol = u.protocol.replace(/^http/, 'ws');
+    this.url = u.href;
+    this.options = options;
+    this._token = options.token;
+    this._random = options.random || Math.random;
+    this._backoff = new Backoff({ ...options.backoff, random: this._random });
+    this._subs = new Map(); // pattern → Wire
+    this._refs = new Map(); // ref → {ok(frame), fail(error)}
+    this._queue = []; // publishes waiting for a connection
+    this._ref = 0;
+    this._run = 0; // bumped by every connection attempt and by close()
+    this._refusals = 0;
+    this._needToken = !this._token && !!options.getToken;
+    this._state = 'connecting';
+    this.session = this.node = undefined;
+    queueMicrotask(() => this._open());
+  }
+
+  /** 'connecting', 'open', 'reconnecting' or 'closed'. */
+  get state() {
+    return this._state;
+  }
+
+  /** The token for the next connection. */
+  setToken(token) {
+    this._token = token;
+  }
+
+  /** The last delivered position of an exact topic. */
+  position(topic) {
+    const w = this._subs.get(topic);
+    return w && w.pos ? { ...w.pos } : undefined;
+  }
+
+  /**
+   * Subscribes to an exact topic or a wildcard pattern. options: onReset(info)
+   * when the stream jumps (history lost, gap, not recovered on resume, or a
+   * wildcard resubscribed after a reconnect), onError(error) when the broker
+   * refuses, since: {offset, epoch} to start after a known position.
+   */
+  subscribe(pattern, callback, options = {}) {
+    let w = this._subs.get(pattern);
+    const fresh = !w;
+    if (fresh) {
+      w = new Wire(pattern);
+      if (options.since && !w.wild) w.pos = { offset: options.since.offset, epoch: options.since.epoch };
+      this._subs.set(pattern, w);
+    }
+    const h = { cb: callback, opts: options };
+    h.ready = new Promise((ok, fail) => Object.assign(h, { ok, fail }));
+    h.ready.catch(() => {});
+    w.handlers.add(h);
+    if (w.state === ACTIVE) h.ok();
+    if (fresh) this._sub(w);
+    return new Subscription(this, w, h);
+  }
+
+  /** Publishes data (any JSON value) to an exact topic; resolves with {id, offset, epoch}. */
+  publish(topic, data) {
+    return new Promise((resolve, reject) => {
+      if (this._state === 'closed') return reject(new TidingsError('closed', 'client is closed'));
+      const job = {
+        cmd: { op: 'publish', topic, data },
+        ok: (f) => {
+          clearTimeout(timer);
+          resolve({ id: f.id, offset: f.offset, epoch: f.epoch });
+        },
+        fail: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this._refs.delete(job.cmd.ref);
+        this._queue = this._queue.filter((j) => j !== job);
+        reject(new TidingsError('timeout', 'publish timed out'));
+      }, this.options.publishTimeout || 10000);
+      this._up ? this._exec(job) : this._queue.push(job);
+    });
+  }
+
+  /** Drops the connection (close code 4000) and reconnects with backoff; while waiting, connects at once. */
+  reconnect() {
+    if (this._state === 'closed') return;
+    if (this._ws) this._abort(CLOSE_RECONNECT, 'reconnect');
+    else {
+      clearTimeout(this._timer);
+      this._open();
+    }
+  }
+
+  /** Closes the connection with 1000 for good. */
+  close() {
+    if (this._state === 'closed') return;
+    const ws = this._ws;
+    this._stop(new TidingsError('closed', 'client is closed'));
+    if (ws) {
+      ws.close(1000);
+      this._emit('close', { code: 1000, reason: '' });
+    }
+    this._setState('closed');
+  }
+
+  _emit(type, props) {
+    this.dispatchEvent(Object.assign(new Event(type), props));
+  }
+
+  _setState(state, props) {
+    this._state = state;
+    this._emit('state', { state, ...props });
+  }
+
+  _stop(err) {
+    this._state = 'closed';
+    this._run++;
+    this._drop();
+    for (const j of this._queue) j.fail(err);
+    this._queue = [];
+  }
+
+  // _drop forgets the current socket and everything tied to it.
+  _drop() {
+    clearTimeout(this._timer);
+    clearInterval(this._beat);
+    this._ws = null;
+    this._up = false;
+    for (const w of this._subs.values()) w.state = IDLE;
+    const refs = this._refs;
+    this._refs = new Map();
+    const lost = new TidingsError('unavailable', 'connection lost');
+    for (const j of refs.values()) j.fail(lost);
+  }
+
+  async _open() {
+    const run = ++this._run;
+    if (this._state === 'closed') return;
+    if (this._needToken && this.options.getToken) {
+      try {
+        this._token = await this.options.getToken();
+        this._needToken = false;
+      } catch (e) {
+        if (run !== this._run) return;
+        this._emit('error', { error: new TidingsError('token', 'getToken failed: ' + (e && e.message)) });
+        return this._retry(this._backoff.next());
+      }
+      if (run !== this._run) return;
+    }
+    if (this._state !== 'connecting') this._setState('connecting');
+    const u = new URL(this.url);
+    if (this._token) u.searchParams.set('token', this._token);
+    let ws;
+    try {
+      ws = new WebSocket(u.href, 'pubsub.v1');
+    } catch (e) {
+      this._emit('error', { error: new TidingsError('bad_request', e.message) });
+      return this._lost(1006, '', false);
+    }
+    this._ws = ws;
+    ws.onmessage = (e) => ws === this._ws && this._frame(e.data);
+    ws.onclose = (e) => ws === this._ws && this._lost(e.code, e.reason, this._up);
+    this._timer = setTimeout(() => this._abort(CLOSE_CONNECT_TIMEOUT, 'connect timeout'), this.options.connectTimeout || 10000);
+  }
+
+  // _abort ends the current socket from this side and reconnects.
+  _abort(code, reason) {
+    const ws = this._ws;
+    this._lost(code, reason, this._up);
+    try {
+      ws.close(code, reason);
+    } catch {}
+  }
+
+  async _lost(code, reason, up) {
+    const run = ++this._run;
+    this._drop();
+    this._emit('close', { code, reason });
+    if (run !== this._run) return; // closed by a listener
+    const o = this.options;
+    if (up) this._backoff.disconnected();
+    if (code === 1008 && /token/i.test(reason)) this._needToken = true;
+    if (!up && o.probe !== false) {
+      this._setState('reconnecting');
+      const status = await this._probe();
+      if (run !== this._run) return;
+      if (status === 401 || status === 403) {
+        const err = new TidingsError(status === 401 ? 'unauthorized' : 'forbidden', 'connection refused with HTTP ' + status, status);
+        if (++this._refusals >= (o.maxRefusals || 3)) {
+          this._stop(err);
+          this._emit('error', { error: err, fatal: true });
+          return this._setState('closed');
+        }
+        this._emit('error', { error: err });
+        if (status === 401) this._needToken = true;
+      }
+    }
+    this._retry(code === 1001 ? this._random() * (o.goingAwayDelay || 2000) : this._backoff.next(), code);
+  }
+
+  _retry(delay, code) {
+    if (this._state === 'closed') return;
+    this._setState('reconnecting', { delay, code });
+    this._timer = setTimeout(() => this._open(), delay);
+  }
+
+  // _probe asks the endpoint over plain HTTP why the upgrade failed: the
+  // status (0 when cross-origin), or -1 when the server cannot be reached.
+  async _probe() {
+    try {
+      const u = new URL(this.url);
+      u.protocol = u.protocol.replace(/^ws/, 'http');
+      if (this._token) u.searchParams.set('token', this._token);
+      const r = await fetch(u.href, { mode: 'no-cors', cache: 'no-store', credentials: 'omit' });
+      return r.status;
+    } catch {
+      return -1;
+    }
+  }
+
+  _send(cmd) {
+    this._ws.send(JSON.stringify(cmd));
+  }
+
+  _exec(job) {
+    job.cmd.ref = String(++this._ref);
+    this._refs.set(job.cmd.ref, job);
+    this._send(job.cmd);
+  }
+
+  _frame(text) {
+    this._rx = Date.now();
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const w = this._subs.get(f.sub || f.topic);
+    switch (f.type) {
+      case 'welcome':
+        return this._welcome(f);
+      case 'message':
+        return w && w.state === ACTIVE && this._deliver(w, f);
+      case 'reset':
+        if (w && w.state === ACTIVE) {
+          if (!w.wild) w.pos = { offset: f.offset, epoch: f.epoch };
+          w.reset({ topic: f.topic, sub: f.sub, epoch: f.epoch, offset: f.offset, reason: f.reason });
+        }
+        return;
+      case 'unsubscribed':
+        // Without a ref: a refreshed token no longer allows the topic.
+        if (!f.ref && w) {
+          this._subs.delete(f.topic);
+          this._failSub(w, new TidingsError('forbidden', 'unsubscribed by the server'));
+        }
+    }
+    const j = this._refs.get(f.ref);
+    if (j) {
+      this._refs.delete(f.ref);
+      f.type === 'error' ? j.fail(new TidingsError(f.code, f.message)) : j.ok(f);
+    } else if (f.type === 'error') this._emit('error', { error: new TidingsError(f.code, f.message) });
+  }
+
+  _welcome(f) {
+    clearTimeout(this._timer);
+    this._up = true;
+    this._refusals = 0;
+    this._backoff.connected();
+    this.session = f.session;
+    this.node = f.node;
+    const hb = f.heartbeat * 1000;
+    if (hb > 0) {
+      this._ping = 0;
+      this._beat = setInterval(() => this._watch(hb), hb / 2);
+    }
+    this._setState('open');
+    this._emit('open', { session: f.session, node: f.node, heartbeat: f.heartbeat });
+    for (const w of this._subs.values()) this._sub(w);
+    const q = this._queue;
+    this._queue = [];
+    for (const j of q) this._exec(j);
+  }
+
+  // _watch runs every heartbeat/2: it pings an idle connection and drops
+  // one that answered nothing for 2 heartbeats with a ping outstanding
+  // (timers of background tabs run late, so silence alone is not enough).
+  _watch(hb) {
+    const now = Date.now();
+    if (this._ping > this._rx) {
+      if (now - this._rx >= 2 * hb && now - this._ping >= hb / 2) this._abort(CLOSE_HEARTBEAT, 'heartbeat timeout');
+    } else if (now - this._rx >= hb / 2) {
+      this._ping = now;
+      this._send({ op: 'ping' });
+    }
+  }
+
+  _sub(w) {
+    if (!this._up || w.state !== IDLE) return;
+    const cmd = { op: 'subscribe', topic: w.pattern };
+    if (w.pos) cmd.since = w.pos;
+    w.state = PENDING;
+    this._exec({
+      cmd,
+      ok: (f) => this._subscribed(w, f),
+      fail: (e) => {
+        if (this._subs.get(w.pattern) !== w || e.code === 'unavailable' && !this._up) return;
+        if (e.code === 'unavailable') {
+          // The store is down: try again while the session lasts.
+          w.state = IDLE;
+          setTimeout(() => this._subs.get(w.pattern) === w && this._sub(w), this._random() * 5000);
+          return;
+        }
+        this._subs.delete(w.pattern);
+        this._failSub(w, e);
+      },
+    });
+  }
+
+  _subscribed(w, f) {
+    if (this._subs.get(w.pattern) !== w) return;
+    w.state = ACTIVE;
+    if (!w.wild && !f.recovered) {
+      const had = w.pos;
+      w.pos = { offset: f.offset, epoch: f.epoch };
+      if (had && (had.offset !== f.offset || had.epoch !== f.epoch)) {
+        w.reset({ topic: w.pattern, epoch: f.epoch, offset: f.offset, reason: 'not_recovered' });
+      }
+    } else if (w.wild && w.seen) w.reset({ topic: w.pattern, reason: 'resubscribed' });
+    w.seen = true;
+    w.each((h) => h.ok());
+  }
+
+  _failSub(w, e) {
+    w.each((h) => {
+      h.fail(e);
+      h.opts.onError ? call(h.opts.onError, e) : this._emit('error', { error: e });
+    });
+  }
+
+  _deliver(w, f) {
+    if (!w.wild) {
+      const p = w.pos;
+      if (p && p.epoch === f.epoch && f.offset <= p.offset) return; // seen already
+      w.pos = { offset: f.offset, epoch: f.epoch };
+    }
+    const m = { topic: f.topic, id: f.id, offset: f.offset, epoch: f.epoch, time: f.time, data: f.data };
+    if (f.sub) m.sub = f.sub;
+    w.each((h) => call(h.cb, m));
+  }
+
+  _unsub(w, h) {
+    if (!w.handlers.delete(h) || w.handlers.size || this._subs.get(w.pattern) !== w) return;
+    this._subs.delete(w.pattern);
+    if (w.state !== IDLE && this._up) this._exec({ cmd: { op: 'unsubscribe', topic: w.pattern }, ok() {}, fail() {} });
+  }
+}
+
+export default Tidings;
