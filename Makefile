@@ -52,7 +52,7 @@ help:
 	@echo 'make lint       gofmt, go vet, staticcheck'
 	@echo 'make bench      run the benchmarks'
 	@echo 'make fuzz       run each fuzz target for 60s (FUZZTIME=... to change)'
-	@echo 'make helm-test  helm lint the chart'
+	@echo 'make helm-test  lint, render and schema-check the Helm chart, test it and the Dockerfile'
 
 run:
 	$(GO) run ./cmd/broker
@@ -85,6 +85,7 @@ test: deps
 	$(STATICCHECK) ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz-one,$(t),$(FUZZTIME)))
+	$(MAKE) --no-print-directory helm-test
 
 lint: tools
 	$(gofmt-check)
@@ -100,7 +101,44 @@ fuzz: FUZZTIME = 60s
 fuzz:
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz-one,$(t),$(FUZZTIME)))
 
+# helm-test checks the chart and the Dockerfile without a cluster, a
+# registry or a schema download: helm lint --strict and helm template over
+# the default values and every ci/*-values.yaml, kubeconform -strict on what
+# they render against JSON schemas generated from the OpenAPI spec of pinned
+# Kubernetes releases (the oldest the chart supports and a current one), then
+# the Go tests of deploy/tools, a module of its own. helm and kubeconform are
+# built with go install into GOBIN_DIR when missing or of another version.
+HELM_VERSION        := v3.22.0
+KUBECONFORM_VERSION := v0.8.0
+KUBE_VERSIONS       := 1.30.14 1.37.2
+HELM                := $(GOBIN_DIR)/helm
+KUBECONFORM         := $(GOBIN_DIR)/kubeconform
+CHART               := deploy/helm/tidings
+K8S_SCHEMAS         := '$(CURDIR)/deploy/tools/.schemas/{{ .NormalizedKubernetesVersion }}{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json'
+CRD_SCHEMAS         := '$(CURDIR)/deploy/tools/crd-schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json'
+
+# go-tool installs binary $(1) from package $(2) at module version $(3)
+# unless GOBIN_DIR already has it built from that version.
+define go-tool
+@have="$$({ $(GO) version -m '$(GOBIN_DIR)/$(1)' 2>/dev/null || true; } | awk '$$1 == "mod" {print $$3}')"; \
+if [ "$$have" != '$(3)' ]; then \
+	echo 'helm-test: installing $(1) $(3)'; \
+	GOBIN='$(GOBIN_DIR)' $(GO) install '$(2)@$(3)'; \
+fi
+endef
+
 helm-test:
-	@if ! command -v helm >/dev/null 2>&1; then echo 'helm-test: helm is missing; install it from https://helm.sh/docs/intro/install/' >&2; exit 1; fi
-	helm lint deploy/helm/tidings
-	helm template tidings deploy/helm/tidings >/dev/null
+	$(call go-tool,helm,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+	$(call go-tool,kubeconform,github.com/yannh/kubeconform/cmd/kubeconform,$(KUBECONFORM_VERSION))
+	cd deploy/tools && $(GO) run ./cmd/k8s-schemas -out .schemas $(KUBE_VERSIONS)
+	@for values in '' $(CHART)/ci/*-values.yaml; do \
+		echo "helm lint --strict $(CHART) $${values:+-f $$values}"; \
+		'$(HELM)' lint --strict --quiet --kube-version $(firstword $(KUBE_VERSIONS)) $(CHART) $${values:+-f "$$values"}; \
+		for kv in $(KUBE_VERSIONS); do \
+			echo "helm template $(CHART) $${values:+-f $$values} --kube-version $$kv | kubeconform -strict"; \
+			'$(HELM)' template tidings $(CHART) --namespace tidings --kube-version "$$kv" $${values:+-f "$$values"} \
+			| '$(KUBECONFORM)' -strict -summary -kubernetes-version "$$kv" \
+				-schema-location $(K8S_SCHEMAS) -schema-location $(CRD_SCHEMAS); \
+		done; \
+	done
+	cd deploy/tools && $(GO) vet ./... && HELM='$(HELM)' $(GO) test -count=1 ./...

@@ -1,0 +1,238 @@
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// repoRoot is the main module, relative to this package.
+var repoRoot = filepath.Join("..", "..", "..")
+
+// built is the broker binary, built once from the repository by brokerBinary.
+var built struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// brokerBinary builds cmd/broker from the repository, once per test run.
+func brokerBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "tidings-chart-test-")
+		if built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "broker")
+		// Built as cmd/broker's own process tests build it, so that after
+		// `go test ./...` of the main module (make test) the build cache has it.
+		cmd := exec.Command("go", "build", "-o", built.path, "./cmd/broker")
+		cmd.Dir = repoRoot
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = errors.New("go build ./cmd/broker: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// brokerFlag is one flag as `broker -h` lists it.
+type brokerFlag struct {
+	name, env, def string
+}
+
+// usageLine is the line `broker -h` prints for each flag (printUsage in
+// cmd/broker): "  -name (env TIDINGS_NAME, default value)".
+var usageLine = regexp.MustCompile(`(?m)^  -(\S+) \(env (TIDINGS_[A-Z0-9_]+), default (.*)\)$`)
+
+// brokerFlags runs `broker -h` and returns its flags by environment variable.
+func brokerFlags(t *testing.T) map[string]brokerFlag {
+	t.Helper()
+	out, err := exec.Command(brokerBinary(t), "-h").Output()
+	if err != nil {
+		t.Fatalf("broker -h: %v", err)
+	}
+	flags := map[string]brokerFlag{}
+	for _, m := range usageLine.FindAllStringSubmatch(string(out), -1) {
+		def := m[3]
+		if def == `""` {
+			def = ""
+		}
+		flags[m[2]] = brokerFlag{name: m[1], env: m[2], def: def}
+	}
+	if len(flags) < 10 || flags["TIDINGS_SHUTDOWN_TIMEOUT"].name != "shutdown-timeout" {
+		t.Fatalf("could not read the flags from broker -h:\n%s", out)
+	}
+	return flags
+}
+
+// TestChartEnvIsBrokerFlags: every TIDINGS_* variable the chart sets, in
+// every values file, is a flag of the broker (TIDINGS_SHUTDOWN_TIMEOUT is
+// -shutdown-timeout, and so on), so none is silently ignored.
+func TestChartEnvIsBrokerFlags(t *testing.T) {
+	flags := brokerFlags(t)
+	for _, c := range cases {
+		var values []string
+		if c.values != "" {
+			values = []string{c.values}
+		}
+		r := render(t, values)
+		ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
+		env := brokerEnv(t, r, c, ctr)
+		names := make([]string, 0, len(env))
+		for name := range env {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if !strings.HasPrefix(name, "TIDINGS_") {
+				continue
+			}
+			if _, ok := flags[name]; ok {
+				continue
+			}
+			t.Errorf("%s: the chart sets %s, which is no flag of the broker", caseName(c), name)
+		}
+	}
+}
+
+// TestChartDefaultsAreBrokerDefaults: with default values the chart passes
+// the broker's own defaults, so that values.yaml documents them truly.
+func TestChartDefaultsAreBrokerDefaults(t *testing.T) {
+	flags := brokerFlags(t)
+	r := render(t, nil)
+	cm := named(r.ConfigMaps, fullname)
+	// The chart's deliberate choices: no demo page or demo traffic in a
+	// deployment (the broker serves them by default, for `go run`).
+	deliberate := map[string]bool{"TIDINGS_DEMO": true}
+	for name, v := range cm.Data {
+		f, ok := flags[name]
+		if !ok || deliberate[name] {
+			continue
+		}
+		if !sameValue(v, f.def) {
+			t.Errorf("%s: the chart's default %q differs from the broker's -%s default %q", name, v, f.name, f.def)
+		}
+	}
+	var unset []string
+	for name := range flags {
+		if _, ok := cm.Data[name]; !ok {
+			unset = append(unset, name)
+		}
+	}
+	sort.Strings(unset)
+	t.Logf("left at the broker's default or set from a Secret: %s", strings.Join(unset, " "))
+}
+
+// sameValue compares a flag value as the broker would parse it: durations
+// by length (5m is 5m0s), everything else as text.
+func sameValue(a, b string) bool {
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	if errA == nil && errB == nil {
+		return da == db
+	}
+	return a == b
+}
+
+// TestChartConfigStartsBroker runs the broker with the environment the
+// chart gives it (single node: defaults, and with API keys and origins) and
+// checks it becomes ready and exits 0 on SIGTERM, as the kubelet sends it.
+func TestChartConfigStartsBroker(t *testing.T) {
+	bin := brokerBinary(t)
+	for _, c := range cases {
+		if c.redis != "" {
+			continue // needs a Redis; the multi-node behaviour is the drain test's
+		}
+		t.Run(caseName(c), func(t *testing.T) {
+			var values []string
+			if c.values != "" {
+				values = []string{c.values}
+			}
+			r := render(t, values)
+			ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
+			env := brokerEnv(t, r, c, ctr)
+			addr := freeAddr(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			// The command line wins over the environment: listen on loopback
+			// instead of the chart's :8080.
+			cmd := exec.CommandContext(ctx, bin, "-addr", addr)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+			for k, v := range env {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			var output bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &output, &output
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+
+			ready := false
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !ready; {
+				select {
+				case err := <-exited:
+					t.Fatalf("broker exited before it was ready: %v\n%s", err, output.String())
+				case <-time.After(50 * time.Millisecond):
+				}
+				resp, err := http.Get("http://" + addr + "/readyz")
+				if err == nil {
+					resp.Body.Close()
+					ready = resp.StatusCode == http.StatusOK
+				}
+			}
+			if !ready {
+				t.Fatalf("broker not ready on %s within 20s\n%s", addr, output.String())
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			timeout, _ := time.ParseDuration(env["TIDINGS_SHUTDOWN_TIMEOUT"])
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Fatalf("broker exited with %v after SIGTERM, want 0\n%s", err, output.String())
+				}
+			case <-time.After(timeout + 5*time.Second):
+				t.Fatalf("broker still running %v after SIGTERM\n%s", timeout+5*time.Second, output.String())
+			}
+		})
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
