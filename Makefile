@@ -10,6 +10,7 @@ FUZZTIME ?= 5s
 
 # Fuzz targets as package:FuzzFunction pairs.
 FUZZ_TARGETS := \
+	./auth:FuzzClaims \
 	./broker:FuzzTopic \
 	./transport/ws:FuzzCommand \
 	./transport/ws:FuzzFrame \

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config tunes a Broker. The zero value of each field means its default.
@@ -23,8 +26,21 @@ type Config struct {
 	QueueSize int
 	// QueueBytes bounds each session's outbound queue in bytes. Default 4 MiB.
 	QueueBytes int
+	// MaxSubscriptions bounds the subscriptions one session may hold at
+	// once; one more is refused with ErrTooManySubscriptions. Default 1000.
+	MaxSubscriptions int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+	// TracerProvider traces publishes (store.append) and deliveries
+	// (deliver). Default nil: tracing is off and costs one nil check.
+	TracerProvider trace.TracerProvider
+	// MeterProvider receives the broker's metrics (sessions,
+	// subscriptions, topics, messages published and delivered, slow
+	// consumers, resumes, resets). Default nil: no metrics.
+	MeterProvider metric.MeterProvider
+	// Propagator writes and reads the trace context a message carries
+	// between nodes (Message.Trace). Default W3C trace context and baggage.
+	Propagator propagation.TextMapPropagator
 }
 
 func (c Config) withDefaults() Config {
@@ -36,6 +52,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = 4 << 20
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 1000
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -52,6 +71,7 @@ type Broker struct {
 	shards   []shard
 	patterns *patternIndex[*subscription]
 	stats    counters
+	tel      telemetry
 }
 
 // shard holds the exact-topic hubs whose topic hashes to it.
@@ -72,9 +92,10 @@ type counters struct {
 	exactSubs     atomic.Int64
 	wildcardSubs  atomic.Int64
 	topics        atomic.Int64
-	published     atomic.Uint64
+	published     [len(apis)]atomic.Uint64 // by api: http, ws, other
 	delivered     atomic.Uint64
 	slowConsumers atomic.Uint64
+	outcomes      outcomeStats
 }
 
 // Stats is a snapshot of the broker's statistics.
@@ -110,6 +131,7 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 	if w, ok := store.(Watcher); ok {
 		b.watcher = w
 	}
+	b.setupTelemetry()
 	store.Listen(b)
 	return b
 }
@@ -121,7 +143,7 @@ func (b *Broker) Stats() Stats {
 		ExactSubscriptions:    b.stats.exactSubs.Load(),
 		WildcardSubscriptions: b.stats.wildcardSubs.Load(),
 		Topics:                b.stats.topics.Load(),
-		Published:             b.stats.published.Load(),
+		Published:             b.stats.published[0].Load() + b.stats.published[1].Load() + b.stats.published[2].Load(),
 		Delivered:             b.stats.delivered.Load(),
 		SlowConsumers:         b.stats.slowConsumers.Load(),
 	}
@@ -140,6 +162,11 @@ func (b *Broker) shard(topic string) *shard {
 // Publish validates pubs, stamps each with an id and time, and hands them to
 // the store as one all-or-nothing batch. A batch with any invalid message
 // publishes none. Store failures wrap ErrUnavailable.
+//
+// With tracing on, each message carries the trace context of the span in
+// ctx (the HTTP or WebSocket publish span) to every node that delivers
+// it, and the store's work is traced as store.append. WithAPI names the
+// API the messages are counted under.
 func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, error) {
 	if len(pubs) == 0 {
 		return nil, ErrEmptyBatch
@@ -157,25 +184,50 @@ func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, e
 	for i, p := range pubs {
 		msgs[i] = &Message{ID: uuid.NewString(), Topic: p.Topic, Time: now, Data: p.Data}
 	}
-	if err := b.store.Publish(ctx, msgs); err != nil {
+	var err error
+	if b.tel.tracer != nil {
+		var end func(error)
+		ctx, end = b.startAppend(ctx, msgs)
+		err = b.store.Publish(ctx, msgs)
+		end(err)
+	} else {
+		err = b.store.Publish(ctx, msgs)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	b.stats.published.Add(uint64(len(msgs)))
+	b.stats.published[apiIndex(ctx)].Add(uint64(len(msgs)))
 	return msgs, nil
 }
 
 // Deliver queues m to every local subscription that matches its topic. The
 // frame is encoded once for exact subscribers and once per matching pattern.
 // It never blocks: a subscriber whose queue is full is marked a slow
-// consumer and closed by its writer.
+// consumer and closed by its writer. With tracing on, a message that
+// carries a trace context is delivered inside one deliver span.
 func (b *Broker) Deliver(m *Message) {
+	if b.tel.tracer != nil && len(m.Trace) > 0 {
+		b.deliverTraced(m)
+		return
+	}
+	b.deliver(m)
+}
+
+// deliver queues m to the local subscriptions and returns their number.
+func (b *Broker) deliver(m *Message) uint64 {
 	var n uint64
+	// at is when m was accepted; the session writer measures delivery
+	// latency from it.
+	var at int64
+	if !m.Time.IsZero() {
+		at = m.Time.UnixNano()
+	}
 	sh := b.shard(m.Topic)
 	sh.mu.RLock()
 	if h := sh.hubs[m.Topic]; h != nil && len(h.subs) > 0 {
 		frame := b.enc.Message(m, "")
 		for _, s := range h.subs {
-			s.deliver(frame, m.Offset)
+			s.deliver(frame, m.Offset, at)
 		}
 		n += uint64(len(h.subs))
 	}
@@ -187,17 +239,24 @@ func (b *Broker) Deliver(m *Message) {
 			}
 			frame := b.enc.Message(m, pattern)
 			for _, s := range subs {
-				s.deliver(frame, m.Offset)
+				s.deliver(frame, m.Offset, at)
 			}
 			n += uint64(len(subs))
 		})
 	}
 	b.stats.delivered.Add(n)
+	return n
 }
 
 // Reset queues a reset notice to every local subscription that matches
 // topic; each then continues after pos.
 func (b *Broker) Reset(topic string, pos Position, reason string) {
+	switch reason {
+	case ResetHistoryLost:
+		b.stats.outcomes.historyLost.Add(1)
+	case ResetGap:
+		b.stats.outcomes.gap.Add(1)
+	}
 	sh := b.shard(topic)
 	sh.mu.RLock()
 	if h := sh.hubs[topic]; h != nil && len(h.subs) > 0 {

@@ -24,6 +24,15 @@ func ErrorCode(err error) string {
 		return CodeBadRequest
 	case errors.Is(err, ErrNotSubscribed):
 		return CodeNotFound
+	case errors.Is(err, ErrForbidden):
+		return CodeForbidden
+	case errors.Is(err, ErrUnauthorized):
+		return CodeUnauthorized
+	case errors.Is(err, ErrRateLimited):
+		return CodeRateLimited
+	case errors.Is(err, ErrTooManySubscriptions):
+		// A quota, not a rate: waiting does not help, unsubscribing does.
+		return CodeTooLarge
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrSessionClosed):
 		return CodeUnavailable
 	default:

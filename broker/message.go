@@ -40,6 +40,13 @@ type Message struct {
 	Time time.Time
 	// Data is the published JSON value, byte for byte.
 	Data json.RawMessage
+	// Trace carries the trace context of the publish that accepted the
+	// message (W3C traceparent, tracestate and baggage, by header name),
+	// so that every node that delivers it traces its deliver span in the
+	// same trace. Nil when tracing was off where it was published. Stores
+	// keep and relay it with the message; it is not modified once
+	// published, and the messages of one batch share it.
+	Trace map[string]string
 }
 
 // Publication is a message as a publisher hands it in.

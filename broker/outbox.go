@@ -1,6 +1,9 @@
 package broker
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Outbox is a session's bounded outbound queue of complete frames. Producers
 // (deliveries and replies) never block: when a push would exceed the bounds
@@ -12,10 +15,14 @@ type Outbox struct {
 	ready      chan struct{}
 	onOverflow func()
 
-	// mu guards frames, bytes, overflowed and closed.
-	mu         sync.Mutex
-	frames     [][]byte
-	bytes      int
+	// mu guards frames, bytes, oldest, overflowed and closed.
+	mu     sync.Mutex
+	frames [][]byte
+	bytes  int
+	// oldest is when the first message queued among frames (the one
+	// that has waited longest) was accepted for publishing (Unix ns), 0
+	// when frames hold none.
+	oldest     int64
 	overflowed bool
 	closed     bool
 }
@@ -33,7 +40,11 @@ func NewOutbox(maxFrames, maxBytes int, onOverflow func()) *Outbox {
 
 // Push queues frame. It returns false, and queues nothing, when the outbox
 // is closed or full; a full outbox is marked overflowed.
-func (o *Outbox) Push(frame []byte) bool {
+func (o *Outbox) Push(frame []byte) bool { return o.push(frame, 0) }
+
+// push queues frame; at is when the message it carries was accepted for
+// publishing (Unix ns), or 0 for a frame that is not a live message.
+func (o *Outbox) push(frame []byte, at int64) bool {
 	o.mu.Lock()
 	if o.closed || o.overflowed {
 		o.mu.Unlock()
@@ -46,6 +57,11 @@ func (o *Outbox) Push(frame []byte) bool {
 	}
 	o.frames = append(o.frames, frame)
 	o.bytes += len(frame)
+	if o.oldest == 0 {
+		// The first message queued since the last drain has waited the
+		// longest: the queue is FIFO.
+		o.oldest = at
+	}
 	o.mu.Unlock()
 	o.signal()
 	return true
@@ -79,14 +95,35 @@ func (o *Outbox) Ready() <-chan struct{} { return o.ready }
 // outbox's next buffer so the two slices alternate without allocating.
 // overflowed reports whether the outbox overflowed.
 func (o *Outbox) Drain(spare [][]byte) (frames [][]byte, overflowed bool) {
+	frames, _, overflowed = o.DrainOldest(spare)
+	return frames, overflowed
+}
+
+// DrainOldest is Drain that also returns when the longest-queued message
+// among the frames was accepted for publishing (its Message.Time), or the
+// zero time when they hold no live message (replies, replays, resets).
+// The session writer measures delivery latency with it, once per batch.
+func (o *Outbox) DrainOldest(spare [][]byte) (frames [][]byte, oldest time.Time, overflowed bool) {
 	clear(spare)
 	o.mu.Lock()
 	frames = o.frames
 	o.frames = spare[:0]
 	o.bytes = 0
+	at := o.oldest
+	o.oldest = 0
 	overflowed = o.overflowed
 	o.mu.Unlock()
-	return frames, overflowed
+	if at != 0 {
+		oldest = time.Unix(0, at)
+	}
+	return frames, oldest, overflowed
+}
+
+// Overflowed reports whether the outbox has overflowed.
+func (o *Outbox) Overflowed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.overflowed
 }
 
 // Len returns the number of queued frames.

@@ -15,10 +15,12 @@ type Session struct {
 	b   *Broker
 	out *Outbox
 
-	// mu guards subs and closed, and orders a subscription's registration
-	// in the hubs with Close. Lock order: Session.mu, then a shard's mu.
+	// mu guards subs, perms and closed, and orders a subscription's
+	// registration in the hubs with Close. Lock order: Session.mu, then a
+	// shard's mu.
 	mu     sync.Mutex
 	subs   map[string]*subscription
+	perms  Permissions // nil: everything allowed
 	closed bool
 }
 
@@ -45,6 +47,8 @@ type subscription struct {
 type pendingFrame struct {
 	frame  []byte
 	offset uint64
+	// at is when the message was accepted (Unix ns; 0 for other frames).
+	at int64
 	// reset marks a reset notice: it always passes, and the stream
 	// continues after its offset.
 	reset bool
@@ -88,9 +92,17 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
+	if s.perms != nil && !s.perms.AllowSubscribe(pattern) {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: may not subscribe to %s", ErrForbidden, pattern)
+	}
 	if _, dup := s.subs[pattern]; dup {
 		s.mu.Unlock()
 		return fmt.Errorf("%w to %s", ErrAlreadySubscribed, pattern)
+	}
+	if len(s.subs) >= s.b.cfg.MaxSubscriptions {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: a session may hold %d", ErrTooManySubscriptions, s.b.cfg.MaxSubscriptions)
 	}
 	s.subs[pattern] = sub
 	// Registered under mu so that a concurrent Close either sees the
@@ -126,6 +138,13 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	last := pos.Offset
+	if since != nil {
+		if recovered {
+			s.b.stats.outcomes.resumed[1].Add(1)
+		} else {
+			s.b.stats.outcomes.resumed[0].Add(1)
+		}
+	}
 	if recovered {
 		last = since.Offset
 	}
@@ -148,7 +167,7 @@ func (sub *subscription) activate(answer []byte, replay []*Message, last uint64)
 	}
 	for _, p := range sub.pending {
 		if sub.wildcard || p.reset || p.offset > last {
-			s.Send(p.frame)
+			s.out.push(p.frame, p.at)
 			last = p.offset
 		}
 	}
@@ -157,9 +176,9 @@ func (sub *subscription) activate(answer []byte, replay []*Message, last uint64)
 }
 
 // deliver queues frame to the subscription's session, or buffers it while
-// the subscription is pending.
-func (sub *subscription) deliver(frame []byte, offset uint64) {
-	sub.queue(pendingFrame{frame: frame, offset: offset})
+// the subscription is pending. at is when the message was accepted.
+func (sub *subscription) deliver(frame []byte, offset uint64, at int64) {
+	sub.queue(pendingFrame{frame: frame, offset: offset, at: at})
 }
 
 // reset queues a reset notice; the stream continues after offset.
@@ -182,7 +201,7 @@ func (sub *subscription) queue(p pendingFrame) {
 		}
 		sub.mu.Unlock()
 	}
-	sub.sess.Send(p.frame)
+	sub.sess.out.push(p.frame, p.at)
 }
 
 // Unsubscribe removes the session's subscription to pattern.

@@ -1,9 +1,10 @@
 // Package tracing sets up the broker's observability: structured logging with
-// log/slog now, and OpenTelemetry traces and metrics configured from the
-// standard OTEL_* environment variables later. It is the only package besides
+// log/slog, and OpenTelemetry traces and metrics configured from the standard
+// OTEL_* environment variables (Setup), with the Prometheus handler behind
+// /metrics and the W3C propagation helpers. It is the only package besides
 // cmd/broker that may import the OpenTelemetry SDK and exporters; every other
-// package receives its *slog.Logger (and later its meters and tracers) from
-// the caller.
+// package receives its *slog.Logger, tracer provider and meter provider from
+// the caller and uses the OpenTelemetry API only.
 package tracing
 
 import (

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tidings-io/tidings/transport/ws"
 )
 
 // config is the broker's command line, after flags and environment.
@@ -36,6 +38,7 @@ type config struct {
 	shards          int
 	logLevel        string
 	logFormat       string
+	security
 	// fromEnv maps the name of each flag set from the environment to its
 	// variable, so that an invalid value names where it came from.
 	fromEnv map[string]string
@@ -68,8 +71,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&c.redisTimeout, "redis-timeout", 2*time.Second, "bound on every Redis operation; a publish fails with 503 after it")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", "tidings:", "prefix of every Redis key and channel")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
-	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys (default: HTTP publish from loopback only)")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list, * allows all (default: same host only)")
+	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: same host only)")
 	fs.IntVar(&c.historySize, "history-size", 100, "messages kept per topic for resume")
 	fs.DurationVar(&c.historyTTL, "history-ttl", 5*time.Minute, "how long messages stay in history")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", 65536, "largest inbound WebSocket message in bytes, after reassembly")
@@ -81,6 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	proxies := c.security.flags(fs)
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -112,6 +116,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	c.apiKeys = splitList(apiKeys)
 	c.allowedOrigins = splitList(origins)
 	c.redisCluster = splitList(redisCluster)
+	c.trustedProxies = splitList(*proxies)
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
 	}
@@ -167,17 +172,12 @@ func (c config) validate() error {
 	if c.redisPrefix == "" {
 		return bad("redis-prefix", "must not be empty")
 	}
-	for _, k := range c.apiKeys {
-		if len(k) < 8 {
-			return bad("api-keys", "every key must be at least 8 characters")
-		}
-	}
 	for _, o := range c.allowedOrigins {
-		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-			return bad("allowed-origins", "%q: an origin is * or scheme://host[:port]", o)
+		if err := ws.ValidOrigin(o); err != nil {
+			return bad("allowed-origins", "%v", err)
 		}
 	}
-	return nil
+	return c.security.validate(c)
 }
 
 // invalid is the usage error for a bad value of flag name, naming the

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -65,27 +66,74 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return cfg.invalid(name, err.Error())
 	}
+	// The WebSocket server adds node itself, in front of each session's
+	// attributes.
+	sessionLog := log
 	log = log.With("node", cfg.nodeID)
+	sec, err := cfg.security.build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return cfg.invalid("addr", err.Error())
 	}
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls.TLSConfig())
+		stopTLS := watchTLS(sec.tls, log)
+		defer stopTLS()
+	}
 	raiseOpenFileLimit(log)
 
-	store, storeName, err := openStore(cfg, log)
+	tel, err := tracing.Setup(ctx, getenv, tracing.Config{ServiceVersion: version, InstanceID: cfg.nodeID, Console: stdout})
+	if err != nil {
+		if errors.Is(err, tracing.ErrEnv) {
+			return usageError{err.Error()}
+		}
+		return err
+	}
+	defer shutdownTelemetry(tel, log)
+
+	store, storeName, err := openStore(cfg, log, tel)
 	if err != nil {
 		return err
 	}
-	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes}, store, ws.Encoder{})
-	wsrv := ws.New(ws.Config{
+	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes, MaxSubscriptions: cfg.maxSubscriptions,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, store, ws.Encoder{})
+	wcfg := ws.Config{
 		NodeID:         cfg.nodeID,
 		MaxMessageSize: cfg.maxMessageSize,
 		Heartbeat:      cfg.heartbeat,
 		AllowedOrigins: cfg.allowedOrigins,
-		Logger:         log,
-	}, b)
-	api := httpapi.New(httpapi.Config{APIKeys: cfg.apiKeys, MaxBodySize: int64(cfg.maxBodySize), Ready: store.Healthy}, b, wsrv)
+		Logger:         sessionLog,
+		TracerProvider: tel.TracerProvider,
+		MeterProvider:  tel.MeterProvider,
+		Propagator:     tel.Propagator,
+		WriteTimeout:   cfg.writeTimeout,
+		TrustedProxies: sec.proxies,
+		MaxSessions:    limitOf(cfg.maxSessions),
+		IPConnRate:     limitOf(cfg.ipConnRate),
+		IPConnBurst:    cfg.ipConnBurst,
+		IPMaxConns:     limitOf(cfg.ipMaxConns),
+		OpRate:         limitOf(cfg.opRate),
+		OpBurst:        cfg.opBurst,
+	}
+	if sec.verifier != nil {
+		wcfg.Tokens = sec.verifier
+	}
+	wsrv := ws.New(wcfg, b)
+	api := httpapi.New(httpapi.Config{
+		APIKeys:        sec.apiKeys,
+		PublishRate:    limitOf(cfg.publishRate),
+		TrustedProxies: sec.proxies,
+		MaxBodySize:    int64(cfg.maxBodySize),
+		Ready:          store.Healthy,
+		Metrics:        tel.MetricsHandler,
+		TracerProvider: tel.TracerProvider,
+		MeterProvider:  tel.MeterProvider,
+		Propagator:     tel.Propagator,
+	}, b, wsrv)
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("/v1/client.js", web.ClientHandler())
@@ -102,8 +150,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		stopDemo = func() { cancelDemo(); <-demoDone }
 	}
 	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: mux,
+		// A connection must send its whole request head (a WebSocket
+		// upgrade included) within the handshake timeout, and its whole
+		// request within the read timeout: slow senders cannot hold a
+		// connection and its goroutine for long.
+		ReadHeaderTimeout: cfg.handshakeTimeout,
+		ReadTimeout:       cfg.readTimeout,
+		WriteTimeout:      cfg.writeTimeout,
+		MaxHeaderBytes:    cfg.maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -117,7 +172,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", storeName)
+	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", storeName,
+		"tls", sec.tls != nil, "auth", authMode(cfg), "traces", tel.Traces, "metrics", tel.Metrics)
 
 	var cause error
 	select {
@@ -195,7 +251,7 @@ func (memoryStore) Healthy() error { return nil }
 
 // openStore returns the Redis store when -redis or -redis-cluster is set,
 // else the embedded in-memory store, and the store's name for the logs.
-func openStore(cfg config, log *slog.Logger) (nodeStore, string, error) {
+func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore, string, error) {
 	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 {
 		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
 		return memoryStore{st}, "memory", nil
@@ -212,11 +268,24 @@ func openStore(cfg config, log *slog.Logger) (nodeStore, string, error) {
 		HistorySize:  cfg.historySize,
 		HistoryTTL:   cfg.historyTTL,
 		Logger:       log,
+		// The store's metrics; its publishes are traced by the broker.
+		MeterProvider: tel.MeterProvider,
 	})
 	if err != nil {
 		return nil, "", cfg.invalid(name, err.Error())
 	}
 	return st, name, nil
+}
+
+// shutdownTelemetry flushes the spans and metrics still buffered and stops
+// the exporters, bounded so that an unreachable collector cannot hold the
+// exit.
+func shutdownTelemetry(tel *tracing.Telemetry, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		log.Warn("telemetry shutdown", "err", err)
+	}
 }
 
 // raiseOpenFileLimit lifts the soft open-file limit to the hard limit so

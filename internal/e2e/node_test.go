@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/redis"
+	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
 	"go.uber.org/goleak"
@@ -37,13 +38,24 @@ type node struct {
 // startNode starts a node on cfg; it is stopped at cleanup.
 func startNode(t *testing.T, cfg redis.Config, id string) *node {
 	t.Helper()
+	return startObservedNode(t, cfg, id, &tracing.Telemetry{})
+}
+
+// startObservedNode starts a node whose packages get tel's providers and
+// whose /metrics is tel's handler, as cmd/broker wires them.
+func startObservedNode(t *testing.T, cfg redis.Config, id string, tel *tracing.Telemetry) *node {
+	t.Helper()
+	cfg.MeterProvider = tel.MeterProvider
 	st, err := redis.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := broker.New(broker.Config{QueueSize: 100000, QueueBytes: 1 << 28}, st, ws.Encoder{})
-	wsrv := ws.New(ws.Config{NodeID: id, CloseTimeout: 2 * time.Second}, b)
-	api := httpapi.New(httpapi.Config{Ready: st.Healthy}, b, wsrv)
+	b := broker.New(broker.Config{QueueSize: 100000, QueueBytes: 1 << 28,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, st, ws.Encoder{})
+	wsrv := ws.New(ws.Config{NodeID: id, CloseTimeout: 2 * time.Second,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, b)
+	api := httpapi.New(httpapi.Config{Ready: st.Healthy, Metrics: tel.MetricsHandler,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, b, wsrv)
 	srv := httptest.NewServer(api)
 	n := &node{store: st, b: b, ws: wsrv, api: api, srv: srv,
 		WS: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", HTTP: srv.URL}

@@ -51,7 +51,13 @@ func rules(mod string) []rule {
 		{
 			Name:      "broker imports no transport, store, Redis client or OpenTelemetry SDK/exporter",
 			From:      []string{mod + "/broker"},
-			Forbid:    []string{mod + "/transport", mod + "/store", goRedis, otelSDK, otelExporters},
+			Forbid:    []string{mod + "/transport", mod + "/store", mod + "/auth", mod + "/limit", goRedis, otelSDK, otelExporters},
+			MustMatch: true,
+		},
+		{
+			Name:      "auth and limit import no transport, store or Redis client",
+			From:      []string{mod + "/auth", mod + "/limit"},
+			Forbid:    []string{mod + "/transport", mod + "/store", goRedis},
 			MustMatch: true,
 		},
 		{
@@ -245,6 +251,8 @@ func TestCheck(t *testing.T) {
 		mod + "/cmd/broker": {mod + "/broker", mod + "/transport/ws", mod + "/transport/httpapi",
 			mod + "/store/memory", mod + "/store/redis", mod + "/tracing", otelSDK + "/metric"},
 		"go.opentelemetry.io/otel/trace": {"go.opentelemetry.io/otel/attribute"},
+		mod + "/auth":                    {"github.com/golang-jwt/jwt/v5"},
+		mod + "/limit":                   {"golang.org/x/time/rate"},
 	}
 	// with returns base with the given packages' imports replaced.
 	with := func(changes map[string][]string) map[string][]string {
@@ -378,6 +386,21 @@ func TestCheck(t *testing.T) {
 				mod + "/store/memory":  {mod + "/broker", mod + "/transportable"},
 				mod + "/transportable": {"fmt"},
 			}),
+		},
+		{
+			name:  "broker imports auth",
+			graph: with(map[string][]string{mod + "/broker": {"context", mod + "/auth"}}),
+			want:  []string{mod + "/broker imports " + mod + "/auth (" + mod + "/broker -> " + mod + "/auth): breaks rule \"broker"},
+		},
+		{
+			name:  "auth imports a transport",
+			graph: with(map[string][]string{mod + "/auth": {mod + "/transport/clientip"}, mod + "/transport/clientip": {"net/http"}}),
+			want:  []string{mod + "/auth imports " + mod + "/transport/clientip"},
+		},
+		{
+			name:  "limit imports a store",
+			graph: with(map[string][]string{mod + "/limit": {mod + "/store/memory"}}),
+			want:  []string{mod + "/limit imports " + mod + "/store/memory"},
 		},
 		{
 			name:  "broker is gone",

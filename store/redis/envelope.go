@@ -21,14 +21,14 @@ type envelope struct {
 	Topic string          `json:"topic"`
 	Time  int64           `json:"time"`
 	Data  json.RawMessage `json:"data"`
-	// Trace carries the W3C trace context (traceparent, tracestate) of the
-	// publish, when there is one.
+	// Trace carries the W3C trace context (traceparent, tracestate,
+	// baggage) of the publish, when there is one: broker.Message.Trace.
 	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // encodeBody encodes m's body once, for history and relay alike.
 func encodeBody(m *broker.Message) (string, error) {
-	b, err := json.Marshal(envelope{ID: m.ID, Topic: m.Topic, Time: m.Time.UnixNano(), Data: m.Data})
+	b, err := json.Marshal(envelope{ID: m.ID, Topic: m.Topic, Time: m.Time.UnixNano(), Data: m.Data, Trace: m.Trace})
 	return string(b), err
 }
 
@@ -40,7 +40,7 @@ func decodeBody(body string, offset uint64, epoch string) (*broker.Message, erro
 	}
 	return &broker.Message{
 		ID: e.ID, Topic: e.Topic, Offset: offset, Epoch: epoch,
-		Time: time.Unix(0, e.Time), Data: e.Data,
+		Time: time.Unix(0, e.Time), Data: e.Data, Trace: e.Trace,
 	}, nil
 }
 

@@ -23,6 +23,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/tidings-io/tidings/broker"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Errors of the Redis store.
@@ -57,6 +58,9 @@ type Config struct {
 	MetaTTL time.Duration
 	// Logger receives relay events. Default: discard.
 	Logger *slog.Logger
+	// MeterProvider receives the store's metrics (Redis round trips,
+	// reconnects, gap repairs). Default nil: no metrics.
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -96,6 +100,7 @@ type Store struct {
 	health  atomic.Pointer[error]
 	closed  atomic.Bool
 	relay   *relay
+	tel     telemetry
 	// wildcardsSeen is set in cluster mode while some node has wildcard
 	// subscriptions, so publishes also go to the wildcard channels.
 	wildcardsSeen atomic.Bool
@@ -111,7 +116,7 @@ var (
 // the timeout. Close releases everything.
 func New(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, log: cfg.Logger}
+	s := &Store{cfg: cfg, log: cfg.Logger, tel: newTelemetry(cfg.MeterProvider)}
 	switch {
 	case cfg.URL != "" && len(cfg.ClusterAddrs) > 0:
 		return nil, fmt.Errorf("%w: set a Redis URL or cluster addresses, not both", ErrConfig)
@@ -166,12 +171,14 @@ func (s *Store) watchHealth() {
 	defer s.wg.Done()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	everUp := false
 	for n := 0; ; n++ {
 		if n%120 == 119 {
 			s.relay.sweepTracks()
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 		var err error
+		start := time.Now()
 		if s.cluster != nil {
 			// Every master must answer: a dead one owns topics that can
 			// be neither published nor delivered.
@@ -183,6 +190,9 @@ func (s *Store) watchHealth() {
 			}
 		} else {
 			err = s.client.Ping(ctx).Err()
+		}
+		if err == nil {
+			s.tel.observe(ctx, start, s.tel.opPing)
 		}
 		cancel()
 		if s.ctx.Err() != nil {
@@ -196,9 +206,13 @@ func (s *Store) watchHealth() {
 				s.log.Warn("redis unreachable", "err", err)
 			} else {
 				s.log.Info("redis reachable")
+				if everUp {
+					s.tel.reconnects.Add(s.ctx, 1, s.tel.connCommands)
+				}
 			}
 		}
 		s.health.Store(&err)
+		everUp = everUp || err == nil
 		select {
 		case <-s.ctx.Done():
 			return
@@ -253,6 +267,7 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 	if s.cluster != nil {
 		pub = "SPUBLISH"
 	}
+	describeAppend(ctx, s.cluster != nil)
 	for i, m := range msgs {
 		body, err := encodeBody(m)
 		if err != nil {
@@ -262,8 +277,12 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 		if s.cluster != nil && s.wildcardsSeen.Load() {
 			wild = s.wildcardChannel(m.Topic)
 		}
+		start := time.Now()
 		res, err := publishScript.Run(ctx, s.client, s.keys(m.Topic),
 			newEpoch(), s.cfg.HistorySize, ms(s.cfg.HistoryTTL), ms(s.cfg.MetaTTL), body, pub, wild).Slice()
+		if err == nil {
+			s.tel.observe(ctx, start, s.tel.opPublish)
+		}
 		if err != nil {
 			return fmt.Errorf("redis: publishing message %d: %w", i, err)
 		}
@@ -329,7 +348,11 @@ func (s *Store) since(ctx context.Context, topic, epoch string, offset uint64) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
+	start := time.Now()
 	res, err := sinceScript.Run(ctx, s.client, s.keys(topic), newEpoch(), ms(s.cfg.MetaTTL), epoch, offset).Slice()
+	if err == nil {
+		s.tel.observe(ctx, start, s.tel.opSince)
+	}
 	if err != nil {
 		return broker.Position{}, nil, fmt.Errorf("redis: reading position: %w", err)
 	}

@@ -101,6 +101,7 @@ func (r *relay) startConn(ps *goredis.PubSub, sharded bool) *conn {
 func (r *relay) receive(c *conn) {
 	defer r.wg.Done()
 	backoff := 50 * time.Millisecond
+	failed := false // the last Receive failed: the next success is a reconnect
 	for {
 		msg, err := c.ps.Receive(r.s.ctx)
 		if r.s.ctx.Err() != nil {
@@ -110,6 +111,7 @@ func (r *relay) receive(c *conn) {
 			if errors.Is(err, goredis.ErrClosed) {
 				return
 			}
+			failed = true
 			select {
 			case <-r.s.ctx.Done():
 				return
@@ -119,6 +121,10 @@ func (r *relay) receive(c *conn) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		if failed {
+			failed = false
+			r.s.tel.reconnects.Add(r.s.ctx, 1, r.s.tel.connPubSub)
+		}
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			r.onSubscription(c, m)
@@ -413,17 +419,22 @@ func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64)
 		t.epoch, t.last, upTo = pos.Epoch, 0, 0
 		msgs, _, ok, err = r.s.Since(r.s.ctx, topic, broker.Position{Offset: 0, Epoch: pos.Epoch})
 	}
+	recovered := false
 	if err == nil && ok {
 		for _, m := range msgs {
 			if m.Offset > t.last {
 				sink.Deliver(m)
 				t.last = m.Offset
+				recovered = true
 			}
 		}
 	}
 	if t.last < upTo {
 		sink.Reset(topic, broker.Position{Offset: upTo, Epoch: t.epoch}, broker.ResetGap)
 		t.last = upTo
+		r.s.tel.repairs.Add(r.s.ctx, 1, r.s.tel.gapReset)
+	} else if recovered {
+		r.s.tel.repairs.Add(r.s.ctx, 1, r.s.tel.repaired)
 	}
 }
 

@@ -6,28 +6,41 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/transport/clientip"
 	"github.com/tidings-io/tidings/transport/ws"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config tunes an API. The zero value of each field means its default.
 type Config struct {
-	// APIKeys are the publisher keys accepted as `Authorization: Bearer`.
-	// Default (none): publishing is accepted from loopback addresses only.
-	APIKeys []string
+	// APIKeys are the publisher keys accepted as `Authorization: Bearer`,
+	// each limited to its topic patterns (403 outside them) and to its
+	// rate. Default (none): publishing is accepted from loopback addresses
+	// only.
+	APIKeys []auth.APIKey
+	// PublishRate is the publish requests per second of each API key that
+	// sets no rate of its own; beyond it 429 with Retry-After. A key may
+	// send one second's worth at once. Default 1000; negative: no limit.
+	PublishRate float64
+	// TrustedProxies are the peers whose X-Forwarded-For names the client,
+	// for the loopback rule. Default: none.
+	TrustedProxies []netip.Prefix
 	// MaxBodySize is the largest publish body in bytes, inclusive. Default 1 MiB.
 	MaxBodySize int64
 	// MaxBatch is the most messages one batch may carry. Default 1000.
@@ -35,6 +48,16 @@ type Config struct {
 	// Ready reports whether the store can be reached; /readyz answers 503
 	// with its error as the reason. Default: always ready.
 	Ready func() error
+	// Metrics serves GET /metrics (tracing.Telemetry.MetricsHandler).
+	// Default nil: /metrics answers 404, metrics are off.
+	Metrics http.Handler
+	// TracerProvider traces HTTP publishes. Default nil: off.
+	TracerProvider trace.TracerProvider
+	// MeterProvider receives the HTTP request metrics. Default nil: none.
+	MeterProvider metric.MeterProvider
+	// Propagator reads the trace context of publish requests (traceparent,
+	// tracestate, baggage). Default W3C trace context and baggage.
+	Propagator propagation.TextMapPropagator
 }
 
 func (c Config) withDefaults() Config {
@@ -43,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
+	}
+	if c.PublishRate == 0 {
+		c.PublishRate = 1000
 	}
 	return c
 }
@@ -61,11 +87,19 @@ type API struct {
 	admitting sync.RWMutex
 	// inflight counts the publishes admitted and not yet finished.
 	inflight sync.WaitGroup
+
+	keys     []*apiKey
+	resolver *clientip.Resolver
+	refused  refusalCounters
+	tel      telemetry
 }
 
 // New returns the API of a node whose WebSocket sessions wsrv serves.
 func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a := &API{cfg: cfg.withDefaults(), b: b, ws: wsrv, mux: http.NewServeMux()}
+	a.keys = newKeys(a.cfg.APIKeys, a.cfg.PublishRate)
+	a.resolver = clientip.New(a.cfg.TrustedProxies)
+	a.setupTelemetry()
 	a.mux.Handle("/v1/ws", wsrv)
 	a.mux.HandleFunc("/v1/publish", a.publish)
 	a.mux.HandleFunc("/v1/publish/batch", a.publishBatch)
@@ -78,8 +112,8 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	return a
 }
 
-// ServeHTTP routes the request.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP routes the request and counts it by route and status.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.serve(w, r) }
 
 // BeginShutdown makes /readyz fail and new publishes get 503 from now on.
 func (a *API) BeginShutdown() {
@@ -151,7 +185,9 @@ type publishResult struct {
 }
 
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
-	body, ok := a.admit(w, r)
+	r, end := a.startPublish(w, r)
+	defer end()
+	body, key, ok := a.admit(w, r)
 	if !ok {
 		return
 	}
@@ -161,14 +197,16 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
 		return
 	}
-	msgs, ok := a.run(w, r, []publishBody{p})
+	msgs, ok := a.run(w, r, key, []publishBody{p})
 	if ok {
 		writeJSON(w, http.StatusOK, msgs[0])
 	}
 }
 
 func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
-	body, ok := a.admit(w, r)
+	r, end := a.startPublish(w, r)
+	defer end()
+	body, key, ok := a.admit(w, r)
 	if !ok {
 		return
 	}
@@ -184,17 +222,28 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("a batch holds at most %d messages", a.cfg.MaxBatch))
 		return
 	}
-	results, ok := a.run(w, r, batch.Messages)
+	results, ok := a.run(w, r, key, batch.Messages)
 	if ok {
 		writeJSON(w, http.StatusOK, map[string]any{"results": results})
 	}
 }
 
-// run publishes ps as one batch and maps failures to HTTP errors.
-func (a *API) run(w http.ResponseWriter, r *http.Request, ps []publishBody) ([]publishResult, bool) {
+// run publishes ps as one batch, within key's scope (nil: any topic), and
+// maps failures to HTTP errors.
+func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publishBody) ([]publishResult, bool) {
 	pubs := make([]broker.Publication, len(ps))
 	for i, p := range ps {
 		pubs[i] = broker.Publication{Topic: p.Topic, Data: p.Data}
+	}
+	if key != nil {
+		if err := broker.CheckPublish(key.APIKey, pubs); err != nil {
+			if errors.Is(err, broker.ErrForbidden) {
+				a.refused.add(RefusedScope)
+			}
+			code := broker.ErrorCode(err)
+			writeError(w, statusOf(code), code, strings.TrimPrefix(err.Error(), "broker: "))
+			return nil, false
+		}
 	}
 	msgs, err := a.b.Publish(r.Context(), pubs)
 	if err != nil {
@@ -202,6 +251,7 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, ps []publishBody) ([]p
 		writeError(w, statusOf(code), code, strings.TrimPrefix(err.Error(), "broker: "))
 		return nil, false
 	}
+	describePublish(r.Context(), msgs)
 	out := make([]publishResult, len(msgs))
 	for i, m := range msgs {
 		out[i] = publishResult{ID: m.ID, Topic: m.Topic, Offset: m.Offset, Epoch: m.Epoch}
@@ -209,31 +259,43 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, ps []publishBody) ([]p
 	return out, true
 }
 
-// admit applies method, auth, content type, shutdown and size checks and
-// returns the body. When it returns true the publish is counted in
-// inflight, and the caller must call a.inflight.Done when it has finished.
-func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// admit applies method, auth, rate, content type, shutdown and size
+// checks and returns the body and the caller's API key (nil for a
+// loopback publisher when no key is configured). When it returns true
+// the publish is counted in inflight, and the caller must call
+// a.inflight.Done when it has finished.
+func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-		return nil, false
+		return nil, nil, false
 	}
-	if code, msg := a.authorize(r); code != 0 {
+	key, code, msg := a.authorize(r)
+	if code != 0 {
 		if code == http.StatusUnauthorized {
 			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
+			a.refused.add(RefusedKey)
+		} else {
+			a.refused.add(RefusedLoopback)
 		}
 		writeError(w, code, statusCode(code), msg)
-		return nil, false
+		return nil, nil, false
+	}
+	if retry, ok := key.allow(); !ok {
+		a.refused.add(RefusedRate)
+		w.Header().Set("Retry-After", retry)
+		writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, fmt.Sprintf("API key %s publishes faster than its limit allows", key.Name))
+		return nil, nil, false
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
-		return nil, false
+		return nil, nil, false
 	}
 	if !a.enter() {
 		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
-		return nil, false
+		return nil, nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodySize))
 	if err != nil {
@@ -244,37 +306,36 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		} else {
 			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body could not be read")
 		}
-		return nil, false
+		return nil, nil, false
 	}
 	if !utf8.Valid(body) {
 		a.inflight.Done()
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body is not valid UTF-8")
-		return nil, false
+		return nil, nil, false
 	}
-	return body, true
+	return body, key, true
 }
 
-// authorize returns 0, or the HTTP status and message refusing r.
-func (a *API) authorize(r *http.Request) (int, string) {
-	if len(a.cfg.APIKeys) == 0 {
-		if isLoopback(r.RemoteAddr) {
-			return 0, ""
+// authorize returns the caller's key (nil when no key is configured and
+// the client is on loopback) and 0, or the HTTP status and message
+// refusing r.
+func (a *API) authorize(r *http.Request) (*apiKey, int, string) {
+	if len(a.keys) == 0 {
+		if a.resolver.ClientIP(r).IsLoopback() {
+			return nil, 0, ""
 		}
-		return http.StatusForbidden, "with no API key configured, publishing is accepted from loopback only"
+		return nil, http.StatusForbidden, "with no API key configured, publishing is accepted from loopback only"
 	}
 	// The scheme is case-insensitive (RFC 9110 §11.1).
-	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key>"
+	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+		return nil, http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key>"
 	}
-	match := 0
-	for _, k := range a.cfg.APIKeys {
-		match |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
+	key := lookupKey(a.keys, secret)
+	if key == nil {
+		return nil, http.StatusUnauthorized, "API key is not valid"
 	}
-	if match != 1 {
-		return http.StatusUnauthorized, "API key is not valid"
-	}
-	return 0, ""
+	return key, 0, ""
 }
 
 // decodeStrict decodes exactly one JSON value with no unknown fields.
@@ -331,15 +392,6 @@ func statusCode(status int) string {
 		return broker.CodeUnauthorized
 	}
 	return broker.CodeForbidden
-}
-
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

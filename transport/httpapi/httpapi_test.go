@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/transport/httpapi"
 )
 
@@ -213,7 +214,7 @@ func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
 func TestAPIKeys(t *testing.T) {
 	t.Parallel()
 	keys := []string{"first-key-0001", "second-key-0002"}
-	e := newEnv(t, httpapi.Config{APIKeys: keys})
+	e := newEnv(t, httpapi.Config{APIKeys: []auth.APIKey{{Name: "first", Secret: keys[0]}, {Name: "second", Secret: keys[1]}}})
 	const body = `{"topic":"auth.a","data":1}`
 	tests := []struct {
 		name   string

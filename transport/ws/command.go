@@ -21,7 +21,7 @@ var (
 
 // Command is one decoded client command.
 type Command struct {
-	// Op is subscribe, unsubscribe, publish or ping.
+	// Op is subscribe, unsubscribe, publish, ping or refresh.
 	Op string
 	// Ref is echoed in the answer ("" when absent).
 	Ref string
@@ -31,6 +31,8 @@ type Command struct {
 	Data json.RawMessage
 	// Since is the resume position of a subscribe, or nil.
 	Since *broker.Position
+	// Token is the new session token of a refresh.
+	Token string
 }
 
 // wireCommand is a command as it appears on the wire.
@@ -39,6 +41,7 @@ type wireCommand struct {
 	Ref   json.RawMessage `json:"ref"`
 	Topic string          `json:"topic"`
 	Data  json.RawMessage `json:"data"`
+	Token string          `json:"token"`
 	Since *struct {
 		Offset *uint64 `json:"offset"`
 		Epoch  *string `json:"epoch"`
@@ -79,6 +82,11 @@ func DecodeCommand(p []byte) (Command, error) {
 			return c, fmt.Errorf("%w: %s needs a topic", ErrBadCommand, w.Op)
 		}
 	case "ping":
+	case "refresh":
+		if w.Token == "" {
+			return c, fmt.Errorf("%w: refresh needs a token", ErrBadCommand)
+		}
+		c.Token = w.Token
 	case "":
 		return c, fmt.Errorf("%w: op is missing", ErrBadCommand)
 	default:

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 )
 
 // closeMode says how a session ends.
@@ -45,15 +49,31 @@ const maxIdleBuffer = 4096
 // writer goroutine, joined by the broker session's outbox and the close
 // state below. At most one close frame is ever sent.
 type conn struct {
-	srv        *Server
-	nc         net.Conn
-	br         *bufio.Reader
-	sess       *broker.Session
-	id         string
-	remote     string
-	canPublish bool
-	ctx        context.Context
-	cancel     context.CancelFunc
+	srv    *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	sess   *broker.Session
+	id     string
+	remote string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// The reader goroutine alone uses these after the session starts.
+	client  netip.Addr         // the client's address (X-Forwarded-For from trusted proxies)
+	subject string             // the token's sub; "" for anonymous sessions
+	perms   broker.Permissions // what the session may subscribe and publish to
+	expiry  *time.Timer        // closes the session at its token's expiry; nil without a token
+	ops     *rate.Limiter      // commands and pings per second; nil: no limit
+	strikes *rate.Limiter      // allowance of commands refused by ops
+
+	// Set before the session starts, then read-only.
+	log     *slog.Logger      // session events: session, node, remote, trace_id
+	link    trace.SpanContext // the upgrade request's trace, when it had one
+	pubCtx  context.Context   // ctx marked as publishing through the WebSocket API
+	started time.Time
+	// The reader goroutine alone sets these; run reads them after it.
+	peerCode ws.StatusCode // the code of the peer's close frame
+	readErr  error         // why the stream broke, for a dropped session
 
 	// mu guards closeRequested, closeCode, closeReason and mode.
 	mu             sync.Mutex
@@ -69,6 +89,7 @@ type conn struct {
 
 func (s *Server) newConn(nc net.Conn, br *bufio.Reader, remote string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	ops, strikes := s.newOpLimits()
 	return &conn{
 		srv:        s,
 		nc:         nc,
@@ -76,7 +97,8 @@ func (s *Server) newConn(nc net.Conn, br *bufio.Reader, remote string) *conn {
 		sess:       s.b.NewSession(),
 		id:         newSessionID(),
 		remote:     remote,
-		canPublish: isLoopback(remote),
+		ops:        ops,
+		strikes:    strikes,
 		ctx:        ctx,
 		cancel:     cancel,
 		closeCh:    make(chan struct{}),
@@ -94,23 +116,27 @@ func (c *conn) run() {
 		Node:      c.srv.cfg.NodeID,
 		Heartbeat: c.srv.cfg.Heartbeat.Seconds(),
 	}))
-	c.srv.log.Debug("session open", "session", c.id, "remote", c.remote)
+	c.startTelemetry()
+	c.log.Debug("session open", "client", c.client.String(), "sub", c.subject)
 	go c.writeLoop()
 	c.readLoop()
 	close(c.readerDone)
 	c.requestClose(0, "", closeCut)
 	<-c.writerDone
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.cancel()
 	c.sess.Close()
 	_ = c.nc.Close()
-	c.mu.Lock()
-	code, reason := c.closeCode, c.closeReason
-	c.mu.Unlock()
-	c.srv.log.Debug("session closed", "session", c.id, "remote", c.remote, "code", int(code), "reason", reason)
+	c.ended()
 }
 
 // shutdownNow ends a session that was never registered.
 func (c *conn) shutdownNow() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.sess.Send(closeFrame(ws.StatusGoingAway, "server shutting down"))
 	c.sess.Close()
 	frames, _ := c.sess.Outbox().Drain(nil)
@@ -161,16 +187,23 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-out.Ready():
-			frames, overflowed := out.Drain(spare)
+			frames, oldest, overflowed := out.DrainOldest(spare)
 			if overflowed {
 				c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
 				c.finish()
 				return
 			}
 			if err := c.write(frames); err != nil {
+				if out.Overflowed() {
+					// The queue overflowed while the socket was full: a
+					// slow consumer, whose close frame cannot be sent.
+					c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+					c.log.Warn("slow consumer", "err", err)
+				}
 				_ = c.nc.Close()
 				return
 			}
+			c.srv.tel.written(c.ctx, len(frames), oldest)
 			spare = frames
 		case <-ping.C:
 			if err := c.write([][]byte{ws.CompiledPing}); err != nil {
@@ -191,7 +224,8 @@ func (c *conn) write(frames [][]byte) error {
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	nb := net.Buffers(frames)
-	_, err := nb.WriteTo(c.nc)
+	n, err := nb.WriteTo(c.nc)
+	c.srv.tel.bytesOut.Add(uint64(n))
 	return err
 }
 
@@ -206,10 +240,15 @@ func (c *conn) finish() {
 		return
 	}
 	if mode == closeSlow {
-		c.srv.log.Info("slow consumer", "session", c.id, "remote", c.remote)
+		c.log.Warn("slow consumer")
 	}
 	if mode == closeGraceful {
 		c.sess.Close()
+	}
+	if mode == closeGraceful || mode == closeEcho || mode == closeFail {
+		// What was answered before the close goes out before the close
+		// frame: the writer's select may see the close request before
+		// the frames queued ahead of it.
 		frames, _ := c.sess.Outbox().Drain(nil)
 		if err := c.write(frames); err != nil {
 			_ = c.nc.Close()
@@ -255,7 +294,7 @@ func (c *conn) fail(code ws.StatusCode, reason string) {
 func (c *conn) readLoop() {
 	defer func() {
 		if r := recover(); r != nil {
-			c.srv.log.Error("session fault", "session", c.id, "panic", fmt.Sprint(r))
+			c.log.Error("session fault", "panic", fmt.Sprint(r))
 			c.fail(ws.StatusInternalServerError, "internal error")
 		}
 	}()
@@ -276,6 +315,7 @@ func (c *conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
+		c.srv.tel.bytesIn.Add(uint64(ws.HeaderSize(h)) + uint64(h.Length))
 		if err := ws.CheckHeader(h, state); err != nil {
 			c.fail(ws.StatusProtocolError, err.Error())
 			return
@@ -334,7 +374,8 @@ func (c *conn) readLoop() {
 func (c *conn) readFailed(err error) {
 	if !c.closing() {
 		c.srv.stats.count(&c.srv.stats.received, ws.StatusAbnormalClosure)
-		c.srv.log.Debug("connection dropped", "session", c.id, "remote", c.remote, "err", err)
+		c.readErr = err
+		c.log.Debug("connection dropped", "err", err)
 	}
 	c.requestClose(0, "", closeCut)
 }
@@ -344,6 +385,10 @@ func (c *conn) readFailed(err error) {
 func (c *conn) control(op ws.OpCode, p []byte) bool {
 	switch op {
 	case ws.OpPing:
+		if ok, abuse := c.allowOp(); !ok {
+			// Over the rate a ping is not answered; abuse closes.
+			return abuse && c.opRefused("", abuse)
+		}
 		c.sess.Send(ws.MustCompileFrame(ws.NewPongFrame(slices.Clone(p))))
 	case ws.OpClose:
 		code, reason, err := parseClose(p)
@@ -356,6 +401,7 @@ func (c *conn) control(op ws.OpCode, p []byte) bool {
 			return true
 		}
 		c.srv.stats.count(&c.srv.stats.received, code)
+		c.peerCode = code
 		echo := code
 		if code == ws.StatusNoStatusRcvd {
 			echo = ws.StatusNormalClosure
@@ -406,6 +452,9 @@ func (c *conn) handle(p []byte) bool {
 		c.fail(ws.StatusInvalidFramePayloadData, "frame is not a JSON object")
 		return true
 	}
+	if ok, abuse := c.allowOp(); !ok {
+		return c.opRefused(cmd.Ref, abuse)
+	}
 	if err != nil {
 		c.sendError(cmd.Ref, broker.CodeBadRequest, err)
 		return false
@@ -415,8 +464,11 @@ func (c *conn) handle(p []byte) bool {
 		c.sess.Send(jsonFrame(pongFrame{Type: "pong", Ref: cmd.Ref}))
 	case "subscribe":
 		if err := c.sess.Subscribe(c.ctx, cmd.Ref, cmd.Topic, cmd.Since); err != nil {
+			c.countRefusal(err)
 			c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		}
+	case "refresh":
+		c.refresh(cmd)
 	case "unsubscribe":
 		if _, err := broker.ValidatePattern(cmd.Topic); err != nil {
 			c.sendError(cmd.Ref, broker.ErrorCode(err), err)
@@ -435,8 +487,12 @@ func (c *conn) handle(p []byte) bool {
 
 // publish runs a publish op for a session allowed to publish.
 func (c *conn) publish(cmd Command) {
-	if !c.canPublish {
-		c.sendError(cmd.Ref, broker.CodeForbidden, errors.New("publishing needs a loopback connection or a token that allows it"))
+	if err := broker.CheckPublish(c.perms, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}}); err != nil {
+		if errors.Is(err, broker.ErrForbidden) && c.srv.cfg.Tokens == nil {
+			err = codedError{err, "publishing needs a loopback connection or a token that allows it"}
+		}
+		c.countRefusal(err)
+		c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		return
 	}
 	if !c.srv.beginPublish() {
@@ -444,7 +500,9 @@ func (c *conn) publish(cmd Command) {
 		return
 	}
 	defer c.srv.publishing.Done()
-	msgs, err := c.srv.b.Publish(c.ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}})
+	ctx, end := c.startPublish(cmd.Topic)
+	msgs, err := c.srv.b.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}})
+	end(msgs, err)
 	if err != nil {
 		c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		return

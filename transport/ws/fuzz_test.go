@@ -42,6 +42,10 @@ var commandSeeds = []string{
 	`{"op":"publish","topic":"a.b","data":1e400}`,
 	`{"op":"publish","topic":"a.*","data":1}`,
 	`{"op":"publish","topic":"a.b"}`,
+	`{"op":"refresh","token":"a.b.c","ref":"r"}`,
+	`{"op":"refresh","token":""}`,
+	`{"op":"refresh","token":7}`,
+	`{"op":"ping","token":"t"}`,
 	`{"OP":"PING","Ref":"case"}`,
 	`{"op":"ping","op":"dance"}`,
 	`{"op":"dance"}`,
@@ -100,8 +104,15 @@ func FuzzCommand(f *testing.F) {
 				t.Fatalf("%q: %s without a topic", p, cmd.Op)
 			}
 		case "ping":
+		case "refresh":
+			if cmd.Token == "" {
+				t.Fatalf("%q: refresh without a token", p)
+			}
 		default:
 			t.Fatalf("%q: decoded op %q", p, cmd.Op)
+		}
+		if cmd.Token != "" && cmd.Op != "refresh" {
+			t.Fatalf("%q: %s carries a token", p, cmd.Op)
 		}
 		if cmd.Op == "publish" {
 			if !json.Valid(cmd.Data) {
@@ -201,6 +212,10 @@ func FuzzFrame(f *testing.F) {
 		WriteTimeout:   2 * time.Second,
 		Heartbeat:      5 * time.Second,
 		Logger:         slog.New(faults),
+		// One session per input, thousands a second from one address:
+		// the address limits are tested elsewhere.
+		IPConnRate: -1,
+		IPMaxConns: -1,
 	}})
 
 	for _, s := range commandSeeds {

@@ -8,8 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -18,7 +18,13 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/transport/clientip"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Subprotocol is the WebSocket subprotocol the server selects when offered.
@@ -35,16 +41,61 @@ type Config struct {
 	// two intervals is cut. Default 25s.
 	Heartbeat time.Duration
 	// AllowedOrigins lists the Origins allowed to connect; "*" allows all.
-	// Entries are exact origins (scheme://host[:port]). Default (empty):
-	// only the request's own host. Requests with no Origin header are not
-	// checked.
+	// Entries are exact origins (scheme://host[:port]) or patterns whose
+	// host opens with "*." (https://*.example.com: any subdomain, at any
+	// depth, not example.com itself). Default (empty): only the request's
+	// own host. Requests with no Origin header are not checked.
 	AllowedOrigins []string
 	// CloseTimeout bounds the wait for a peer's close reply. Default 5s.
 	CloseTimeout time.Duration
 	// WriteTimeout bounds each socket write. Default 10s.
 	WriteTimeout time.Duration
-	// Logger receives session events. Default: discard.
+	// Logger receives the server's events, each with node (NodeID); a
+	// session's also carry session, remote and, when the upgrade request
+	// had a traceparent, trace_id. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider traces WebSocket publishes. Default nil: off.
+	TracerProvider trace.TracerProvider
+	// MeterProvider receives the sessions, close, byte, delivery latency
+	// and queue depth metrics. Default nil: none.
+	MeterProvider metric.MeterProvider
+	// Propagator reads the trace context of upgrade requests. Default W3C
+	// trace context and baggage.
+	Propagator propagation.TextMapPropagator
+
+	// Tokens verifies the token of each upgrade (the `token` query
+	// parameter or `Authorization: Bearer`); a missing or refused token
+	// gets 401. Default (nil): sessions are anonymous, may subscribe to
+	// anything and may publish only from a loopback address.
+	Tokens TokenVerifier
+	// TrustedProxies are the peers whose X-Forwarded-For names the client,
+	// for the address limits and the loopback rule. Default: none.
+	TrustedProxies []netip.Prefix
+	// MaxSessions bounds the sessions of the server; beyond it an upgrade
+	// gets 503 with Retry-After. Default 100000; negative: no limit.
+	MaxSessions int
+	// IPConnRate is the sustained rate of new sessions per second from one
+	// client address (IPv6: one /64); beyond it an upgrade gets 429 with
+	// Retry-After. Default 100; negative: no limit.
+	IPConnRate float64
+	// IPConnBurst is how many new sessions one address may open at once
+	// above IPConnRate. Default 1000.
+	IPConnBurst int
+	// IPMaxConns bounds the sessions one client address holds at once;
+	// beyond it an upgrade gets 429. Default 1000; negative: no limit.
+	IPMaxConns int
+	// OpRate is the sustained rate of commands (and pings) per second a
+	// session may send; a command over it is answered with `error`
+	// `rate_limited`, a ping is not answered. Default 500; negative: no
+	// limit.
+	OpRate float64
+	// OpBurst is how many commands a session may send at once above
+	// OpRate. Default 1000.
+	OpBurst int
+	// OpRefusals is how many commands over its rate a session may send, an
+	// allowance that refills at a tenth of OpRate, before it is closed with
+	// 1008 `rate limit exceeded`. Default OpBurst.
+	OpRefusals int
 }
 
 func (c Config) withDefaults() Config {
@@ -65,6 +116,27 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 100000
+	}
+	if c.IPConnRate == 0 {
+		c.IPConnRate = 100
+	}
+	if c.IPConnBurst <= 0 {
+		c.IPConnBurst = 1000
+	}
+	if c.IPMaxConns == 0 {
+		c.IPMaxConns = 1000
+	}
+	if c.OpRate == 0 {
+		c.OpRate = 500
+	}
+	if c.OpBurst <= 0 {
+		c.OpBurst = 1000
+	}
+	if c.OpRefusals <= 0 {
+		c.OpRefusals = c.OpBurst
 	}
 	return c
 }
@@ -87,6 +159,14 @@ type Server struct {
 	publishing sync.WaitGroup
 
 	stats closeStats
+	tel   telemetry
+
+	resolver *clientip.Resolver
+	perIP    *limit.PerAddr
+	// admitted counts the upgrades admitted and not yet ended, for
+	// MaxSessions.
+	admitted atomic.Int64
+	refused  refusalCounters
 }
 
 // closeStats counts close codes by code, 1000–1015.
@@ -109,25 +189,32 @@ type Stats struct {
 	// close frame with no code, 1006 for a connection that dropped without
 	// a close frame.
 	CloseReceived map[int]uint64
+	// Refused counts refusals by reason (the Refused* constants), every
+	// reason present.
+	Refused map[string]uint64
 }
 
 // New returns a server for b.
 func New(cfg Config, b *broker.Broker) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{
+	s := &Server{
 		cfg: cfg,
 		b:   b,
 		log: cfg.Logger,
 		upgrader: ws.HTTPUpgrader{
 			Protocol: func(p string) bool { return p == Subprotocol },
 		},
-		conns: make(map[*conn]struct{}),
+		conns:    make(map[*conn]struct{}),
+		resolver: clientip.New(cfg.TrustedProxies),
+		perIP:    limit.New(limit.Config{Rate: cfg.IPConnRate, Burst: cfg.IPConnBurst, Max: cfg.IPMaxConns}),
 	}
+	s.setupTelemetry()
+	return s
 }
 
 // Stats returns a snapshot of the close-code counters.
 func (s *Server) Stats() Stats {
-	st := Stats{CloseSent: map[int]uint64{}, CloseReceived: map[int]uint64{}}
+	st := Stats{CloseSent: map[int]uint64{}, CloseReceived: map[int]uint64{}, Refused: s.refused.snapshot()}
 	for i := range s.stats.sent {
 		if n := s.stats.sent[i].Load(); n > 0 {
 			st.CloseSent[1000+i] = n
@@ -147,7 +234,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.originAllowed(r) {
-		httpError(w, http.StatusForbidden, broker.CodeForbidden, "origin not allowed")
+		s.refuse(w, RefusedOrigin, http.StatusForbidden, broker.CodeForbidden, "origin not allowed", 0)
 		return
 	}
 	s.mu.Lock()
@@ -162,6 +249,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.wg.Done()
 
+	client := s.resolver.ClientIP(r)
+	release, claims, ok := s.admit(w, r, client)
+	if !ok {
+		return
+	}
+	defer release()
+
 	nc, rw, _, err := s.upgrader.Upgrade(r, w)
 	if err != nil {
 		if nc != nil {
@@ -171,6 +265,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := s.newConn(nc, rw.Reader, r.RemoteAddr)
+	c.traceFrom(r.Header)
+	c.client = client
+	if claims != nil {
+		c.subject, c.perms = claims.Subject, claims.Permissions
+		c.armExpiry(claims.Expires)
+	} else {
+		c.perms = auth.Anonymous(client.IsLoopback())
+	}
+	c.sess.SetPermissions(c.perms)
 	if !s.register(c) {
 		c.shutdownNow()
 		return
@@ -259,21 +362,11 @@ func (s *Server) originAllowed(r *http.Request) bool {
 		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 	}
 	for _, a := range s.cfg.AllowedOrigins {
-		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+		if a == "*" || originMatches(a, origin) {
 			return true
 		}
 	}
 	return false
-}
-
-// isLoopback reports whether remote (host:port) is a loopback address.
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // httpError writes the JSON error body of the HTTP API.

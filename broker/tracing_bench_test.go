@@ -1,0 +1,91 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/ws"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// BenchmarkPublishDeliverTracing publishes one 100-byte message at a time
+// on the in-memory store and delivers it to N exact subscribers, with
+// tracing off (no tracer provider: the default), on (every message
+// sampled: publish, store.append and deliver spans through a batch span
+// processor into an exporter that drops them), and on but sampled out
+// (a parent-based sampler whose root decision is "drop": spans are
+// started but record nothing). Outboxes are drained every 512 messages,
+// as session writers would.
+func BenchmarkPublishDeliverTracing(b *testing.B) {
+	modes := []struct {
+		name string
+		tp   func() (trace.TracerProvider, func())
+	}{
+		{"tracing=off", func() (trace.TracerProvider, func()) { return nil, func() {} }},
+		{"tracing=on", func() (trace.TracerProvider, func()) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+			return tp, func() { _ = tp.Shutdown(context.Background()) }
+		}},
+		{"tracing=sampled-out", func() (trace.TracerProvider, func()) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())),
+				sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+			return tp, func() { _ = tp.Shutdown(context.Background()) }
+		}},
+	}
+	for _, n := range []int{1, 100} {
+		for _, mode := range modes {
+			b.Run(fmt.Sprintf("subs=%d/%s", n, mode.name), func(b *testing.B) {
+				tp, stop := mode.tp()
+				defer stop()
+				st := memory.New(memory.Config{})
+				defer st.Close()
+				br := broker.New(broker.Config{QueueSize: 1024, TracerProvider: tp}, st, ws.Encoder{})
+				sessions := make([]*broker.Session, n)
+				for i := range sessions {
+					s := br.NewSession()
+					if err := s.Subscribe(context.Background(), "", "bench.topic", nil); err != nil {
+						b.Fatal(err)
+					}
+					sessions[i] = s
+				}
+				spare := make([][][]byte, n)
+				drainAll := func() {
+					for i, s := range sessions {
+						spare[i], _ = s.Outbox().Drain(spare[i])
+					}
+				}
+				pubs := []broker.Publication{{Topic: "bench.topic", Data: json.RawMessage(`"` + strings.Repeat("x", 98) + `"`)}}
+				ctx := context.Background()
+				for i := 0; i < 1024; i++ {
+					if _, err := br.Publish(ctx, pubs); err != nil {
+						b.Fatal(err)
+					}
+					if i%512 == 511 {
+						drainAll()
+					}
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := br.Publish(ctx, pubs); err != nil {
+						b.Fatal(err)
+					}
+					if i%512 == 511 {
+						drainAll()
+					}
+				}
+				b.StopTimer()
+				for _, s := range sessions {
+					s.Close()
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,149 @@
+// Package limit bounds what one client address may do: how many new
+// connections per second (a token bucket from golang.org/x/time/rate) and
+// how many at once. Addresses are grouped as attackers hold them: an IPv4
+// address alone, an IPv6 address by its /64 prefix.
+package limit
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Errors of Acquire; both come as a *Refusal.
+var (
+	// ErrRate: the address opens connections faster than Config.Rate.
+	ErrRate = errors.New("limit: too many new connections from this address")
+	// ErrConcurrent: the address holds Config.Max connections already.
+	ErrConcurrent = errors.New("limit: too many connections from this address")
+)
+
+// Refusal is a refused Acquire: which limit, and when to try again.
+type Refusal struct {
+	// Err is ErrRate or ErrConcurrent.
+	Err error
+	// RetryAfter is when a new attempt may succeed (at least one second).
+	RetryAfter time.Duration
+}
+
+func (r *Refusal) Error() string { return r.Err.Error() }
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Config sets the limits per address. A zero or negative field disables
+// its limit.
+type Config struct {
+	// Rate is the sustained number of new connections per second.
+	Rate float64
+	// Burst is how many new connections may come at once above Rate.
+	// Default (when Rate is set): Rate rounded up, at least 1.
+	Burst int
+	// Max is the most connections an address may hold at once.
+	Max int
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+// sweepEvery is how often idle entries are dropped.
+const sweepEvery = time.Minute
+
+// PerAddr applies a Config to each client address.
+type PerAddr struct {
+	cfg Config
+
+	// mu guards entries and lastSweep.
+	mu        sync.Mutex
+	entries   map[netip.Prefix]*entry
+	lastSweep time.Time
+}
+
+// entry is one address group's state.
+type entry struct {
+	bucket *rate.Limiter // nil when Rate is off
+	active int
+}
+
+// New returns a limiter applying cfg to each address.
+func New(cfg Config) *PerAddr {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rate > 0 && cfg.Burst <= 0 {
+		cfg.Burst = max(1, int(math.Ceil(cfg.Rate)))
+	}
+	return &PerAddr{cfg: cfg, entries: make(map[netip.Prefix]*entry)}
+}
+
+// Group is the key an address is counted under: IPv4 addresses alone,
+// IPv6 addresses by /64.
+func Group(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p
+}
+
+// Acquire admits one new connection from a, or refuses it with a
+// *Refusal. On success the caller must call release exactly once when the
+// connection ends. An invalid address is admitted without counting.
+func (l *PerAddr) Acquire(a netip.Addr) (release func(), err error) {
+	if !a.IsValid() || (l.cfg.Rate <= 0 && l.cfg.Max <= 0) {
+		return func() {}, nil
+	}
+	key := Group(a)
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(now)
+	e := l.entries[key]
+	if e == nil {
+		e = &entry{}
+		if l.cfg.Rate > 0 {
+			e.bucket = rate.NewLimiter(rate.Limit(l.cfg.Rate), l.cfg.Burst)
+		}
+		l.entries[key] = e
+	}
+	if l.cfg.Max > 0 && e.active >= l.cfg.Max {
+		return nil, &Refusal{Err: ErrConcurrent, RetryAfter: time.Second}
+	}
+	if e.bucket != nil && !e.bucket.AllowN(now, 1) {
+		wait := time.Duration((1 - e.bucket.TokensAt(now)) / l.cfg.Rate * float64(time.Second))
+		return nil, &Refusal{Err: ErrRate, RetryAfter: max(time.Second, wait.Round(time.Second))}
+	}
+	e.active++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			e.active--
+			l.mu.Unlock()
+		})
+	}, nil
+}
+
+// Len returns the number of address groups tracked.
+func (l *PerAddr) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
+}
+
+// sweep drops, at most every sweepEvery, the groups that hold no
+// connection and whose bucket is full again: forgetting them changes
+// nothing. The caller holds mu.
+func (l *PerAddr) sweep(now time.Time) {
+	if now.Sub(l.lastSweep) < sweepEvery {
+		return
+	}
+	l.lastSweep = now
+	for k, e := range l.entries {
+		if e.active == 0 && (e.bucket == nil || e.bucket.TokensAt(now) >= float64(l.cfg.Burst)) {
+			delete(l.entries, k)
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package limit_test
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidings-io/tidings/limit"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var (
+	a1 = netip.MustParseAddr("203.0.113.1")
+	a2 = netip.MustParseAddr("203.0.113.2")
+)
+
+func TestRateHoldsAndRefuses(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: time.Unix(1e9, 0)}
+	l := limit.New(limit.Config{Rate: 2, Burst: 3, Now: clk.Now})
+	for i := 0; i < 3; i++ {
+		if _, err := l.Acquire(a1); err != nil {
+			t.Fatalf("connection %d within the burst: %v", i, err)
+		}
+	}
+	_, err := l.Acquire(a1)
+	var ref *limit.Refusal
+	if !errors.As(err, &ref) || !errors.Is(err, limit.ErrRate) || ref.RetryAfter != time.Second {
+		t.Fatalf("4th connection: %v, want ErrRate with RetryAfter 1s", err)
+	}
+	if _, err := l.Acquire(a2); err != nil {
+		t.Fatalf("another address is not limited by the first: %v", err)
+	}
+	clk.Add(500 * time.Millisecond) // one token at 2/s
+	if _, err := l.Acquire(a1); err != nil {
+		t.Fatalf("after the bucket refilled one: %v", err)
+	}
+	if _, err := l.Acquire(a1); !errors.Is(err, limit.ErrRate) {
+		t.Fatalf("then: %v, want ErrRate", err)
+	}
+}
+
+func TestConcurrentHoldsAndRefuses(t *testing.T) {
+	t.Parallel()
+	l := limit.New(limit.Config{Max: 2})
+	r1, err1 := l.Acquire(a1)
+	r2, err2 := l.Acquire(a1)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := l.Acquire(a1); !errors.Is(err, limit.ErrConcurrent) {
+		t.Fatalf("3rd at once: %v, want ErrConcurrent", err)
+	}
+	r1()
+	r1() // release is idempotent
+	r3, err := l.Acquire(a1)
+	if err != nil {
+		t.Fatalf("after one release: %v", err)
+	}
+	if _, err := l.Acquire(a1); !errors.Is(err, limit.ErrConcurrent) {
+		t.Fatalf("idempotent release freed two slots: %v", err)
+	}
+	r2()
+	r3()
+}
+
+func TestIPv6IsLimitedPerSlash64(t *testing.T) {
+	t.Parallel()
+	l := limit.New(limit.Config{Max: 1})
+	if _, err := l.Acquire(netip.MustParseAddr("2001:db8:1:2::1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(netip.MustParseAddr("2001:db8:1:2:ffff::9")); !errors.Is(err, limit.ErrConcurrent) {
+		t.Fatalf("same /64: %v, want ErrConcurrent", err)
+	}
+	if _, err := l.Acquire(netip.MustParseAddr("2001:db8:1:3::1")); err != nil {
+		t.Fatalf("another /64: %v", err)
+	}
+	if _, err := l.Acquire(netip.MustParseAddr("::ffff:203.0.113.1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(a1); !errors.Is(err, limit.ErrConcurrent) {
+		t.Fatalf("IPv4-mapped and plain IPv4 of one address: %v, want one group", err)
+	}
+}
+
+func TestIdleAddressesAreForgotten(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: time.Unix(1e9, 0)}
+	l := limit.New(limit.Config{Rate: 10, Burst: 10, Max: 5, Now: clk.Now})
+	release, err := l.Acquire(a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel2, _ := l.Acquire(a2)
+	rel2()
+	clk.Add(2 * time.Minute)
+	_, _ = l.Acquire(netip.MustParseAddr("198.51.100.7")) // triggers the sweep
+	if n := l.Len(); n != 2 {
+		t.Fatalf("%d groups tracked, want 2: a2 is idle and full, a1 holds a connection", n)
+	}
+	release()
+}
+
+func TestNoLimitAndInvalidAddress(t *testing.T) {
+	t.Parallel()
+	l := limit.New(limit.Config{})
+	for i := 0; i < 100; i++ {
+		if _, err := l.Acquire(a1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.Len() != 0 {
+		t.Error("a limiter without limits tracks addresses")
+	}
+	strict := limit.New(limit.Config{Max: 1})
+	for i := 0; i < 3; i++ {
+		if _, err := strict.Acquire(netip.Addr{}); err != nil {
+			t.Fatalf("invalid address: %v, want admitted uncounted", err)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidings-io/tidings/auth"
+	"golang.org/x/time/rate"
+)
+
+// Refusal reasons of the publish API, as counted in Stats.Refused and the
+// metrics.
+const (
+	// RefusedKey: 401, no API key or an unknown one.
+	RefusedKey = "http_unauthorized"
+	// RefusedLoopback: 403, no API key configured and the client is not on
+	// loopback.
+	RefusedLoopback = "http_loopback"
+	// RefusedScope: 403, a topic outside the key's patterns.
+	RefusedScope = "http_forbidden"
+	// RefusedRate: 429, the key publishes faster than its rate.
+	RefusedRate = "http_rate"
+)
+
+var refusalReasons = [...]string{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate}
+
+// refusalCounters counts refusals by reason.
+type refusalCounters [len(refusalReasons)]atomic.Uint64
+
+func (r *refusalCounters) add(reason string) {
+	for i, name := range refusalReasons {
+		if name == reason {
+			r[i].Add(1)
+			return
+		}
+	}
+}
+
+// Stats are the publish API's counters.
+type Stats struct {
+	// Refused counts refused publishes by reason (the Refused* constants),
+	// every reason present.
+	Refused map[string]uint64
+}
+
+// Stats returns a snapshot of the API's counters.
+func (a *API) Stats() Stats {
+	st := Stats{Refused: make(map[string]uint64, len(refusalReasons))}
+	for i, name := range refusalReasons {
+		st.Refused[name] = a.refused[i].Load()
+	}
+	return st
+}
+
+// apiKey is a configured key with the digest its secret is compared by
+// and its rate.
+type apiKey struct {
+	auth.APIKey
+	digest  [sha256.Size]byte
+	limiter *rate.Limiter // nil: no limit
+}
+
+// newKeys prepares keys; a key without a rate of its own gets def
+// (negative: no limit).
+func newKeys(keys []auth.APIKey, def float64) []*apiKey {
+	out := make([]*apiKey, len(keys))
+	for i, k := range keys {
+		ak := &apiKey{APIKey: k, digest: sha256.Sum256([]byte(k.Secret))}
+		r := k.Rate
+		if r == 0 {
+			r = def
+		}
+		if r > 0 {
+			ak.limiter = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r))))
+		}
+		out[i] = ak
+	}
+	return out
+}
+
+// lookupKey returns the key whose secret is secret, or nil. It compares
+// SHA-256 digests in constant time against every key, so that neither the
+// secrets' contents nor their lengths show in the timing.
+func lookupKey(keys []*apiKey, secret string) *apiKey {
+	d := sha256.Sum256([]byte(secret))
+	var found *apiKey
+	for _, k := range keys {
+		if subtle.ConstantTimeCompare(d[:], k.digest[:]) == 1 {
+			found = k
+		}
+	}
+	return found
+}
+
+// allow takes one publish from the key's rate. When refused it returns
+// the Retry-After value in seconds. A nil key (loopback publisher) is
+// not limited.
+func (k *apiKey) allow() (retryAfter string, ok bool) {
+	if k == nil || k.limiter == nil {
+		return "", true
+	}
+	now := time.Now()
+	if k.limiter.AllowN(now, 1) {
+		return "", true
+	}
+	wait := (1 - k.limiter.TokensAt(now)) / float64(k.limiter.Limit())
+	return strconv.Itoa(max(1, int(math.Ceil(wait)))), false
+}

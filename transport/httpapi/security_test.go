@@ -1,0 +1,193 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/transport/httpapi"
+	ws "github.com/tidings-io/tidings/transport/ws"
+)
+
+const (
+	billingKey = "billing-secret-0001"
+	opsKey     = "ops-secret-00000001"
+	slowKey    = "slow-secret-0000001"
+)
+
+// scopedEnv has three keys: billing may publish to billing.> and
+// audit.billing only, ops anywhere, slow anywhere at a tenth of a publish
+// per second (its burst, one, is all a test sees).
+func scopedEnv(t *testing.T) *testEnv {
+	return newEnv(t, httpapi.Config{APIKeys: []auth.APIKey{
+		{Name: "billing", Secret: billingKey, Topics: []string{"billing.>", "audit.billing"}},
+		{Name: "ops", Secret: opsKey},
+		{Name: "slow", Secret: slowKey, Rate: 0.1},
+	}})
+}
+
+func bearer(key string) []string { return []string{"Authorization", "Bearer " + key} }
+
+func TestScopedAPIKeys(t *testing.T) {
+	t.Parallel()
+	e := scopedEnv(t)
+	tests := []struct {
+		key, path, body string
+		status          int
+	}{
+		{billingKey, "/v1/publish", `{"topic":"billing.invoice.42","data":1}`, 200},
+		{billingKey, "/v1/publish", `{"topic":"audit.billing","data":1}`, 200},
+		{billingKey, "/v1/publish", `{"topic":"audit.ops","data":1}`, 403},
+		{billingKey, "/v1/publish", `{"topic":"billing","data":1}`, 403},
+		{billingKey, "/v1/publish/batch", `{"messages":[{"topic":"billing.a","data":1},{"topic":"billing.b","data":2}]}`, 200},
+		// One message out of scope refuses the whole batch.
+		{billingKey, "/v1/publish/batch", `{"messages":[{"topic":"billing.a","data":1},{"topic":"news.x","data":2}]}`, 403},
+		// A bad topic is still a bad request, not forbidden.
+		{billingKey, "/v1/publish", `{"topic":"billing..x","data":1}`, 400},
+		{opsKey, "/v1/publish", `{"topic":"news.x","data":1}`, 200},
+	}
+	forbidden := 0
+	for _, tc := range tests {
+		r := e.post(t, tc.path, tc.body, bearer(tc.key)...)
+		switch tc.status {
+		case 200:
+			if r.status != 200 {
+				t.Errorf("%s %s: %d %s, want 200", tc.path, tc.body, r.status, r.body)
+			}
+		case 403:
+			forbidden++
+			if err := checkError(r, 403, "forbidden"); err != nil {
+				t.Errorf("%s %s: %v", tc.path, tc.body, err)
+			}
+		default:
+			if err := checkError(r, tc.status, "bad_request"); err != nil {
+				t.Errorf("%s %s: %v", tc.path, tc.body, err)
+			}
+		}
+	}
+	if got := e.api.Stats().Refused[httpapi.RefusedScope]; got != uint64(forbidden) {
+		t.Errorf("refused[%s] = %d, want %d", httpapi.RefusedScope, got, forbidden)
+	}
+	// Four accepted publishes of five messages; nothing of the refused ones.
+	if got := e.b.Stats().Published; got != 5 {
+		t.Errorf("published %d messages, want 5", got)
+	}
+}
+
+func TestPublishRatePerKey(t *testing.T) {
+	t.Parallel()
+	e := scopedEnv(t)
+	body := `{"topic":"rate.t","data":1}`
+	if r := e.post(t, "/v1/publish", body, bearer(slowKey)...); r.status != 200 {
+		t.Fatalf("first publish: %d %s", r.status, r.body)
+	}
+	r := e.post(t, "/v1/publish", body, bearer(slowKey)...)
+	if err := checkError(r, http.StatusTooManyRequests, "rate_limited"); err != nil {
+		t.Fatal(err)
+	}
+	ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || ra < 1 || ra > 10 {
+		t.Errorf("Retry-After %q, want whole seconds between 1 and 10 (a tenth per second)", r.header.Get("Retry-After"))
+	}
+	if !strings.Contains(string(r.body), "slow") {
+		t.Errorf("body %s, want it to name the key", r.body)
+	}
+	// Another key has its own rate.
+	if r := e.post(t, "/v1/publish", body, bearer(opsKey)...); r.status != 200 {
+		t.Fatalf("another key: %d %s", r.status, r.body)
+	}
+	if got := e.api.Stats().Refused[httpapi.RefusedRate]; got != 1 {
+		t.Errorf("refused[%s] = %d, want 1", httpapi.RefusedRate, got)
+	}
+	if got := e.b.Stats().Published; got != 2 {
+		t.Errorf("published %d, want 2", got)
+	}
+}
+
+func TestRefusedKeysAndLoopbackAreCounted(t *testing.T) {
+	t.Parallel()
+	e := scopedEnv(t)
+	if err := checkError(e.post(t, "/v1/publish", `{"topic":"a.b","data":1}`, bearer("not-a-key-at-all")...), 401, "unauthorized"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.api.Stats().Refused[httpapi.RefusedKey]; got != 1 {
+		t.Errorf("refused[%s] = %d, want 1", httpapi.RefusedKey, got)
+	}
+	open := newEnv(t, httpapi.Config{})
+	req := httptest.NewRequest(http.MethodPost, "/v1/publish", strings.NewReader(`{"topic":"a.b","data":1}`))
+	req.RemoteAddr = "203.0.113.1:1000"
+	req.Header.Set("Content-Type", "application/json")
+	if err := checkError(open.serve(req), 403, "forbidden"); err != nil {
+		t.Fatal(err)
+	}
+	if got := open.api.Stats().Refused[httpapi.RefusedLoopback]; got != 1 {
+		t.Errorf("refused[%s] = %d, want 1", httpapi.RefusedLoopback, got)
+	}
+}
+
+// TestLoopbackRuleFollowsTrustedProxies: behind a reverse proxy on the
+// same host, the loopback rule applies to the client, not the proxy.
+func TestLoopbackRuleFollowsTrustedProxies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, httpapi.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	for _, tc := range []struct {
+		remote, xff string
+		status      int
+	}{
+		{"127.0.0.1:1000", "", 200},
+		{"127.0.0.1:1000", "203.0.113.7", 403},
+		{"127.0.0.1:1000", "203.0.113.7, 127.0.0.1", 403},
+		{"127.0.0.1:1000", "127.0.0.5", 200},
+		{"203.0.113.9:1000", "127.0.0.1", 403}, // an untrusted peer cannot claim loopback
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/v1/publish", strings.NewReader(`{"topic":"px.t","data":1}`))
+		req.RemoteAddr = tc.remote
+		req.Header.Set("Content-Type", "application/json")
+		if tc.xff != "" {
+			req.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		r := e.serve(req)
+		if r.status != tc.status {
+			t.Errorf("from %s via %q: %d %s, want %d", tc.remote, tc.xff, r.status, r.body, tc.status)
+		}
+	}
+}
+
+// TestRefusalsAreExportedAsMetrics: the refusals of the publish API and
+// of the WebSocket server reach /metrics as tidings_refused_total by
+// reason.
+func TestRefusalsAreExportedAsMetrics(t *testing.T) {
+	t.Parallel()
+	e, _ := newObservedEnv(t, nil, broker.Config{}, httpapi.Config{APIKeys: []auth.APIKey{
+		{Name: "billing", Secret: billingKey, Topics: []string{"billing.>"}},
+	}})
+	e.post(t, "/v1/publish", `{"topic":"news.x","data":1}`, bearer(billingKey)...)
+	e.post(t, "/v1/publish", `{"topic":"news.x","data":1}`, bearer("not-a-key-at-all")...)
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("upgrade from a foreign origin: %d, want 403", resp.StatusCode)
+	}
+	m := scrape(t, e)
+	for reason, want := range map[string]float64{
+		httpapi.RefusedScope: 1, httpapi.RefusedKey: 1, httpapi.RefusedRate: 0, httpapi.RefusedLoopback: 0,
+		ws.RefusedOrigin: 1, ws.RefusedToken: 0, ws.RefusedOpRate: 0,
+	} {
+		if got, ok := m.value("tidings_refused_total", "reason="+reason); !ok || got != want {
+			t.Errorf("tidings_refused_total{reason=%q} = %v (present %v), want %v", reason, got, ok, want)
+		}
+	}
+}

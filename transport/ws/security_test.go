@@ -1,0 +1,613 @@
+package ws_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/broker"
+	wsserver "github.com/tidings-io/tidings/transport/ws"
+)
+
+// testJWTKey signs the tokens of these tests.
+var testJWTKey = []byte("tidings-test-key-0123456789abcdef")
+
+// token is a session token's claims; a zero exp means an hour from now.
+type token struct {
+	sub                string
+	exp                time.Time
+	subscribe, publish []string
+}
+
+// mint signs tk with testJWTKey. exp is sent in whole seconds, as the
+// JWT library reads it.
+func mint(t testing.TB, tk token) string {
+	t.Helper()
+	if tk.exp.IsZero() {
+		tk.exp = time.Now().Add(time.Hour)
+	}
+	c := jwt.MapClaims{"exp": tk.exp.Unix()}
+	if tk.sub != "" {
+		c["sub"] = tk.sub
+	}
+	if tk.subscribe != nil {
+		c["subscribe"] = tk.subscribe
+	}
+	if tk.publish != nil {
+		c["publish"] = tk.publish
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(testJWTKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// withTokens configures cfg's server to require tokens signed with
+// testJWTKey, with a leeway of a millisecond.
+func withTokens(t testing.TB, cfg config) config {
+	t.Helper()
+	v, err := auth.New(auth.Config{HMACKey: testJWTKey, Leeway: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ws.Tokens = v
+	return cfg
+}
+
+// refusal is the answer to a handshake that was not upgraded.
+type refusal struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// handshake dials the server with rawQuery and header and returns the
+// refusal, or a client when the upgrade succeeded.
+func (h *harness) handshake(t testing.TB, rawQuery string, header http.Header) (*client, *refusal) {
+	t.Helper()
+	ref := &refusal{}
+	d := ws.Dialer{
+		Timeout: ioTimeout,
+		OnStatusError: func(status int, reason []byte, r io.Reader) {
+			resp, err := http.ReadResponse(bufio.NewReader(r), nil)
+			if err != nil {
+				t.Errorf("reading the refusal: %v", err)
+				return
+			}
+			ref.header = resp.Header
+			if ref.body, err = io.ReadAll(resp.Body); err != nil {
+				t.Errorf("reading the refusal body: %v", err)
+			}
+		},
+	}
+	if header != nil {
+		d.Header = ws.HandshakeHeaderHTTP(header)
+	}
+	u := h.wsURL
+	if rawQuery != "" {
+		u += "?" + rawQuery
+	}
+	conn, br, hs, err := d.Dial(context.Background(), u)
+	var se ws.StatusError
+	switch {
+	case err == nil:
+		t.Cleanup(func() { _ = conn.Close() })
+		if br == nil {
+			br = bufio.NewReader(conn)
+		}
+		return &client{t: t, conn: conn, r: br, hs: hs}, nil
+	case errors.As(err, &se):
+		ref.status = int(se)
+		return nil, ref
+	}
+	t.Fatalf("dial: %v", err)
+	return nil, nil
+}
+
+// expectRefused checks a refusal's status, JSON error code and, when
+// message is not empty, that the message contains it.
+func (r *refusal) expect(t testing.TB, status int, code, message string) {
+	t.Helper()
+	if r == nil {
+		t.Fatalf("upgraded, want %d %s", status, code)
+	}
+	if r.status != status {
+		t.Fatalf("status %d (%s), want %d", r.status, r.body, status)
+	}
+	checkErrorBody(t.(*testing.T), r.header, r.body, code)
+	if message != "" && !strings.Contains(string(r.body), message) {
+		t.Errorf("body %s, want it to mention %q", r.body, message)
+	}
+}
+
+// dialToken opens a session with tk in the token query parameter and
+// reads its welcome.
+func (h *harness) dialToken(t testing.TB, tk string) *client {
+	t.Helper()
+	c, ref := h.handshake(t, "token="+url.QueryEscape(tk), nil)
+	if ref != nil {
+		t.Fatalf("handshake refused: %d %s", ref.status, ref.body)
+	}
+	c.expect("welcome")
+	return c
+}
+
+// refused returns the server's refusal counter for reason.
+func (h *harness) refused(reason string) uint64 { return h.srv.Stats().Refused[reason] }
+
+func TestTokenIsCheckedBeforeTheUpgrade(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	good := mint(t, token{sub: "u1", subscribe: []string{">"}})
+	expired := mint(t, token{sub: "u1", exp: time.Now().Add(-time.Minute)})
+	otherKey, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("another-key-another-key-another-k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		query   string
+		header  http.Header
+		message string // "" when the upgrade succeeds
+	}{
+		{name: "no token", message: "token is missing"},
+		{name: "empty token parameter", query: "token=", message: "token is missing"},
+		{name: "expired token", query: "token=" + expired, message: "token expired"},
+		{name: "token of another key", query: "token=" + otherKey, message: "signature"},
+		{name: "malformed token", query: "token=abc.def.ghi", message: "malformed"},
+		{name: "wrong scheme", header: http.Header{"Authorization": {"Basic " + good}}, message: "token is missing"},
+		{name: "token parameter", query: "token=" + good},
+		{name: "Authorization: Bearer", header: http.Header{"Authorization": {"Bearer " + good}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.refused(wsserver.RefusedToken)
+			c, ref := h.handshake(t, tt.query, tt.header)
+			if tt.message == "" {
+				if ref != nil {
+					t.Fatalf("refused with %d %s, want the upgrade", ref.status, ref.body)
+				}
+				c.expect("welcome")
+				c.subscribe("any.topic")
+				return
+			}
+			ref.expect(t, http.StatusUnauthorized, "unauthorized", tt.message)
+			if !strings.HasPrefix(ref.header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("WWW-Authenticate %q, want the Bearer scheme", ref.header.Get("WWW-Authenticate"))
+			}
+			if got := h.refused(wsserver.RefusedToken); got != before+1 {
+				t.Errorf("refused[token] = %d, want %d", got, before+1)
+			}
+		})
+	}
+	if n := h.b.Stats().Sessions; n > 2 {
+		t.Errorf("%d sessions open, want at most the 2 upgraded", n)
+	}
+}
+
+func TestTokenForPricesCannotSubscribeNewsNorEverything(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	c := h.dialToken(t, mint(t, token{sub: "trader", subscribe: []string{"prices.>"}}))
+	for i, topic := range []string{"news.x", ">", "*", "prices", "*.eur"} {
+		ref := "f" + strconv.Itoa(i)
+		c.send(`{"op":"subscribe","topic":"` + topic + `","ref":"` + ref + `"}`)
+		if e := c.expect("error"); e.Code != "forbidden" || e.Ref != ref || !strings.Contains(e.Message, topic) {
+			t.Fatalf("subscribe %s: %s, want error forbidden naming the topic", topic, e)
+		}
+	}
+	if got := h.refused(wsserver.RefusedForbidden); got != 5 {
+		t.Errorf("refused[forbidden] = %d, want 5", got)
+	}
+	for _, topic := range []string{"prices.eur.usd", "prices.*", "prices.>", "prices.*.usd"} {
+		c.subscribe(topic)
+	}
+	if st := h.b.Stats(); st.ExactSubscriptions != 1 || st.WildcardSubscriptions != 3 {
+		t.Errorf("subscriptions %+v, want the 4 allowed ones only", st)
+	}
+	h.mustPublish(t, "news.x", `1`)
+	m := h.mustPublish(t, "prices.eur.usd", `2`)
+	if e := c.expect("message"); e.Topic != "prices.eur.usd" || e.ID != m.ID {
+		t.Fatalf("first delivery %s, want prices.eur.usd (news.x was never subscribed)", e)
+	}
+}
+
+func TestTokenPublishPermissions(t *testing.T) {
+	t.Parallel()
+	// Not on loopback: a token, not the address, grants publishing.
+	h := newHarness(t, withTokens(t, config{remoteAddr: "192.0.2.10:5555"}))
+	c := h.dialToken(t, mint(t, token{sub: "writer", subscribe: []string{"chat.>"}, publish: []string{"chat.room1", "chat.*.bots"}}))
+	for _, tc := range []struct {
+		topic, want string
+	}{
+		{"chat.room1", "published"}, {"chat.x.bots", "published"},
+		{"chat.room2", "forbidden"}, {"news.x", "forbidden"}, {"chat.*", "bad_request"},
+	} {
+		c.send(`{"op":"publish","topic":"` + tc.topic + `","data":1,"ref":"p"}`)
+		e := c.next()
+		for e.Type == "message" {
+			e = c.next()
+		}
+		if got := e.Type; tc.want == "published" && got != "published" || tc.want != "published" && e.Code != tc.want {
+			t.Fatalf("publish to %s: %s, want %s", tc.topic, e, tc.want)
+		}
+	}
+	if got := h.refused(wsserver.RefusedForbidden); got != 2 {
+		t.Errorf("refused[forbidden] = %d, want 2", got)
+	}
+	if got := h.b.Stats().Published; got != 2 {
+		t.Errorf("published %d messages, want 2", got)
+	}
+}
+
+func TestExpiredTokenClosesTheLiveSessionWith1008(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	// Between half a second and a second and a half from now.
+	exp := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second)
+	c := h.dialToken(t, mint(t, token{sub: "u1", exp: exp, subscribe: []string{">"}}))
+	c.ping("before expiry")
+	c.expectClose(1008, "token expired")
+	if late := time.Since(exp); late < 0 {
+		t.Fatalf("closed %v before the token's expiry", -late)
+	}
+	eventually(t, "refused[token_expired]", func() bool { return h.refused(wsserver.RefusedTokenExpired) == 1 })
+	eventually(t, "the close counted", func() bool { return h.srv.Stats().CloseSent[1008] == 1 })
+}
+
+func TestRefreshKeepsTheSessionPastItsFirstToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	first := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second)
+	c := h.dialToken(t, mint(t, token{sub: "u1", exp: first, subscribe: []string{">"}}))
+	next := time.Now().Add(time.Hour).Truncate(time.Second)
+	c.send(`{"op":"refresh","ref":"r1","token":"` + mint(t, token{sub: "u1", exp: next, subscribe: []string{">"}}) + `"}`)
+	e := c.expect("refreshed")
+	if e.Ref != "r1" || !e.has("expires") {
+		t.Fatalf("refresh answer %s, want refreshed with ref r1 and expires", e)
+	}
+	var exp struct {
+		Expires time.Time `json:"expires"`
+	}
+	if err := json.Unmarshal(e.raw, &exp); err != nil || !exp.Expires.Equal(next) {
+		t.Fatalf("expires %v (%v), want %v", exp.Expires, err, next)
+	}
+	// Until well past the first token's expiry the server sends nothing:
+	// no close frame.
+	_ = c.conn.SetReadDeadline(first.Add(300 * time.Millisecond))
+	if _, err := readServerFrame(c.r); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("past the first token's expiry: %v, want silence", err)
+	}
+	c.ping("after the first expiry")
+	if got := h.refused(wsserver.RefusedTokenExpired); got != 0 {
+		t.Errorf("refused[token_expired] = %d, want 0", got)
+	}
+}
+
+// TestRefreshThatNoLongerAllowsATopicUnsubscribesIt: every subscription
+// the new token does not cover is dropped, each announced by
+// `unsubscribed` without ref, before the `refreshed` answer; nothing is
+// delivered on them afterwards.
+func TestRefreshThatNoLongerAllowsATopicUnsubscribesIt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	c := h.dialToken(t, mint(t, token{sub: "u1", subscribe: []string{"prices.>", "news.>"}}))
+	for _, topic := range []string{"prices.eur", "news.x", "news.*"} {
+		c.subscribe(topic)
+	}
+	c.send(`{"op":"refresh","ref":"r2","token":"` + mint(t, token{sub: "u1", subscribe: []string{"prices.>", "news.y"}}) + `"}`)
+	for _, want := range []string{"news.*", "news.x"} {
+		e := c.expect("unsubscribed")
+		if e.Topic != want || e.has("ref") {
+			t.Fatalf("got %s, want unsubscribed %s without ref", e, want)
+		}
+	}
+	if e := c.expect("refreshed"); e.Ref != "r2" {
+		t.Fatalf("refreshed %s, want ref r2", e)
+	}
+	h.mustPublish(t, "news.x", `1`)
+	h.mustPublish(t, "prices.eur", `2`)
+	if e := c.expect("message"); e.Topic != "prices.eur" {
+		t.Fatalf("delivery %s, want prices.eur only", e)
+	}
+	if st := h.b.Stats(); st.ExactSubscriptions != 1 || st.WildcardSubscriptions != 0 {
+		t.Errorf("subscriptions %+v, want prices.eur alone", st)
+	}
+	// The new token's rules apply to new subscriptions.
+	c.send(`{"op":"subscribe","topic":"news.x","ref":"s"}`)
+	if e := c.expect("error"); e.Code != "forbidden" {
+		t.Fatalf("subscribe news.x after refresh: %s, want forbidden", e)
+	}
+	c.subscribe("news.y")
+}
+
+func TestRefreshRefusalsLeaveTheSessionAsItWas(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	c := h.dialToken(t, mint(t, token{sub: "u1", subscribe: []string{"a.>"}}))
+	c.subscribe("a.b")
+	tests := []struct {
+		name, cmd, code string
+	}{
+		{"expired token", `{"op":"refresh","ref":"x","token":"` + mint(t, token{sub: "u1", exp: time.Now().Add(-time.Minute)}) + `"}`, "unauthorized"},
+		{"garbage token", `{"op":"refresh","ref":"x","token":"garbage"}`, "unauthorized"},
+		{"another subject", `{"op":"refresh","ref":"x","token":"` + mint(t, token{sub: "u2", subscribe: []string{">"}}) + `"}`, "forbidden"},
+		{"no token", `{"op":"refresh","ref":"x"}`, "bad_request"},
+	}
+	for _, tt := range tests {
+		c.send(tt.cmd)
+		if e := c.expect("error"); e.Code != tt.code || e.Ref != "x" {
+			t.Fatalf("%s: %s, want error %s", tt.name, e, tt.code)
+		}
+	}
+	if got := h.refused(wsserver.RefusedRefresh); got != 3 {
+		t.Errorf("refused[refresh] = %d, want 3", got)
+	}
+	// Still subscribed, still under the first token's rules.
+	h.mustPublish(t, "a.b", `1`)
+	c.expect("message")
+	c.send(`{"op":"subscribe","topic":"b.c","ref":"s"}`)
+	if e := c.expect("error"); e.Code != "forbidden" {
+		t.Fatalf("%s, want forbidden", e)
+	}
+
+	anon := newHarness(t, config{})
+	ac, _ := anon.dialWelcome(t)
+	ac.send(`{"op":"refresh","ref":"x","token":"t"}`)
+	if e := ac.expect("error"); e.Code != "bad_request" {
+		t.Fatalf("refresh without token authentication: %s, want bad_request", e)
+	}
+}
+
+func TestAnonymousPublishUsesTheClientBehindTrustedProxies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+	publish := func(c *client) event {
+		c.send(`{"op":"publish","topic":"lo.t","data":1,"ref":"p"}`)
+		return c.next()
+	}
+	direct, _ := h.dialWelcome(t)
+	if e := publish(direct); e.Type != "published" {
+		t.Fatalf("loopback client: %s, want published", e)
+	}
+	proxied, ref := h.handshake(t, "", http.Header{"X-Forwarded-For": {"203.0.113.9"}})
+	if ref != nil {
+		t.Fatal(ref.status)
+	}
+	proxied.expect("welcome")
+	if e := publish(proxied); e.Code != "forbidden" {
+		t.Fatalf("client 203.0.113.9 behind a trusted proxy on loopback: %s, want forbidden", e)
+	}
+
+	// An untrusted peer cannot claim loopback with the header.
+	far := newHarness(t, config{remoteAddr: "203.0.113.5:4000"})
+	spoof, ref := far.handshake(t, "", http.Header{"X-Forwarded-For": {"127.0.0.1"}})
+	if ref != nil {
+		t.Fatal(ref.status)
+	}
+	spoof.expect("welcome")
+	if e := publish(spoof); e.Code != "forbidden" {
+		t.Fatalf("untrusted peer claiming 127.0.0.1: %s, want forbidden", e)
+	}
+}
+
+func TestOriginPatterns(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{AllowedOrigins: []string{"https://*.example.com", "https://*.example.net:8443", "http://app.example.org"}}})
+	for origin, want := range map[string]int{
+		"https://a.example.com":          101,
+		"https://A.B.Example.COM":        101,
+		"https://a.example.net:8443":     101,
+		"http://app.example.org":         101,
+		"https://example.com":            403,
+		"http://a.example.com":           403,
+		"https://a.example.com:8443":     403,
+		"https://a.example.net":          403,
+		"https://evilexample.com":        403,
+		"https://a.example.com.evil.net": 403,
+		"https://.example.com":           403,
+		"https://a..example.com":         403,
+		"https://a_b.example.com":        403,
+		"https://u@a.example.com":        403,
+		"https://a.example.com/path":     403,
+		"null":                           403,
+	} {
+		before := h.refused(wsserver.RefusedOrigin)
+		status, header, body := h.dialStatus(t, origin)
+		if status != want {
+			t.Errorf("Origin %q: %d, want %d", origin, status, want)
+			continue
+		}
+		if status == http.StatusForbidden {
+			checkErrorBody(t, header, body, "forbidden")
+			if got := h.refused(wsserver.RefusedOrigin); got != before+1 {
+				t.Errorf("Origin %q: refused[origin] = %d, want %d", origin, got, before+1)
+			}
+		}
+	}
+	for entry, ok := range map[string]bool{
+		"*": true, "https://a.example": true, "https://*.example.com": true, "http://*.example.com:8080": true,
+		"example.com": false, "ftp://a.example": false, "https://a.*.example.com": false, "https://*": false, "https://*.": false,
+	} {
+		if err := wsserver.ValidOrigin(entry); (err == nil) != ok {
+			t.Errorf("ValidOrigin(%q) = %v, want ok %v", entry, err, ok)
+		}
+	}
+}
+
+func TestMaxSessionsRefusesWith503AndRetryAfter(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{MaxSessions: 2}})
+	a, _ := h.dialWelcome(t)
+	h.dialWelcome(t)
+	_, ref := h.handshake(t, "", nil)
+	ref.expect(t, http.StatusServiceUnavailable, "unavailable", "sessions")
+	if ra := ref.header.Get("Retry-After"); ra != "5" {
+		t.Errorf("Retry-After %q, want 5", ra)
+	}
+	if got := h.refused(wsserver.RefusedMaxSessions); got != 1 {
+		t.Errorf("refused[max_sessions] = %d, want 1", got)
+	}
+	a.sendClose(closeBody(1000, ""))
+	a.expectClose(1000, "")
+	eventually(t, "a free slot", func() bool {
+		c, ref := h.handshake(t, "", nil)
+		if ref != nil {
+			return false
+		}
+		c.expect("welcome")
+		return true
+	})
+}
+
+func TestPerAddressSessionRate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{
+		IPConnRate:     0.01, // one more every 100s: the burst is all a test sees
+		IPConnBurst:    3,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}})
+	for i := 0; i < 3; i++ {
+		h.dialWelcome(t)
+	}
+	_, ref := h.handshake(t, "", nil)
+	ref.expect(t, http.StatusTooManyRequests, "rate_limited", "too many new connections")
+	if ra, err := strconv.Atoi(ref.header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After %q, want whole seconds ≥ 1", ref.header.Get("Retry-After"))
+	}
+	if got := h.refused(wsserver.RefusedIPRate); got != 1 {
+		t.Errorf("refused[ip_rate] = %d, want 1", got)
+	}
+	// Another client behind the trusted proxy has its own allowance.
+	c, ref := h.handshake(t, "", http.Header{"X-Forwarded-For": {"198.51.100.20"}})
+	if ref != nil {
+		t.Fatalf("another client address: %d %s", ref.status, ref.body)
+	}
+	c.expect("welcome")
+}
+
+func TestPerAddressConcurrentSessions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{IPMaxConns: 2}})
+	a, _ := h.dialWelcome(t)
+	h.dialWelcome(t)
+	_, ref := h.handshake(t, "", nil)
+	ref.expect(t, http.StatusTooManyRequests, "rate_limited", "too many connections")
+	if got := h.refused(wsserver.RefusedIPConns); got != 1 {
+		t.Errorf("refused[ip_conns] = %d, want 1", got)
+	}
+	_ = a.conn.Close()
+	eventually(t, "the address's slot to free", func() bool {
+		c, ref := h.handshake(t, "", nil)
+		if ref != nil {
+			return false
+		}
+		c.expect("welcome")
+		return true
+	})
+}
+
+func TestSubscriptionLimitAnswersTooLarge(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{broker: broker.Config{MaxSubscriptions: 3}})
+	c, _ := h.dialWelcome(t)
+	for _, topic := range []string{"s.a", "s.b", "s.*"} {
+		c.subscribe(topic)
+	}
+	c.send(`{"op":"subscribe","topic":"s.c","ref":"4th"}`)
+	if e := c.expect("error"); e.Code != "too_large" || e.Ref != "4th" || !strings.Contains(e.Message, "3") {
+		t.Fatalf("4th subscription: %s, want too_large naming the limit", e)
+	}
+	if got := h.refused(wsserver.RefusedSubscriptions); got != 1 {
+		t.Errorf("refused[subscriptions] = %d, want 1", got)
+	}
+	c.send(`{"op":"unsubscribe","topic":"s.a"}`)
+	c.expect("unsubscribed")
+	c.subscribe("s.c")
+}
+
+// TestCommandRateLimit: commands over the rate get `error` `rate_limited`
+// with their ref, until the allowance of refusals is used up; then the
+// session is closed with 1008.
+func TestCommandRateLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{OpRate: 0.01, OpBurst: 5, OpRefusals: 3}})
+	c, _ := h.dialWelcome(t)
+	for i := 0; i < 20; i++ {
+		cmd := `{"op":"ping","ref":"` + strconv.Itoa(i) + `"}`
+		if err := c.tryWriteRaw(textHeader(len(cmd)), []byte(cmd)); err != nil {
+			break // the server may close before all 20 are written
+		}
+	}
+	before := c.expectClose(1008, "rate limit exceeded")
+	var got []string
+	for _, f := range before {
+		e, err := decodeEvent(f.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Type+":"+e.Code+":"+e.Ref)
+	}
+	want := []string{"pong::0", "pong::1", "pong::2", "pong::3", "pong::4",
+		"error:rate_limited:5", "error:rate_limited:6", "error:rate_limited:7"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("frames before the close %v, want %v", got, want)
+	}
+	eventually(t, "the refusals counted", func() bool {
+		return h.refused(wsserver.RefusedOpRate) == 3 && h.refused(wsserver.RefusedOpAbuse) == 1
+	})
+}
+
+// TestPingFramesCountTowardTheRate: a ping over the rate is not answered.
+func TestPingFramesCountTowardTheRate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{ws: wsserver.Config{OpRate: 0.01, OpBurst: 2, OpRefusals: 100}})
+	c, _ := h.dialWelcome(t)
+	for i := 0; i < 4; i++ {
+		c.raw(true, 0, ws.OpPing, true, []byte{byte('0' + i)})
+	}
+	c.send(`{"op":"ping","ref":"after"}`)
+	for i := 0; i < 2; i++ {
+		f, err := c.readFrame()
+		if err != nil || f.Header.OpCode != ws.OpPong || string(f.Payload) != string(rune('0'+i)) {
+			t.Fatalf("frame %d: %s (%v), want pong %d", i, describe(f), err, i)
+		}
+	}
+	// Pings 2 and 3 went unanswered: the next frame is the command's error.
+	if e := c.expect("error"); e.Code != "rate_limited" || e.Ref != "after" {
+		t.Fatalf("%s, want error rate_limited", e)
+	}
+	if got := h.refused(wsserver.RefusedOpRate); got != 3 {
+		t.Errorf("refused[op_rate] = %d, want 3", got)
+	}
+}
+
+func TestRefusalCountersListEveryReason(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{})
+	got := h.srv.Stats().Refused
+	for _, reason := range []string{
+		wsserver.RefusedOrigin, wsserver.RefusedToken, wsserver.RefusedMaxSessions, wsserver.RefusedIPRate,
+		wsserver.RefusedIPConns, wsserver.RefusedOpRate, wsserver.RefusedOpAbuse, wsserver.RefusedForbidden,
+		wsserver.RefusedSubscriptions, wsserver.RefusedTokenExpired, wsserver.RefusedRefresh,
+	} {
+		if n, ok := got[reason]; !ok || n != 0 {
+			t.Errorf("Refused[%q] = %d (present %v), want 0", reason, n, ok)
+		}
+	}
+}
