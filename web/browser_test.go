@@ -232,12 +232,19 @@ func (p *page) offsets(name string) []uint64 {
 }
 
 // harnessJS is the test page's module: it records everything a client
-// does in window.rec. start(opts) creates the client as window.c (random
-// fixed at 0.5 unless given); sub(pattern) subscribes and resolves when
-// the broker has answered.
+// does in window.rec, and every frame sent and received in window.wire
+// (decoded). start(opts) creates the client as window.c (random fixed at
+// 0.5 unless given); sub(pattern) subscribes and resolves when the broker
+// has answered.
 const harnessJS = `
 import * as T from '/v1/client.js';
 window.T = T;
+const wire = window.wire = {sent: [], recv: []};
+const WS = window.WebSocket;
+window.WebSocket = class extends WS {
+  constructor(...a) { super(...a); this.addEventListener('message', (e) => wire.recv.push(JSON.parse(e.data))); }
+  send(d) { wire.sent.push(JSON.parse(d)); super.send(d); }
+};
 const rec = window.rec = {log: [], msgs: {}, resets: [], errors: [], delays: [], opens: [], closes: [], states: [], extra: {}};
 window.subs = {};
 window.start = (opts = {}) => {
@@ -311,6 +318,9 @@ type nodeConfig struct {
 	origins []string
 	// unstarted leaves the server for the caller to start.
 	unstarted bool
+	// tokens, when set, makes sessions need a token it verifies
+	// (ws.Config.Tokens).
+	tokens ws.TokenVerifier
 }
 
 // startNode starts a node; it is stopped at cleanup. With no store it
@@ -325,7 +335,7 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 		cfg.id = "node-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	}
 	b := broker.New(broker.Config{}, cfg.store, ws.Encoder{})
-	wsrv := ws.New(ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second}, b)
+	wsrv := ws.New(ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens}, b)
 	api := httpapi.New(httpapi.Config{}, b, wsrv)
 	n := &node{t: t, b: b, ws: wsrv, api: api, close: cfg.close}
 

@@ -78,7 +78,13 @@ export interface ResetInfo {
 export interface SubscribeOptions {
   /** Called when messages may have been missed: refetch your state. */
   onReset?: (info: ResetInfo) => void;
-  /** Called when the broker refuses the subscription (it is then dropped). */
+  /**
+   * Called when the broker refuses the subscription, or ends it because a
+   * token sent with `refresh` no longer allows it (code "forbidden",
+   * message "the refreshed token does not allow <topic>"). Either way the
+   * subscription is dropped: no more messages, no resubscribe on reconnect.
+   * Without onError, the client's `error` event gets the error.
+   */
   onError?: (error: TidingsError) => void;
   /** Exact topics: start after this position (e.g. one kept across page loads). */
   since?: Position;
@@ -100,7 +106,15 @@ export interface BackoffOptions {
 export interface TidingsOptions {
   /** JWT sent as the `token` query parameter. */
   token?: string;
-  /** Called for a token before the first connection when `token` is not set, after a 1008 close about the token, and after a 401. */
+  /**
+   * Called for a token before the first connection when `token` is not set,
+   * after a 1008 close about the token, and after a 401. When the current
+   * token is a JWT with `exp`, also called shortly before it expires (at 80 %
+   * of its remaining lifetime, at least 5 s before exp, with jitter): the new
+   * token is sent on the open session with `refresh`. If that fails (an
+   * `error` event) the broker closes the session with 1008 `token expired` at
+   * exp and the client calls getToken again and reconnects.
+   */
   getToken?: () => string | Promise<string>;
   /** Reconnect schedule (full jitter). */
   backoff?: Omit<BackoffOptions, "random" | "now">;
@@ -191,7 +205,7 @@ export declare class Tidings extends EventTarget {
   publish(topic: string, data: unknown): Promise<Published>;
   /** The last delivered position of an exact topic subscribed to. */
   position(topic: string): Position | undefined;
-  /** The token for the next connection. */
+  /** The token for the next connection; on an open connection that has a token, also sent with `refresh` (a refusal is an `error` event). */
   setToken(token: string): void;
   /** Drops the connection (close code 4000) and reconnects with backoff; while waiting to reconnect, connects at once. */
   reconnect(): void;

@@ -2,6 +2,8 @@
 // It speaks the pubsub.v1 wire protocol (docs/PROTOCOL.md): it reconnects
 // with exponential backoff and full jitter, resumes exact topics from the
 // last offset it delivered, and delivers each message once, in offset order.
+// With getToken and a JWT that has `exp`, it renews the token on the open
+// session (`refresh`) before the token expires.
 
 /** Close code the client sends when reconnect() drops the connection. */
 export const CLOSE_RECONNECT = 4000;
@@ -125,9 +127,11 @@ export class Tidings extends EventTarget {
     return this._state;
   }
 
-  /** The token for the next connection. */
+  /** The token for the next connection; on an open connection, also sent with `refresh`. */
   setToken(token) {
+    const had = this._token;
     this._token = token;
+    if (this._up && had && token) this._renew(token);
   }
 
   /** The last delivered position of an exact topic. */
@@ -225,6 +229,7 @@ export class Tidings extends EventTarget {
   // _drop forgets the current socket and everything tied to it.
   _drop() {
     clearTimeout(this._timer);
+    clearTimeout(this._renewT);
     clearInterval(this._beat);
     this._ws = null;
     this._up = false;
@@ -354,7 +359,7 @@ export class Tidings extends EventTarget {
         // Without a ref: a refreshed token no longer allows the topic.
         if (!f.ref && w) {
           this._subs.delete(f.topic);
-          this._failSub(w, new TidingsError('forbidden', 'unsubscribed by the server'));
+          this._failSub(w, new TidingsError('forbidden', 'the refreshed token does not allow ' + f.topic));
         }
     }
     const j = this._refs.get(f.ref);
@@ -378,10 +383,49 @@ export class Tidings extends EventTarget {
     }
     this._setState('open');
     this._emit('open', { session: f.session, node: f.node, heartbeat: f.heartbeat });
+    this._plan();
     for (const w of this._subs.values()) this._sub(w);
     const q = this._queue;
     this._queue = [];
     for (const j of q) this._exec(j);
+  }
+
+  // _plan schedules the renewal of a JWT with exp (when getToken is set) at
+  // 80 % of its remaining lifetime, at least 5 s before exp, yet no sooner
+  // than half of it nor than 1 s, less up to 10 % of jitter.
+  _plan() {
+    clearTimeout(this._renewT);
+    let left;
+    try {
+      left = JSON.parse(atob(this._token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).exp * 1000 - Date.now();
+    } catch {}
+    const d = Math.max(Math.min(left * 0.8, left - 5000), left / 2, 1000) * (1 - this._random() / 10);
+    if (this.options.getToken && left > 0 && d < 2 ** 31) this._renewT = setTimeout(() => this._renew(), d);
+  }
+
+  // _renew sends token (else one from getToken) with `refresh`. When that
+  // fails the session ends with 1008 at exp, and the client reconnects.
+  async _renew(token) {
+    const run = this._run;
+    const fail = (error) => run === this._run && this._emit('error', { error });
+    clearTimeout(this._renewT);
+    if (!token) {
+      try {
+        token = await this.options.getToken();
+      } catch (e) {
+        return fail(new TidingsError('token', 'getToken failed: ' + (e && e.message)));
+      }
+    }
+    if (run === this._run && this._up) {
+      this._exec({
+        cmd: { op: 'refresh', token },
+        ok: () => {
+          this._token = token;
+          this._plan();
+        },
+        fail,
+      });
+    }
   }
 
   // _watch runs every heartbeat/2: it pings an idle connection and drops
