@@ -42,7 +42,7 @@ define gofmt-check
 @echo 'gofmt -l .'; out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):" >&2; echo "$$out" >&2; exit 1; fi
 endef
 
-.PHONY: help run build deps tools test lint bench fuzz helm-test
+.PHONY: help run build deps tools test lint bench fuzz helm-test loadtest
 
 help:
 	@echo 'make run        start the broker on :8080 (in-memory store)'
@@ -53,6 +53,7 @@ help:
 	@echo 'make lint       gofmt, go vet, staticcheck'
 	@echo 'make bench      run the benchmarks'
 	@echo 'make fuzz       run each fuzz target for 60s (FUZZTIME=... to change)'
+	@echo 'make loadtest   run every load scenario at a small size (a few minutes) and print the tables'
 	@echo 'make helm-test  lint, render and schema-check the Helm chart, test it and the Dockerfile'
 
 run:
@@ -143,3 +144,21 @@ helm-test:
 		done; \
 	done
 	cd deploy/tools && $(GO) vet ./... && HELM='$(HELM)' $(GO) test -count=1 ./...
+
+# loadtest runs every cmd/loadgen scenario at a size that takes a few
+# minutes on a 2-core machine; docs/BENCHMARKS.md gives the full-size
+# commands. LOADGEN_FLAGS is added to every run (e.g. LOADGEN_FLAGS=-runs=3).
+# Everything runs on loopback, and each run stops on its own.
+LOADGEN_FLAGS ?=
+loadtest:
+	@command -v redis-server >/dev/null 2>&1 || { echo 'loadtest: installing redis-server'; $(SUDO) apt-get update -qq; $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT; \
+	$(GO) build -o "$$dir/broker" ./cmd/broker; \
+	$(GO) build -o "$$dir/loadgen" ./cmd/loadgen; \
+	lg() { echo; echo "### loadgen $$*"; "$$dir/loadgen" -broker-bin "$$dir/broker" -timeout 5m "$$@" $(LOADGEN_FLAGS) | tail -n +2; }; \
+	lg -scenario idle -conns 10000 -duration 3s; \
+	lg -scenario broadcast -conns 1000 -rates 20k,50k,100k,200k,400k -duration 3s; \
+	lg -scenario fanout-many -conns 2000 -topics 2000 -rate 2000 -duration 5s; \
+	lg -scenario wildcard -conns 1000 -rate 200 -duration 5s; \
+	lg -scenario churn -conns 500 -churn-rate 200 -rate 50 -duration 5s; \
+	lg -scenario cluster -conns 500 -rate 50 -duration 5s
