@@ -111,7 +111,7 @@ func newFlagSet(c *config, raw map[string]*string, out io.Writer) *flag.FlagSet 
 	fs.BoolVar(&c.quiet, "q", false, "no progress line on stderr")
 	fs.BoolVar(&c.markdown, "markdown", false, "print the tables as Markdown")
 	fs.StringVar(&c.replot, "replot", "", "draw -svg from a saved broadcast result (the JSON line of an earlier run) instead of running")
-	fs.StringVar(&c.client, "client", "epoll", "how workers read their sockets: epoll (a poller per core) or goroutine (one reader goroutine per connection)")
+	fs.StringVar(&c.client, "client", "goroutine", "how workers read their sockets: goroutine (one reader goroutine per connection) or epoll (a poller per core; measured slower here)")
 	return fs
 }
 
@@ -240,6 +240,9 @@ func (c config) validate() error {
 		return badFlag("client", "%q: want epoll or goroutine", c.client)
 	case c.runs <= 0 || c.runs > 10:
 		return badFlag("runs", "%d: between 1 and 10", c.runs)
+	}
+	if len(c.conns) > 1 && c.scenario != "idle" && c.scenario != "broadcast" {
+		return badFlag("conns", "a list of sizes is for idle and broadcast; %s takes one", c.scenario)
 	}
 	if c.nodes > 1 && c.scenario != "idle" {
 		return badFlag("nodes", "only the idle scenario spreads over several independent brokers")

@@ -100,6 +100,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-scenario", "idle", "-runs", "0"}, "invalid value for -runs"},
 		{[]string{"-scenario", "idle", "-client", "threads"}, "invalid value for -client"},
 		{[]string{"-replot", "result.json"}, "give -svg"},
+		{[]string{"-scenario", "churn", "-conns", "100,200"}, "churn takes one"},
 		{[]string{"-scenario", "broadcast", "-nodes", "3"}, "only the idle scenario"},
 		{[]string{"-scenario", "idle", "-svg", "x.svg"}, "plot is of the broadcast"},
 		{[]string{"-scenario", "churn", "-churn-rate", "100000", "-churn-life", "10s"}, "over -max-connections"},

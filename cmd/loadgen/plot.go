@@ -17,7 +17,8 @@ type plotSeries struct {
 }
 
 // broadcastSeries turns the broadcast ladder rows into plot lines: p50,
-// p90, p99 and p99.9 per subscriber count.
+// p90, p99 and p99.9 per subscriber count, leaving out the steps whose
+// publisher could not keep its rate.
 func broadcastSeries(cs []combined) []plotSeries {
 	pcts := []struct{ metric, name, color string }{
 		{"p50_ms", "p50", "#1b9e77"}, {"p90_ms", "p90", "#7570b3"},
@@ -42,6 +43,11 @@ func broadcastSeries(cs []combined) []plotSeries {
 		for _, p := range pcts {
 			ps := plotSeries{Name: fmt.Sprintf("%s, %s subscribers", p.name, group(fmt.Sprint(int(s)))), Color: p.color, Dash: dashes[si%len(dashes)]}
 			for _, c := range bySubs[s] {
+				// A step whose publisher fell behind its rate is overload,
+				// not a point on the curve.
+				if c.median("publish_rate") < 0.95*c.median("publish_rate_target") {
+					continue
+				}
 				x, y := c.median("deliveries_per_s"), c.median(p.metric)
 				if !math.IsNaN(x) && !math.IsNaN(y) {
 					ps.Points = append(ps.Points, [2]float64{x, math.Max(y, 0.01)})

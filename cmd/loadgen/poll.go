@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// poller reads many sockets from one goroutine with epoll, in place of a
-// reader goroutine per connection: the loadgen shares two cores with the
-// broker, and a goroutine wake-up per delivery costs it about as much as
-// the read itself. Sockets are level-triggered: one read per ready socket
-// per wake-up, the rest is reported again by the next epoll_wait.
+// poller reads many sockets from one goroutine with epoll (-client
+// epoll), where the default gives each connection a reader goroutine.
+// Sockets are level-triggered: one read per ready socket per wake-up, the
+// rest is reported again by the next epoll_wait. It holds no goroutine per
+// idle connection, but under traffic it measured slower than goroutines
+// on the 2-core machine (docs/BENCHMARKS.md): kept for that comparison.
 type poller struct {
 	w    *worker
 	epfd int
@@ -99,7 +100,13 @@ func (p *poller) run() {
 			return
 		default:
 		}
-		n, err := syscall.EpollWait(p.epfd, events, 100)
+		// Poll without blocking first: under load there is nearly always
+		// something ready, and a blocking epoll_wait costs the thread its P
+		// (the runtime hands it off while the call blocks).
+		n, err := syscall.EpollWait(p.epfd, events, 0)
+		if err == nil && n == 0 {
+			n, err = syscall.EpollWait(p.epfd, events, 100)
+		}
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) {
 				continue
