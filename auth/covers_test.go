@@ -16,7 +16,7 @@ func TestCovers(t *testing.T) {
 		pattern string
 		want    bool
 	}{
-		// The example: a token for prices.> cannot subscribe
+		// A token for prices.> cannot subscribe
 		// news.x nor >.
 		{[]string{"prices.>"}, "news.x", false},
 		{[]string{"prices.>"}, ">", false},

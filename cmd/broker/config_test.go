@@ -30,7 +30,7 @@ type flagCase struct {
 
 func str(v any) string { return fmt.Sprint(v) }
 
-// flagCases lists every flag of issue 3's table.
+// flagCases lists the broker's flags with their env forms and defaults.
 var flagCases = []flagCase{
 	{name: "addr", def: ":8080", get: func(c config) string { return c.addr }, wantDef: ":8080",
 		envValue: "127.0.0.1:9001", wantEnv: "127.0.0.1:9001", flagValue: "127.0.0.1:9002", wantFlag: "127.0.0.1:9002"},

@@ -132,7 +132,7 @@ func broadcastSummary(cs []combined, runs int, limitMS float64) []combined {
 	return out
 }
 
-// targetCheck is one issue-9 target with the figure reached.
+// targetCheck is one performance target with the figure reached.
 type targetCheck struct {
 	Target string  `json:"target"`
 	Goal   string  `json:"goal"`
@@ -142,7 +142,7 @@ type targetCheck struct {
 	Note   string  `json:"note,omitempty"`
 }
 
-// evalTargets checks the issue's targets against the median rows.
+// evalTargets checks the performance targets against the median rows.
 func evalTargets(scenario string, cs []combined) []targetCheck {
 	var out []targetCheck
 	switch scenario {
@@ -311,7 +311,7 @@ func writeTargets(w io.Writer, ts []targetCheck) {
 	if len(ts) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\n== targets (issue 9)")
+	fmt.Fprintln(w, "\n== targets")
 	for _, t := range ts {
 		verdict := "MET"
 		if !t.Met {
