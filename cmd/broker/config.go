@@ -22,6 +22,8 @@ type config struct {
 	nodeID          string
 	redisURL        string
 	redisCluster    []string
+	sentinelMaster  string
+	sentinelAddrs   []string
 	redisTimeout    time.Duration
 	redisPrefix     string
 	demo            bool
@@ -61,13 +63,14 @@ func envName(name string) string {
 // given on the command line. -h prints the flags to stdout.
 func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	c := config{fromEnv: map[string]string{}}
-	var apiKeys, origins, redisCluster string
+	var apiKeys, origins, redisCluster, redisSentinel string
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.nodeID, "node-id", "", "id reported in welcome frames and logs (default: hostname and a short random suffix)")
 	fs.StringVar(&c.redisURL, "redis", "", "Redis URL, redis://[user:pass@]host:port/db or rediss:// for TLS (default: in-memory, single node)")
 	fs.StringVar(&redisCluster, "redis-cluster", "", "comma-separated Redis Cluster seed addresses host:port (instead of -redis)")
+	fs.StringVar(&redisSentinel, "redis-sentinel", "", "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)")
 	fs.DurationVar(&c.redisTimeout, "redis-timeout", 2*time.Second, "bound on every Redis operation; a publish fails with 503 after it")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", "tidings:", "prefix of every Redis key and channel")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
@@ -116,6 +119,13 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	c.apiKeys = splitList(apiKeys)
 	c.allowedOrigins = splitList(origins)
 	c.redisCluster = splitList(redisCluster)
+	if redisSentinel != "" {
+		name, addrs, _ := strings.Cut(redisSentinel, "@")
+		c.sentinelMaster, c.sentinelAddrs = name, splitList(addrs)
+		if c.sentinelMaster == "" {
+			c.sentinelMaster = "-" // reported as invalid by validate
+		}
+	}
 	c.trustedProxies = splitList(*proxies)
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
@@ -162,6 +172,19 @@ func (c config) validate() error {
 	if c.redisURL != "" {
 		if u, err := url.Parse(c.redisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			return bad("redis", "%q: want redis://[user:pass@]host:port/db or rediss://…", redactURL(c.redisURL))
+		}
+	}
+	if c.sentinelMaster != "" {
+		if c.redisURL != "" || len(c.redisCluster) > 0 {
+			return bad("redis-sentinel", "give only one of -redis, -redis-cluster and -redis-sentinel")
+		}
+		if c.sentinelMaster == "-" || len(c.sentinelAddrs) == 0 {
+			return bad("redis-sentinel", "want master@host:port[,host:port…]")
+		}
+		for _, a := range c.sentinelAddrs {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				return bad("redis-sentinel", "%q: want host:port", a)
+			}
 		}
 	}
 	for _, a := range c.redisCluster {

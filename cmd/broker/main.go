@@ -249,10 +249,11 @@ type memoryStore struct{ *memory.Store }
 // Healthy returns nil: the in-memory store is always reachable.
 func (memoryStore) Healthy() error { return nil }
 
-// openStore returns the Redis store when -redis or -redis-cluster is set,
+// openStore returns the Redis store when -redis, -redis-cluster or
+// -redis-sentinel is set,
 // else the embedded in-memory store, and the store's name for the logs.
 func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore, string, error) {
-	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 {
+	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 && cfg.sentinelMaster == "" {
 		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
 		return memoryStore{st}, "memory", nil
 	}
@@ -260,14 +261,19 @@ func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore,
 	if len(cfg.redisCluster) > 0 {
 		name = "redis-cluster"
 	}
+	if cfg.sentinelMaster != "" {
+		name = "redis-sentinel"
+	}
 	st, err := redisstore.New(redisstore.Config{
-		URL:          cfg.redisURL,
-		ClusterAddrs: cfg.redisCluster,
-		Prefix:       cfg.redisPrefix,
-		Timeout:      cfg.redisTimeout,
-		HistorySize:  cfg.historySize,
-		HistoryTTL:   cfg.historyTTL,
-		Logger:       log,
+		URL:            cfg.redisURL,
+		ClusterAddrs:   cfg.redisCluster,
+		SentinelMaster: cfg.sentinelMaster,
+		SentinelAddrs:  cfg.sentinelAddrs,
+		Prefix:         cfg.redisPrefix,
+		Timeout:        cfg.redisTimeout,
+		HistorySize:    cfg.historySize,
+		HistoryTTL:     cfg.historyTTL,
+		Logger:         log,
 		// The store's metrics; its publishes are traced by the broker.
 		MeterProvider: tel.MeterProvider,
 	})

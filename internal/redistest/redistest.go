@@ -242,3 +242,36 @@ func (c *Cluster) MasterOf(key string) (string, error) {
 	}
 	return node.Options().Addr, nil
 }
+
+// StartSentinel runs a Redis Sentinel on a free loopback port that
+// monitors master under the name "mymaster", and returns its address.
+func StartSentinel(t testing.TB, master *Server) string {
+	t.Helper()
+	s := &Server{t: t, Port: freePort(t, false), dir: t.TempDir()}
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 %d 1\n", s.Port, master.Port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf, "--sentinel")
+	log, err := os.Create(filepath.Join(s.dir, "redis.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting redis sentinel: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		_ = log.Close()
+		close(exited)
+	}()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	t.Cleanup(s.Kill)
+	s.waitReady()
+	return s.Addr()
+}

@@ -43,6 +43,11 @@ type Config struct {
 	URL string
 	// ClusterAddrs are seed addresses (host:port) of a Redis Cluster.
 	ClusterAddrs []string
+	// SentinelMaster and SentinelAddrs select Redis Sentinel: the name of
+	// the monitored master and the sentinels' host:port addresses. Set
+	// instead of URL and ClusterAddrs.
+	SentinelMaster string
+	SentinelAddrs  []string
 	// ClusterUsername and ClusterPassword authenticate to the cluster (ACL).
 	ClusterUsername, ClusterPassword string
 	// Prefix starts every key and channel. Default "tidings:".
@@ -120,6 +125,15 @@ func New(cfg Config) (*Store, error) {
 	switch {
 	case cfg.URL != "" && len(cfg.ClusterAddrs) > 0:
 		return nil, fmt.Errorf("%w: set a Redis URL or cluster addresses, not both", ErrConfig)
+	case cfg.SentinelMaster != "" && (cfg.URL != "" || len(cfg.ClusterAddrs) > 0):
+		return nil, fmt.Errorf("%w: set Sentinel, a Redis URL or cluster addresses, only one", ErrConfig)
+	case cfg.SentinelMaster != "":
+		if len(cfg.SentinelAddrs) == 0 {
+			return nil, fmt.Errorf("%w: Sentinel needs at least one sentinel address", ErrConfig)
+		}
+		opt := &goredis.FailoverOptions{MasterName: cfg.SentinelMaster, SentinelAddrs: cfg.SentinelAddrs, MaxRetries: 1}
+		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		s.client = goredis.NewFailoverClient(opt)
 	case cfg.URL != "":
 		opt, err := goredis.ParseURL(cfg.URL)
 		if err != nil {

@@ -27,6 +27,15 @@ func TestConformanceRedisCluster(t *testing.T) {
 	})
 }
 
+func TestConformanceRedisSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master)
+	storetest.Run(t, func(t *testing.T, opts storetest.Options) broker.Store {
+		return newStore(t, redis.Config{SentinelMaster: "mymaster", SentinelAddrs: []string{sentinel},
+			HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL})
+	})
+}
+
 // newStore opens a store closed at cleanup and waits until it is healthy.
 func newStore(t *testing.T, cfg redis.Config) *redis.Store {
 	t.Helper()
