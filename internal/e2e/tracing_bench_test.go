@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"slices"
 	"testing"
 	"time"
 
@@ -72,27 +70,7 @@ func BenchmarkPublishToDeliverTracing(b *testing.B) {
 		for _, mode := range modes {
 			b.Run(setup+"/"+mode.name, func(b *testing.B) {
 				pub, nodes := tracedBenchNodes(b, setup, mode.newTP(b))
-				sessions := subscribers(b, nodes, "bench.tracing")
-				ctx := context.Background()
-				var spare [][]byte
-				data := json.RawMessage(`{"p":1.2345}`)
-				lat := make([]time.Duration, 0, b.N)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					start := time.Now()
-					if _, err := pub.Publish(ctx, []broker.Publication{{Topic: "bench.tracing", Data: data}}); err != nil {
-						b.Fatal(err)
-					}
-					for _, s := range sessions {
-						spare = awaitFrames(b, s, 1, spare)
-					}
-					lat = append(lat, time.Since(start))
-				}
-				b.StopTimer()
-				slices.Sort(lat)
-				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1000, "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1000, "p99-µs")
+				measureLatency(b, pub, subscribers(b, nodes, "bench.tracing"), "bench.tracing")
 			})
 		}
 	}
