@@ -12,11 +12,17 @@ import (
 type Outbox struct {
 	maxFrames  int
 	maxBytes   int
-	ready      chan struct{}
 	onOverflow func()
 
-	// mu guards frames, bytes, oldest, overflowed and closed.
-	mu     sync.Mutex
+	// mu guards ready, notify, frames, bytes, oldest, overflowed and
+	// closed.
+	mu sync.Mutex
+	// ready is made by the first Ready call; nil until then, so that a
+	// session whose writer uses Notify holds no channel.
+	ready chan struct{}
+	// notify, when set, is called when a push finds the outbox empty and
+	// on overflow.
+	notify func()
 	frames [][]byte
 	bytes  int
 	// oldest is when the first message queued among frames (the one
@@ -33,7 +39,6 @@ func NewOutbox(maxFrames, maxBytes int, onOverflow func()) *Outbox {
 	return &Outbox{
 		maxFrames:  maxFrames,
 		maxBytes:   maxBytes,
-		ready:      make(chan struct{}, 1),
 		onOverflow: onOverflow,
 	}
 }
@@ -55,6 +60,7 @@ func (o *Outbox) push(frame []byte, at int64) bool {
 		o.Overflow()
 		return false
 	}
+	first := len(o.frames) == 0
 	o.frames = append(o.frames, frame)
 	o.bytes += len(frame)
 	if o.oldest == 0 {
@@ -62,15 +68,24 @@ func (o *Outbox) push(frame []byte, at int64) bool {
 		// longest: the queue is FIFO.
 		o.oldest = at
 	}
+	ready, notify := o.ready, o.notify
 	o.mu.Unlock()
-	o.signal()
+	if first {
+		// Later pushes find the writer signalled and not yet drained.
+		signal(ready, notify)
+	}
 	return true
 }
 
-func (o *Outbox) signal() {
-	select {
-	case o.ready <- struct{}{}:
-	default:
+func signal(ready chan struct{}, notify func()) {
+	if notify != nil {
+		notify()
+	}
+	if ready != nil {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -79,17 +94,47 @@ func (o *Outbox) Overflow() {
 	o.mu.Lock()
 	first := !o.overflowed && !o.closed
 	o.overflowed = true
+	ready, notify := o.ready, o.notify
 	o.mu.Unlock()
 	if first {
 		if o.onOverflow != nil {
 			o.onOverflow()
 		}
-		o.signal()
+		signal(ready, notify)
 	}
 }
 
-// Ready is signalled after a push or an overflow; the writer then drains.
-func (o *Outbox) Ready() <-chan struct{} { return o.ready }
+// Ready is signalled when a push finds the outbox empty and on overflow;
+// the writer then drains everything.
+func (o *Outbox) Ready() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ready == nil {
+		o.ready = make(chan struct{}, 1)
+		if len(o.frames) > 0 || o.overflowed {
+			o.ready <- struct{}{}
+		}
+	}
+	return o.ready
+}
+
+// Notify sets fn to be called when a push finds the outbox empty (later
+// pushes find it already signalled and not yet drained) and on overflow,
+// from the goroutine that pushed: a writer started on demand uses it in
+// place of Ready. fn must not block or push.
+func (o *Outbox) Notify(fn func()) {
+	o.mu.Lock()
+	o.notify = fn
+	o.mu.Unlock()
+}
+
+// Pending reports whether the outbox holds frames or has overflowed:
+// whether its writer has work.
+func (o *Outbox) Pending() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.frames) > 0 || o.overflowed
+}
 
 // Drain takes every queued frame, handing back spare (emptied) as the
 // outbox's next buffer so the two slices alternate without allocating.

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,7 @@ type config struct {
 	shards          int
 	logLevel        string
 	logFormat       string
+	pprofAddr       string
 	security
 	// fromEnv maps the name of each flag set from the environment to its
 	// variable, so that an invalid value names where it came from.
@@ -87,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from -addr (default: off)")
 	proxies := c.security.flags(fs)
 
 	if err := fs.Parse(args); err != nil {
@@ -200,7 +204,46 @@ func (c config) validate() error {
 			return bad("allowed-origins", "%v", err)
 		}
 	}
+	if c.pprofAddr != "" {
+		if err := checkLoopbackAddr(c.pprofAddr); err != nil {
+			return bad("pprof-addr", "%v", err)
+		}
+	}
 	return c.security.validate(c)
+}
+
+// loopbackOnly ends every refusal of a -pprof-addr value.
+const loopbackOnly = "profiling is served on loopback only: want 127.0.0.1:port (or another 127.0.0.0/8 address), [::1]:port or localhost:port"
+
+// checkLoopbackAddr checks that addr is host:port with a loopback host:
+// the profiling endpoints show the command line, the goroutines and the
+// heap, and take CPU profiles on demand, so they must not be reachable
+// from another machine.
+func checkLoopbackAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port; %s", addr, loopbackOnly)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535; %s", addr, port, loopbackOnly)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host, which means every interface; %s", addr, loopbackOnly)
+	}
+	if !isLoopbackHost(host) {
+		return fmt.Errorf("%q: %s is not a loopback address; %s", addr, host, loopbackOnly)
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether host is "localhost" or a loopback IP
+// address (127.0.0.0/8, ::1) without a zone.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
 }
 
 // invalid is the usage error for a bad value of flag name, naming the

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -78,6 +79,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return cfg.invalid("addr", err.Error())
+	}
+	var pprofLn net.Listener
+	if cfg.pprofAddr != "" {
+		if pprofLn, err = listenLoopback(cfg.pprofAddr); err != nil {
+			_ = ln.Close()
+			return cfg.invalid("pprof-addr", err.Error())
+		}
+		// Closes the listener if run returns before serving it; once
+		// served, the server's shutdown has closed it already.
+		defer pprofLn.Close()
 	}
 	if sec.tls != nil {
 		ln = tls.NewListener(ln, sec.tls.TLSConfig())
@@ -162,6 +173,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	var psrv *http.Server
+	if pprofLn != nil {
+		psrv = &http.Server{
+			Handler:           pprofHandler(),
+			ReadHeaderTimeout: cfg.handshakeTimeout,
+			ReadTimeout:       cfg.readTimeout,
+			MaxHeaderBytes:    cfg.maxHeaderBytes,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			// No write timeout: /debug/pprof/profile and trace answer
+			// after the ?seconds= they are asked for, and refuse a
+			// duration beyond the server's write timeout.
+		}
+	}
 
 	// Signals are caught before the listening line is logged: a supervisor
 	// (or a test) that signals as soon as it reads that line must get a
@@ -172,6 +197,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	pprofErr := make(chan error, 1) // never sent to when profiling is off
+	if psrv != nil {
+		go func() { pprofErr <- psrv.Serve(pprofLn) }()
+		// Logged before "listening", so that whoever waits for that line
+		// finds this one too.
+		log.Info("pprof listening", "addr", pprofLn.Addr().String(), "path", "/debug/pprof/")
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "version", version, "store", storeName,
 		"tls", sec.tls != nil, "auth", authMode(cfg), "traces", tel.Traces, "metrics", tel.Metrics)
 
@@ -182,6 +214,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Info("signal received, shutting down", "signal", s.String())
 	case err := <-serveErr:
 		cause = fmt.Errorf("serving: %w", err)
+	case err := <-pprofErr:
+		cause = fmt.Errorf("serving pprof: %w", err)
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -194,7 +228,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 	stopDemo()
-	if err := shutdown(api, srv, wsrv, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
+	if err := shutdown(api, srv, psrv, wsrv, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
 		cause = err
 	}
 	return cause
@@ -203,9 +237,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // shutdown runs the graceful shutdown order: readiness fails, the listener
 // stops and in-flight HTTP requests finish, every session is flushed and
 // closed with 1001 once the publishes in flight have been delivered, then
-// the store closes; all within timeout. What is still open at the
-// deadline is cut.
-func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store io.Closer, timeout time.Duration, log *slog.Logger) error {
+// the store closes; all within timeout. The profiling server, psrv (nil
+// when -pprof-addr is not set), stops alongside the HTTP server: its
+// listener closes at once, a profile being taken may finish. What is
+// still open at the deadline is cut.
+func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, store io.Closer, timeout time.Duration, log *slog.Logger) error {
 	start := time.Now()
 	api.BeginShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -218,19 +254,60 @@ func shutdown(api *httpapi.API, srv *http.Server, wsrv *ws.Server, store io.Clos
 	// publisher is flushed before the close frame.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Shutdown(ctx) }()
+	pprofDone := make(chan error, 1)
+	if psrv != nil {
+		go func() { pprofDone <- psrv.Shutdown(ctx) }()
+	} else {
+		pprofDone <- nil
+	}
 	pubErr := api.Drain(ctx)
 	wsErr := wsrv.Shutdown(ctx)
 	httpErr := <-httpDone
 	if httpErr != nil {
 		_ = srv.Close()
 	}
+	pprofErr := <-pprofDone
+	if pprofErr != nil {
+		_ = psrv.Close()
+	}
 	_ = store.Close()
-	if httpErr != nil || wsErr != nil || pubErr != nil {
+	if httpErr != nil || pprofErr != nil || wsErr != nil || pubErr != nil {
 		log.Warn("shutdown deadline reached; remaining connections were cut", "after", time.Since(start).String())
 		return nil
 	}
 	log.Info("shutdown complete", "after", time.Since(start).String())
 	return nil
+}
+
+// listenLoopback listens on addr, which validate has checked names a
+// loopback host, and makes sure the address bound is one: "localhost" is
+// resolved by the system and could name another address.
+func listenLoopback(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.AddrPort().Addr().Unmap().IsLoopback() {
+		_ = ln.Close()
+		return nil, fmt.Errorf("%q is bound to %s, not a loopback address; %s", addr, ln.Addr(), loopbackOnly)
+	}
+	return ln, nil
+}
+
+// pprofHandler serves net/http/pprof under /debug/pprof/ on a mux of its
+// own: the handlers are registered here, for the -pprof-addr server only,
+// never on the broker's mux. (Importing net/http/pprof also registers them
+// on http.DefaultServeMux, which the broker never serves.) pprof.Index
+// serves the named profiles: allocs, block, goroutine, heap, mutex,
+// threadcreate.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // nodeStore is the store a node runs on, with what the wiring needs.

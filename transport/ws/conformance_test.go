@@ -46,14 +46,16 @@ var confCount atomic.Int64
 
 // newConfHarness starts a server for the conformance cases: large
 // messages, no rate or address limits (they are tested elsewhere).
-func newConfHarness(t testing.TB) *harness {
+// goroutineReaders picks the reader model.
+func newConfHarness(t testing.TB, goroutineReaders bool) *harness {
 	return newHarness(t, config{ws: wsserver.Config{
-		MaxMessageSize: confMaxMessage,
-		OpRate:         -1,
-		IPConnRate:     -1,
-		IPMaxConns:     -1,
-		MaxSessions:    -1,
-		CloseTimeout:   time.Second,
+		GoroutineReaders: goroutineReaders,
+		MaxMessageSize:   confMaxMessage,
+		OpRate:           -1,
+		IPConnRate:       -1,
+		IPMaxConns:       -1,
+		MaxSessions:      -1,
+		CloseTimeout:     time.Second,
 	}})
 }
 
@@ -616,10 +618,20 @@ func TestConformance(t *testing.T) {
 			cases func(t testing.TB) []confCase
 		}{fmt.Sprintf("7-close-codes-%d-%d", lo, hi), func(testing.TB) []confCase { return closeCases(lo, hi) }})
 	}
-	for _, s := range sections {
-		t.Run(s.name, func(t *testing.T) {
+	// Every case runs with both reader models: idle sessions on the
+	// poller (the default on Linux), and a reader goroutine per session.
+	for _, readers := range []struct {
+		name       string
+		goroutines bool
+	}{{"poll", false}, {"goroutine-readers", true}} {
+		t.Run(readers.name, func(t *testing.T) {
 			t.Parallel()
-			runConf(t, newConfHarness(t), s.cases(t))
+			for _, s := range sections {
+				t.Run(s.name, func(t *testing.T) {
+					t.Parallel()
+					runConf(t, newConfHarness(t, readers.goroutines), s.cases(t))
+				})
+			}
 		})
 	}
 	t.Cleanup(func() {

@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -41,59 +44,101 @@ const (
 	closeCut
 )
 
-// maxIdleBuffer is the largest read buffer a session keeps between
-// messages; a larger one is dropped so idle sessions stay small.
-const maxIdleBuffer = 4096
+// The reader's states. A polled session's reader is parked while its
+// socket is quiet (no goroutine: the event loop watches the socket) and
+// active while a goroutine reads what arrived; done is final.
+const (
+	readerParked int32 = iota
+	readerActive
+	readerDone
+)
 
-// conn is one WebSocket session: a reader (the handler goroutine) and a
-// writer goroutine, joined by the broker session's outbox and the close
-// state below. At most one close frame is ever sent.
+// readBufferSize is the size of the pooled read buffers a reader holds
+// only while it reads.
+const readBufferSize = 4096
+
+// readers holds the read buffers of active readers.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// maxMessageBuffer is the largest message buffer a reader reuses for the
+// next message.
+const maxMessageBuffer = 4096
+
+// maxIdleBuffer is the largest frame slice a writer keeps between bursts;
+// a larger one is dropped so idle sessions stay small.
+const maxIdleBuffer = 64
+
+// conn is one WebSocket session. It has no goroutine of its own while it
+// is idle: a reader runs while its socket has bytes to read (started by
+// the event loop, or for the whole session when the socket is not
+// polled), and a writer runs while its outbox has frames or a close is
+// under way. The two are joined by the broker session's outbox and the
+// close state below. At most one close frame is ever sent; whichever of
+// reader and writer ends last releases the session.
 type conn struct {
 	srv    *Server
 	nc     net.Conn
-	br     *bufio.Reader
+	raw    syscall.RawConn // nc's descriptor; nil when nc has none (TLS)
 	sess   *broker.Session
 	id     string
 	remote string
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// The reader goroutine alone uses these after the session starts.
+	// Set before the session starts, then read-only.
+	loop      *eventLoop        // the server's event loop when the session began
+	pollID    uint64            // the session's id in loop
+	polled    bool              // whether loop watches the socket
+	admission func()            // gives back the session's admission
+	log       *slog.Logger      // session events: session, node, remote, trace_id
+	link      trace.SpanContext // the upgrade request's trace, when it had one
+	pubCtx    context.Context   // ctx marked as publishing through the WebSocket API
+	started   time.Time
+
+	// The reader alone uses these after the session starts (one reader
+	// runs at a time: a new one starts only from parked).
+	br      *bufio.Reader      // the active reader's buffer; nil while parked
+	wsState ws.State           // fragmentation state between frames
+	msg     []byte             // a fragmented message being reassembled
 	client  netip.Addr         // the client's address (X-Forwarded-For from trusted proxies)
 	subject string             // the token's sub; "" for anonymous sessions
 	perms   broker.Permissions // what the session may subscribe and publish to
 	expiry  *time.Timer        // closes the session at its token's expiry; nil without a token
 	ops     *rate.Limiter      // commands and pings per second; nil: no limit
 	strikes *rate.Limiter      // allowance of commands refused by ops
-
-	// Set before the session starts, then read-only.
-	log     *slog.Logger      // session events: session, node, remote, trace_id
-	link    trace.SpanContext // the upgrade request's trace, when it had one
-	pubCtx  context.Context   // ctx marked as publishing through the WebSocket API
-	started time.Time
-	// The reader goroutine alone sets these; run reads them after it.
+	// The reader sets these, or the event loop once the reader is done;
+	// the release reads them after both.
 	peerCode ws.StatusCode // the code of the peer's close frame
 	readErr  error         // why the stream broke, for a dropped session
 
-	// mu guards closeRequested, closeCode, closeReason and mode.
+	rstate   atomic.Int32 // readerParked, readerActive or readerDone
+	lastRead atomic.Int64 // when the reader last had bytes (Unix ns)
+	lastPing time.Time    // when the loop last queued a ping; the loop alone uses it
+
+	// writing is true while a writer runs (or, once it ends the session,
+	// for good).
+	writing atomic.Bool
+	spare   [][]byte // the writer's frame slice between bursts
+	// parts counts the reader and writer not yet ended.
+	parts atomic.Int32
+
+	// mu guards closeCode, closeReason and mode, and closeRequested's
+	// change to true.
 	mu             sync.Mutex
-	closeRequested bool
+	closeRequested atomic.Bool
 	closeCode      ws.StatusCode
 	closeReason    string
 	mode           closeMode
 
-	closeCh    chan struct{} // closed when a close is requested
-	readerDone chan struct{} // closed when the reader stops
-	writerDone chan struct{} // closed when the writer stops
+	readerDone chan struct{} // closed when the reader ends
 }
 
-func (s *Server) newConn(nc net.Conn, br *bufio.Reader, remote string) *conn {
+func (s *Server) newConn(nc net.Conn, remote string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	ops, strikes := s.newOpLimits()
-	return &conn{
+	c := &conn{
 		srv:        s,
 		nc:         nc,
-		br:         br,
 		sess:       s.b.NewSession(),
 		id:         newSessionID(),
 		remote:     remote,
@@ -101,35 +146,50 @@ func (s *Server) newConn(nc net.Conn, br *bufio.Reader, remote string) *conn {
 		strikes:    strikes,
 		ctx:        ctx,
 		cancel:     cancel,
-		closeCh:    make(chan struct{}),
+		wsState:    ws.StateServerSide,
 		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
 	}
-}
-
-// run sends the welcome frame, starts the writer and reads until the
-// session ends, then releases everything the session holds.
-func (c *conn) run() {
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	c.parts.Store(2)
+	// No event may start a reader before start decides how to read.
+	c.rstate.Store(readerActive)
+	// The welcome is the first frame, ahead of any ping.
 	c.sess.Send(jsonFrame(welcomeFrame{
 		Type:      "welcome",
 		Session:   c.id,
-		Node:      c.srv.cfg.NodeID,
-		Heartbeat: c.srv.cfg.Heartbeat.Seconds(),
+		Node:      s.cfg.NodeID,
+		Heartbeat: s.cfg.Heartbeat.Seconds(),
 	}))
+	return c
+}
+
+// start sends the welcome frame and starts the session: the reader on
+// buffered (the bytes that came with the upgrade request) when it holds
+// any or the socket is not polled, else parked on the event loop. It
+// returns at once; the session releases itself when it ends.
+func (c *conn) start(buffered *bufio.Reader, pollErr error) {
 	c.startTelemetry()
 	c.log.Debug("session open", "client", c.client.String(), "sub", c.subject)
-	go c.writeLoop()
-	c.readLoop()
-	close(c.readerDone)
-	c.requestClose(0, "", closeCut)
-	<-c.writerDone
-	if c.expiry != nil {
-		c.expiry.Stop()
+	if pollErr != nil {
+		c.log.Debug("not polled: a reader goroutine for the session", "err", pollErr)
 	}
-	c.cancel()
-	c.sess.Close()
-	_ = c.nc.Close()
-	c.ended()
+	c.sess.Outbox().Notify(c.wake)
+	c.wake()
+	switch {
+	case !c.polled:
+		go c.readAll(buffered)
+	case buffered.Buffered() > 0:
+		// Read what came with the request before waiting on the socket.
+		// An event that comes meanwhile is dropped (the reader is
+		// active) and re-armed when the reader parks.
+		go c.readActive(buffered)
+	default:
+		c.park()
+	}
 }
 
 // shutdownNow ends a session that was never registered.
@@ -137,6 +197,7 @@ func (c *conn) shutdownNow() {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	c.sess.Outbox().Drain(nil) // the welcome
 	c.sess.Send(closeFrame(ws.StatusGoingAway, "server shutting down"))
 	c.sess.Close()
 	frames, _ := c.sess.Outbox().Drain(nil)
@@ -151,82 +212,154 @@ func (c *conn) shutdownNow() {
 // requestClose asks the writer to end the session. The first request wins.
 func (c *conn) requestClose(code ws.StatusCode, reason string, mode closeMode) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closeRequested {
+	if c.closeRequested.Load() {
+		c.mu.Unlock()
 		return
 	}
-	c.closeRequested = true
 	c.closeCode, c.closeReason, c.mode = code, reason, mode
-	close(c.closeCh)
+	c.closeRequested.Store(true)
+	c.mu.Unlock()
+	c.wake()
 }
 
-func (c *conn) closing() bool {
-	select {
-	case <-c.closeCh:
-		return true
-	default:
-		return false
+func (c *conn) closing() bool { return c.closeRequested.Load() }
+
+// partEnded counts the reader or the writer ended; the last one releases
+// the session.
+func (c *conn) partEnded() {
+	if c.parts.Add(-1) == 0 {
+		c.srv.endSession(c)
 	}
 }
 
-// writeLoop drains the outbox in batches, one writev each, sends pings,
-// and performs the close.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.srv.cfg.Heartbeat)
-	defer ping.Stop()
-	out := c.sess.Outbox()
-	// The welcome is queued before the writer starts: write it before
-	// anything else, a close frame included. (An overflow stays marked in
-	// the outbox and is handled in the loop.)
-	spare, _ := out.Drain(nil)
-	if err := c.write(spare); err != nil {
-		_ = c.nc.Close()
+// readerEnded ends the reader's part.
+func (c *conn) readerEnded() {
+	close(c.readerDone)
+	c.requestClose(0, "", closeCut)
+	c.partEnded()
+}
+
+// endParked closes the connection and ends the reader if it is parked:
+// no event will come for it. An active reader ends by itself on the
+// closed connection. err, when not nil, is why the stream broke, as a
+// read would have found it.
+func (c *conn) endParked(err error) {
+	if !c.rstate.CompareAndSwap(readerParked, readerDone) {
 		return
 	}
+	if err != nil {
+		c.readFailed(err)
+	}
+	_ = c.nc.Close()
+	c.readerEnded()
+}
+
+// cut closes the connection and ends a parked reader.
+func (c *conn) cut() {
+	_ = c.nc.Close()
+	c.endParked(nil)
+}
+
+// park leaves the reader to the event loop until the socket has bytes.
+func (c *conn) park() {
+	c.rstate.Store(readerParked)
+	if err := c.loop.poll.rearm(c.raw, c.pollID); err != nil {
+		// The connection was closed meanwhile: no event will come.
+		c.endParked(nil)
+	}
+}
+
+// wake starts the writer unless it runs. The outbox calls it when a push
+// finds it empty; requestClose calls it too.
+func (c *conn) wake() {
+	if c.writing.CompareAndSwap(false, true) {
+		go c.writeAll()
+	}
+}
+
+// writeAll drains the outbox in batches, one writev each, until it is
+// empty, or carries out the close and ends the writer's part. Frames
+// that arrive while it writes go out in the next batch: the busier the
+// session, the more frames per writev.
+func (c *conn) writeAll() {
+	out := c.sess.Outbox()
 	for {
-		select {
-		case <-out.Ready():
-			frames, oldest, overflowed := out.DrainOldest(spare)
-			if overflowed {
-				c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
-				c.finish()
-				return
-			}
-			if err := c.write(frames); err != nil {
-				if out.Overflowed() {
-					// The queue overflowed while the socket was full: a
-					// slow consumer, whose close frame cannot be sent.
-					c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
-					c.log.Warn("slow consumer", "err", err)
-				}
-				_ = c.nc.Close()
-				return
-			}
-			c.srv.tel.written(c.ctx, len(frames), oldest)
-			spare = frames
-		case <-ping.C:
-			if err := c.write([][]byte{ws.CompiledPing}); err != nil {
-				_ = c.nc.Close()
-				return
-			}
-		case <-c.closeCh:
+		if c.closing() {
 			c.finish()
+			c.endParked(nil)
+			c.partEnded()
 			return
 		}
+		frames, oldest, overflowed := out.DrainOldest(c.spare)
+		if overflowed {
+			c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+			continue
+		}
+		if len(frames) == 0 {
+			c.spare = frames
+			if cap(c.spare) > maxIdleBuffer {
+				c.spare = nil
+			}
+			c.writing.Store(false)
+			// A push or a close request that came after the drain found
+			// the writer running; look again before leaving.
+			if (!out.Pending() && !c.closing()) || !c.writing.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		if err := c.write(frames); err != nil {
+			if out.Overflowed() {
+				// The queue overflowed while the socket was full: a
+				// slow consumer, whose close frame cannot be sent.
+				c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+				c.log.Warn("slow consumer", "err", err)
+			}
+			_ = c.nc.Close()
+			c.endParked(err)
+			c.partEnded()
+			return
+		}
+		c.srv.tel.written(c.ctx, len(frames), oldest)
+		c.spare = frames
 	}
 }
 
-// write sends frames with one writev under the write timeout.
+// write sends frames with one writev. It waits only when the socket is
+// full: then under the write timeout.
 func (c *conn) write(frames [][]byte) error {
 	if len(frames) == 0 {
 		return nil
+	}
+	if c.raw != nil {
+		n, err := writeNow(c.raw, frames)
+		c.srv.tel.bytesOut.Add(uint64(n))
+		if err != nil {
+			return err
+		}
+		frames = skipBytes(frames, n)
+		if len(frames) == 0 {
+			return nil
+		}
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	nb := net.Buffers(frames)
 	n, err := nb.WriteTo(c.nc)
 	c.srv.tel.bytesOut.Add(uint64(n))
 	return err
+}
+
+// skipBytes drops the first n bytes of frames, changing only frames' own
+// slice headers (the frames' bytes are shared by every subscriber).
+func skipBytes(frames [][]byte, n int) [][]byte {
+	for len(frames) > 0 && n >= len(frames[0]) {
+		n -= len(frames[0])
+		frames = frames[1:]
+	}
+	if len(frames) > 0 && n > 0 {
+		frames[0] = frames[0][n:]
+	}
+	return frames
 }
 
 // finish carries out the requested close: at most one close frame, then
@@ -247,8 +380,7 @@ func (c *conn) finish() {
 	}
 	if mode == closeGraceful || mode == closeEcho || mode == closeFail {
 		// What was answered before the close goes out before the close
-		// frame: the writer's select may see the close request before
-		// the frames queued ahead of it.
+		// frame.
 		frames, _ := c.sess.Outbox().Drain(nil)
 		if err := c.write(frames); err != nil {
 			_ = c.nc.Close()
@@ -281,6 +413,18 @@ func (c *conn) finish() {
 	_ = c.nc.Close()
 }
 
+// releaseSession frees what the session holds once its reader and writer
+// have ended.
+func (c *conn) releaseSession() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.cancel()
+	c.sess.Close()
+	_ = c.nc.Close()
+	c.ended()
+}
+
 // fail closes the session for a violation: the reader stops interpreting
 // the stream and only waits for the peer to go away.
 func (c *conn) fail(code ws.StatusCode, reason string) {
@@ -289,86 +433,139 @@ func (c *conn) fail(code ws.StatusCode, reason string) {
 	_, _ = io.Copy(io.Discard, c.br)
 }
 
-// readLoop reads frames until the session ends. It returns after the
-// peer's close frame, a violation, or a read error.
-func (c *conn) readLoop() {
+// readAll is the reader of a session that is not polled: it reads until
+// the session ends.
+func (c *conn) readAll(buffered *bufio.Reader) {
+	c.br = buffered
+	for !c.readFrames(false) {
+	}
+	c.rstate.Store(readerDone)
+	c.readerEnded()
+}
+
+// readActive is the reader of a polled session while its socket has
+// bytes: it reads frames until its buffer is empty, then parks and
+// re-arms the socket. buffered holds bytes already read, or is nil.
+func (c *conn) readActive(buffered *bufio.Reader) {
+	c.br = buffered
+	if c.br == nil {
+		c.br = readers.Get().(*bufio.Reader)
+		c.br.Reset(c.nc)
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	done := c.readFrames(true)
+	if c.br != buffered {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+	}
+	c.br = nil
+	if done {
+		c.rstate.Store(readerDone)
+		c.readerEnded()
+		return
+	}
+	if cap(c.msg) > maxIdleBuffer && !c.wsState.Is(ws.StateFragmented) {
+		c.msg = nil
+	}
+	c.park()
+}
+
+// readFrames reads frames from c.br and acts on them. It reports whether
+// the reader is done: after the peer's close frame, a violation, or a
+// read error. With untilEmpty it also returns (not done) once a whole
+// frame has been handled and nothing more is buffered.
+func (c *conn) readFrames(untilEmpty bool) (done bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("session fault", "panic", fmt.Sprint(r))
 			c.fail(ws.StatusInternalServerError, "internal error")
+			done = true
 		}
 	}()
 	var (
-		state ws.State = ws.StateServerSide
-		msg   []byte
-		ctl   [ws.MaxControlFramePayloadSize]byte
-		max   = int64(c.srv.cfg.MaxMessageSize)
+		ctl [ws.MaxControlFramePayloadSize]byte
+		max = int64(c.srv.cfg.MaxMessageSize)
 	)
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(2 * c.srv.cfg.Heartbeat))
 		h, err := ws.ReadHeader(c.br)
 		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 			c.fail(ws.StatusProtocolError, err.Error())
-			return
+			return true
 		}
 		if err != nil {
 			c.readFailed(err)
-			return
+			return true
 		}
+		c.lastRead.Store(time.Now().UnixNano())
 		c.srv.tel.bytesIn.Add(uint64(ws.HeaderSize(h)) + uint64(h.Length))
-		if err := ws.CheckHeader(h, state); err != nil {
+		if err := ws.CheckHeader(h, c.wsState); err != nil {
 			c.fail(ws.StatusProtocolError, err.Error())
-			return
+			return true
 		}
 		if h.OpCode.IsControl() {
 			p := ctl[:h.Length]
 			if _, err := io.ReadFull(c.br, p); err != nil {
 				c.readFailed(err)
-				return
+				return true
 			}
 			ws.Cipher(p, h.Mask, 0)
 			if done := c.control(h.OpCode, p); done {
-				return
+				return true
 			}
-			continue
+		} else if done := c.dataFrame(h, max); done {
+			return true
 		}
-		if h.OpCode == ws.OpBinary {
-			c.fail(ws.StatusUnsupportedData, "binary frames are not supported")
-			return
-		}
-		if h.OpCode == ws.OpText {
-			msg = msg[:0]
-		}
-		if h.Length > max-int64(len(msg)) {
-			c.fail(ws.StatusMessageTooBig, "message too big")
-			return
-		}
-		n := len(msg)
-		msg = slices.Grow(msg, int(h.Length))[:n+int(h.Length)]
-		if _, err := io.ReadFull(c.br, msg[n:]); err != nil {
-			c.readFailed(err)
-			return
-		}
-		ws.Cipher(msg[n:], h.Mask, 0)
-		if !h.Fin {
-			state = state.Set(ws.StateFragmented)
-			continue
-		}
-		state = state.Clear(ws.StateFragmented)
-		if !utf8.Valid(msg) {
-			c.fail(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
-			return
-		}
-		if !c.closing() {
-			if done := c.handle(msg); done {
-				return
-			}
-		}
-		if cap(msg) > maxIdleBuffer {
-			msg = nil
+		if untilEmpty && c.br.Buffered() == 0 {
+			return false
 		}
 	}
 }
+
+// dataFrame reads a text or continuation frame's payload and, when it
+// ends a message, handles the message. It reports whether the reader is
+// done.
+func (c *conn) dataFrame(h ws.Header, max int64) bool {
+	if h.OpCode == ws.OpBinary {
+		c.fail(ws.StatusUnsupportedData, "binary frames are not supported")
+		return true
+	}
+	if h.OpCode == ws.OpText {
+		c.msg = c.msg[:0]
+	}
+	if h.Length > max-int64(len(c.msg)) {
+		c.fail(ws.StatusMessageTooBig, "message too big")
+		return true
+	}
+	n := len(c.msg)
+	c.msg = slices.Grow(c.msg, int(h.Length))[:n+int(h.Length)]
+	if _, err := io.ReadFull(c.br, c.msg[n:]); err != nil {
+		c.readFailed(err)
+		return true
+	}
+	ws.Cipher(c.msg[n:], h.Mask, 0)
+	if !h.Fin {
+		c.wsState = c.wsState.Set(ws.StateFragmented)
+		return false
+	}
+	c.wsState = c.wsState.Clear(ws.StateFragmented)
+	msg := c.msg
+	if cap(c.msg) > maxMessageBuffer {
+		c.msg = nil // handle does not keep msg: the next message needs a buffer
+	}
+	if !utf8.Valid(msg) {
+		c.fail(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+		return true
+	}
+	if !c.closing() {
+		return c.handle(msg)
+	}
+	return false
+}
+
+// silent cuts a parked session that has sent nothing for two heartbeat
+// intervals, as a read deadline cuts one with a reader goroutine.
+func (c *conn) silent() { c.endParked(os.ErrDeadlineExceeded) }
 
 // readFailed ends a session whose stream broke without a close frame.
 func (c *conn) readFailed(err error) {

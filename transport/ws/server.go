@@ -92,6 +92,12 @@ type Config struct {
 	// OpBurst is how many commands a session may send at once above
 	// OpRate. Default 1000.
 	OpBurst int
+	// GoroutineReaders gives every session a goroutine that waits on its
+	// socket, as on platforms without epoll. By default (Linux) idle
+	// sessions are watched by one epoll set and a reader goroutine runs
+	// only while a session has bytes to read. TLS sessions always have
+	// their own reader.
+	GoroutineReaders bool
 	// OpRefusals is how many commands over its rate a session may send, an
 	// allowance that refills at a tenth of OpRate, before it is closed with
 	// 1008 `rate limit exceeded`. Default OpBurst.
@@ -149,9 +155,10 @@ type Server struct {
 	upgrader ws.HTTPUpgrader
 	wg       sync.WaitGroup
 
-	// mu guards conns, and closing's change from false to true.
+	// mu guards conns, loop, and closing's change from false to true.
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
+	loop    *eventLoop // runs while conns is not empty
 	closing atomic.Bool
 
 	// publishing counts in-flight publishes; Shutdown waits for it after
@@ -226,7 +233,9 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// ServeHTTP upgrades the request and runs the session until it ends.
+// ServeHTTP upgrades the request and starts the session; it returns
+// while the session runs (its goroutines run only while it has bytes to
+// read or frames to write).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -247,14 +256,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return
 	}
-	defer s.wg.Done()
+	started := false
+	defer func() {
+		if !started {
+			s.wg.Done()
+		}
+	}()
 
 	client := s.resolver.ClientIP(r)
 	release, claims, ok := s.admit(w, r, client)
 	if !ok {
 		return
 	}
-	defer release()
+	defer func() {
+		if !started {
+			release()
+		}
+	}()
 
 	nc, rw, _, err := s.upgrader.Upgrade(r, w)
 	if err != nil {
@@ -264,7 +282,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := s.newConn(nc, rw.Reader, r.RemoteAddr)
+	c := s.newConn(nc, r.RemoteAddr)
 	c.traceFrom(r.Header)
 	c.client = client
 	if claims != nil {
@@ -274,28 +292,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.perms = auth.Anonymous(client.IsLoopback())
 	}
 	c.sess.SetPermissions(c.perms)
-	if !s.register(c) {
+	registered, pollErr := s.register(c)
+	if !registered {
 		c.shutdownNow()
 		return
 	}
-	defer s.unregister(c)
-	c.run()
+	started = true
+	c.admission = release
+	c.start(rw.Reader, pollErr)
 }
 
-func (s *Server) register(c *conn) bool {
+// register adds c to the server's sessions and to the event loop (started
+// with the first session). It reports false when shutdown has begun, and
+// why c's socket is not polled when the loop has a poller but could not
+// take it.
+func (s *Server) register(c *conn) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
-		return false
+		return false, nil
 	}
+	if s.loop == nil {
+		s.loop = s.startLoop()
+	}
+	now := time.Now()
+	c.lastPing = now
+	c.lastRead.Store(now.UnixNano())
+	c.loop = s.loop
+	var err error
+	c.polled, err = s.loop.add(c)
 	s.conns[c] = struct{}{}
-	return true
+	return true, err
 }
 
-func (s *Server) unregister(c *conn) {
+// endSession releases a session whose reader and writer have ended.
+func (s *Server) endSession(c *conn) {
+	c.releaseSession()
 	s.mu.Lock()
 	delete(s.conns, c)
+	c.loop.remove(c)
+	if len(s.conns) == 0 && s.loop != nil {
+		s.loop.stop()
+		s.loop = nil
+	}
 	s.mu.Unlock()
+	c.admission()
+	s.wg.Done()
 }
 
 // Shutdown refuses new sessions, waits for publishes already begun, then
@@ -330,10 +372,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
+	conns = conns[:0]
 	for c := range s.conns {
-		_ = c.nc.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.cut()
+	}
 	<-done
 	return ctx.Err()
 }

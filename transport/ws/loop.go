@@ -1,0 +1,154 @@
+package ws
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// eventLoop serves a server's sessions while it has any, on one
+// goroutine: it waits on the poller for idle sockets with bytes to read
+// and starts a reader for each, and on every tick it pings the sessions
+// due a heartbeat and cuts those silent for two intervals. The server
+// starts it with its first session and stops it with its last, so a
+// server with no sessions runs no goroutine.
+type eventLoop struct {
+	srv  *Server
+	poll *poller // nil: no poller here; every session reads on its own goroutine
+	tick time.Duration
+
+	stopped atomic.Bool
+	stopCh  chan struct{} // closed by stop; wakes the wait when there is no poller
+
+	// mu guards byID and lastID.
+	mu     sync.Mutex
+	byID   map[uint64]*conn
+	lastID uint64
+
+	// scratch holds the sessions of a sweep; the loop goroutine alone
+	// uses it.
+	scratch []*conn
+}
+
+func (s *Server) startLoop() *eventLoop {
+	l := &eventLoop{
+		srv:    s,
+		tick:   s.cfg.Heartbeat / 4,
+		stopCh: make(chan struct{}),
+		byID:   make(map[uint64]*conn),
+	}
+	if !s.cfg.GoroutineReaders {
+		p, err := newPoller()
+		if err != nil {
+			s.log.Debug("no poller: a reader goroutine per session", "err", err)
+		}
+		l.poll = p
+	}
+	go l.run()
+	return l
+}
+
+// stop ends the loop; the server calls it when its last session ends.
+func (l *eventLoop) stop() {
+	l.stopped.Store(true)
+	close(l.stopCh)
+	if l.poll != nil {
+		l.poll.wake()
+	}
+}
+
+// add gives c an id and, when there is a poller, puts its socket in the
+// poller's set. It reports whether c is polled, and why not when the
+// poller refused the socket.
+func (l *eventLoop) add(c *conn) (bool, error) {
+	l.mu.Lock()
+	l.lastID++
+	id := l.lastID
+	l.byID[id] = c
+	l.mu.Unlock()
+	c.pollID = id
+	if l.poll == nil || c.raw == nil {
+		return false, nil
+	}
+	if err := l.poll.add(c.raw, id); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (l *eventLoop) remove(c *conn) {
+	l.mu.Lock()
+	delete(l.byID, c.pollID)
+	l.mu.Unlock()
+}
+
+func (l *eventLoop) run() {
+	next := time.Now().Add(l.tick)
+	polling := l.poll != nil
+	for !l.stopped.Load() {
+		wait := time.Until(next)
+		if wait <= 0 {
+			now := time.Now()
+			l.sweep(now)
+			next = now.Add(l.tick)
+			continue
+		}
+		if polling {
+			if _, err := l.poll.wait(int((wait+time.Millisecond-1)/time.Millisecond), l.readable); err != nil {
+				// Not expected (the set and the buffer are the loop's
+				// own); sessions parked on it wait for their heartbeat cut.
+				l.srv.log.Error("poller failed", "err", err)
+				polling = false
+			}
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-l.stopCh:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if l.poll != nil {
+		l.poll.close()
+	}
+}
+
+// readable starts a reader for the session with id, unless one runs.
+func (l *eventLoop) readable(id uint64) {
+	l.mu.Lock()
+	c := l.byID[id]
+	l.mu.Unlock()
+	if c != nil && c.rstate.CompareAndSwap(readerParked, readerActive) {
+		go c.readActive(nil)
+	}
+}
+
+// sweep pings every session that has had no ping for an interval and
+// cuts every polled session that has sent nothing for two. (A session
+// with a reader goroutine is cut by its read deadline.)
+func (l *eventLoop) sweep(now time.Time) {
+	beat := l.srv.cfg.Heartbeat
+	l.srv.mu.Lock()
+	for c := range l.srv.conns {
+		l.scratch = append(l.scratch, c)
+	}
+	l.srv.mu.Unlock()
+	nowNS := now.UnixNano()
+	for _, c := range l.scratch {
+		if c.loop != l {
+			continue // a session of the loop that follows this one
+		}
+		if now.Sub(c.lastPing) >= beat {
+			c.lastPing = now
+			c.sess.Send(ws.CompiledPing)
+		}
+		if c.polled && time.Duration(nowNS-c.lastRead.Load()) > 2*beat {
+			c.silent()
+		}
+	}
+	clear(l.scratch)
+	l.scratch = l.scratch[:0]
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package ws
+
+import "syscall"
+
+// writeNow writes nothing where writev without waiting is not wired: the
+// caller writes every frame through net.Conn.
+func writeNow(syscall.RawConn, [][]byte) (int, error) { return 0, nil }
