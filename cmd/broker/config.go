@@ -43,6 +43,7 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	pprofAddr       string
+	wsReaders       string
 	security
 	// fromEnv maps the name of each flag set from the environment to its
 	// variable, so that an invalid value names where it came from.
@@ -90,6 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&c.wsReaders, "ws-readers", "poll", "how idle sessions wait for input: poll (one epoll set; a reader goroutine only while bytes arrive) or goroutine (a reader goroutine per session)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from -addr (default: off)")
 	proxies := c.security.flags(fs)
 
@@ -203,6 +205,9 @@ func (c config) validate() error {
 		if err := ws.ValidOrigin(o); err != nil {
 			return bad("allowed-origins", "%v", err)
 		}
+	}
+	if c.wsReaders != "poll" && c.wsReaders != "goroutine" {
+		return bad("ws-readers", "%q: want poll or goroutine", c.wsReaders)
 	}
 	if c.pprofAddr != "" {
 		if err := checkLoopbackAddr(c.pprofAddr); err != nil {

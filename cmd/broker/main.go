@@ -129,6 +129,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		IPMaxConns:     limitOf(cfg.ipMaxConns),
 		OpRate:         limitOf(cfg.opRate),
 		OpBurst:        cfg.opBurst,
+
+		GoroutineReaders: cfg.wsReaders == "goroutine",
 	}
 	if sec.verifier != nil {
 		wcfg.Tokens = sec.verifier
