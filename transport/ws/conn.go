@@ -273,14 +273,99 @@ func (c *conn) park() {
 // finds it empty; requestClose calls it too.
 func (c *conn) wake() {
 	if c.writing.CompareAndSwap(false, true) {
-		go c.writeAll()
+		c.schedule()
 	}
 }
 
+// schedule hands the running writer to the event loop's writer pool, or
+// to a goroutine of its own when the socket cannot be written without
+// waiting (TLS) or the pool's queue is full.
+func (c *conn) schedule() {
+	if c.raw != nil && c.loop != nil {
+		select {
+		case c.loop.writeq <- c:
+			return
+		default:
+		}
+	}
+	go c.writeAll()
+}
+
+// turn is one turn of a pooled writer for the session: it writes what is
+// queued with one writev that does not wait and, when more came
+// meanwhile, goes to the back of the pool's queue: under load every
+// session waits its turn while its frames gather, so the busier the
+// broker, the more frames per writev. Whatever may wait (a full socket, a
+// close) continues on a goroutine of the session's own, so that no
+// session holds up the pool.
+func (c *conn) turn() {
+	out := c.sess.Outbox()
+	if c.closing() {
+		go c.writeAll()
+		return
+	}
+	frames, oldest, overflowed := out.DrainOldest(c.spare)
+	if overflowed {
+		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+		go c.writeAll()
+		return
+	}
+	if len(frames) > 0 {
+		n, err := writeNow(c.raw, frames)
+		c.srv.tel.bytesOut.Add(uint64(n))
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+		if rest := skipBytes(frames, n); len(rest) > 0 {
+			go c.writeRest(frames, rest, oldest)
+			return
+		}
+		c.srv.tel.written(c.ctx, len(frames), oldest)
+		c.spare = frames
+	}
+	c.idle(false)
+}
+
+// writeRest finishes a batch the socket could not take at once, waiting
+// under the write timeout, then writes on until the outbox is empty.
+func (c *conn) writeRest(frames, rest [][]byte, oldest time.Time) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	nb := net.Buffers(rest)
+	n, err := nb.WriteTo(c.nc)
+	c.srv.tel.bytesOut.Add(uint64(n))
+	if err != nil {
+		c.writeFailed(err)
+		return
+	}
+	c.srv.tel.written(c.ctx, len(frames), oldest)
+	c.spare = frames
+	c.writeAll()
+}
+
+// idle ends the writer's run, unless a push or a close request came
+// after its last drain (it found the writer running): then the writer
+// runs again, on this goroutine when own, else through schedule. It
+// reports whether the caller should go on writing.
+func (c *conn) idle(own bool) bool {
+	if cap(c.spare) > maxIdleBuffer {
+		c.spare = nil
+	}
+	c.writing.Store(false)
+	if (!c.sess.Outbox().Pending() && !c.closing()) || !c.writing.CompareAndSwap(false, true) {
+		return false
+	}
+	if own {
+		return true
+	}
+	c.schedule()
+	return false
+}
+
 // writeAll drains the outbox in batches, one writev each, until it is
-// empty, or carries out the close and ends the writer's part. Frames
-// that arrive while it writes go out in the next batch: the busier the
-// session, the more frames per writev.
+// empty, or carries out the close and ends the writer's part. It runs on
+// a goroutine of the session's own: it may wait on a full socket or for
+// the peer's close reply.
 func (c *conn) writeAll() {
 	out := c.sess.Outbox()
 	for {
@@ -297,32 +382,31 @@ func (c *conn) writeAll() {
 		}
 		if len(frames) == 0 {
 			c.spare = frames
-			if cap(c.spare) > maxIdleBuffer {
-				c.spare = nil
-			}
-			c.writing.Store(false)
-			// A push or a close request that came after the drain found
-			// the writer running; look again before leaving.
-			if (!out.Pending() && !c.closing()) || !c.writing.CompareAndSwap(false, true) {
+			if !c.idle(true) {
 				return
 			}
 			continue
 		}
 		if err := c.write(frames); err != nil {
-			if out.Overflowed() {
-				// The queue overflowed while the socket was full: a
-				// slow consumer, whose close frame cannot be sent.
-				c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
-				c.log.Warn("slow consumer", "err", err)
-			}
-			_ = c.nc.Close()
-			c.endParked(err)
-			c.partEnded()
+			c.writeFailed(err)
 			return
 		}
 		c.srv.tel.written(c.ctx, len(frames), oldest)
 		c.spare = frames
 	}
+}
+
+// writeFailed ends the writer after a failed write: the connection is
+// closed, a parked reader ended, and a queue that overflowed meanwhile
+// makes the session a slow consumer (whose close frame cannot be sent).
+func (c *conn) writeFailed(err error) {
+	if c.sess.Outbox().Overflowed() {
+		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+		c.log.Warn("slow consumer", "err", err)
+	}
+	_ = c.nc.Close()
+	c.endParked(err)
+	c.partEnded()
 }
 
 // write sends frames with one writev. It waits only when the socket is

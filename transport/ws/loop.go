@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -8,19 +9,24 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// eventLoop serves a server's sessions while it has any, on one
-// goroutine: it waits on the poller for idle sockets with bytes to read
-// and starts a reader for each, and on every tick it pings the sessions
-// due a heartbeat and cuts those silent for two intervals. The server
-// starts it with its first session and stops it with its last, so a
-// server with no sessions runs no goroutine.
+// eventLoop serves a server's sessions while it has any. Its goroutine
+// waits on the poller for idle sockets with bytes to read and starts a
+// reader for each, and on every tick it pings the sessions due a
+// heartbeat and cuts those silent for two intervals; its writer pool (a
+// goroutine per core) writes the sessions' outboxes. The server starts it
+// with its first session and stops it with its last, so a server with no
+// sessions runs no goroutine.
 type eventLoop struct {
 	srv  *Server
 	poll *poller // nil: no poller here; every session reads on its own goroutine
 	tick time.Duration
 
 	stopped atomic.Bool
-	stopCh  chan struct{} // closed by stop; wakes the wait when there is no poller
+	stopCh  chan struct{} // closed by stop; wakes the wait and the writers
+
+	// writeq holds the sessions whose writer is to take a turn, in the
+	// order they got frames; the pool's goroutines take them.
+	writeq chan *conn
 
 	// mu guards byID and lastID.
 	mu     sync.Mutex
@@ -37,6 +43,7 @@ func (s *Server) startLoop() *eventLoop {
 		srv:    s,
 		tick:   s.cfg.Heartbeat / 4,
 		stopCh: make(chan struct{}),
+		writeq: make(chan *conn, writeQueue),
 		byID:   make(map[uint64]*conn),
 	}
 	if !s.cfg.GoroutineReaders {
@@ -47,7 +54,27 @@ func (s *Server) startLoop() *eventLoop {
 		l.poll = p
 	}
 	go l.run()
+	for range runtime.GOMAXPROCS(0) {
+		go l.write()
+	}
 	return l
+}
+
+// writeQueue bounds the writer pool's queue; a session that finds it full
+// writes on a goroutine of its own.
+const writeQueue = 1 << 16
+
+// write is one goroutine of the writer pool: one per core, each giving
+// queued sessions one writev at a time.
+func (l *eventLoop) write() {
+	for {
+		select {
+		case c := <-l.writeq:
+			c.turn()
+		case <-l.stopCh:
+			return
+		}
+	}
 }
 
 // stop ends the loop; the server calls it when its last session ends.
