@@ -2,7 +2,9 @@ package ws
 
 import (
 	"errors"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +25,7 @@ func writeNow(raw syscall.RawConn, frames [][]byte) (n int, err error) {
 		)
 		cerr := raw.Write(func(fd uintptr) bool {
 			for {
-				m, werr = unix.Writev(int(fd), batch)
+				m, werr = writev(int(fd), batch)
 				if !errors.Is(werr, unix.EINTR) {
 					return true
 				}
@@ -55,4 +57,38 @@ func bufsLen(bufs [][]byte) int {
 		n += len(b)
 	}
 	return n
+}
+
+// iovecs holds writev's buffer lists between calls: unix.Writev allocates
+// one per call, which was the broker's largest allocation under load.
+var iovecs = sync.Pool{New: func() any {
+	v := make([]unix.Iovec, 0, 64)
+	return &v
+}}
+
+// writev is one writev system call with a pooled buffer list.
+func writev(fd int, bufs [][]byte) (int, error) {
+	p := iovecs.Get().(*[]unix.Iovec)
+	iov := (*p)[:0]
+	for _, b := range bufs {
+		if len(b) > 0 {
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			iov = append(iov, v)
+		}
+	}
+	var (
+		n     uintptr
+		errno syscall.Errno
+	)
+	if len(iov) > 0 {
+		n, _, errno = unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	}
+	clear(iov) // no reference to the frames outlives the call
+	*p = iov[:0]
+	iovecs.Put(p)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
