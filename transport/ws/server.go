@@ -1,7 +1,10 @@
 // Package ws is Tidings' WebSocket transport: the HTTP upgrade at /v1/ws,
 // frame reading with every RFC 6455 check, the close handshake state
-// machine, the JSON command codec, and one reader and one writer goroutine
-// per session. It is built on github.com/gobwas/ws.
+// machine, the JSON command codec, and the event loop that runs sessions
+// without a goroutine of their own while they are idle: one epoll set
+// wakes a reader when a socket has bytes, and a writer pool (a goroutine
+// per core) writes each session's queued frames with one writev per turn.
+// It is built on github.com/gobwas/ws.
 package ws
 
 import (
