@@ -167,10 +167,11 @@ func (s *Server) newConn(nc net.Conn, remote string) *conn {
 	return c
 }
 
-// start sends the welcome frame and starts the session: the reader on
-// buffered (the bytes that came with the upgrade request) when it holds
-// any or the socket is not polled, else parked on the event loop. It
-// returns at once; the session releases itself when it ends.
+// start starts the registered session: the writer for the welcome frame
+// (queued by newConn), and the reader on buffered (the bytes that came
+// with the upgrade request) when it holds any or the socket is not
+// polled, else parked on the event loop. It returns at once; the session
+// releases itself when it ends.
 func (c *conn) start(buffered *bufio.Reader, pollErr error) {
 	c.startTelemetry()
 	c.log.Debug("session open", "client", c.client.String(), "sub", c.subject)

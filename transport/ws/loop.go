@@ -41,7 +41,7 @@ type eventLoop struct {
 func (s *Server) startLoop() *eventLoop {
 	l := &eventLoop{
 		srv:    s,
-		tick:   s.cfg.Heartbeat / 4,
+		tick:   max(s.cfg.Heartbeat/sweepsPerBeat, time.Millisecond),
 		stopCh: make(chan struct{}),
 		writeq: make(chan *conn, writeQueue),
 		byID:   make(map[uint64]*conn),
@@ -59,6 +59,12 @@ func (s *Server) startLoop() *eventLoop {
 	}
 	return l
 }
+
+// sweepsPerBeat is how many sweeps the loop makes per heartbeat interval.
+// Each pings the sessions due; with their phases spread (see register),
+// that is a small share of the sessions at a time, not a burst of one
+// ping per session that would queue every delivery behind it.
+const sweepsPerBeat = 32
 
 // writeQueue bounds the writer pool's queue; a session that finds it full
 // writes on a goroutine of its own.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -290,7 +291,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.client = client
 	if claims != nil {
 		c.subject, c.perms = claims.Subject, claims.Permissions
-		c.armExpiry(claims.Expires)
 	} else {
 		c.perms = auth.Anonymous(client.IsLoopback())
 	}
@@ -302,6 +302,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	started = true
 	c.admission = release
+	if claims != nil {
+		// Armed once the session is registered: its close needs the
+		// event loop.
+		c.armExpiry(claims.Expires)
+	}
 	c.start(rw.Reader, pollErr)
 }
 
@@ -319,7 +324,13 @@ func (s *Server) register(c *conn) (bool, error) {
 		s.loop = s.startLoop()
 	}
 	now := time.Now()
+	// The first ping comes between half an interval and one interval
+	// from now, at random, so that sessions that connected together
+	// are not pinged together.
 	c.lastPing = now
+	if half := s.cfg.Heartbeat / 2; half > 0 {
+		c.lastPing = now.Add(-rand.N(half))
+	}
 	c.lastRead.Store(now.UnixNano())
 	c.loop = s.loop
 	var err error
