@@ -149,8 +149,13 @@ func (o *Outbox) Drain(spare [][]byte) (frames [][]byte, overflowed bool) {
 // zero time when they hold no live message (replies, replays, resets).
 // The session writer measures delivery latency with it, once per batch.
 func (o *Outbox) DrainOldest(spare [][]byte) (frames [][]byte, oldest time.Time, overflowed bool) {
-	clear(spare)
 	o.mu.Lock()
+	if sameArray(spare, o.frames) {
+		// spare is the slice the outbox fills (handed in twice): taking
+		// it back would let the next pushes overwrite what is returned.
+		spare = nil
+	}
+	clear(spare)
 	frames = o.frames
 	o.frames = spare[:0]
 	o.bytes = 0
@@ -183,4 +188,9 @@ func (o *Outbox) Close() {
 	o.mu.Lock()
 	o.closed = true
 	o.mu.Unlock()
+}
+
+// sameArray reports whether a and b share their backing array.
+func sameArray(a, b [][]byte) bool {
+	return cap(a) > 0 && cap(b) > 0 && &a[:cap(a)][cap(a)-1] == &b[:cap(b)][cap(b)-1]
 }

@@ -56,3 +56,58 @@ func TestOutboxDrainAlternatesBuffersAndSignals(t *testing.T) {
 		t.Fatal("Push after Close succeeded")
 	}
 }
+
+func TestOutboxDrainIgnoresTheSliceItFills(t *testing.T) {
+	t.Parallel()
+	o := broker.NewOutbox(8, 1<<20, nil)
+	o.Push([]byte("a"))
+	o.Push([]byte("b"))
+	held, _ := o.Drain(nil)
+	// Drain again with held: the outbox now fills held's array.
+	empty, _ := o.Drain(held)
+	if len(empty) != 0 {
+		t.Fatalf("second drain = %q, want none", empty)
+	}
+	o.Push([]byte("c"))
+	o.Push([]byte("d"))
+	// A writer that kept held instead of empty hands in the slice the
+	// outbox fills: what it gets back must survive the next pushes.
+	got, _ := o.Drain(held)
+	o.Push([]byte("e"))
+	o.Push([]byte("f"))
+	if len(got) != 2 || string(got[0]) != "c" || string(got[1]) != "d" {
+		t.Fatalf("drain with the outbox's own slice = %q, want [c d]", got)
+	}
+	if rest, _ := o.Drain(nil); len(rest) != 2 || string(rest[0]) != "e" || string(rest[1]) != "f" {
+		t.Fatalf("next drain = %q, want [e f]", rest)
+	}
+}
+
+func TestOutboxNotifiesWhenAPushFindsItEmptyAndOnOverflow(t *testing.T) {
+	t.Parallel()
+	o := broker.NewOutbox(3, 1<<20, nil)
+	calls := 0
+	o.Notify(func() { calls++ })
+	o.Push([]byte("a"))
+	o.Push([]byte("b"))
+	if calls != 1 {
+		t.Fatalf("after two pushes into an empty outbox: %d notifications, want 1", calls)
+	}
+	if !o.Pending() {
+		t.Fatal("Pending = false with two frames queued")
+	}
+	o.Drain(nil)
+	if o.Pending() {
+		t.Fatal("Pending = true after a drain")
+	}
+	o.Push([]byte("c"))
+	if calls != 2 {
+		t.Fatalf("push after a drain: %d notifications, want 2", calls)
+	}
+	o.Push([]byte("d"))
+	o.Push([]byte("e"))
+	o.Push([]byte("f")) // the fourth queued frame overflows
+	if calls != 3 || !o.Overflowed() || !o.Pending() {
+		t.Fatalf("overflow: %d notifications, overflowed %v, pending %v; want 3, true, true", calls, o.Overflowed(), o.Pending())
+	}
+}

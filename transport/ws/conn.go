@@ -306,6 +306,9 @@ func (c *conn) turn() {
 		return
 	}
 	frames, oldest, overflowed := out.DrainOldest(c.spare)
+	// The outbox now fills the old spare: keep the drained slice as the
+	// next one, even empty, never the slice the outbox holds.
+	c.spare = frames
 	if overflowed {
 		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
 		go c.writeAll()
@@ -323,7 +326,6 @@ func (c *conn) turn() {
 			return
 		}
 		c.srv.tel.written(c.ctx, len(frames), oldest)
-		c.spare = frames
 	}
 	c.idle(false)
 }
@@ -340,7 +342,6 @@ func (c *conn) writeRest(frames, rest [][]byte, oldest time.Time) {
 		return
 	}
 	c.srv.tel.written(c.ctx, len(frames), oldest)
-	c.spare = frames
 	c.writeAll()
 }
 
@@ -377,12 +378,12 @@ func (c *conn) writeAll() {
 			return
 		}
 		frames, oldest, overflowed := out.DrainOldest(c.spare)
+		c.spare = frames // as in turn
 		if overflowed {
 			c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
 			continue
 		}
 		if len(frames) == 0 {
-			c.spare = frames
 			if !c.idle(true) {
 				return
 			}
@@ -393,7 +394,6 @@ func (c *conn) writeAll() {
 			return
 		}
 		c.srv.tel.written(c.ctx, len(frames), oldest)
-		c.spare = frames
 	}
 }
 
