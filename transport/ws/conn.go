@@ -280,14 +280,11 @@ func (c *conn) wake() {
 
 // schedule hands the running writer to the event loop's writer pool, or
 // to a goroutine of its own when the socket cannot be written without
-// waiting (TLS) or the pool's queue is full.
+// waiting (TLS).
 func (c *conn) schedule() {
 	if c.raw != nil && c.loop != nil {
-		select {
-		case c.loop.writeq <- c:
-			return
-		default:
-		}
+		c.loop.writeq.push(c)
+		return
 	}
 	go c.writeAll()
 }

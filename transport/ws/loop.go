@@ -26,7 +26,7 @@ type eventLoop struct {
 
 	// writeq holds the sessions whose writer is to take a turn, in the
 	// order they got frames; the pool's goroutines take them.
-	writeq chan *conn
+	writeq writeQueue
 
 	// mu guards byID and lastID.
 	mu     sync.Mutex
@@ -43,9 +43,10 @@ func (s *Server) startLoop() *eventLoop {
 		srv:    s,
 		tick:   max(s.cfg.Heartbeat/sweepsPerBeat, time.Millisecond),
 		stopCh: make(chan struct{}),
-		writeq: make(chan *conn, writeQueue),
 		byID:   make(map[uint64]*conn),
 	}
+	writers := runtime.GOMAXPROCS(0)
+	l.writeq.ready = make(chan struct{}, writers)
 	if !s.cfg.GoroutineReaders {
 		p, err := newPoller()
 		if err != nil {
@@ -54,7 +55,7 @@ func (s *Server) startLoop() *eventLoop {
 		l.poll = p
 	}
 	go l.run()
-	for range runtime.GOMAXPROCS(0) {
+	for range writers {
 		go l.write()
 	}
 	return l
@@ -66,17 +67,63 @@ func (s *Server) startLoop() *eventLoop {
 // ping per session that would queue every delivery behind it.
 const sweepsPerBeat = 32
 
-// writeQueue bounds the writer pool's queue; a session that finds it full
-// writes on a goroutine of its own.
-const writeQueue = 1 << 16
+// writeQueue is the writer pool's FIFO of sessions. A session is in it at
+// most once (its writing flag), so it holds at most one entry per
+// session; it grows on demand and lets its array go when it empties.
+type writeQueue struct {
+	// ready holds a token per writer to wake; a push adds one unless
+	// every writer has one already.
+	ready chan struct{}
+
+	mu    sync.Mutex
+	items []*conn
+	head  int
+}
+
+// push queues c and wakes a writer.
+func (q *writeQueue) push(c *conn) {
+	q.mu.Lock()
+	q.items = append(q.items, c)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default: // every writer has a token: one of them will take c
+	}
+}
+
+// pop takes the oldest session, or nil when the queue is empty.
+func (q *writeQueue) pop() *conn {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil
+	}
+	c := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		if cap(q.items) > maxIdleQueue {
+			q.items = nil
+		}
+		q.items, q.head = q.items[:0], 0
+	}
+	return c
+}
+
+// maxIdleQueue is the largest array the queue keeps once empty.
+const maxIdleQueue = 1024
 
 // write is one goroutine of the writer pool: one per core, each giving
-// queued sessions one writev at a time.
+// queued sessions one writev at a time until the queue is empty, then
+// waiting for a token.
 func (l *eventLoop) write() {
 	for {
-		select {
-		case c := <-l.writeq:
+		if c := l.writeq.pop(); c != nil {
 			c.turn()
+			continue
+		}
+		select {
+		case <-l.writeq.ready:
 		case <-l.stopCh:
 			return
 		}
