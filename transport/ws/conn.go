@@ -90,7 +90,6 @@ type conn struct {
 	pollID    uint64            // the session's id in loop
 	polled    bool              // whether loop watches the socket
 	admission func()            // gives back the session's admission
-	log       *slog.Logger      // session events: session, node, remote, trace_id
 	link      trace.SpanContext // the upgrade request's trace, when it had one
 	pubCtx    context.Context   // ctx marked as publishing through the WebSocket API
 	started   time.Time
@@ -121,6 +120,12 @@ type conn struct {
 	spare   [][]byte // the writer's frame slice between bursts
 	// parts counts the reader and writer not yet ended.
 	parts atomic.Int32
+
+	// log carries session events, with session, node, remote and
+	// trace_id; made on first use by logger, as most sessions log only
+	// when they end.
+	logOnce sync.Once
+	log     *slog.Logger
 
 	// mu guards closeCode, closeReason and mode, and closeRequested's
 	// change to true.
@@ -174,9 +179,11 @@ func (s *Server) newConn(nc net.Conn, remote string) *conn {
 // releases itself when it ends.
 func (c *conn) start(buffered *bufio.Reader, pollErr error) {
 	c.startTelemetry()
-	c.log.Debug("session open", "client", c.client.String(), "sub", c.subject)
-	if pollErr != nil {
-		c.log.Debug("not polled: a reader goroutine for the session", "err", pollErr)
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger().Debug("session open", "client", c.client.String(), "sub", c.subject)
+		if pollErr != nil {
+			c.logger().Debug("not polled: a reader goroutine for the session", "err", pollErr)
+		}
 	}
 	c.sess.Outbox().Notify(c.wake)
 	c.wake()
@@ -347,6 +354,7 @@ func (c *conn) writeRest(frames, rest [][]byte, oldest time.Time) {
 // runs again, on this goroutine when own, else through schedule. It
 // reports whether the caller should go on writing.
 func (c *conn) idle(own bool) bool {
+	clear(c.spare) // written: an idle session must not pin its last frames
 	if cap(c.spare) > maxIdleBuffer {
 		c.spare = nil
 	}
@@ -400,7 +408,7 @@ func (c *conn) writeAll() {
 func (c *conn) writeFailed(err error) {
 	if c.sess.Outbox().Overflowed() {
 		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
-		c.log.Warn("slow consumer", "err", err)
+		c.logger().Warn("slow consumer", "err", err)
 	}
 	_ = c.nc.Close()
 	c.endParked(err)
@@ -455,7 +463,7 @@ func (c *conn) finish() {
 		return
 	}
 	if mode == closeSlow {
-		c.log.Warn("slow consumer")
+		c.logger().Warn("slow consumer")
 	}
 	if mode == closeGraceful {
 		c.sess.Close()
@@ -559,7 +567,7 @@ func (c *conn) readActive(buffered *bufio.Reader) {
 func (c *conn) readFrames(untilEmpty bool) (done bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("session fault", "panic", fmt.Sprint(r))
+			c.logger().Error("session fault", "panic", fmt.Sprint(r))
 			c.fail(ws.StatusInternalServerError, "internal error")
 			done = true
 		}
@@ -654,7 +662,7 @@ func (c *conn) readFailed(err error) {
 	if !c.closing() {
 		c.srv.stats.count(&c.srv.stats.received, ws.StatusAbnormalClosure)
 		c.readErr = err
-		c.log.Debug("connection dropped", "err", err)
+		c.logger().Debug("connection dropped", "err", err)
 	}
 	c.requestClose(0, "", closeCut)
 }

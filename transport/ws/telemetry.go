@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -132,16 +133,23 @@ func (c *conn) traceFrom(h http.Header) {
 	c.link = trace.SpanContextFromContext(ctx)
 }
 
-// startTelemetry sets the session's logger, with the attributes every
-// session event carries, and counts the session opened.
+// startTelemetry counts the session opened.
 func (c *conn) startTelemetry() {
-	c.log = c.srv.log.With("session", c.id, "remote", c.remote)
-	if c.link.IsValid() {
-		c.log = c.log.With("trace_id", c.link.TraceID().String())
-	}
 	c.pubCtx = broker.WithAPI(c.ctx, broker.APIWS)
 	c.started = time.Now()
 	c.srv.tel.opened.Add(c.ctx, 1)
+}
+
+// logger returns the session's logger, with the attributes every session
+// event carries; it is made on first use.
+func (c *conn) logger() *slog.Logger {
+	c.logOnce.Do(func() {
+		c.log = c.srv.log.With("session", c.id, "remote", c.remote)
+		if c.link.IsValid() {
+			c.log = c.log.With("trace_id", c.link.TraceID().String())
+		}
+	})
+	return c.log
 }
 
 // ended counts and logs the session's end: the close code and reason it
@@ -160,7 +168,7 @@ func (c *conn) ended() {
 	if c.subject != "" {
 		args = append(args, "sub", c.subject)
 	}
-	c.log.Info("session closed", args...)
+	c.logger().Info("session closed", args...)
 }
 
 // closeOutcome is the code and reason a session ended with: the client's
