@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command loadgen is Tidings' load generator. It starts the broker (or
 // targets a running one at -url), opens up to tens of thousands of
 // WebSocket sessions from worker processes bound to loopback source

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // tracker follows the offsets one session receives, per subscription and
