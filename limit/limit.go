@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -146,4 +147,34 @@ func (l *PerAddr) sweep(now time.Time) {
 			delete(l.entries, k)
 		}
 	}
+}
+
+// Tally counts refusals by reason, for a fixed set of reasons.
+type Tally struct {
+	reasons []string
+	counts  []atomic.Uint64
+}
+
+// NewTally returns a tally of reasons, each at 0.
+func NewTally(reasons ...string) *Tally {
+	return &Tally{reasons: reasons, counts: make([]atomic.Uint64, len(reasons))}
+}
+
+// Add counts one refusal for reason; a reason not in the tally is ignored.
+func (t *Tally) Add(reason string) {
+	for i, name := range t.reasons {
+		if name == reason {
+			t.counts[i].Add(1)
+			return
+		}
+	}
+}
+
+// Snapshot returns every reason's count, zeros included.
+func (t *Tally) Snapshot() map[string]uint64 {
+	m := make(map[string]uint64, len(t.reasons))
+	for i, name := range t.reasons {
+		m[name] = t.counts[i].Load()
+	}
+	return m
 }

@@ -133,3 +133,14 @@ func TestNoLimitAndInvalidAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestTallyCountsEachReasonAndIgnoresOthers(t *testing.T) {
+	tally := limit.NewTally("a", "b")
+	tally.Add("a")
+	tally.Add("a")
+	tally.Add("unknown")
+	got := tally.Snapshot()
+	if len(got) != 2 || got["a"] != 2 || got["b"] != 0 {
+		t.Fatalf("Snapshot = %v, want map[a:2 b:0]", got)
+	}
+}

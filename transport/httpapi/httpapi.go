@@ -14,12 +14,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/gate"
+	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/transport/clientip"
 	"github.com/tidings-io/tidings/transport/ws"
 	"go.opentelemetry.io/otel/metric"
@@ -75,28 +75,23 @@ func (c Config) withDefaults() Config {
 
 // API serves the HTTP routes of one node.
 type API struct {
-	cfg     Config
-	b       *broker.Broker
-	ws      *ws.Server
-	mux     *http.ServeMux
-	closing atomic.Bool
-
-	// admitting is held shared while a publish checks closing and joins
-	// inflight, and exclusively by BeginShutdown, so that no publish
-	// joins inflight once closing is set.
-	admitting sync.RWMutex
-	// inflight counts the publishes admitted and not yet finished.
-	inflight sync.WaitGroup
+	cfg Config
+	b   *broker.Broker
+	ws  *ws.Server
+	mux *http.ServeMux
+	// publishes admits publishes until BeginShutdown and counts those
+	// not yet finished.
+	publishes gate.Gate
 
 	keys     []*apiKey
 	resolver *clientip.Resolver
-	refused  refusalCounters
+	refused  *limit.Tally // by the Refused* reasons
 	tel      telemetry
 }
 
 // New returns the API of a node whose WebSocket sessions wsrv serves.
 func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
-	a := &API{cfg: cfg.withDefaults(), b: b, ws: wsrv, mux: http.NewServeMux()}
+	a := &API{cfg: cfg.withDefaults(), b: b, ws: wsrv, mux: http.NewServeMux(), refused: limit.NewTally(refusalReasons...)}
 	a.keys = newKeys(a.cfg.APIKeys, a.cfg.PublishRate)
 	a.resolver = clientip.New(a.cfg.TrustedProxies)
 	a.setupTelemetry()
@@ -116,48 +111,20 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.serve(w, r) }
 
 // BeginShutdown makes /readyz fail and new publishes get 503 from now on.
-func (a *API) BeginShutdown() {
-	a.admitting.Lock()
-	a.closing.Store(true)
-	a.admitting.Unlock()
-}
+func (a *API) BeginShutdown() { a.publishes.Close() }
 
 // Drain waits until every publish admitted before BeginShutdown has
 // finished, its messages handed to the broker, or until ctx is done. Call
 // it after BeginShutdown; it does not wait for other HTTP requests, nor
 // for connections that have not sent a request.
-func (a *API) Drain(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		a.inflight.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// enter reports whether a publish may start, and if so counts it in
-// inflight: the caller must call a.inflight.Done when it has finished.
-func (a *API) enter() bool {
-	a.admitting.RLock()
-	defer a.admitting.RUnlock()
-	if a.closing.Load() {
-		return false
-	}
-	a.inflight.Add(1)
-	return true
-}
+func (a *API) Drain(ctx context.Context) error { return a.publishes.Wait(ctx) }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
-	if a.closing.Load() {
+	if a.publishes.Closed() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "shutting down"})
 		return
 	}
@@ -191,7 +158,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer a.inflight.Done()
+	defer a.publishes.Leave()
 	var p publishBody
 	if err := decodeStrict(body, &p); err != nil {
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
@@ -210,7 +177,7 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer a.inflight.Done()
+	defer a.publishes.Leave()
 	var batch struct {
 		Messages []publishBody `json:"messages"`
 	}
@@ -238,7 +205,7 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publ
 	if key != nil {
 		if err := broker.CheckPublish(key.APIKey, pubs); err != nil {
 			if errors.Is(err, broker.ErrForbidden) {
-				a.refused.add(RefusedScope)
+				a.refused.Add(RefusedScope)
 			}
 			code := broker.ErrorCode(err)
 			writeError(w, statusOf(code), code, strings.TrimPrefix(err.Error(), "broker: "))
@@ -262,8 +229,8 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publ
 // admit applies method, auth, rate, content type, shutdown and size
 // checks and returns the body and the caller's API key (nil for a
 // loopback publisher when no key is configured). When it returns true
-// the publish is counted in inflight, and the caller must call
-// a.inflight.Done when it has finished.
+// the publish is admitted by a.publishes, and the caller must call
+// a.publishes.Leave when it has finished.
 func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -275,15 +242,15 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		if code == http.StatusUnauthorized {
 			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
-			a.refused.add(RefusedKey)
+			a.refused.Add(RefusedKey)
 		} else {
-			a.refused.add(RefusedLoopback)
+			a.refused.Add(RefusedLoopback)
 		}
 		writeError(w, code, statusCode(code), msg)
 		return nil, nil, false
 	}
 	if retry, ok := key.allow(); !ok {
-		a.refused.add(RefusedRate)
+		a.refused.Add(RefusedRate)
 		w.Header().Set("Retry-After", retry)
 		writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, fmt.Sprintf("API key %s publishes faster than its limit allows", key.Name))
 		return nil, nil, false
@@ -293,13 +260,13 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		return nil, nil, false
 	}
-	if !a.enter() {
+	if !a.publishes.Enter() {
 		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return nil, nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodySize))
 	if err != nil {
-		a.inflight.Done()
+		a.publishes.Leave()
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", a.cfg.MaxBodySize))
@@ -309,7 +276,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		return nil, nil, false
 	}
 	if !utf8.Valid(body) {
-		a.inflight.Done()
+		a.publishes.Leave()
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body is not valid UTF-8")
 		return nil, nil, false
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"math"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
@@ -26,19 +25,7 @@ const (
 	RefusedRate = "http_rate"
 )
 
-var refusalReasons = [...]string{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate}
-
-// refusalCounters counts refusals by reason.
-type refusalCounters [len(refusalReasons)]atomic.Uint64
-
-func (r *refusalCounters) add(reason string) {
-	for i, name := range refusalReasons {
-		if name == reason {
-			r[i].Add(1)
-			return
-		}
-	}
-}
+var refusalReasons = []string{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate}
 
 // Stats are the publish API's counters.
 type Stats struct {
@@ -49,11 +36,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the API's counters.
 func (a *API) Stats() Stats {
-	st := Stats{Refused: make(map[string]uint64, len(refusalReasons))}
-	for i, name := range refusalReasons {
-		st.Refused[name] = a.refused[i].Load()
-	}
-	return st
+	return Stats{Refused: a.refused.Snapshot()}
 }
 
 // apiKey is a configured key with the digest its secret is compared by

@@ -209,9 +209,7 @@ func (c *conn) shutdownNow() {
 	c.sess.Send(closeFrame(ws.StatusGoingAway, "server shutting down"))
 	c.sess.Close()
 	frames, _ := c.sess.Outbox().Drain(nil)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	nb := net.Buffers(frames)
-	_, _ = nb.WriteTo(c.nc)
+	_ = c.writeWaiting(frames)
 	c.srv.stats.count(&c.srv.stats.sent, ws.StatusGoingAway)
 	c.cancel()
 	_ = c.nc.Close()
@@ -319,14 +317,13 @@ func (c *conn) turn() {
 		return
 	}
 	if len(frames) > 0 {
-		n, err := writeNow(c.raw, frames)
-		c.srv.tel.bytesOut.Add(uint64(n))
+		rest, err := c.writeNoWait(frames)
 		if err != nil {
 			c.writeFailed(err)
 			return
 		}
-		if rest := skipBytes(frames, n); len(rest) > 0 {
-			go c.writeRest(frames, rest, oldest)
+		if len(rest) > 0 {
+			go c.writeRest(len(frames), rest, oldest)
 			return
 		}
 		c.srv.tel.written(c.ctx, len(frames), oldest)
@@ -336,16 +333,12 @@ func (c *conn) turn() {
 
 // writeRest finishes a batch the socket could not take at once, waiting
 // under the write timeout, then writes on until the outbox is empty.
-func (c *conn) writeRest(frames, rest [][]byte, oldest time.Time) {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	nb := net.Buffers(rest)
-	n, err := nb.WriteTo(c.nc)
-	c.srv.tel.bytesOut.Add(uint64(n))
-	if err != nil {
+func (c *conn) writeRest(batch int, rest [][]byte, oldest time.Time) {
+	if err := c.writeWaiting(rest); err != nil {
 		c.writeFailed(err)
 		return
 	}
-	c.srv.tel.written(c.ctx, len(frames), oldest)
+	c.srv.tel.written(c.ctx, batch, oldest)
 	c.writeAll()
 }
 
@@ -418,20 +411,30 @@ func (c *conn) writeFailed(err error) {
 // write sends frames with one writev. It waits only when the socket is
 // full: then under the write timeout.
 func (c *conn) write(frames [][]byte) error {
-	if len(frames) == 0 {
-		return nil
+	rest, err := c.writeNoWait(frames)
+	if err != nil || len(rest) == 0 {
+		return err
 	}
-	if c.raw != nil {
-		n, err := writeNow(c.raw, frames)
-		c.srv.tel.bytesOut.Add(uint64(n))
-		if err != nil {
-			return err
-		}
-		frames = skipBytes(frames, n)
-		if len(frames) == 0 {
-			return nil
-		}
+	return c.writeWaiting(rest)
+}
+
+// writeNoWait writes what the socket takes at once (nothing when it has
+// no descriptor to write to without waiting: TLS) and returns the rest.
+func (c *conn) writeNoWait(frames [][]byte) (rest [][]byte, err error) {
+	if c.raw == nil || len(frames) == 0 {
+		return frames, nil
 	}
+	n, err := writeNow(c.raw, frames)
+	c.srv.tel.bytesOut.Add(uint64(n))
+	if err != nil {
+		return nil, err
+	}
+	return skipBytes(frames, n), nil
+}
+
+// writeWaiting writes frames through the connection, waiting for the
+// socket under the write timeout.
+func (c *conn) writeWaiting(frames [][]byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	nb := net.Buffers(frames)
 	n, err := nb.WriteTo(c.nc)
@@ -782,11 +785,11 @@ func (c *conn) publish(cmd Command) {
 		c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		return
 	}
-	if !c.srv.beginPublish() {
+	if !c.srv.publishes.Enter() {
 		c.sendError(cmd.Ref, broker.CodeUnavailable, errors.New("server shutting down"))
 		return
 	}
-	defer c.srv.publishing.Done()
+	defer c.srv.publishes.Leave()
 	ctx, end := c.startPublish(cmd.Topic)
 	msgs, err := c.srv.b.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}})
 	end(msgs, err)

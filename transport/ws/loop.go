@@ -211,11 +211,7 @@ func (l *eventLoop) readable(id uint64) {
 // with a reader goroutine is cut by its read deadline.)
 func (l *eventLoop) sweep(now time.Time) {
 	beat := l.srv.cfg.Heartbeat
-	l.srv.mu.Lock()
-	for c := range l.srv.conns {
-		l.scratch = append(l.scratch, c)
-	}
-	l.srv.mu.Unlock()
+	l.scratch = l.srv.appendConns(l.scratch)
 	nowNS := now.UnixNano()
 	for _, c := range l.scratch {
 		if c.loop != l {

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -63,30 +62,10 @@ const (
 )
 
 // refusalReasons lists the reasons in the order of the counters.
-var refusalReasons = [...]string{
+var refusalReasons = []string{
 	RefusedOrigin, RefusedToken, RefusedMaxSessions, RefusedIPRate, RefusedIPConns,
 	RefusedOpRate, RefusedOpAbuse, RefusedForbidden, RefusedSubscriptions,
 	RefusedTokenExpired, RefusedRefresh,
-}
-
-// refusalCounters counts refusals by reason.
-type refusalCounters [len(refusalReasons)]atomic.Uint64
-
-func (r *refusalCounters) add(reason string) {
-	for i, name := range refusalReasons {
-		if name == reason {
-			r[i].Add(1)
-			return
-		}
-	}
-}
-
-func (r *refusalCounters) snapshot() map[string]uint64 {
-	m := make(map[string]uint64, len(refusalReasons))
-	for i, name := range refusalReasons {
-		m[name] = r[i].Load()
-	}
-	return m
 }
 
 // codedError is an error for the client: its text is msg, and it wraps the
@@ -104,9 +83,9 @@ func (e codedError) Unwrap() error { return e.kind }
 func (c *conn) countRefusal(err error) {
 	switch {
 	case errors.Is(err, broker.ErrForbidden):
-		c.srv.refused.add(RefusedForbidden)
+		c.srv.refused.Add(RefusedForbidden)
 	case errors.Is(err, broker.ErrTooManySubscriptions):
-		c.srv.refused.add(RefusedSubscriptions)
+		c.srv.refused.Add(RefusedSubscriptions)
 	}
 }
 
@@ -133,7 +112,7 @@ func tokenOf(r *http.Request) string {
 
 // refuse answers a refused upgrade with its JSON error and counts it.
 func (s *Server) refuse(w http.ResponseWriter, reason string, status int, code, message string, retryAfter time.Duration) {
-	s.refused.add(reason)
+	s.refused.Add(reason)
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
 	}
@@ -207,10 +186,10 @@ func (c *conn) allowOp() (ok, abuse bool) {
 		return true, false
 	}
 	if c.strikes.Allow() {
-		c.srv.refused.add(RefusedOpRate)
+		c.srv.refused.Add(RefusedOpRate)
 		return false, false
 	}
-	c.srv.refused.add(RefusedOpAbuse)
+	c.srv.refused.Add(RefusedOpAbuse)
 	return false, true
 }
 
@@ -243,7 +222,7 @@ func (c *conn) expire() {
 	if c.closing() {
 		return
 	}
-	c.srv.refused.add(RefusedTokenExpired)
+	c.srv.refused.Add(RefusedTokenExpired)
 	c.srv.log.Info("token expired", "session", c.id, "remote", c.remote, "sub", c.subject)
 	c.requestClose(ws.StatusPolicyViolation, "token expired", closeFail)
 }
@@ -258,12 +237,12 @@ func (c *conn) refresh(cmd Command) {
 	}
 	claims, err := c.srv.cfg.Tokens.Verify(c.ctx, cmd.Token)
 	if err != nil {
-		c.srv.refused.add(RefusedRefresh)
+		c.srv.refused.Add(RefusedRefresh)
 		c.sendError(cmd.Ref, broker.CodeUnauthorized, codedError{broker.ErrUnauthorized, strings.TrimPrefix(err.Error(), "auth: ")})
 		return
 	}
 	if claims.Subject != c.subject {
-		c.srv.refused.add(RefusedRefresh)
+		c.srv.refused.Add(RefusedRefresh)
 		c.sendError(cmd.Ref, broker.CodeForbidden, codedError{broker.ErrForbidden, "the token is for another subject than the session's"})
 		return
 	}

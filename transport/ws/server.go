@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/transport/clientip"
 	"go.opentelemetry.io/otel/metric"
@@ -157,17 +158,18 @@ type Server struct {
 	b        *broker.Broker
 	log      *slog.Logger
 	upgrader ws.HTTPUpgrader
-	wg       sync.WaitGroup
 
-	// mu guards conns, loop, and closing's change from false to true.
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	loop    *eventLoop // runs while conns is not empty
-	closing atomic.Bool
+	// sessions admits upgrades until Shutdown and counts the sessions
+	// not yet released; publishes does the same for WebSocket publishes,
+	// which Shutdown waits for before it closes the sessions.
+	sessions  gate.Gate
+	publishes gate.Gate
 
-	// publishing counts in-flight publishes; Shutdown waits for it after
-	// setting closing, so every publish begun before shutdown completes.
-	publishing sync.WaitGroup
+	// mu guards conns and loop, and orders Shutdown's closing of the
+	// gates with register.
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	loop  *eventLoop // runs while conns is not empty
 
 	stats closeStats
 	tel   telemetry
@@ -177,7 +179,7 @@ type Server struct {
 	// admitted counts the upgrades admitted and not yet ended, for
 	// MaxSessions.
 	admitted atomic.Int64
-	refused  refusalCounters
+	refused  *limit.Tally // by the Refused* reasons
 }
 
 // closeStats counts close codes by code, 1000–1015.
@@ -216,6 +218,7 @@ func New(cfg Config, b *broker.Broker) *Server {
 			Protocol: func(p string) bool { return p == Subprotocol },
 		},
 		conns:    make(map[*conn]struct{}),
+		refused:  limit.NewTally(refusalReasons...),
 		resolver: clientip.New(cfg.TrustedProxies),
 		perIP:    limit.New(limit.Config{Rate: cfg.IPConnRate, Burst: cfg.IPConnBurst, Max: cfg.IPMaxConns}),
 	}
@@ -225,7 +228,7 @@ func New(cfg Config, b *broker.Broker) *Server {
 
 // Stats returns a snapshot of the close-code counters.
 func (s *Server) Stats() Stats {
-	st := Stats{CloseSent: map[int]uint64{}, CloseReceived: map[int]uint64{}, Refused: s.refused.snapshot()}
+	st := Stats{CloseSent: map[int]uint64{}, CloseReceived: map[int]uint64{}, Refused: s.refused.Snapshot()}
 	for i := range s.stats.sent {
 		if n := s.stats.sent[i].Load(); n > 0 {
 			st.CloseSent[1000+i] = n
@@ -250,20 +253,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, RefusedOrigin, http.StatusForbidden, broker.CodeForbidden, "origin not allowed", 0)
 		return
 	}
-	s.mu.Lock()
-	closing := s.closing.Load()
-	if !closing {
-		s.wg.Add(1)
-	}
-	s.mu.Unlock()
-	if closing {
+	if !s.sessions.Enter() {
 		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return
 	}
 	started := false
 	defer func() {
 		if !started {
-			s.wg.Done()
+			s.sessions.Leave()
 		}
 	}()
 
@@ -317,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) register(c *conn) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.sessions.Closed() {
 		return false, nil
 	}
 	if s.loop == nil {
@@ -351,7 +348,17 @@ func (s *Server) endSession(c *conn) {
 	}
 	s.mu.Unlock()
 	c.admission()
-	s.wg.Done()
+	s.sessions.Leave()
+}
+
+// appendConns appends the registered sessions to dst.
+func (s *Server) appendConns(dst []*conn) []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // Shutdown refuses new sessions, waits for publishes already begun, then
@@ -360,54 +367,24 @@ func (s *Server) endSession(c *conn) {
 // connections are cut. It returns ctx.Err() if the deadline was reached.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing.Store(true)
+	s.sessions.Close()
+	s.publishes.Close()
 	s.mu.Unlock()
 
-	s.publishing.Wait()
+	_ = s.publishes.Wait(context.Background())
 
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.appendConns(nil)
 	for _, c := range conns {
 		c.requestClose(ws.StatusGoingAway, "server shutting down", closeGraceful)
 	}
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
+	if s.sessions.Wait(ctx) == nil {
 		return nil
-	case <-ctx.Done():
 	}
-	s.mu.Lock()
-	conns = conns[:0]
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.appendConns(conns[:0]) {
 		c.cut()
 	}
-	<-done
+	_ = s.sessions.Wait(context.Background())
 	return ctx.Err()
-}
-
-// beginPublish admits a publish unless shutdown has begun; the caller
-// calls s.publishing.Done when it has finished.
-func (s *Server) beginPublish() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return false
-	}
-	s.publishing.Add(1)
-	return true
 }
 
 // originAllowed applies the Origin policy: no Origin header passes; "*"
