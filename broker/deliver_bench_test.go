@@ -20,23 +20,7 @@ import (
 func BenchmarkDeliver(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			st := memory.New(memory.Config{})
-			defer st.Close()
-			br := broker.New(broker.Config{QueueSize: 1024}, st, ws.Encoder{})
-			sessions := make([]*broker.Session, n)
-			for i := range sessions {
-				s := br.NewSession()
-				if err := s.Subscribe(context.Background(), "", "bench.topic", nil); err != nil {
-					b.Fatal(err)
-				}
-				sessions[i] = s
-			}
-			spare := make([][][]byte, n)
-			drainAll := func() {
-				for i, s := range sessions {
-					spare[i], _ = s.Outbox().Drain(spare[i])
-				}
-			}
+			br, drainAll := benchFanout(b, broker.Config{QueueSize: 1024}, n)
 			m := &broker.Message{
 				ID: "6f1c2d4e-8a9b-4c3d-9e2f-1a2b3c4d5e6f", Topic: "bench.topic", Epoch: "e1",
 				Time: time.Now(), Data: json.RawMessage(`"` + strings.Repeat("x", 98) + `"`),
@@ -60,9 +44,6 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
-			for _, s := range sessions {
-				s.Close()
-			}
 		})
 	}
 }
@@ -97,6 +78,35 @@ func BenchmarkSubscribeChurn(b *testing.B) {
 		}
 		if i%1024 == 1023 {
 			spare, _ = s.Outbox().Drain(spare)
+		}
+	}
+}
+
+// benchFanout starts a broker on an in-memory store with n sessions
+// subscribed to bench.topic, closed at cleanup, and returns it with a
+// function that drains every session's outbox, as their writers would.
+func benchFanout(b *testing.B, cfg broker.Config, n int) (*broker.Broker, func()) {
+	b.Helper()
+	st := memory.New(memory.Config{})
+	b.Cleanup(func() { _ = st.Close() })
+	br := broker.New(cfg, st, ws.Encoder{})
+	sessions := make([]*broker.Session, n)
+	for i := range sessions {
+		s := br.NewSession()
+		if err := s.Subscribe(context.Background(), "", "bench.topic", nil); err != nil {
+			b.Fatal(err)
+		}
+		sessions[i] = s
+	}
+	b.Cleanup(func() {
+		for _, s := range sessions {
+			s.Close()
+		}
+	})
+	spare := make([][][]byte, n)
+	return br, func() {
+		for i, s := range sessions {
+			spare[i], _ = s.Outbox().Drain(spare[i])
 		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
-	"github.com/tidings-io/tidings/store/memory"
-	"github.com/tidings-io/tidings/transport/ws"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -44,23 +42,7 @@ func BenchmarkPublishDeliverTracing(b *testing.B) {
 			b.Run(fmt.Sprintf("subs=%d/%s", n, mode.name), func(b *testing.B) {
 				tp, stop := mode.tp()
 				defer stop()
-				st := memory.New(memory.Config{})
-				defer st.Close()
-				br := broker.New(broker.Config{QueueSize: 1024, TracerProvider: tp}, st, ws.Encoder{})
-				sessions := make([]*broker.Session, n)
-				for i := range sessions {
-					s := br.NewSession()
-					if err := s.Subscribe(context.Background(), "", "bench.topic", nil); err != nil {
-						b.Fatal(err)
-					}
-					sessions[i] = s
-				}
-				spare := make([][][]byte, n)
-				drainAll := func() {
-					for i, s := range sessions {
-						spare[i], _ = s.Outbox().Drain(spare[i])
-					}
-				}
+				br, drainAll := benchFanout(b, broker.Config{QueueSize: 1024, TracerProvider: tp}, n)
 				pubs := []broker.Publication{{Topic: "bench.topic", Data: json.RawMessage(`"` + strings.Repeat("x", 98) + `"`)}}
 				ctx := context.Background()
 				for i := 0; i < 1024; i++ {
@@ -82,9 +64,6 @@ func BenchmarkPublishDeliverTracing(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				for _, s := range sessions {
-					s.Close()
-				}
 			})
 		}
 	}
