@@ -36,16 +36,7 @@ func benchNodes(b *testing.B, setup string) (pub *broker.Broker, subs []*broker.
 		cfg = redis.Config{ClusterAddrs: redistest.StartCluster(b).Addrs()}
 	}
 	newBroker := func() *broker.Broker {
-		st, err := redis.New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = st.Close() })
-		deadline := time.Now().Add(10 * time.Second)
-		for st.Healthy() != nil && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		return broker.New(broker.Config{QueueSize: 1 << 20, QueueBytes: 1 << 30}, st, ws.Encoder{})
+		return newRedisBroker(b, cfg, broker.Config{QueueSize: 1 << 20, QueueBytes: 1 << 30})
 	}
 	pub = newBroker()
 	if setup == "redis-1node" {
@@ -160,4 +151,21 @@ func BenchmarkPublishToDeliverThroughput(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// newRedisBroker starts a broker on a Redis store of cfg, closed at
+// cleanup, once the store answers (for up to 10 s: the store has no
+// event for it, so it is polled).
+func newRedisBroker(b *testing.B, cfg redis.Config, bcfg broker.Config) *broker.Broker {
+	b.Helper()
+	st, err := redis.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for st.Healthy() != nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return broker.New(bcfg, st, ws.Encoder{})
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
@@ -30,18 +29,7 @@ func tracedBenchNodes(b *testing.B, setup string, newTP func() trace.TracerProvi
 		return br, []*broker.Broker{br}
 	}
 	cfg := redis.Config{URL: redistest.Start(b).URL()}
-	newBroker := func() *broker.Broker {
-		st, err := redis.New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = st.Close() })
-		deadline := time.Now().Add(10 * time.Second)
-		for st.Healthy() != nil && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		return broker.New(bcfg(), st, ws.Encoder{})
-	}
+	newBroker := func() *broker.Broker { return newRedisBroker(b, cfg, bcfg()) }
 	return newBroker(), []*broker.Broker{newBroker(), newBroker()}
 }
 
