@@ -276,18 +276,23 @@ func TestBadCommandsGetErrorFrameAndSessionStaysOpen(t *testing.T) {
 func TestSubscribingTwiceIsBadRequestAndKeepsTheFirstSubscription(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, config{})
-	for _, topic := range []string{"dup.t", "dup.*"} {
-		t.Run(topic, func(t *testing.T) {
+	// Each case has its own topic space: the cases run in parallel, and a
+	// publish of one must not reach the other's subscription.
+	for _, tc := range []struct{ subscribe, publish string }{
+		{subscribe: "dup.exact.t", publish: "dup.exact.t"},
+		{subscribe: "dup.pattern.*", publish: "dup.pattern.t"},
+	} {
+		t.Run(tc.subscribe, func(t *testing.T) {
 			t.Parallel()
 			c, _ := h.dialWelcome(t)
-			c.subscribe(topic)
-			c.send(`{"op":"subscribe","topic":` + strconv.Quote(topic) + `,"ref":"again"}`)
+			c.subscribe(tc.subscribe)
+			c.send(`{"op":"subscribe","topic":` + strconv.Quote(tc.subscribe) + `,"ref":"again"}`)
 			if e := c.expect("error"); e.Code != "bad_request" || e.Ref != "again" {
 				t.Fatalf("second subscribe: %s, want error bad_request ref again", e)
 			}
 			c.ping("still-open")
-			h.mustPublish(t, "dup.t", `"once"`)
-			if m := c.expect("message"); m.Topic != "dup.t" {
+			h.mustPublish(t, tc.publish, `"once"`)
+			if m := c.expect("message"); m.Topic != tc.publish {
 				t.Fatalf("got %s", m)
 			}
 			c.ping("no-duplicate")
