@@ -478,8 +478,8 @@ func TestRunUsesEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.nc.Close()
-			w, err := c.expect("welcome", deadline)
+			defer c.Close()
+			w, err := c.Expect("welcome", deadline)
 			if err != nil {
 				t.Fatal(err)
 			}

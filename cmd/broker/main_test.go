@@ -1,22 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
+	"github.com/tidings-io/tidings/internal/wstest"
 	"go.uber.org/goleak"
 )
 
@@ -221,152 +217,8 @@ func getStatus(hc *http.Client, addr, path string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// wsClient is a real WebSocket client (gobwas/ws) of one session.
-type wsClient struct {
-	nc net.Conn
-	r  *bufio.Reader
-}
-
-// serverFrame is any server → client frame of PROTOCOL.md.
-type serverFrame struct {
-	Type      string          `json:"type"`
-	Session   string          `json:"session"`
-	Node      string          `json:"node"`
-	Heartbeat float64         `json:"heartbeat"`
-	Ref       string          `json:"ref"`
-	Topic     string          `json:"topic"`
-	Sub       string          `json:"sub"`
-	ID        string          `json:"id"`
-	Offset    uint64          `json:"offset"`
-	Epoch     string          `json:"epoch"`
-	Data      json.RawMessage `json:"data"`
-	Code      string          `json:"code"`
-	Message   string          `json:"message"`
-}
-
-// closeError reports that the server sent a close frame.
-type closeError struct {
-	code   ws.StatusCode
-	reason string
-}
-
-func (e *closeError) Error() string { return fmt.Sprintf("close %d %q", e.code, e.reason) }
-
-// dialWS opens a session at addr offering the pubsub.v1 subprotocol.
-func dialWS(ctx context.Context, addr string) (*wsClient, error) {
-	d := ws.Dialer{Protocols: []string{"pubsub.v1"}, Timeout: 20 * time.Second}
-	nc, br, hs, err := d.Dial(ctx, "ws://"+addr+"/v1/ws")
-	if err != nil {
-		return nil, err
-	}
-	if hs.Protocol != "pubsub.v1" {
-		nc.Close()
-		return nil, fmt.Errorf("subprotocol %q selected, want pubsub.v1", hs.Protocol)
-	}
-	if br == nil {
-		br = bufio.NewReader(nc)
-	}
-	return &wsClient{nc: nc, r: br}, nil
-}
-
-// send writes one masked text frame holding v as JSON.
-func (c *wsClient) send(v any) error {
-	p, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return wsutil.WriteClientMessage(c.nc, ws.OpText, p)
-}
-
-// sendClose writes a masked close frame.
-func (c *wsClient) sendClose(code ws.StatusCode, reason string) error {
-	return ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))))
-}
-
-// next reads the next text frame before deadline. It answers pings, and
-// returns a *closeError (without answering) when the server closes.
-func (c *wsClient) next(deadline time.Time) (serverFrame, error) {
-	_ = c.nc.SetReadDeadline(deadline)
-	for {
-		f, err := readFrame(c.r)
-		if err != nil {
-			return serverFrame{}, err
-		}
-		switch f.Header.OpCode {
-		case ws.OpText:
-			var sf serverFrame
-			if err := json.Unmarshal(f.Payload, &sf); err != nil {
-				return sf, fmt.Errorf("text frame %q: %w", f.Payload, err)
-			}
-			return sf, nil
-		case ws.OpClose:
-			code, reason := ws.ParseCloseFrameData(f.Payload)
-			return serverFrame{}, &closeError{code: code, reason: reason}
-		case ws.OpPing:
-			if err := ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewPongFrame(f.Payload))); err != nil {
-				return serverFrame{}, err
-			}
-		case ws.OpPong:
-		default:
-			return serverFrame{}, fmt.Errorf("unexpected opcode %v", f.Header.OpCode)
-		}
-	}
-}
-
-// expect reads the next frame and checks its type.
-func (c *wsClient) expect(typ string, deadline time.Time) (serverFrame, error) {
-	f, err := c.next(deadline)
-	if err != nil {
-		return f, err
-	}
-	if f.Type != typ {
-		return f, fmt.Errorf("got a %q frame (%+v), want %q", f.Type, f, typ)
-	}
-	return f, nil
-}
-
-// subscribe subscribes to each topic and waits for every answer.
-func (c *wsClient) subscribe(deadline time.Time, topics ...string) error {
-	for i, topic := range topics {
-		if err := c.send(map[string]string{"op": "subscribe", "topic": topic, "ref": fmt.Sprint(i)}); err != nil {
-			return err
-		}
-	}
-	for range topics {
-		if _, err := c.expect("subscribed", deadline); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// asClose returns the close frame an error from next reports, or nil.
-func asClose(err error) *closeError {
-	var ce *closeError
-	if errors.As(err, &ce) {
-		return ce
-	}
-	return nil
-}
-
-// maxTestFrame bounds the payload of a server frame the test client reads.
-const maxTestFrame = 4 << 20
-
-// readFrame reads one whole frame of at most maxTestFrame payload bytes.
-func readFrame(r io.Reader) (ws.Frame, error) {
-	h, err := ws.ReadHeader(r)
-	if err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Length > maxTestFrame {
-		return ws.Frame{}, fmt.Errorf("frame of %d bytes, over the test client's %d", h.Length, maxTestFrame)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(r, p); err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Masked {
-		ws.Cipher(p, h.Mask, 0)
-	}
-	return ws.Frame{Header: h, Payload: p}, nil
+// dialWS opens a session at the broker listening on addr; the server must
+// select the pubsub.v1 subprotocol.
+func dialWS(ctx context.Context, addr string) (*wstest.Conn, error) {
+	return wstest.Open(ctx, "ws://"+addr+"/v1/ws")
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/wstest"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the copying goroutine of os/exec
@@ -126,21 +127,21 @@ func TestProcessSignals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.nc.Close()
-			if _, err := c.expect("welcome", deadline); err != nil {
+			defer c.Close()
+			if _, err := c.Expect("welcome", deadline); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.subscribe(deadline, "proc.a"); err != nil {
+			if err := c.Subscribe(deadline, "proc.a"); err != nil {
 				t.Fatal(err)
 			}
 
 			p.signal(t, sig)
-			_, err = c.next(deadline)
-			ce := asClose(err)
-			if ce == nil || ce.code != ws.StatusGoingAway || ce.reason != "server shutting down" {
+			_, err = c.Next(deadline)
+			ce := wstest.AsClose(err)
+			if ce == nil || ce.Code != ws.StatusGoingAway || ce.Reason != "server shutting down" {
 				t.Fatalf("after %v: %v, want close 1001 \"server shutting down\"", sig, err)
 			}
-			if err := c.sendClose(ws.StatusGoingAway, ""); err != nil {
+			if err := c.SendClose(ws.StatusGoingAway, ""); err != nil {
 				t.Fatalf("answering the close: %v", err)
 			}
 			p.wait(t, 20*time.Second)
@@ -169,15 +170,15 @@ func TestProcessSignals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.nc.Close()
-		if _, err := c.expect("welcome", deadline); err != nil {
+		defer c.Close()
+		if _, err := c.Expect("welcome", deadline); err != nil {
 			t.Fatal(err)
 		}
 
 		p.signal(t, syscall.SIGTERM)
 		// The session gets its 1001 and does not answer: the broker now
 		// waits for the reply.
-		if _, err := c.next(deadline); asClose(err) == nil || asClose(err).code != ws.StatusGoingAway {
+		if _, err := c.Next(deadline); wstest.AsClose(err) == nil || wstest.AsClose(err).Code != ws.StatusGoingAway {
 			t.Fatalf("after SIGTERM: %v, want close 1001", err)
 		}
 		if _, err := p.log.waitRecord("signal received, shutting down", 10*time.Second, p.done); err != nil {

@@ -24,11 +24,11 @@ func TestTwoNodesOnOneRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.nc.Close()
-	if _, err := sub.expect("welcome", deadline); err != nil {
+	defer sub.Close()
+	if _, err := sub.Expect("welcome", deadline); err != nil {
 		t.Fatal(err)
 	}
-	if err := sub.subscribe(deadline, "cmd.two.nodes", "cmd.>"); err != nil {
+	if err := sub.Subscribe(deadline, "cmd.two.nodes", "cmd.>"); err != nil {
 		t.Fatal(err)
 	}
 	hc := newHTTPClient(t)
@@ -42,7 +42,7 @@ func TestTwoNodesOnOneRedis(t *testing.T) {
 	// offset order per subscription.
 	next := map[string]uint64{"": 1, "cmd.>": 1}
 	for i := 0; i < 4; i++ {
-		f, err := sub.expect("message", deadline)
+		f, err := sub.Expect("message", deadline)
 		if err != nil {
 			t.Fatal(err)
 		}

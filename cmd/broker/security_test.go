@@ -8,14 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,8 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tidings-io/tidings/internal/testcert"
+	"github.com/tidings-io/tidings/internal/wstest"
 )
 
 // eventually polls cond every 10ms until it holds or within passes.
@@ -182,38 +181,26 @@ func TestRequestHeaderLimit(t *testing.T) {
 // and JSON error code.
 func wsStatus(t *testing.T, scheme, addr, query string, tlsCfg *tls.Config) (int, string) {
 	t.Helper()
-	var code string
-	d := ws.Dialer{Timeout: 10 * time.Second, TLSConfig: tlsCfg, OnStatusError: func(status int, reason []byte, r io.Reader) {
-		resp, err := http.ReadResponse(bufio.NewReader(r), nil)
-		if err != nil {
-			return
-		}
-		var e struct {
-			Error struct{ Code string } `json:"error"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		code = e.Error.Code
-	}}
 	u := scheme + "://" + addr + "/v1/ws"
 	if query != "" {
 		u += "?" + query
 	}
-	nc, br, _, err := d.Dial(context.Background(), u)
-	var se ws.StatusError
+	d := wstest.Dialer{TLSConfig: tlsCfg, NoSubprotocol: true, Timeout: 10 * time.Second}
+	c, err := d.Open(context.Background(), u)
+	var refused *wstest.RefusedError
 	switch {
 	case err == nil:
-		defer nc.Close()
-		if br == nil {
-			br = bufio.NewReader(nc)
-		}
-		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		f, err := readFrame(br)
-		if err != nil || !strings.Contains(string(f.Payload), `"welcome"`) {
-			t.Fatalf("first frame %q (%v), want the welcome", f.Payload, err)
+		defer c.Close()
+		if _, err := c.Expect("welcome", time.Now().Add(10*time.Second)); err != nil {
+			t.Fatalf("first frame: %v, want the welcome", err)
 		}
 		return http.StatusSwitchingProtocols, ""
-	case errors.As(err, &se):
-		return int(se), code
+	case errors.As(err, &refused):
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		_ = json.Unmarshal(refused.Body, &e)
+		return refused.Status, e.Error.Code
 	}
 	t.Fatalf("dial %s: %v", u, err)
 	return 0, ""
@@ -336,53 +323,6 @@ func TestAPIKeysFileAndRate(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 with the given
-// serial, and its key, to dir; it returns the paths and a pool that trusts
-// it.
-func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: "tidings test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{keyFile, "PRIVATE KEY", keyDER}, {certFile, "CERTIFICATE", der}} {
-		tmp := f.path + ".new"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile, pool
-}
-
 // servedSerial returns the serial of the certificate the server at addr
 // presents.
 func servedSerial(t *testing.T, addr string) int64 {
@@ -401,7 +341,7 @@ func servedSerial(t *testing.T, addr string) int64 {
 func TestTLSServesHTTPSAndWSSAndReloads(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile, pool := writeCert(t, dir, 1)
+	certFile, keyFile, pool := testcert.Write(t, dir, 1)
 	n := startNode(t, nil, "-tls-cert", certFile, "-tls-key", keyFile, "-demo=false")
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
@@ -425,10 +365,10 @@ func TestTLSServesHTTPSAndWSSAndReloads(t *testing.T) {
 		}
 	}
 
-	writeCert(t, dir, 2)
+	testcert.Write(t, dir, 2)
 	eventually(t, 15*time.Second, "the changed certificate to be served", func() bool { return servedSerial(t, n.addr) == 2 })
 
-	writeCert(t, dir, 3)
+	testcert.Write(t, dir, 3)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

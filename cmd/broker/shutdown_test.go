@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/wstest"
 )
 
 // delivery is one message a session received.
@@ -27,26 +27,26 @@ type delivery struct {
 type loadSession struct {
 	subs []string
 
-	mu sync.Mutex // guards nc, for the cleanup that unblocks the reader
-	nc net.Conn
+	mu   sync.Mutex // guards conn, for the cleanup that unblocks the reader
+	conn *wstest.Conn
 
 	// streams holds the deliveries per topic and subscription,
 	// keyed "topic|sub" (sub is empty for an exact subscription).
 	streams map[string][]delivery
-	close   *closeError
+	close   *wstest.CloseError
 	err     error
 }
 
-func (s *loadSession) setConn(nc net.Conn) {
+func (s *loadSession) setConn(c *wstest.Conn) {
 	s.mu.Lock()
-	s.nc = nc
+	s.conn = c
 	s.mu.Unlock()
 }
 
 func (s *loadSession) abort() {
 	s.mu.Lock()
-	if s.nc != nil {
-		s.nc.Close()
+	if s.conn != nil {
+		s.conn.Close()
 	}
 	s.mu.Unlock()
 }
@@ -64,13 +64,13 @@ func (s *loadSession) run(addr string, dialSlots chan struct{}, ready chan<- err
 		ready <- fmt.Errorf("dial: %w", err)
 		return
 	}
-	s.setConn(c.nc)
-	defer c.nc.Close()
-	if _, err := c.expect("welcome", deadline); err != nil {
+	s.setConn(c)
+	defer c.Close()
+	if _, err := c.Expect("welcome", deadline); err != nil {
 		ready <- fmt.Errorf("welcome: %w", err)
 		return
 	}
-	if err := c.subscribe(deadline, s.subs...); err != nil {
+	if err := c.Subscribe(deadline, s.subs...); err != nil {
 		ready <- fmt.Errorf("subscribe %v: %w", s.subs, err)
 		return
 	}
@@ -78,16 +78,15 @@ func (s *loadSession) run(addr string, dialSlots chan struct{}, ready chan<- err
 
 	s.streams = map[string][]delivery{}
 	for {
-		f, err := c.next(deadline)
-		if ce := asClose(err); ce != nil {
+		f, err := c.Next(deadline)
+		if ce := wstest.AsClose(err); ce != nil {
 			s.close = ce
 			// Answer the close, as a well-behaved client does; the server
 			// then ends the connection.
-			if err := c.sendClose(ce.code, ""); err != nil {
+			if err := c.SendClose(ce.Code, ""); err != nil {
 				s.err = fmt.Errorf("answering the close: %w", err)
 			}
-			_ = c.nc.SetReadDeadline(deadline)
-			_, _ = io.Copy(io.Discard, c.r)
+			_ = c.Drain(deadline)
 			return
 		}
 		if err != nil {
@@ -95,7 +94,7 @@ func (s *loadSession) run(addr string, dialSlots chan struct{}, ready chan<- err
 			return
 		}
 		if f.Type != "message" {
-			s.err = fmt.Errorf("unexpected %q frame: %+v", f.Type, f)
+			s.err = fmt.Errorf("unexpected %q frame: %s", f.Type, f.Raw)
 			return
 		}
 		key := f.Topic + "|" + f.Sub
@@ -277,7 +276,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		if c.err != nil {
 			fail("session %d: %v", i, c.err)
 		}
-		if c.close == nil || c.close.code != ws.StatusGoingAway || c.close.reason != "server shutting down" {
+		if c.close == nil || c.close.Code != ws.StatusGoingAway || c.close.Reason != "server shutting down" {
 			fail("session %d: close %v, want 1001 \"server shutting down\"", i, c.close)
 		}
 		want := map[string]bool{}
@@ -371,11 +370,11 @@ func TestShutdownCutsSessionThatDoesNotAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.nc.Close()
-	if _, err := c.expect("welcome", deadline); err != nil {
+	defer c.Close()
+	if _, err := c.Expect("welcome", deadline); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.subscribe(deadline, "mute.a"); err != nil {
+	if err := c.Subscribe(deadline, "mute.a"); err != nil {
 		t.Fatal(err)
 	}
 	status, ack, err := publish(hc, n.addr, "mute.a", `"last words"`)
@@ -386,13 +385,13 @@ func TestShutdownCutsSessionThatDoesNotAnswer(t *testing.T) {
 	start := time.Now()
 	n.cancel()
 
-	f, err := c.expect("message", deadline)
+	f, err := c.Expect("message", deadline)
 	if err != nil || f.ID != ack.ID || string(f.Data) != `"last words"` {
-		t.Fatalf("first frame after cancel: %+v, %v; want the acknowledged message %s", f, err, ack.ID)
+		t.Fatalf("first frame after cancel: %s, %v; want the acknowledged message %s", f.Raw, err, ack.ID)
 	}
-	_, err = c.next(deadline)
-	ce := asClose(err)
-	if ce == nil || ce.code != ws.StatusGoingAway || ce.reason != "server shutting down" {
+	_, err = c.Next(deadline)
+	ce := wstest.AsClose(err)
+	if ce == nil || ce.Code != ws.StatusGoingAway || ce.Reason != "server shutting down" {
 		t.Fatalf("after the message: %v, want close 1001 \"server shutting down\"", err)
 	}
 	// The session does not answer. Shutdown has begun: from now until run
@@ -437,8 +436,7 @@ poll:
 		t.Error(err)
 	}
 	// The connection was cut: reading finds its end, not more frames.
-	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, c.r); err != nil && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+	if err := c.Drain(time.Now().Add(5 * time.Second)); err != nil && !errors.Is(err, net.ErrClosed) && !isReset(err) {
 		t.Errorf("reading after the cut: %v, want EOF or reset", err)
 	}
 }
@@ -466,11 +464,11 @@ func TestShutdownNotHeldByIdleConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.nc.Close()
-	if _, err := c.expect("welcome", deadline); err != nil {
+	defer c.Close()
+	if _, err := c.Expect("welcome", deadline); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.subscribe(deadline, "idle.a"); err != nil {
+	if err := c.Subscribe(deadline, "idle.a"); err != nil {
 		t.Fatal(err)
 	}
 	idle, err := net.Dial("tcp", n.addr)
@@ -485,15 +483,15 @@ func TestShutdownNotHeldByIdleConnection(t *testing.T) {
 
 	start := time.Now()
 	n.cancel()
-	f, err := c.expect("message", deadline)
+	f, err := c.Expect("message", deadline)
 	if err != nil || f.ID != ack.ID {
-		t.Fatalf("after cancel: %+v, %v; want the acknowledged message %s", f, err, ack.ID)
+		t.Fatalf("after cancel: %s, %v; want the acknowledged message %s", f.Raw, err, ack.ID)
 	}
-	_, err = c.next(deadline)
-	if ce := asClose(err); ce == nil || ce.code != ws.StatusGoingAway || ce.reason != "server shutting down" {
+	_, err = c.Next(deadline)
+	if ce := wstest.AsClose(err); ce == nil || ce.Code != ws.StatusGoingAway || ce.Reason != "server shutting down" {
 		t.Fatalf("after the message: %v, want close 1001 \"server shutting down\"", err)
 	}
-	if err := c.sendClose(ws.StatusGoingAway, ""); err != nil {
+	if err := c.SendClose(ws.StatusGoingAway, ""); err != nil {
 		t.Fatal(err)
 	}
 	select {

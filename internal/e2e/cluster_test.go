@@ -30,17 +30,17 @@ func expectMessages(t *testing.T, c *wstest.Client, topic string, from uint64, n
 	epoch := ""
 	next := from
 	for got := 0; got < n; {
-		f := c.Next(wait)
-		if f.Type != "message" || f.Str("topic") != topic {
+		f := c.Next()
+		if f.Type != "message" || f.Topic != topic {
 			t.Fatalf("got %s while waiting for message %d on %s", f.Raw, next, topic)
 		}
-		if f.Uint("offset") != next {
-			t.Fatalf("got offset %d on %s, want %d (gap or duplicate): %s", f.Uint("offset"), topic, next, f.Raw)
+		if f.Offset != next {
+			t.Fatalf("got offset %d on %s, want %d (gap or duplicate): %s", f.Offset, topic, next, f.Raw)
 		}
 		if epoch == "" {
-			epoch = f.Str("epoch")
-		} else if f.Str("epoch") != epoch {
-			t.Fatalf("epoch changed from %s to %s mid-stream", epoch, f.Str("epoch"))
+			epoch = f.Epoch
+		} else if f.Epoch != epoch {
+			t.Fatalf("epoch changed from %s to %s mid-stream", epoch, f.Epoch)
 		}
 		next++
 		got++
@@ -57,19 +57,19 @@ func TestNodesActAsOne(t *testing.T) {
 			t.Run("CrossNodeDeliveryWithWildcards", func(t *testing.T) {
 				topic := topicFor(t, "eur.usd")
 				exact := wstest.Dial(t, nodes[1].WS)
-				exact.Subscribe(topic, nil)
+				exact.Subscribe(topic)
 				wild := wstest.Dial(t, nodes[2].WS)
 				pattern := topicFor(t, "*.usd")
-				wild.Subscribe(pattern, nil)
+				wild.Subscribe(pattern)
 				other := topicFor(t, "eur.gbp")
 				nodes[0].mustPublish(t, other, 0)
 				r := nodes[0].mustPublish(t, topic, map[string]any{"bid": 1.08})
-				f := exact.Next(wait)
-				if f.Type != "message" || f.Str("id") != r.ID || f.Uint("offset") != 1 || f.Fields["sub"] != nil {
+				f := exact.Next()
+				if f.Type != "message" || f.ID != r.ID || f.Offset != 1 || f.Has("sub") {
 					t.Fatalf("exact subscriber on another node got %s", f.Raw)
 				}
-				f = wild.Next(wait)
-				if f.Type != "message" || f.Str("id") != r.ID || f.Str("sub") != pattern {
+				f = wild.Next()
+				if f.Type != "message" || f.ID != r.ID || f.Sub != pattern {
 					t.Fatalf("wildcard subscriber on another node got %s (want %s, not %s)", f.Raw, topic, other)
 				}
 			})
@@ -80,11 +80,11 @@ func TestNodesActAsOne(t *testing.T) {
 				var subs []*wstest.Client
 				for _, n := range nodes {
 					c := wstest.Dial(t, n.WS)
-					c.Subscribe(topic, nil)
+					c.Subscribe(topic)
 					subs = append(subs, c)
 				}
 				wild := wstest.Dial(t, nodes[2].WS)
-				wild.Subscribe(topicFor(t, ">"), nil)
+				wild.Subscribe(topicFor(t, ">"))
 				subs = append(subs, wild)
 
 				var mu sync.Mutex
@@ -120,7 +120,7 @@ func TestNodesActAsOne(t *testing.T) {
 			t.Run("ResumeOnAnotherNode", func(t *testing.T) {
 				topic := topicFor(t, "resume")
 				first := wstest.Dial(t, nodes[0].WS)
-				first.Subscribe(topic, nil)
+				first.Subscribe(topic)
 				for i := 0; i < 5; i++ {
 					nodes[1].mustPublish(t, topic, i)
 				}
@@ -130,8 +130,8 @@ func TestNodesActAsOne(t *testing.T) {
 					nodes[2].mustPublish(t, topic, i)
 				}
 				second := wstest.Dial(t, nodes[1].WS)
-				f := second.Subscribe(topic, map[string]any{"offset": 5, "epoch": epoch})
-				if f.Fields["recovered"] != true || f.Str("epoch") != epoch {
+				f := second.Resume(topic, 5, epoch)
+				if !f.Recovered || f.Epoch != epoch {
 					t.Fatalf("resume on another node answered %s", f.Raw)
 				}
 				expectMessages(t, second, topic, 6, 5)
@@ -143,10 +143,10 @@ func TestNodesActAsOne(t *testing.T) {
 			t.Run("ShutdownOfOneNodeLosesNothingElsewhere", func(t *testing.T) {
 				topic := topicFor(t, "drain")
 				leaving := wstest.Dial(t, nodes[2].WS)
-				leaving.Subscribe(topic, nil)
+				leaving.Subscribe(topic)
 				staying := []*wstest.Client{wstest.Dial(t, nodes[0].WS), wstest.Dial(t, nodes[1].WS)}
 				for _, c := range staying {
-					c.Subscribe(topic, nil)
+					c.Subscribe(topic)
 				}
 				var wg sync.WaitGroup
 				wg.Add(1)
@@ -159,7 +159,7 @@ func TestNodesActAsOne(t *testing.T) {
 				nodes[2].stop(t)
 				wg.Wait()
 				for {
-					f := leaving.Next(wait)
+					f := leaving.Next()
 					if f.Close != nil {
 						if f.Close.Code != 1001 || f.Close.Reason != "server shutting down" {
 							t.Fatalf("leaving node closed with %+v", f.Close)
@@ -182,7 +182,7 @@ func TestThousandSessionsOverThreeNodes(t *testing.T) {
 	clients := make([]*wstest.Client, sessions)
 	for i := range clients {
 		c := wstest.Dial(t, nodes[i%3].WS)
-		c.Subscribe(fmt.Sprintf("e2e.many.%d", i%topics), nil)
+		c.Subscribe(fmt.Sprintf("e2e.many.%d", i%topics))
 		clients[i] = c
 	}
 	for k := 0; k < topics; k++ {

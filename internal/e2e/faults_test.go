@@ -17,8 +17,8 @@ func pingPong(t *testing.T, c *wstest.Client) {
 	t.Helper()
 	c.Send(map[string]any{"op": "ping", "ref": "alive"})
 	for {
-		f := c.Next(wait)
-		if f.Type == "pong" && f.Str("ref") == "alive" {
+		f := c.Next()
+		if f.Type == "pong" && f.Ref == "alive" {
 			return
 		}
 		if f.Close != nil {
@@ -34,9 +34,9 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	n1, n2 := startNode(t, cfg, "n1"), startNode(t, cfg, "n2")
 	topic := topicFor(t, "feed")
 	exact := wstest.Dial(t, n2.WS)
-	exact.Subscribe(topic, nil)
+	exact.Subscribe(topic)
 	wild := wstest.Dial(t, n1.WS)
-	wild.Subscribe(topicFor(t, "*"), nil)
+	wild.Subscribe(topicFor(t, "*"))
 	for i := 0; i < 3; i++ {
 		n1.mustPublish(t, topic, i)
 	}
@@ -55,7 +55,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Fatalf("publish during the outage took %v, bound is %v", took, timeout)
 	}
 	exact.Send(map[string]any{"op": "publish", "topic": topic, "data": 1, "ref": "ws"})
-	if f := exact.Next(wait); f.Type != "error" || f.Str("code") != "unavailable" {
+	if f := exact.Next(); f.Type != "error" || f.Code != "unavailable" {
 		t.Fatalf("WebSocket publish during the outage answered %s", f.Raw)
 	}
 	for _, n := range []*node{n1, n2} {
@@ -94,12 +94,12 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Fatalf("publish after an empty restart: offset %d epoch %s, want offset 1 in a new epoch", fresh.Offset, fresh.Epoch)
 	}
 	for _, c := range []*wstest.Client{exact, wild} {
-		f := c.Next(wait)
-		if f.Type != "reset" || f.Str("reason") != "history_lost" || f.Str("epoch") != fresh.Epoch || f.Uint("offset") != 0 {
+		f := c.Next()
+		if f.Type != "reset" || f.Reason != "history_lost" || f.Epoch != fresh.Epoch || f.Offset != 0 {
 			t.Fatalf("after an empty restart got %s, want a history_lost reset to %s", f.Raw, fresh.Epoch)
 		}
-		f = c.Next(wait)
-		if f.Type != "message" || f.Uint("offset") != 1 || f.Str("epoch") != fresh.Epoch {
+		f = c.Next()
+		if f.Type != "message" || f.Offset != 1 || f.Epoch != fresh.Epoch {
 			t.Fatalf("after the reset got %s, want offset 1 in %s", f.Raw, fresh.Epoch)
 		}
 	}
@@ -111,7 +111,7 @@ func TestGapIsRepairedFromHistory(t *testing.T) {
 	n1 := startNode(t, cfg, "n1")
 	topic := topicFor(t, "gap")
 	c := wstest.Dial(t, n1.WS)
-	c.Subscribe(topic, nil)
+	c.Subscribe(topic)
 	n1.mustPublish(t, topic, 1)
 	expectMessages(t, c, topic, 1, 1)
 	// Drop the node's pub/sub connections: messages published before
@@ -146,7 +146,7 @@ func TestClusterMasterLossAndReturn(t *testing.T) {
 		}
 	}
 	sub := wstest.Dial(t, n2.WS)
-	sub.Subscribe(topic, nil)
+	sub.Subscribe(topic)
 	first := n1.mustPublish(t, topic, 1)
 	expectMessages(t, sub, topic, 1, 1)
 
@@ -173,8 +173,8 @@ func TestClusterMasterLossAndReturn(t *testing.T) {
 	if fresh.Epoch == first.Epoch || fresh.Offset != 1 {
 		t.Fatalf("after the master returned empty: offset %d epoch %s, want 1 in a new epoch", fresh.Offset, fresh.Epoch)
 	}
-	f := sub.Next(wait)
-	if f.Type != "reset" || f.Str("reason") != "history_lost" || f.Str("epoch") != fresh.Epoch {
+	f := sub.Next()
+	if f.Type != "reset" || f.Reason != "history_lost" || f.Epoch != fresh.Epoch {
 		t.Fatalf("subscriber got %s, want a history_lost reset", f.Raw)
 	}
 	expectMessages(t, sub, topic, 1, 1)

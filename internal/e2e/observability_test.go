@@ -89,10 +89,10 @@ func TestTraceAcrossNodes(t *testing.T) {
 	b := startObservedNode(t, cfg, "b", telB)
 	topic := topicFor(t, "x")
 	onA, onB := wstest.Dial(t, a.WS), wstest.Dial(t, b.WS)
-	onA.Subscribe(topic, nil)
-	onB.Subscribe(topic, nil)
+	onA.Subscribe(topic)
+	onB.Subscribe(topic)
 	onB2 := wstest.Dial(t, b.WS)
-	onB2.Subscribe(topic, nil)
+	onB2.Subscribe(topic)
 
 	const traceID = "0af7651916cd43dd8448eb211c80319c"
 	a.publishTraced(t, topic, "00-"+traceID+"-b7ad6b7169203331-01")
@@ -146,7 +146,7 @@ func TestSampledOutAcrossNodes(t *testing.T) {
 	b := startObservedNode(t, cfg, "b", telB)
 	topic := topicFor(t, "x")
 	onB := wstest.Dial(t, b.WS)
-	onB.Subscribe(topic, nil)
+	onB.Subscribe(topic)
 
 	a.publishTraced(t, topic, "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")
 	expectMessages(t, onB, topic, 1, 1)
@@ -177,7 +177,7 @@ func TestRedisMetrics(t *testing.T) {
 	b := startObservedNode(t, cfg, "b", telB)
 	topic := topicFor(t, "x")
 	onB := wstest.Dial(t, b.WS)
-	onB.Subscribe(topic, nil)
+	onB.Subscribe(topic)
 	a.mustPublish(t, topic, 1)
 	expectMessages(t, onB, topic, 1, 1)
 	if n := scrapeNode(t, a).get("tidings_redis_round_trip_seconds", "op", "publish"); n != 1 {

@@ -369,7 +369,7 @@ func TestBatch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, httpapi.Config{})
 	c := e.dial(t)
-	c.subscribe("bt.a", "bt.>")
+	c.Subscribe("bt.a", "bt.>")
 
 	topics := []string{"bt.a", "bt.b", "bt.a", "bt.a", "bt.b.c", "bt.b"}
 	var body bytes.Buffer
@@ -412,22 +412,22 @@ func TestBatch(t *testing.T) {
 	}
 	got := map[string][]int{}
 	for range total {
-		f := c.message()
+		f := c.Expect("message")
 		key := f.Topic + "|" + f.Sub
 		i := len(got[key])
 		if i >= len(want[key]) {
-			t.Fatalf("unexpected delivery %s", f.raw)
+			t.Fatalf("unexpected delivery %s", f.Raw)
 		}
 		res := results[want[key][i]]
 		if f.ID != res.ID || f.Offset != res.Offset || f.Epoch != res.Epoch || string(f.Data) != fmt.Sprintf(`{"i":%d}`, want[key][i]) {
-			t.Errorf("delivery %d on %s: %s, want %+v", i, key, f.raw, res)
+			t.Errorf("delivery %d on %s: %s, want %+v", i, key, f.Raw, res)
 		}
 		got[key] = append(got[key], want[key][i])
 	}
 	// Nothing more: a ping answered now comes right after.
-	c.send(map[string]string{"op": "ping", "ref": "end"})
-	if f := c.next(); f.Type != "pong" {
-		t.Errorf("after the batch: %s, want only the pong", f.raw)
+	c.Send(map[string]string{"op": "ping", "ref": "end"})
+	if f := c.Next(); f.Type != "pong" {
+		t.Errorf("after the batch: %s, want only the pong", f.Raw)
 	}
 }
 
@@ -460,7 +460,7 @@ func TestRejectedPublishUsesNoOffset(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, httpapi.Config{})
 	c := e.dial(t)
-	c.subscribe("rj.a", "rj.b", "rj.*")
+	c.Subscribe("rj.a", "rj.b", "rj.*")
 
 	rejected := []string{
 		`{"messages":[{"topic":"rj.a","data":1},{"topic":"rj.b","data":2},{"topic":"rj..c","data":3}]}`,
@@ -488,11 +488,11 @@ func TestRejectedPublishUsesNoOffset(t *testing.T) {
 	// batches had delivered would come first.
 	want := map[string]result{"rj.a|": results[0], "rj.b|": results[1], "rj.a|rj.*": results[0], "rj.b|rj.*": results[1]}
 	for range len(want) {
-		f := c.message()
+		f := c.Expect("message")
 		key := f.Topic + "|" + f.Sub
 		res, ok := want[key]
 		if !ok || f.ID != res.ID || f.Offset != 1 {
-			t.Fatalf("delivery %s, want only the accepted messages (%+v)", f.raw, results)
+			t.Fatalf("delivery %s, want only the accepted messages (%+v)", f.Raw, results)
 		}
 		delete(want, key)
 	}
@@ -508,7 +508,7 @@ func TestDataByteForByte(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, httpapi.Config{})
 	c := e.dial(t)
-	c.subscribe("t.x")
+	c.Subscribe("t.x")
 	values := []string{
 		`{"a" :  [1, 2 ]}`,
 		"{\n\t\"k\" : \"v\"\r\n}",
@@ -530,9 +530,9 @@ func TestDataByteForByte(t *testing.T) {
 			if r := e.post(t, path, body); r.status != http.StatusOK {
 				t.Fatalf("%s %s: %d %s", path, body, r.status, r.body)
 			}
-			f := c.message()
-			if !strings.Contains(f.raw, `"data":`+v) || string(f.Data) != v {
-				t.Errorf("%s: published data %q, delivered frame %q", path, v, f.raw)
+			f := c.Expect("message")
+			if !strings.Contains(string(f.Raw), `"data":`+v) || string(f.Data) != v {
+				t.Errorf("%s: published data %q, delivered frame %q", path, v, f.Raw)
 			}
 		}
 	}
@@ -544,10 +544,10 @@ func TestWebSocketRoute(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, httpapi.Config{})
 	c := e.dial(t)
-	c.subscribe("route.a")
+	c.Subscribe("route.a")
 	res := wantResult(t, e.post(t, "/v1/publish", `{"topic":"route.a","data":true}`))
-	if f := c.message(); f.ID != res.ID || f.Topic != "route.a" || f.Sub != "" || string(f.Data) != "true" {
-		t.Errorf("delivered %s, want %+v", f.raw, res)
+	if f := c.Expect("message"); f.ID != res.ID || f.Topic != "route.a" || f.Sub != "" || string(f.Data) != "true" {
+		t.Errorf("delivered %s, want %+v", f.Raw, res)
 	}
 	// A plain POST to the WebSocket route is refused with the API's error shape.
 	r := e.do(t, "POST", "/v1/ws", nil)

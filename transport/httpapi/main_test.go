@@ -1,22 +1,19 @@
 package httpapi_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -208,145 +205,11 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// wsClient is a real WebSocket client of the test server.
-type wsClient struct {
-	t  testing.TB
-	nc net.Conn
-	r  *bufio.Reader
-}
-
-// frame is a server frame: its raw text and its fields.
-type frame struct {
-	raw    string
-	Type   string          `json:"type"`
-	Topic  string          `json:"topic"`
-	Sub    string          `json:"sub"`
-	ID     string          `json:"id"`
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Data   json.RawMessage `json:"data"`
-	Code   string          `json:"code"`
-}
+// wsURL is the URL of the test server's WebSocket endpoint.
+func (e *testEnv) wsURL() string { return "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/v1/ws" }
 
 // dial opens a session and reads its welcome frame.
-func (e *testEnv) dial(t testing.TB) *wsClient {
+func (e *testEnv) dial(t testing.TB) *wstest.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/v1/ws"
-	nc, br, _, err := ws.Dialer{Protocols: []string{wstransport.Subprotocol}}.Dial(ctx, url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	if br == nil {
-		br = bufio.NewReader(nc)
-	}
-	c := &wsClient{t: t, nc: nc, r: br}
-	if f := c.next(); f.Type != "welcome" {
-		t.Fatalf("first frame %s, want welcome", f.raw)
-	}
-	return c
-}
-
-// next reads the next text frame, failing the test after 10s or on a
-// close frame.
-func (c *wsClient) next() frame {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		f, err := readFrame(c.r)
-		if err != nil {
-			c.t.Fatalf("reading a frame: %v", err)
-		}
-		switch f.Header.OpCode {
-		case ws.OpText:
-			fr := frame{raw: string(f.Payload)}
-			if err := json.Unmarshal(f.Payload, &fr); err != nil {
-				c.t.Fatalf("frame %q: %v", f.Payload, err)
-			}
-			return fr
-		case ws.OpPing:
-			_ = ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewPongFrame(f.Payload)))
-		case ws.OpClose:
-			code, reason := ws.ParseCloseFrameData(f.Payload)
-			c.t.Fatalf("session closed: %d %q", code, reason)
-		}
-	}
-}
-
-// send writes one command.
-func (c *wsClient) send(v any) {
-	c.t.Helper()
-	p, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := wsutil.WriteClientMessage(c.nc, ws.OpText, p); err != nil {
-		c.t.Fatalf("sending %s: %v", p, err)
-	}
-}
-
-// subscribe subscribes to each pattern and waits for the answers.
-func (c *wsClient) subscribe(patterns ...string) {
-	c.t.Helper()
-	for _, p := range patterns {
-		c.send(map[string]string{"op": "subscribe", "topic": p})
-		if f := c.next(); f.Type != "subscribed" || f.Topic != p {
-			c.t.Fatalf("subscribe %s: got %s", p, f.raw)
-		}
-	}
-}
-
-// message reads the next frame, which must be a message.
-func (c *wsClient) message() frame {
-	c.t.Helper()
-	f := c.next()
-	if f.Type != "message" {
-		c.t.Fatalf("got %s, want a message", f.raw)
-	}
-	return f
-}
-
-// closeNormally sends close 1000 and waits for the server's echo.
-func (c *wsClient) closeNormally() {
-	c.t.Helper()
-	if err := ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))); err != nil {
-		c.t.Fatal(err)
-	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		f, err := readFrame(c.r)
-		if err != nil {
-			c.t.Fatalf("waiting for the close echo: %v", err)
-		}
-		if f.Header.OpCode == ws.OpClose {
-			if code, _ := ws.ParseCloseFrameData(f.Payload); code != ws.StatusNormalClosure {
-				c.t.Fatalf("close echo %d, want 1000", code)
-			}
-			return
-		}
-	}
-}
-
-// maxTestFrame bounds the payload of a server frame the test client reads.
-const maxTestFrame = 4 << 20
-
-// readFrame reads one whole frame of at most maxTestFrame payload bytes.
-func readFrame(r io.Reader) (ws.Frame, error) {
-	h, err := ws.ReadHeader(r)
-	if err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Length > maxTestFrame {
-		return ws.Frame{}, fmt.Errorf("frame of %d bytes, over the test client's %d", h.Length, maxTestFrame)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(r, p); err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Masked {
-		ws.Cipher(p, h.Mask, 0)
-	}
-	return ws.Frame{Header: h, Payload: p}, nil
+	return wstest.Dial(t, e.wsURL())
 }

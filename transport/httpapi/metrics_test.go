@@ -182,7 +182,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	c := e.dial(t)
-	c.subscribe("m.a", "m.*")
+	c.Subscribe("m.a", "m.*")
 	scrape(t, e).want(t, map[string]float64{
 		"tidings_sessions":                     1,
 		"tidings_sessions_opened_total":        1,
@@ -201,11 +201,11 @@ func TestMetrics(t *testing.T) {
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"n.a","data":5}`))
 	// A rejected publish counts no message, but a request with status 400.
 	wantError(t, e.post(t, "/v1/publish", `{"topic":"m.a"}`), http.StatusBadRequest, "bad_request")
-	c.send(map[string]any{"op": "publish", "topic": "m.c", "data": 6, "ref": "p"})
+	c.Send(map[string]any{"op": "publish", "topic": "m.c", "data": 6, "ref": "p"})
 	// 7 messages from HTTP, then the WebSocket publish's answer and message.
 	for range 9 {
-		if f := c.next(); f.Type != "message" && f.Type != "published" {
-			t.Fatalf("got %s", f.raw)
+		if f := c.Next(); f.Type != "message" && f.Type != "published" {
+			t.Fatalf("got %s", f.Raw)
 		}
 	}
 	eventually(t, "the delivery latency recorded", func() bool {
@@ -234,26 +234,28 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// Resumes: one recovered, one not.
-	c.send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": e.store.Epoch()}})
-	c.send(map[string]any{"op": "subscribe", "topic": "n.a", "since": map[string]any{"offset": 0, "epoch": "stale"}})
+	c.Send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": e.store.Epoch()}})
+	c.Send(map[string]any{"op": "subscribe", "topic": "n.a", "since": map[string]any{"offset": 0, "epoch": "stale"}})
 	eventually(t, "the resumes counted", func() bool {
 		m := scrape(t, e)
 		return m.get("tidings_resumes_total", "recovered=true") == 1 && m.get("tidings_resumes_total", "recovered=false") == 1
 	})
 
 	// Sessions that end in various ways, each counted by code and reason.
-	c.closeNormally()
-	closeWith(t, e, ws.NewCloseFrameBody(4001, "bye")) // an application code
-	closeWith(t, e, nil)                               // a close frame with no code: 1005
-	e.dial(t).nc.Close()                               // dropped: 1006
-	bin := e.dial(t)                                   // a binary frame: the server closes 1003
-	_ = ws.WriteFrame(bin.nc, ws.MaskFrameInPlace(ws.NewBinaryFrame([]byte{1})))
-	expectServerClose(t, bin, ws.StatusUnsupportedData)
+	c.CloseNormally()
+	closeWith(t, e, 4001, "bye")               // an application code
+	closeWith(t, e, ws.StatusNoStatusRcvd, "") // a close frame with no code: 1005
+	_ = e.dial(t).Conn.Close()                 // dropped: 1006
+	bin := e.dial(t)                           // a binary frame: the server closes 1003
+	_ = bin.Conn.WriteFrame(ws.NewBinaryFrame([]byte{1}))
+	if ce := bin.WaitClose(); ce.Code != ws.StatusUnsupportedData {
+		t.Fatalf("close %d, want %d", ce.Code, ws.StatusUnsupportedData)
+	}
 
 	// A slow consumer: it subscribes and reads nothing while messages of
 	// 32 KiB arrive, until its socket and then its queue of 8 are full.
 	slow := e.dial(t)
-	slow.subscribe("slow.t")
+	slow.Subscribe("slow.t")
 	data := `"` + strings.Repeat("x", 32<<10) + `"`
 	for i := 0; e.b.Stats().SlowConsumers == 0; i++ {
 		if i == 5000 {
@@ -290,33 +292,12 @@ func TestMetrics(t *testing.T) {
 }
 
 // closeWith opens a session and closes it with a close frame carrying
-// body (nil: no code), then waits for the echo.
-func closeWith(t *testing.T, e *testEnv, body []byte) {
+// code and reason (code 1005: no code), then waits for the echo.
+func closeWith(t *testing.T, e *testEnv, code ws.StatusCode, reason string) {
 	t.Helper()
 	c := e.dial(t)
-	if err := ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewCloseFrame(body))); err != nil {
-		t.Fatal(err)
-	}
-	expectServerClose(t, c, 0)
-}
-
-// expectServerClose reads until the server's close frame and checks its
-// code (any code when want is 0).
-func expectServerClose(t *testing.T, c *wsClient, want ws.StatusCode) {
-	t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		f, err := readFrame(c.r)
-		if err != nil {
-			t.Fatalf("waiting for a close frame: %v", err)
-		}
-		if f.Header.OpCode == ws.OpClose {
-			if code, _ := ws.ParseCloseFrameData(f.Payload); want != 0 && code != want {
-				t.Fatalf("close %d, want %d", code, want)
-			}
-			return
-		}
-	}
+	c.SendClose(code, reason)
+	c.WaitClose()
 }
 
 // TestMetricsOff: with OTEL_METRICS_EXPORTER=none, /metrics answers 404.
@@ -333,10 +314,10 @@ func TestMetricsNames(t *testing.T) {
 	e, _ := newObservedEnv(t, nil, broker.Config{}, httpapi.Config{})
 	// Touch the instruments that are exported only once used.
 	c := e.dial(t)
-	c.subscribe("n.a")
+	c.Subscribe("n.a")
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"n.a","data":1}`))
-	c.message()
-	c.closeNormally()
+	c.Expect("message")
+	c.CloseNormally()
 	eventually(t, "the session to end", func() bool { return e.b.Stats().Sessions == 0 })
 	m := scrape(t, e)
 	for _, family := range []string{
@@ -382,10 +363,10 @@ func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 	t.Parallel()
 	e, _ := newObservedEnv(t, nil, broker.Config{}, httpapi.Config{})
 	c := e.dial(t)
-	c.subscribe("d.a")
+	c.Subscribe("d.a")
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"d.a","data":1}`))
-	c.message()
-	c.closeNormally()
+	c.Expect("message")
+	c.CloseNormally()
 	eventually(t, "the session to end", func() bool { return e.b.Stats().Sessions == 0 })
 	m := scrape(t, e)
 	redisOnly := map[string]bool{"tidings_redis_round_trip_seconds": true, "tidings_redis_reconnects_total": true, "tidings_gap_repairs_total": true}

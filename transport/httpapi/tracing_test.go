@@ -1,16 +1,13 @@
 package httpapi_test
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	gws "github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"go.opentelemetry.io/otel/attribute"
@@ -102,15 +99,15 @@ func TestTraceOfHTTPPublish(t *testing.T) {
 	t.Parallel()
 	e, exp := newTracedEnv(t)
 	c := e.dial(t)
-	c.subscribe("tr.a", "tr.*")
+	c.Subscribe("tr.a", "tr.*")
 	other := e.dial(t)
-	other.subscribe("tr.a")
+	other.Subscribe("tr.a")
 
 	res := wantResult(t, e.post(t, "/v1/publish", `{"topic":"tr.a","data":1}`,
 		"traceparent", sampledParent, "tracestate", "vendor=1", "baggage", "tenant=acme", "User-Agent", "trace-test"))
-	c.message()
-	c.message()
-	other.message()
+	c.Expect("message")
+	c.Expect("message")
+	other.Expect("message")
 
 	id, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	spans := spansOf(t, exp, id, 3)
@@ -168,13 +165,13 @@ func TestTraceSampledOut(t *testing.T) {
 	t.Parallel()
 	e, exp := newTracedEnv(t)
 	c := e.dial(t)
-	c.subscribe("so.a")
+	c.Subscribe("so.a")
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"so.a","data":1}`, "traceparent", unsampledParent))
-	c.message()
+	c.Expect("message")
 	// A sampled publish after it proves the exporter is working; only its
 	// spans are there.
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"so.a","data":2}`, "traceparent", sampledParent))
-	c.message()
+	c.Expect("message")
 	id, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	spansOf(t, exp, id, 3)
 	for _, s := range exp.GetSpans() {
@@ -201,10 +198,10 @@ func TestTraceNewRoot(t *testing.T) {
 	t.Parallel()
 	e, exp := newTracedEnv(t)
 	c := e.dial(t)
-	c.subscribe("nr.a")
+	c.Subscribe("nr.a")
 	wantResults(t, e.post(t, "/v1/publish/batch", `{"messages":[{"topic":"nr.a","data":1},{"topic":"nr.a","data":2}]}`))
-	c.message()
-	c.message()
+	c.Expect("message")
+	c.Expect("message")
 	var pub tracetest.SpanStub
 	eventually(t, "the publish span", func() bool {
 		for _, s := range exp.GetSpans() {
@@ -235,27 +232,14 @@ func TestTraceOfWebSocketPublish(t *testing.T) {
 	t.Parallel()
 	e, exp := newTracedEnv(t)
 	sub := e.dial(t)
-	sub.subscribe("wsp.a")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/v1/ws"
-	nc, br, _, err := gws.Dialer{Header: gws.HandshakeHeaderHTTP(http.Header{"Traceparent": {sampledParent}})}.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	pc := &wsClient{t: t, nc: nc, r: br}
-	if br == nil {
-		pc.r = bufioReader(nc)
-	}
-	if f := pc.next(); f.Type != "welcome" {
-		t.Fatalf("got %s", f.raw)
-	}
-	pc.send(map[string]any{"op": "publish", "topic": "wsp.a", "data": 1, "ref": "p1"})
-	if f := pc.next(); f.Type != "published" {
-		t.Fatalf("got %s", f.raw)
-	}
-	sub.message()
+	sub.Subscribe("wsp.a")
+	// A client that offers no subprotocol, with a traceparent on its
+	// upgrade request.
+	d := wstest.Dialer{Header: http.Header{"Traceparent": {sampledParent}}, NoSubprotocol: true}
+	pc := d.Dial(t, e.wsURL())
+	pc.Send(map[string]any{"op": "publish", "topic": "wsp.a", "data": 1, "ref": "p1"})
+	pc.Expect("published")
+	sub.Expect("message")
 	var pub tracetest.SpanStub
 	eventually(t, "the publish span", func() bool {
 		for _, s := range exp.GetSpans() {
@@ -296,5 +280,3 @@ func TestTracingOff(t *testing.T) {
 		t.Errorf("message carries %v with tracing off", msgs[0].Trace)
 	}
 }
-
-func bufioReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }

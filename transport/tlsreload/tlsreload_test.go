@@ -2,73 +2,27 @@ package tlsreload_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tidings-io/tidings/internal/testcert"
 	"github.com/tidings-io/tidings/transport/tlsreload"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// writePair writes a fresh self-signed certificate for "localhost" and its
-// key to dir, and returns their paths and the certificate's serial.
-func writePair(t testing.TB, dir string, serial int64) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	// Write to temporary names and rename, as certificate tools do.
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{certFile, "CERTIFICATE", der}, {keyFile, "PRIVATE KEY", keyDER}} {
-		tmp := f.path + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
-}
-
 func serialOf(r *tlsreload.Reloader) int64 { return r.Certificate().Leaf.SerialNumber.Int64() }
 
 func TestReloadReplacesThePairAndKeepsItOnFailure(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile := writePair(t, dir, 1)
+	certFile, keyFile, _ := testcert.Write(t, dir, 1)
 	r, err := tlsreload.New(certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +30,7 @@ func TestReloadReplacesThePairAndKeepsItOnFailure(t *testing.T) {
 	if got, _ := r.GetCertificate(&tls.ClientHelloInfo{}); got.Leaf.SerialNumber.Int64() != 1 {
 		t.Fatalf("serial %d, want 1", got.Leaf.SerialNumber.Int64())
 	}
-	writePair(t, dir, 2)
+	testcert.Write(t, dir, 2)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +51,9 @@ func TestReloadReplacesThePairAndKeepsItOnFailure(t *testing.T) {
 func TestNewRefusesMissingOrMismatchedFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, _ := writePair(t, dir, 1)
+	certFile, _, _ := testcert.Write(t, dir, 1)
 	other := t.TempDir()
-	_, otherKey := writePair(t, other, 2)
+	_, otherKey, _ := testcert.Write(t, other, 2)
 	for _, tc := range []struct{ cert, key string }{
 		{filepath.Join(dir, "missing.pem"), otherKey},
 		{certFile, otherKey}, // not the certificate's key
@@ -113,7 +67,7 @@ func TestNewRefusesMissingOrMismatchedFiles(t *testing.T) {
 func TestWatchReloadsWhenTheFilesChange(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile := writePair(t, dir, 1)
+	certFile, keyFile, _ := testcert.Write(t, dir, 1)
 	r, err := tlsreload.New(certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +76,7 @@ func TestWatchReloadsWhenTheFilesChange(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Watch(ctx, 10*time.Millisecond) })
 	defer func() { cancel(); wg.Wait() }()
-	writePair(t, dir, 7)
+	testcert.Write(t, dir, 7)
 	deadline := time.Now().Add(5 * time.Second)
 	for serialOf(r) != 7 {
 		if time.Now().After(deadline) {

@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
@@ -189,47 +190,26 @@ func (h *harness) dialWelcome(t testing.TB, protocols ...string) (*client, event
 	return c, c.expect("welcome")
 }
 
-// event is one decoded server text frame. fields tells which keys were
-// present, so that tests can tell `"offset":0` from a missing offset.
-type event struct {
-	Type      string          `json:"type"`
-	Ref       string          `json:"ref"`
-	Topic     string          `json:"topic"`
-	Sub       string          `json:"sub"`
-	ID        string          `json:"id"`
-	Offset    uint64          `json:"offset"`
-	Epoch     string          `json:"epoch"`
-	Time      string          `json:"time"`
-	Data      json.RawMessage `json:"data"`
-	Recovered bool            `json:"recovered"`
-	Session   string          `json:"session"`
-	Node      string          `json:"node"`
-	Heartbeat float64         `json:"heartbeat"`
-	Code      string          `json:"code"`
-	Message   string          `json:"message"`
-
-	raw    []byte
-	fields map[string]json.RawMessage
-}
+// event is one decoded server text frame: the shared test client's typed
+// frame, whose Has tells `"offset":0` from a missing offset.
+type event struct{ wstest.Frame }
 
 // has reports whether the frame carried field.
-func (e event) has(field string) bool {
-	_, ok := e.fields[field]
-	return ok
-}
+func (e event) has(field string) bool { return e.Has(field) }
 
-func (e event) String() string { return string(e.raw) }
+func (e event) String() string { return string(e.Raw) }
 
 // decodeEvent decodes a server text frame's payload.
 func decodeEvent(p []byte) (event, error) {
 	var e event
-	if err := json.Unmarshal(p, &e.fields); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(p, &fields); err != nil {
 		return e, fmt.Errorf("server text frame is not a JSON object: %w: %q", err, p)
 	}
-	if err := json.Unmarshal(p, &e); err != nil {
+	if err := json.Unmarshal(p, &e.Frame); err != nil {
 		return e, fmt.Errorf("server frame has a field of the wrong type: %w: %q", err, p)
 	}
-	e.raw = p
+	e.Raw = p
 	return e, nil
 }
 

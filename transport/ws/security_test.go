@@ -284,7 +284,7 @@ func TestRefreshKeepsTheSessionPastItsFirstToken(t *testing.T) {
 	var exp struct {
 		Expires time.Time `json:"expires"`
 	}
-	if err := json.Unmarshal(e.raw, &exp); err != nil || !exp.Expires.Equal(next) {
+	if err := json.Unmarshal(e.Raw, &exp); err != nil || !exp.Expires.Equal(next) {
 		t.Fatalf("expires %v (%v), want %v", exp.Expires, err, next)
 	}
 	// Until well past the first token's expiry the server sends nothing:
