@@ -14,7 +14,9 @@ FUZZ_TARGETS := \
 	./broker:FuzzTopic \
 	./transport/ws:FuzzCommand \
 	./transport/ws:FuzzFrame \
-	./transport/httpapi:FuzzPublishBody
+	./transport/httpapi:FuzzPublishBody \
+	./cmd/loadgen:FuzzServerFrame \
+	./cmd/loadgen:FuzzMessageRoundTrip
 
 STATICCHECK_VERSION := v0.8.2
 GOBIN_DIR   := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin

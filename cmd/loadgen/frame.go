@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 )
 
 // Server frames are read with a small parser of our own rather than
@@ -124,14 +125,16 @@ func parseMessage(p []byte) (topic, sub []byte, offset uint64, ts int64, err err
 	return topic, sub, offset, ts, nil
 }
 
-// parseUint reads a decimal number at the start of b.
+// parseUint reads a decimal number at the start of b; ok is false when
+// there is none or it does not fit in 64 bits.
 func parseUint(b []byte) (v uint64, rest []byte, ok bool) {
 	i := 0
 	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		if i == 19 {
+		d := uint64(b[i] - '0')
+		if v > (math.MaxUint64-d)/10 {
 			return 0, b, false
 		}
-		v = v*10 + uint64(b[i]-'0')
+		v = v*10 + d
 	}
 	return v, b[i:], i > 0
 }
