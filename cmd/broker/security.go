@@ -65,7 +65,7 @@ func (s *security) flags(fs *flag.FlagSet) *string {
 	fs.IntVar(&s.opBurst, "op-burst", 1000, "commands a session may send at once above -op-rate")
 	fs.DurationVar(&s.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a connection has to send its request headers (the WebSocket upgrade)")
 	fs.DurationVar(&s.readTimeout, "read-timeout", 30*time.Second, "time an HTTP request has to arrive whole, body included")
-	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "bound on each WebSocket write and on writing an HTTP response")
+	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a WebSocket write may wait while the client reads nothing, and bound on writing an HTTP response")
 	fs.IntVar(&s.maxHeaderBytes, "max-header-bytes", 16384, "largest HTTP request header in bytes")
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain file: serve HTTPS and WSS (with -tls-key; reloaded on SIGHUP or change)")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")

@@ -433,13 +433,40 @@ func (c *conn) writeNoWait(frames [][]byte) (rest [][]byte, err error) {
 }
 
 // writeWaiting writes frames through the connection, waiting for the
-// socket under the write timeout.
+// socket. The write timeout bounds each wait in which the peer reads
+// nothing, not the whole batch: a peer that keeps reading is not cut for
+// taking long over a large backlog (the bounded outbox deals with one
+// that cannot keep up: an overflow ends the wait at the next timeout).
+// The peer's progress is what it acknowledged from the socket's queue,
+// since the kernel wakes a waiting writer only once a good part of a large
+// send buffer is free. A TLS connection cannot go on after a timed-out
+// write, so there the timeout bounds the batch.
 func (c *conn) writeWaiting(frames [][]byte) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	nb := net.Buffers(frames)
-	n, err := nb.WriteTo(c.nc)
-	c.srv.tel.bytesOut.Add(uint64(n))
-	return err
+	for {
+		queued, known := 0, false
+		if c.raw != nil {
+			queued, known = unacked(c.raw)
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		// WriteTo leaves in nb what it did not write.
+		n, err := nb.WriteTo(c.nc)
+		c.srv.tel.bytesOut.Add(uint64(n))
+		if err == nil {
+			// The deadline must not outlive the wait: the writes that do
+			// not wait (writeNow) would meet it once it has passed.
+			_ = c.nc.SetWriteDeadline(time.Time{})
+			return nil
+		}
+		if c.raw == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.sess.Outbox().Overflowed() {
+			return err
+		}
+		if n == 0 {
+			if now, ok := unacked(c.raw); !known || !ok || now >= queued {
+				return err // the peer read nothing for a whole timeout
+			}
+		}
+	}
 }
 
 // skipBytes drops the first n bytes of frames, changing only frames' own

@@ -1,15 +1,20 @@
 package ws_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
+	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
 // messagesUntilMarker reads frames until the `message` on marker delivered
@@ -343,5 +348,114 @@ func TestResumePositions(t *testing.T) {
 				t.Fatalf("after the replay got %s, want the live message at offset %d", e, live.Offset)
 			}
 		})
+	}
+}
+
+// dialSmallWindow opens a session whose client socket has a fixed 64 KiB
+// receive buffer: the kernel does not grow the window, so a backlog waits
+// in the server's socket and queue, not in the client's socket.
+func dialSmallWindow(t *testing.T, h *harness) *client {
+	t.Helper()
+	c := h.dialWith(t, ws.Dialer{Timeout: ioTimeout, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			err = nc.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return nc, err
+	}})
+	c.expect("welcome")
+	return c
+}
+
+// publishBacklog publishes n messages of size bytes to topic and returns
+// the last offset.
+func publishBacklog(t *testing.T, h *harness, topic string, n, size int) uint64 {
+	t.Helper()
+	data := `"` + strings.Repeat("x", size) + `"`
+	var last uint64
+	for i := 0; i < n; i++ {
+		last = h.mustPublish(t, topic, data).Offset
+	}
+	return last
+}
+
+// TestWriteAfterAFullSocketHasNoStaleDeadline: once the server had to wait
+// for a full socket, its later writes, which do not wait, must not meet the
+// deadline that wait set: a message published after the write timeout has
+// passed is delivered.
+func TestWriteAfterAFullSocketHasNoStaleDeadline(t *testing.T) {
+	t.Parallel()
+	const (
+		topic    = "stale.t"
+		messages = 2500
+		size     = 4 << 10
+		timeout  = time.Second
+	)
+	h := newHarness(t, config{
+		ws:     wsserver.Config{WriteTimeout: timeout},
+		broker: broker.Config{QueueSize: 2 * messages, QueueBytes: 4 * messages * size},
+	})
+	c := dialSmallWindow(t, h)
+	c.subscribe(topic)
+	last := publishBacklog(t, h, topic, messages, size)
+	for want := uint64(1); want <= last; want++ {
+		f, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("reading message %d: %v", want, err)
+		}
+		if typ, off, err := peekMessage(f.Payload); err != nil || typ != "message" || off != want {
+			t.Fatalf("frame %s, want message %d", describe(f), want)
+		}
+	}
+	// What is tested is the passing of the write timeout.
+	time.Sleep(timeout + timeout/2)
+	m := h.mustPublish(t, topic, `"later"`)
+	if e := c.expect("message"); e.Offset != m.Offset {
+		t.Fatalf("got %s, want offset %d", e, m.Offset)
+	}
+	c.ping("after")
+}
+
+// TestSteadyReaderOfALargeBacklogIsNotCut: the write timeout bounds a
+// write that makes no progress, not the time a peer that keeps reading
+// takes to read a large batch. The subscriber reads 12 MiB of backlog at
+// a pace that makes the server's writes wait far longer than the write
+// timeout in all, and gets every message, then a pong.
+func TestSteadyReaderOfALargeBacklogIsNotCut(t *testing.T) {
+	t.Parallel()
+	const (
+		topic    = "backlog.t"
+		messages = 3000
+		size     = 4 << 10
+		timeout  = 150 * time.Millisecond
+	)
+	h := newHarness(t, config{
+		ws:     wsserver.Config{WriteTimeout: timeout},
+		broker: broker.Config{QueueSize: 2 * messages, QueueBytes: 4 * messages * size},
+	})
+	c := dialSmallWindow(t, h)
+	c.subscribe(topic)
+	publishBacklog(t, h, topic, messages, size)
+	// About 8 MiB/s: the part of the backlog beyond the socket buffers
+	// takes the server ~1 s to write, many times the write timeout.
+	start := time.Now()
+	for want := uint64(1); want <= messages; want++ {
+		f, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("after %d messages in %v: %v", want-1, time.Since(start), err)
+		}
+		if typ, off, err := peekMessage(f.Payload); err != nil || typ != "message" || off != want {
+			t.Fatalf("frame %s, want message %d", describe(f), want)
+		}
+		if want%4 == 0 {
+			time.Sleep(2 * time.Millisecond) // pacing the reader, not waiting for an event
+		}
+	}
+	c.ping("after-backlog")
+	if elapsed := time.Since(start); elapsed < 4*timeout {
+		t.Fatalf("read the backlog in %v: it did not outlast the write timeout (%v), nothing was tested", elapsed, timeout)
+	}
+	if h.b.Stats().SlowConsumers != 0 {
+		t.Fatal("counted as a slow consumer")
 	}
 }

@@ -53,7 +53,8 @@ type Config struct {
 	AllowedOrigins []string
 	// CloseTimeout bounds the wait for a peer's close reply. Default 5s.
 	CloseTimeout time.Duration
-	// WriteTimeout bounds each socket write. Default 10s.
+	// WriteTimeout bounds how long a write may wait on a full socket
+	// while the peer reads nothing (on TLS: each write). Default 10s.
 	WriteTimeout time.Duration
 	// Logger receives the server's events, each with node (NodeID); a
 	// session's also carry session, remote and, when the upgrade request

@@ -92,3 +92,13 @@ func writev(fd int, bufs [][]byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// unacked returns how many bytes the socket of raw holds that the peer has
+// not acknowledged yet (SIOCOUTQ); ok is false when it cannot tell.
+func unacked(raw syscall.RawConn) (n int, ok bool) {
+	var err error
+	if cerr := raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); cerr != nil || err != nil {
+		return 0, false
+	}
+	return n, true
+}

@@ -7,3 +7,6 @@ import "syscall"
 // writeNow writes nothing where writev without waiting is not wired: the
 // caller writes every frame through net.Conn.
 func writeNow(syscall.RawConn, [][]byte) (int, error) { return 0, nil }
+
+// unacked cannot tell where the socket's queue is not read.
+func unacked(syscall.RawConn) (int, bool) { return 0, false }
