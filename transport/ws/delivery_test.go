@@ -351,11 +351,18 @@ func TestResumePositions(t *testing.T) {
 	}
 }
 
-// dialSmallWindow opens a session whose client socket has a fixed 64 KiB
-// receive buffer: the kernel does not grow the window, so a backlog waits
-// in the server's socket and queue, not in the client's socket.
-func dialSmallWindow(t *testing.T, h *harness) *client {
+// withBacklog starts a server with the given write timeout, opens a
+// session whose client socket has a fixed 64 KiB receive buffer (the
+// kernel does not grow the window, so a backlog waits on the server's
+// side), subscribes it to topic and publishes n messages of size bytes
+// before the session reads any. It returns the harness, the session and
+// the last offset.
+func withBacklog(t *testing.T, topic string, n, size int, writeTimeout time.Duration) (*harness, *client, uint64) {
 	t.Helper()
+	h := newHarness(t, config{
+		ws:     wsserver.Config{WriteTimeout: writeTimeout},
+		broker: broker.Config{QueueSize: 2 * n, QueueBytes: 4 * n * size},
+	})
 	c := h.dialWith(t, ws.Dialer{Timeout: ioTimeout, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err == nil {
@@ -364,19 +371,31 @@ func dialSmallWindow(t *testing.T, h *harness) *client {
 		return nc, err
 	}})
 	c.expect("welcome")
-	return c
-}
-
-// publishBacklog publishes n messages of size bytes to topic and returns
-// the last offset.
-func publishBacklog(t *testing.T, h *harness, topic string, n, size int) uint64 {
-	t.Helper()
+	c.subscribe(topic)
 	data := `"` + strings.Repeat("x", size) + `"`
 	var last uint64
 	for i := 0; i < n; i++ {
 		last = h.mustPublish(t, topic, data).Offset
 	}
-	return last
+	return h, c, last
+}
+
+// readBacklog reads messages 1 to last, in order and each once, calling
+// after (when not nil) with each offset read.
+func readBacklog(t *testing.T, c *client, last uint64, after func(offset uint64)) {
+	t.Helper()
+	for want := uint64(1); want <= last; want++ {
+		f, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", want-1, last, err)
+		}
+		if typ, off, err := peekMessage(f.Payload); err != nil || typ != "message" || off != want {
+			t.Fatalf("frame %s, want message %d", describe(f), want)
+		}
+		if after != nil {
+			after(want)
+		}
+	}
 }
 
 // TestWriteAfterAFullSocketHasNoStaleDeadline: once the server had to wait
@@ -386,27 +405,11 @@ func publishBacklog(t *testing.T, h *harness, topic string, n, size int) uint64 
 func TestWriteAfterAFullSocketHasNoStaleDeadline(t *testing.T) {
 	t.Parallel()
 	const (
-		topic    = "stale.t"
-		messages = 2500
-		size     = 4 << 10
-		timeout  = time.Second
+		topic   = "stale.t"
+		timeout = time.Second
 	)
-	h := newHarness(t, config{
-		ws:     wsserver.Config{WriteTimeout: timeout},
-		broker: broker.Config{QueueSize: 2 * messages, QueueBytes: 4 * messages * size},
-	})
-	c := dialSmallWindow(t, h)
-	c.subscribe(topic)
-	last := publishBacklog(t, h, topic, messages, size)
-	for want := uint64(1); want <= last; want++ {
-		f, err := c.readFrame()
-		if err != nil {
-			t.Fatalf("reading message %d: %v", want, err)
-		}
-		if typ, off, err := peekMessage(f.Payload); err != nil || typ != "message" || off != want {
-			t.Fatalf("frame %s, want message %d", describe(f), want)
-		}
-	}
+	h, c, last := withBacklog(t, topic, 2500, 4<<10, timeout)
+	readBacklog(t, c, last, nil)
 	// What is tested is the passing of the write timeout.
 	time.Sleep(timeout + timeout/2)
 	m := h.mustPublish(t, topic, `"later"`)
@@ -423,34 +426,17 @@ func TestWriteAfterAFullSocketHasNoStaleDeadline(t *testing.T) {
 // timeout in all, and gets every message, then a pong.
 func TestSteadyReaderOfALargeBacklogIsNotCut(t *testing.T) {
 	t.Parallel()
-	const (
-		topic    = "backlog.t"
-		messages = 3000
-		size     = 4 << 10
-		timeout  = 150 * time.Millisecond
-	)
-	h := newHarness(t, config{
-		ws:     wsserver.Config{WriteTimeout: timeout},
-		broker: broker.Config{QueueSize: 2 * messages, QueueBytes: 4 * messages * size},
-	})
-	c := dialSmallWindow(t, h)
-	c.subscribe(topic)
-	publishBacklog(t, h, topic, messages, size)
-	// About 8 MiB/s: the part of the backlog beyond the socket buffers
-	// takes the server ~1 s to write, many times the write timeout.
+	const timeout = 500 * time.Millisecond
+	h, c, last := withBacklog(t, "backlog.t", 3000, 4<<10, timeout)
+	// About 4 MiB/s: the part of the backlog beyond the socket buffers
+	// takes the server ~2 s to write, several times the write timeout,
+	// while the reader never pauses for long.
 	start := time.Now()
-	for want := uint64(1); want <= messages; want++ {
-		f, err := c.readFrame()
-		if err != nil {
-			t.Fatalf("after %d messages in %v: %v", want-1, time.Since(start), err)
-		}
-		if typ, off, err := peekMessage(f.Payload); err != nil || typ != "message" || off != want {
-			t.Fatalf("frame %s, want message %d", describe(f), want)
-		}
-		if want%4 == 0 {
+	readBacklog(t, c, last, func(offset uint64) {
+		if offset%2 == 0 {
 			time.Sleep(2 * time.Millisecond) // pacing the reader, not waiting for an event
 		}
-	}
+	})
 	c.ping("after-backlog")
 	if elapsed := time.Since(start); elapsed < 4*timeout {
 		t.Fatalf("read the backlog in %v: it did not outlast the write timeout (%v), nothing was tested", elapsed, timeout)
