@@ -8,5 +8,6 @@ import "syscall"
 // caller writes every frame through net.Conn.
 func writeNow(syscall.RawConn, [][]byte) (int, error) { return 0, nil }
 
-// unacked cannot tell where the socket's queue is not read.
+// unacked cannot tell on this system: a wait then counts as progress only
+// when bytes were written.
 func unacked(syscall.RawConn) (int, bool) { return 0, false }
