@@ -79,6 +79,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	raw    syscall.RawConn // nc's descriptor; nil when nc has none (TLS)
+	rawW   rawWriter       // writes to raw without waiting, when raw is set
 	sess   *broker.Session
 	id     string
 	remote string
@@ -157,6 +158,7 @@ func (s *Server) newConn(nc net.Conn, remote string) *conn {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
+			c.rawW.init(raw)
 		}
 	}
 	c.parts.Store(2)
@@ -424,7 +426,7 @@ func (c *conn) writeNoWait(frames [][]byte) (rest [][]byte, err error) {
 	if c.raw == nil || len(frames) == 0 {
 		return frames, nil
 	}
-	n, err := writeNow(c.raw, frames)
+	n, err := c.rawW.writeNow(frames)
 	c.srv.tel.bytesOut.Add(uint64(n))
 	if err != nil {
 		return nil, err
@@ -454,7 +456,7 @@ func (c *conn) writeWaiting(frames [][]byte) error {
 		c.srv.tel.bytesOut.Add(uint64(n))
 		if err == nil {
 			// The deadline must not outlive the wait: the writes that do
-			// not wait (writeNow) would meet it once it has passed.
+			// not wait (rawWriter.writeNow) would meet it once it has passed.
 			_ = c.nc.SetWriteDeadline(time.Time{})
 			return nil
 		}

@@ -4,9 +4,15 @@ package ws
 
 import "syscall"
 
-// writeNow writes nothing where writev without waiting is not wired: the
+// rawWriter writes nothing where writev without waiting is not wired: the
 // caller writes every frame through net.Conn.
-func writeNow(syscall.RawConn, [][]byte) (int, error) { return 0, nil }
+type rawWriter struct{}
+
+// init does nothing.
+func (*rawWriter) init(syscall.RawConn) {}
+
+// writeNow writes nothing.
+func (*rawWriter) writeNow([][]byte) (int, error) { return 0, nil }
 
 // unacked cannot tell on this system: a wait then counts as progress only
 // when bytes were written.
