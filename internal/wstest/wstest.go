@@ -5,7 +5,7 @@
 //
 // Conn is the core: its methods return errors, so that it can be used from
 // any goroutine. Client wraps a Conn for the goroutine running a test: its
-// methods fail the test instead, and bound every read by ReadTimeout.
+// methods fail the test instead, and bound every read by readTimeout.
 package wstest
 
 import (
@@ -26,18 +26,18 @@ import (
 )
 
 const (
-	// Subprotocol is the WebSocket subprotocol the client offers, and that
+	// subprotocol is the WebSocket subprotocol the client offers, and that
 	// the server must select.
-	Subprotocol = "pubsub.v1"
-	// MaxFrame bounds the payload of a frame the client reads, and the body
+	subprotocol = "pubsub.v1"
+	// maxFrame bounds the payload of a frame the client reads, and the body
 	// of a refused handshake it keeps.
-	MaxFrame = 4 << 20
-	// ReadTimeout bounds each read of a Client, the welcome included, and
+	maxFrame = 4 << 20
+	// readTimeout bounds each read of a Client, the welcome included, and
 	// its handshake.
-	ReadTimeout = 10 * time.Second
-	// DialTimeout bounds the connect and the handshake when Dialer.Timeout
+	readTimeout = 10 * time.Second
+	// dialTimeout bounds the connect and the handshake when Dialer.Timeout
 	// is zero.
-	DialTimeout = 20 * time.Second
+	dialTimeout = 20 * time.Second
 )
 
 // Frame is a decoded server text frame: the fields of docs/PROTOCOL.md that
@@ -103,7 +103,7 @@ func AsClose(err error) *CloseError {
 // other than 101, and the body of that answer.
 type RefusedError struct {
 	Status int    // the HTTP status
-	Body   []byte // the response body, at most MaxFrame bytes of it
+	Body   []byte // the response body, at most maxFrame bytes of it
 }
 
 // Error describes the refusal: status and body.
@@ -122,12 +122,12 @@ type Dialer struct {
 	// which one the server selected.
 	NoSubprotocol bool
 	// Timeout bounds the connect and the handshake, as does the context
-	// given to Open; zero means DialTimeout.
+	// given to Open; zero means dialTimeout.
 	Timeout time.Duration
 }
 
 // Open dials url (ws://host/v1/ws or wss://…) and completes the handshake.
-// Unless NoSubprotocol is set, the server must select Subprotocol. A
+// Unless NoSubprotocol is set, the server must select pubsub.v1. A
 // refusal is reported as a *RefusedError. The session's first frame, the
 // welcome, is left to be read.
 func (d Dialer) Open(ctx context.Context, url string) (*Conn, error) {
@@ -138,18 +138,18 @@ func (d Dialer) Open(ctx context.Context, url string) (*Conn, error) {
 		OnStatusError: func(status int, _ []byte, r io.Reader) {
 			refusal = &RefusedError{Status: status}
 			if resp, err := http.ReadResponse(bufio.NewReader(r), nil); err == nil {
-				refusal.Body, _ = io.ReadAll(io.LimitReader(resp.Body, MaxFrame))
+				refusal.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxFrame))
 			}
 		},
 	}
 	if wd.Timeout == 0 {
-		wd.Timeout = DialTimeout
+		wd.Timeout = dialTimeout
 	}
 	if d.Header != nil {
 		wd.Header = ws.HandshakeHeaderHTTP(d.Header)
 	}
 	if !d.NoSubprotocol {
-		wd.Protocols = []string{Subprotocol}
+		wd.Protocols = []string{subprotocol}
 	}
 	nc, br, hs, err := wd.Dial(ctx, url)
 	var status ws.StatusError
@@ -159,9 +159,9 @@ func (d Dialer) Open(ctx context.Context, url string) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !d.NoSubprotocol && hs.Protocol != Subprotocol {
+	if !d.NoSubprotocol && hs.Protocol != subprotocol {
 		_ = nc.Close()
-		return nil, fmt.Errorf("subprotocol %q selected, want %s", hs.Protocol, Subprotocol)
+		return nil, fmt.Errorf("subprotocol %q selected, want %s", hs.Protocol, subprotocol)
 	}
 	if br == nil {
 		br = bufio.NewReader(nc)
@@ -310,14 +310,14 @@ func (c *Conn) Drain(deadline time.Time) error {
 	return err
 }
 
-// readFrame reads one whole frame of at most MaxFrame payload bytes.
+// readFrame reads one whole frame of at most maxFrame payload bytes.
 func (c *Conn) readFrame() (ws.Header, []byte, error) {
 	h, err := ws.ReadHeader(c.br)
 	if err != nil {
 		return h, nil, err
 	}
-	if h.Length > MaxFrame {
-		return h, nil, fmt.Errorf("frame of %d bytes, over the test client's %d", h.Length, MaxFrame)
+	if h.Length > maxFrame {
+		return h, nil, fmt.Errorf("frame of %d bytes, over the test client's %d", h.Length, maxFrame)
 	}
 	p := make([]byte, h.Length)
 	if _, err := io.ReadFull(c.br, p); err != nil {
@@ -330,7 +330,7 @@ func (c *Conn) readFrame() (ws.Header, []byte, error) {
 }
 
 // Client is a session driven by the goroutine of a test: its methods fail
-// the test on an error, and each read gives up after ReadTimeout.
+// the test on an error, and each read gives up after readTimeout.
 type Client struct {
 	t testing.TB
 	// Conn is the session, for what the Client does not offer.
@@ -340,11 +340,11 @@ type Client struct {
 }
 
 // Dial opens a session at url and reads its welcome frame, failing the
-// test if either does not succeed within ReadTimeout. The connection is
+// test if either does not succeed within readTimeout. The connection is
 // closed when the test ends.
 func (d Dialer) Dial(t testing.TB, url string) *Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), ReadTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
 	conn, err := d.Open(ctx, url)
 	if err != nil {
@@ -374,7 +374,7 @@ func (c *Client) Send(v any) {
 // of type "close" with Close set. Pings are answered on the way.
 func (c *Client) Next() Frame {
 	c.t.Helper()
-	f, err := c.Conn.Next(time.Now().Add(ReadTimeout))
+	f, err := c.Conn.Next(time.Now().Add(readTimeout))
 	if ce := AsClose(err); ce != nil {
 		return Frame{Type: "close", Raw: []byte(ce.Error()), Close: ce}
 	}
@@ -399,7 +399,7 @@ func (c *Client) Expect(typ string) Frame {
 func (c *Client) Subscribe(topics ...string) {
 	c.t.Helper()
 	for _, topic := range topics {
-		if err := c.Conn.Subscribe(time.Now().Add(ReadTimeout), topic); err != nil {
+		if err := c.Conn.Subscribe(time.Now().Add(readTimeout), topic); err != nil {
 			c.t.Fatalf("subscribe %s: %v", topic, err)
 		}
 	}
@@ -431,7 +431,7 @@ func (c *Client) SendClose(code ws.StatusCode, reason string) {
 // and returns it.
 func (c *Client) WaitClose() *CloseError {
 	c.t.Helper()
-	ce, err := c.Conn.WaitClose(time.Now().Add(ReadTimeout))
+	ce, err := c.Conn.WaitClose(time.Now().Add(readTimeout))
 	if err != nil {
 		c.t.Fatal(err)
 	}
