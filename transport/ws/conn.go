@@ -193,9 +193,8 @@ func (c *conn) start(buffered *bufio.Reader, pollErr error) {
 	case !c.polled:
 		go c.readAll(buffered)
 	case buffered.Buffered() > 0:
-		// Read what came with the request before waiting on the socket.
-		// An event that comes meanwhile is dropped (the reader is
-		// active) and re-armed when the reader parks.
+		// Read what came with the request before waiting on the socket,
+		// which is armed only when the reader parks.
 		go c.readActive(buffered)
 	default:
 		c.park()

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
-// sessionGoroutines counts the goroutines running a session's code (a
-// reader or a writer), from a dump of every goroutine's stack.
-func sessionGoroutines() int {
+// sessionGoroutines returns the stacks of the goroutines running a
+// session's code (a reader or a writer), from a dump of every goroutine.
+func sessionGoroutines() [][]byte {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -21,13 +22,34 @@ func sessionGoroutines() int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	count := 0
+	var stacks [][]byte
 	for _, g := range bytes.Split(buf, []byte("\n\n")) {
 		if bytes.Contains(g, []byte("transport/ws.(*conn).")) {
-			count++
+			stacks = append(stacks, g)
 		}
 	}
-	return count
+	return stacks
+}
+
+// awaitSessionGoroutines waits until the number of session goroutines
+// satisfies want and, if it never does, fails with the stacks of the last
+// count so that the goroutine that stayed can be seen.
+func awaitSessionGoroutines(t *testing.T, what string, want func(n int) bool) {
+	t.Helper()
+	var stacks [][]byte
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if stacks = sessionGoroutines(); want(len(stacks)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	shown := stacks[:min(len(stacks), 3)]
+	t.Fatalf("timed out after %v waiting for %s: %d session goroutines, the first %d:\n%s",
+		waitTimeout, what, len(stacks), len(shown), bytes.Join(shown, []byte("\n\n")))
 }
 
 // TestIdleSessionsRunNoGoroutine checks the footprint of idle sessions:
@@ -53,7 +75,7 @@ func TestIdleSessionsRunNoGoroutine(t *testing.T) {
 				clients[i], _ = h.dialWelcome(t)
 				clients[i].subscribe("idle.t")
 			}
-			eventually(t, "session goroutines = "+tc.wantText, func() bool { return tc.want(sessionGoroutines()) })
+			awaitSessionGoroutines(t, "session goroutines = "+tc.wantText, tc.want)
 
 			h.mustPublish(t, "idle.t", `{"n":1}`)
 			for i, c := range clients {
@@ -62,7 +84,7 @@ func TestIdleSessionsRunNoGoroutine(t *testing.T) {
 				}
 				c.ping(fmt.Sprint("after-", i))
 			}
-			eventually(t, "session goroutines back to "+tc.wantText, func() bool { return tc.want(sessionGoroutines()) })
+			awaitSessionGoroutines(t, "session goroutines back to "+tc.wantText, tc.want)
 		})
 	}
 }

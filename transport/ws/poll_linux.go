@@ -9,10 +9,10 @@ import (
 
 // poller tells which idle sessions have bytes to read, so that no
 // goroutine waits on a quiet socket: each session's socket is in one
-// epoll set, armed for one event at a time (EPOLLONESHOT), and re-armed
-// when the reader it started has read everything buffered. The socket
-// stays in the Go runtime's own poller too; reads and writes go through
-// net.Conn as usual.
+// epoll set, armed for one event (EPOLLONESHOT) each time its reader
+// parks; the reader that event starts parks again once it has read
+// everything buffered. The socket stays in the Go runtime's own poller
+// too; reads and writes go through net.Conn as usual.
 type poller struct {
 	epfd int
 	// wakefd is an eventfd in the set whose event stops a wait early.
@@ -58,21 +58,28 @@ func eventID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// add puts the socket of raw in the set, armed, with id.
+// add puts the socket of raw in the set with id, not armed: the first
+// rearm arms it. Were it armed here too, the session's first park would
+// arm it a second time, and when bytes came between the two, both events
+// would start a reader: the second after the first had read them and
+// parked, to wait on an empty socket until the heartbeat.
 func (p *poller) add(raw syscall.RawConn, id uint64) error {
-	return p.ctl(raw, unix.EPOLL_CTL_ADD, id)
+	// The kernel adds EPOLLERR and EPOLLHUP to any interest; EPOLLONESHOT
+	// makes even those fire at most once before the first rearm, and a
+	// hung-up socket's reader ends at once rather than wait.
+	return p.ctl(raw, unix.EPOLL_CTL_ADD, id, unix.EPOLLONESHOT)
 }
 
 // rearm arms the socket of raw for its next event.
 func (p *poller) rearm(raw syscall.RawConn, id uint64) error {
-	return p.ctl(raw, unix.EPOLL_CTL_MOD, id)
+	return p.ctl(raw, unix.EPOLL_CTL_MOD, id, pollInterest)
 }
 
 // ctl runs epoll_ctl under raw.Control, which keeps the descriptor open
 // (and so not reused by another socket) for the call.
-func (p *poller) ctl(raw syscall.RawConn, op int, id uint64) error {
+func (p *poller) ctl(raw syscall.RawConn, op int, id uint64, interest uint32) error {
 	var err error
-	ev := unix.EpollEvent{Events: pollInterest}
+	ev := unix.EpollEvent{Events: interest}
 	setEventID(&ev, id)
 	cerr := raw.Control(func(fd uintptr) {
 		err = unix.EpollCtl(p.epfd, op, int(fd), &ev)
