@@ -38,6 +38,8 @@ func awaitSessionGoroutines(t *testing.T, what string, want func(n int) bool) {
 	t.Helper()
 	var stacks [][]byte
 	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if stacks = sessionGoroutines(); want(len(stacks)) {
 			return
@@ -45,7 +47,7 @@ func awaitSessionGoroutines(t *testing.T, what string, want func(n int) bool) {
 		if time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		<-tick.C
 	}
 	shown := stacks[:min(len(stacks), 3)]
 	t.Fatalf("timed out after %v waiting for %s: %d session goroutines, the first %d:\n%s",
