@@ -79,7 +79,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	raw    syscall.RawConn // nc's descriptor; nil when nc has none (TLS)
-	rawW   rawWriter       // writes to raw without waiting, when raw is set
+	rawW   rawWriter       // writes to raw without waiting
 	sess   *broker.Session
 	id     string
 	remote string
@@ -158,7 +158,7 @@ func (s *Server) newConn(nc net.Conn, remote string) *conn {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
-			c.rawW.init(raw)
+			c.rawW.init()
 		}
 	}
 	c.parts.Store(2)
@@ -425,7 +425,7 @@ func (c *conn) writeNoWait(frames [][]byte) (rest [][]byte, err error) {
 	if c.raw == nil || len(frames) == 0 {
 		return frames, nil
 	}
-	n, err := c.rawW.writeNow(frames)
+	n, err := c.rawW.writeNow(c.raw, frames)
 	c.srv.tel.bytesOut.Add(uint64(n))
 	if err != nil {
 		return nil, err

@@ -12,12 +12,11 @@ import (
 // maxIovecs is the kernel's bound on the buffers of one writev (IOV_MAX).
 const maxIovecs = 1024
 
-// rawWriter writes frames to one socket with writev without waiting. The
+// rawWriter writes frames to a socket with writev without waiting. The
 // callback it hands to syscall.RawConn.Write is bound once, in init, so
 // that a write allocates nothing; a session's writes never overlap, so
 // one rawWriter serves them all.
 type rawWriter struct {
-	raw  syscall.RawConn
 	call func(fd uintptr) bool // writevFD, bound to this rawWriter
 
 	// The current call's buffers and result.
@@ -26,11 +25,8 @@ type rawWriter struct {
 	err   error
 }
 
-// init makes w write to raw.
-func (w *rawWriter) init(raw syscall.RawConn) {
-	w.raw = raw
-	w.call = w.writevFD
-}
+// init binds w's callback.
+func (w *rawWriter) init() { w.call = w.writevFD }
 
 // writevFD is the RawConn.Write callback: one writev of w.batch, retried
 // when a signal interrupts it.
@@ -43,14 +39,14 @@ func (w *rawWriter) writevFD(fd uintptr) bool {
 	}
 }
 
-// writeNow writes frames with writev without waiting: it returns how many
-// bytes the socket took before it was full. err is nil when it took them
+// writeNow writes frames to the socket of raw with writev without
+// waiting: it returns how many bytes the socket took before it was full. err is nil when it took them
 // all or was full (the caller waits and writes the rest), and the socket's
 // error otherwise.
-func (w *rawWriter) writeNow(frames [][]byte) (n int, err error) {
+func (w *rawWriter) writeNow(raw syscall.RawConn, frames [][]byte) (n int, err error) {
 	for len(frames) > 0 {
 		w.batch = frames[:min(len(frames), maxIovecs)]
-		cerr := w.raw.Write(w.call)
+		cerr := raw.Write(w.call)
 		m, werr, batch := w.n, w.err, w.batch
 		w.batch = nil // no reference to the frames outlives the call
 		if cerr != nil {

@@ -58,10 +58,8 @@ func BenchmarkLoopbackWritev(b *testing.B) {
 	for _, perWrite := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("frames=%d", perWrite), func(b *testing.B) {
 			raws := loopbackPairs(b, conns)
-			writers := make([]rawWriter, conns)
-			for i, raw := range raws {
-				writers[i].init(raw)
-			}
+			var w rawWriter
+			w.init()
 			batch := make([][]byte, perWrite)
 			for i := range batch {
 				batch[i] = frame
@@ -71,10 +69,10 @@ func BenchmarkLoopbackWritev(b *testing.B) {
 			for i := 0; i < b.N; i += perWrite {
 				// A full socket takes part of the batch: the rest waits
 				// for its reader, as a session's writer would.
-				raw, w := raws[(i/perWrite)%conns], &writers[(i/perWrite)%conns]
+				raw := raws[(i/perWrite)%conns]
 				rest := batch
 				for len(rest) > 0 {
-					n, err := w.writeNow(rest)
+					n, err := w.writeNow(raw, rest)
 					if err != nil {
 						b.Fatalf("writev: %v", err)
 					}
@@ -104,14 +102,14 @@ func BenchmarkLoopbackWritev(b *testing.B) {
 func TestWriteNowAllocatesNothing(t *testing.T) {
 	raws := loopbackPairs(t, 1)
 	var w rawWriter
-	w.init(raws[0])
+	w.init()
 	frame := make([]byte, 150)
 	batch := [][]byte{frame, frame, frame}
 	var (
 		n   int
 		err error
 	)
-	allocs := testing.AllocsPerRun(1000, func() { n, err = w.writeNow(batch) })
+	allocs := testing.AllocsPerRun(1000, func() { n, err = w.writeNow(raws[0], batch) })
 	if err != nil || n != 3*len(frame) {
 		t.Fatalf("writeNow wrote %d bytes (%v), want %d", n, err, 3*len(frame))
 	}

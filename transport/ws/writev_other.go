@@ -9,10 +9,10 @@ import "syscall"
 type rawWriter struct{}
 
 // init does nothing.
-func (*rawWriter) init(syscall.RawConn) {}
+func (*rawWriter) init() {}
 
 // writeNow writes nothing.
-func (*rawWriter) writeNow([][]byte) (int, error) { return 0, nil }
+func (*rawWriter) writeNow(syscall.RawConn, [][]byte) (int, error) { return 0, nil }
 
 // unacked cannot tell on this system: a wait then counts as progress only
 // when bytes were written.
