@@ -10,9 +10,9 @@ package wstest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,6 +78,20 @@ func (f Frame) Has(name string) bool {
 	}
 	_, ok := fields[name]
 	return ok
+}
+
+// DecodeFrame decodes a server text frame's payload p, which must be a
+// JSON object whose fields have the types of Frame's. Raw is p, also on
+// error.
+func DecodeFrame(p []byte) (Frame, error) {
+	f := Frame{Raw: p}
+	if b := bytes.TrimLeft(p, " \t\r\n"); len(b) == 0 || b[0] != '{' {
+		return f, fmt.Errorf("server text frame is not a JSON object: %q", p)
+	}
+	if err := json.Unmarshal(p, &f); err != nil {
+		return Frame{Raw: p}, fmt.Errorf("server text frame %q: %w", p, err)
+	}
+	return f, nil
 }
 
 // CloseError reports the server's close frame: its code (1005 when it has
@@ -219,18 +233,10 @@ func (c *Conn) Next(deadline time.Time) (Frame, error) {
 		}
 		switch h.OpCode {
 		case ws.OpText:
-			f := Frame{Raw: p}
-			if err := json.Unmarshal(p, &f); err != nil {
-				return Frame{Raw: p}, fmt.Errorf("text frame %q: %w", p, err)
-			}
-			return f, nil
+			return DecodeFrame(p)
 		case ws.OpClose:
-			ce := &CloseError{Code: ws.StatusNoStatusRcvd}
-			if len(p) >= 2 {
-				ce.Code = ws.StatusCode(binary.BigEndian.Uint16(p))
-				ce.Reason = string(p[2:])
-			}
-			return Frame{}, ce
+			code, reason := ws.ParseCloseFrameData(p)
+			return Frame{}, &CloseError{Code: code, Reason: reason}
 		case ws.OpPing:
 			if err := c.WriteFrame(ws.NewPongFrame(p)); err != nil {
 				return Frame{}, err

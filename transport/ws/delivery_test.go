@@ -24,7 +24,7 @@ func (c *client) messagesUntilMarker(marker string) []event {
 	var got []event
 	for {
 		e := c.expect("message")
-		if e.Topic == marker && !e.has("sub") {
+		if e.Topic == marker && !e.Has("sub") {
 			return got
 		}
 		if e.Topic != marker {
@@ -111,7 +111,7 @@ func TestExactAndWildcardSubscriptionsEachDeliverOnce(t *testing.T) {
 			t.Errorf("delivery %s is not the published message %s", e, m.ID)
 		}
 		key := e.Sub
-		if !e.has("sub") {
+		if !e.Has("sub") {
 			key = "(exact)"
 		} else if e.Sub == "" {
 			t.Errorf("delivery %s has an empty sub", e)
@@ -318,7 +318,7 @@ func TestResumePositions(t *testing.T) {
 			first, _ := h.dialWelcome(t)
 			s0 := first.subscribe(topic)
 			epoch := s0.Epoch
-			if epoch == "" || !s0.has("offset") || s0.Offset != 0 {
+			if epoch == "" || !s0.Has("offset") || s0.Offset != 0 {
 				t.Fatalf("first subscribe = %s, want offset 0 and an epoch", s0)
 			}
 			for i := 1; i <= tt.published; i++ {
@@ -331,10 +331,10 @@ func TestResumePositions(t *testing.T) {
 			c, _ := h.dialWelcome(t)
 			c.send(resumeCmd(topic, tt.since, epoch))
 			s := c.expect("subscribed")
-			if s.Recovered != tt.wantRecovered || !s.has("recovered") {
+			if s.Recovered != tt.wantRecovered || !s.Has("recovered") {
 				t.Fatalf("subscribed = %s, want recovered %v", s, tt.wantRecovered)
 			}
-			if s.Offset != uint64(tt.published) || !s.has("offset") || s.Epoch != s0.Epoch {
+			if s.Offset != uint64(tt.published) || !s.Has("offset") || s.Epoch != s0.Epoch {
 				t.Fatalf("subscribed = %s, want the current position %d/%s", s, tt.published, s0.Epoch)
 			}
 			for _, want := range tt.wantReplay {

@@ -194,23 +194,12 @@ func (h *harness) dialWelcome(t testing.TB, protocols ...string) (*client, event
 // frame, whose Has tells `"offset":0` from a missing offset.
 type event struct{ wstest.Frame }
 
-// has reports whether the frame carried field.
-func (e event) has(field string) bool { return e.Has(field) }
-
 func (e event) String() string { return string(e.Raw) }
 
 // decodeEvent decodes a server text frame's payload.
 func decodeEvent(p []byte) (event, error) {
-	var e event
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(p, &fields); err != nil {
-		return e, fmt.Errorf("server text frame is not a JSON object: %w: %q", err, p)
-	}
-	if err := json.Unmarshal(p, &e.Frame); err != nil {
-		return e, fmt.Errorf("server frame has a field of the wrong type: %w: %q", err, p)
-	}
-	e.Raw = p
-	return e, nil
+	f, err := wstest.DecodeFrame(p)
+	return event{f}, err
 }
 
 // peekMessage reads the type and offset of a server text frame without

@@ -28,7 +28,7 @@ func TestWelcomeIsFirstFrameWithSessionNodeAndHeartbeat(t *testing.T) {
 		t.Errorf("welcome heartbeat = %v, want 30 (seconds)", w.Heartbeat)
 	}
 	for _, f := range []string{"session", "node", "heartbeat"} {
-		if !w.has(f) {
+		if !w.Has(f) {
 			t.Errorf("welcome lacks %q: %s", f, w)
 		}
 	}
@@ -62,7 +62,7 @@ func TestPingIsAnsweredWithPongEchoingRef(t *testing.T) {
 			c, _ := h.dialWelcome(t)
 			c.send(tt.cmd)
 			p := c.expect("pong")
-			if p.Ref != tt.wantRef || p.has("ref") != (tt.wantRef != "") {
+			if p.Ref != tt.wantRef || p.Has("ref") != (tt.wantRef != "") {
 				t.Errorf("pong = %s, want ref %q", p, tt.wantRef)
 			}
 		})
@@ -95,19 +95,19 @@ func TestSubscribedCarriesPositionForExactTopicsOnly(t *testing.T) {
 			c, _ := h.dialWelcome(t)
 			c.send(tt.cmd)
 			e := c.expect("subscribed")
-			if e.Topic != tt.wantTopic || e.Ref != tt.wantRef || e.has("ref") != (tt.wantRef != "") {
+			if e.Topic != tt.wantTopic || e.Ref != tt.wantRef || e.Has("ref") != (tt.wantRef != "") {
 				t.Errorf("subscribed = %s, want topic %q ref %q", e, tt.wantTopic, tt.wantRef)
 			}
-			if !e.has("recovered") || e.Recovered {
+			if !e.Has("recovered") || e.Recovered {
 				t.Errorf("subscribed = %s, want recovered:false present", e)
 			}
 			if tt.wildcard {
-				if e.has("offset") || e.has("epoch") {
+				if e.Has("offset") || e.Has("epoch") {
 					t.Errorf("wildcard subscribed = %s, want no offset and no epoch", e)
 				}
 				return
 			}
-			if !e.has("offset") || e.Offset != tt.wantOffset {
+			if !e.Has("offset") || e.Offset != tt.wantOffset {
 				t.Errorf("subscribed = %s, want offset %d", e, tt.wantOffset)
 			}
 			if e.Epoch != h.store.Epoch() {
@@ -165,7 +165,7 @@ func TestPublishOverWebSocketAnswersPublishedAndDelivers(t *testing.T) {
 			t.Fatalf("published = %s, want ref %s, a UUID id, offset %d, epoch %s", ack, ref, i+1, h.store.Epoch())
 		}
 		for _, f := range []string{"id", "offset", "epoch"} {
-			if !ack.has(f) {
+			if !ack.Has(f) {
 				t.Errorf("published lacks %q: %s", f, ack)
 			}
 		}
@@ -177,7 +177,7 @@ func TestPublishOverWebSocketAnswersPublishedAndDelivers(t *testing.T) {
 		if string(m.Data) != `{"n":`+strconv.Itoa(i)+`}` {
 			t.Errorf("message data = %s", m.Data)
 		}
-		if m.has("sub") {
+		if m.Has("sub") {
 			t.Errorf("message through an exact subscription carries sub: %s", m)
 		}
 		ts, err := time.Parse(time.RFC3339Nano, m.Time)

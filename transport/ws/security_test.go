@@ -278,7 +278,7 @@ func TestRefreshKeepsTheSessionPastItsFirstToken(t *testing.T) {
 	next := time.Now().Add(time.Hour).Truncate(time.Second)
 	c.send(`{"op":"refresh","ref":"r1","token":"` + mint(t, token{sub: "u1", exp: next, subscribe: []string{">"}}) + `"}`)
 	e := c.expect("refreshed")
-	if e.Ref != "r1" || !e.has("expires") {
+	if e.Ref != "r1" || !e.Has("expires") {
 		t.Fatalf("refresh answer %s, want refreshed with ref r1 and expires", e)
 	}
 	var exp struct {
@@ -313,7 +313,7 @@ func TestRefreshThatNoLongerAllowsATopicUnsubscribesIt(t *testing.T) {
 	c.send(`{"op":"refresh","ref":"r2","token":"` + mint(t, token{sub: "u1", subscribe: []string{"prices.>", "news.y"}}) + `"}`)
 	for _, want := range []string{"news.*", "news.x"} {
 		e := c.expect("unsubscribed")
-		if e.Topic != want || e.has("ref") {
+		if e.Topic != want || e.Has("ref") {
 			t.Fatalf("got %s, want unsubscribed %s without ref", e, want)
 		}
 	}
