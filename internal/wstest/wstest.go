@@ -341,8 +341,6 @@ type Client struct {
 	t testing.TB
 	// Conn is the session, for what the Client does not offer.
 	Conn *Conn
-	// Welcome is the session's first frame.
-	Welcome Frame
 }
 
 // Dial opens a session at url and reads its welcome frame, failing the
@@ -358,7 +356,7 @@ func (d Dialer) Dial(t testing.TB, url string) *Client {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	c := &Client{t: t, Conn: conn}
-	c.Welcome = c.Expect("welcome")
+	c.Expect("welcome")
 	return c
 }
 
