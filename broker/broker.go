@@ -227,7 +227,7 @@ func (b *Broker) deliver(m *Message) uint64 {
 	if h := sh.hubs[m.Topic]; h != nil && len(h.subs) > 0 {
 		frame := b.enc.Message(m, "")
 		for _, s := range h.subs {
-			s.deliver(frame, m.Offset, at)
+			s.deliver(frame, m.Epoch, m.Offset, at)
 		}
 		n += uint64(len(h.subs))
 	}
@@ -239,7 +239,7 @@ func (b *Broker) deliver(m *Message) uint64 {
 			}
 			frame := b.enc.Message(m, pattern)
 			for _, s := range subs {
-				s.deliver(frame, m.Offset, at)
+				s.deliver(frame, m.Epoch, m.Offset, at)
 			}
 			n += uint64(len(subs))
 		})
@@ -262,7 +262,7 @@ func (b *Broker) Reset(topic string, pos Position, reason string) {
 	if h := sh.hubs[topic]; h != nil && len(h.subs) > 0 {
 		frame := b.enc.Reset(topic, "", pos, reason)
 		for _, s := range h.subs {
-			s.reset(frame, pos.Offset)
+			s.reset(frame, pos)
 		}
 	}
 	sh.mu.RUnlock()
@@ -273,7 +273,7 @@ func (b *Broker) Reset(topic string, pos Position, reason string) {
 			}
 			frame := b.enc.Reset(topic, pattern, pos, reason)
 			for _, s := range subs {
-				s.reset(frame, pos.Offset)
+				s.reset(frame, pos)
 			}
 		})
 	}

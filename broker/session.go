@@ -41,11 +41,19 @@ type subscription struct {
 	pending []pendingFrame
 	watched bool // the relay was asked to carry pattern for this subscription
 	removed bool // the subscription left the hubs
+
+	// epoch and last are the position of the last message or reset an
+	// exact subscription queued. activate sets them before the
+	// subscription turns live; after that only deliveries touch them, and
+	// the store makes a topic's deliveries one at a time.
+	epoch string
+	last  uint64
 }
 
 // pendingFrame is a delivery held back while a subscription is pending.
 type pendingFrame struct {
 	frame  []byte
+	epoch  string
 	offset uint64
 	// at is when the message was accepted (Unix ns; 0 for other frames).
 	at int64
@@ -119,7 +127,7 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if wildcard {
-		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, 0)
+		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, nil, 0)
 		return nil
 	}
 
@@ -148,42 +156,72 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 	if recovered {
 		last = since.Offset
 	}
-	sub.activate(s.b.enc.Subscribed(ref, pattern, &pos, recovered), replay, last)
+	sub.activate(s.b.enc.Subscribed(ref, pattern, &pos, recovered), &pos, replay, last)
 	return nil
 }
 
-// activate queues the subscribe answer, the replay after last, and the
-// buffered deliveries after that, then turns the subscription live.
-func (sub *subscription) activate(answer []byte, replay []*Message, last uint64) {
+// activate queues the subscribe answer, then, for an exact topic, the
+// replay after last and the buffered deliveries after that, each offset
+// once; then it turns the subscription live. pos is the topic's position
+// the answer reports (nil for a wildcard).
+func (sub *subscription) activate(answer []byte, pos *Position, replay []*Message, last uint64) {
 	s := sub.sess
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	s.Send(answer)
+	if pos != nil {
+		sub.epoch, sub.last = pos.Epoch, last
+	}
 	for _, m := range replay {
-		if m.Offset > last {
+		if sub.admit(pendingFrame{epoch: m.Epoch, offset: m.Offset}) {
 			s.Send(s.b.enc.Message(m, ""))
-			last = m.Offset
 		}
 	}
 	for _, p := range sub.pending {
-		if sub.wildcard || p.reset || p.offset > last {
+		if sub.admit(p) {
 			s.out.push(p.frame, p.at)
-			last = p.offset
 		}
 	}
 	sub.pending = nil
 	sub.live.Store(true)
 }
 
-// deliver queues frame to the subscription's session, or buffers it while
-// the subscription is pending. at is when the message was accepted.
-func (sub *subscription) deliver(frame []byte, offset uint64, at int64) {
-	sub.queue(pendingFrame{frame: frame, offset: offset, at: at})
+// admit reports whether p goes to the session, and moves an exact
+// subscription's position past it. A wildcard subscription admits
+// everything: the relay already orders and deduplicates each topic. An
+// exact subscription admits a message only if it is the next one of its
+// epoch: the store may have answered the subscribe (its position or its
+// replay) ahead of what the relay has delivered to this node, so live
+// deliveries of offsets the client already has are dropped here, as are
+// messages of another epoch that no reset announced. A reset is admitted
+// unless it is stale: same epoch and not past what was already queued.
+func (sub *subscription) admit(p pendingFrame) bool {
+	if sub.wildcard {
+		return true
+	}
+	if p.reset {
+		if p.epoch == sub.epoch && p.offset <= sub.last {
+			return false
+		}
+		sub.epoch, sub.last = p.epoch, p.offset
+		return true
+	}
+	if p.epoch != sub.epoch || p.offset <= sub.last {
+		return false
+	}
+	sub.last = p.offset
+	return true
 }
 
-// reset queues a reset notice; the stream continues after offset.
-func (sub *subscription) reset(frame []byte, offset uint64) {
-	sub.queue(pendingFrame{frame: frame, offset: offset, reset: true})
+// deliver queues frame to the subscription's session, or buffers it while
+// the subscription is pending. at is when the message was accepted.
+func (sub *subscription) deliver(frame []byte, epoch string, offset uint64, at int64) {
+	sub.queue(pendingFrame{frame: frame, epoch: epoch, offset: offset, at: at})
+}
+
+// reset queues a reset notice; the stream continues after pos.
+func (sub *subscription) reset(frame []byte, pos Position) {
+	sub.queue(pendingFrame{frame: frame, epoch: pos.Epoch, offset: pos.Offset, reset: true})
 }
 
 func (sub *subscription) queue(p pendingFrame) {
@@ -201,7 +239,9 @@ func (sub *subscription) queue(p pendingFrame) {
 		}
 		sub.mu.Unlock()
 	}
-	sub.sess.out.push(p.frame, p.at)
+	if sub.admit(p) {
+		sub.sess.out.push(p.frame, p.at)
+	}
 }
 
 // Unsubscribe removes the session's subscription to pattern.
