@@ -7,6 +7,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -161,7 +162,12 @@ func (b *Broker) shard(topic string) *shard {
 
 // Publish validates pubs, stamps each with an id and time, and hands them to
 // the store as one all-or-nothing batch. A batch with any invalid message
-// publishes none. Store failures wrap ErrUnavailable.
+// publishes none. Store failures wrap ErrUnavailable; a batch the store
+// could store only in part (Redis Cluster, several slots) fails with an
+// error wrapping ErrPartialBatch and returns the messages too: those with
+// an Offset were stored. A message marked Duplicate repeats an earlier
+// publish with its idempotency key: it answers as that one did and was
+// not published again.
 //
 // With tracing on, each message carries the trace context of the span in
 // ctx (the HTTP or WebSocket publish span) to every node that delivers
@@ -178,11 +184,14 @@ func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, e
 		if len(p.Data) == 0 {
 			return nil, fmt.Errorf("message %d: %w", i, ErrNoData)
 		}
+		if err := ValidateIdempotencyKey(p.IdempotencyKey); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
 	}
 	now := b.cfg.Now()
 	msgs := make([]*Message, len(pubs))
 	for i, p := range pubs {
-		msgs[i] = &Message{ID: uuid.NewString(), Topic: p.Topic, Time: now, Data: p.Data}
+		msgs[i] = &Message{ID: uuid.NewString(), Topic: p.Topic, Time: now, Data: p.Data, IdempotencyKey: p.IdempotencyKey}
 	}
 	var err error
 	if b.tel.tracer != nil {
@@ -193,10 +202,19 @@ func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, e
 	} else {
 		err = b.store.Publish(ctx, msgs)
 	}
+	stored := 0
+	for _, m := range msgs {
+		if m.Offset > 0 && !m.Duplicate {
+			stored++
+		}
+	}
+	b.stats.published[apiIndex(ctx)].Add(uint64(stored))
+	if errors.Is(err, ErrPartialBatch) {
+		return msgs, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	b.stats.published[apiIndex(ctx)].Add(uint64(len(msgs)))
 	return msgs, nil
 }
 

@@ -171,7 +171,7 @@ func TestSubscribeAnswersWithCurrentPosition(t *testing.T) {
 	got := drain(s)
 	want := []string{"sub r1 a.b 3 false", "sub r2 a.* - false"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("got %q, want %q (epoch %s)", got, want, st.Epoch())
+		t.Fatalf("got %q, want %q (epoch %s)", got, want, st.Epoch("a.b"))
 	}
 }
 
@@ -190,7 +190,7 @@ func TestResumeReplaysHistoryThenLiveWithNoGapOrDuplicate(t *testing.T) {
 	}()
 	s := b.NewSession()
 	t.Cleanup(s.Close)
-	if err := s.Subscribe(context.Background(), "r", "a.b", &broker.Position{Offset: 20, Epoch: st.Epoch()}); err != nil {
+	if err := s.Subscribe(context.Background(), "r", "a.b", &broker.Position{Offset: 20, Epoch: st.Epoch("a.b")}); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -219,8 +219,8 @@ func TestResumeNotRecovered(t *testing.T) {
 		since broker.Position
 	}{
 		{"other epoch", broker.Position{Offset: 8, Epoch: "other"}},
-		{"history no longer reaches", broker.Position{Offset: 2, Epoch: st.Epoch()}},
-		{"offset in the future", broker.Position{Offset: 1000, Epoch: st.Epoch()}},
+		{"history no longer reaches", broker.Position{Offset: 2, Epoch: st.Epoch("a.b")}},
+		{"offset in the future", broker.Position{Offset: 1000, Epoch: st.Epoch("a.b")}},
 	}
 	for _, tc := range tests {
 		s := b.NewSession()

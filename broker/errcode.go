@@ -20,7 +20,7 @@ func ErrorCode(err error) string {
 	switch {
 	case errors.Is(err, ErrInvalidTopic), errors.Is(err, ErrAlreadySubscribed),
 		errors.Is(err, ErrSinceOnWildcard), errors.Is(err, ErrNoData),
-		errors.Is(err, ErrEmptyBatch):
+		errors.Is(err, ErrEmptyBatch), errors.Is(err, ErrInvalidIdempotencyKey):
 		return CodeBadRequest
 	case errors.Is(err, ErrNotSubscribed):
 		return CodeNotFound

@@ -24,6 +24,11 @@ var (
 	ErrSessionClosed = errors.New("broker: session is closed")
 	// ErrUnavailable wraps store failures (the store cannot be reached).
 	ErrUnavailable = errors.New("broker: store unavailable")
+	// ErrPartialBatch: a batch that could not be stored in one atomic step
+	// (its topics live on several Redis Cluster slots) was stored only in
+	// part. The messages whose Offset is set were stored and relayed; the
+	// others were not. It wraps the store's error and ErrUnavailable.
+	ErrPartialBatch = errors.New("broker: batch stored in part")
 )
 
 // Message is one published message as stored and delivered.
@@ -40,6 +45,15 @@ type Message struct {
 	Time time.Time
 	// Data is the published JSON value, byte for byte.
 	Data json.RawMessage
+	// IdempotencyKey, when set, makes the publish idempotent: the store
+	// remembers the key with the message's answer for its idempotency
+	// window, per topic, and a later publish with the same key on the same
+	// topic is not stored again.
+	IdempotencyKey string
+	// Duplicate is set by the store when IdempotencyKey was already used
+	// on the topic: nothing was stored or relayed, and ID, Offset, Epoch
+	// and Time are those of the first publish.
+	Duplicate bool
 	// Trace carries the trace context of the publish that accepted the
 	// message (W3C traceparent, tracestate and baggage, by header name),
 	// so that every node that delivers it traces its deliver span in the
@@ -55,6 +69,10 @@ type Publication struct {
 	Topic string
 	// Data is any JSON value; it is delivered unchanged.
 	Data json.RawMessage
+	// IdempotencyKey, when set, makes a retry of this publication on the
+	// same topic within the store's idempotency window answer as the first
+	// publish did, and store nothing.
+	IdempotencyKey string
 }
 
 // Position is a point in a topic's stream: the last offset seen within an
@@ -70,7 +88,13 @@ type Position struct {
 // message to every node's Deliverer, this node's included.
 type Relay interface {
 	// Publish stores msgs as one all-or-nothing step, filling in each
-	// message's Offset and Epoch, and relays them for delivery.
+	// message's Offset and Epoch, and relays them for delivery. A message
+	// whose IdempotencyKey was already used on its topic within the
+	// idempotency window is not stored again: the store marks it Duplicate
+	// and fills in the first publish's ID, Offset, Epoch and Time. A store
+	// that cannot make a batch one step (topics on several Redis Cluster
+	// slots) returns an error wrapping ErrPartialBatch when only some
+	// messages were stored; those have their Offset set.
 	Publish(ctx context.Context, msgs []*Message) error
 	// Listen sets the node's Deliverer. It is called once, before any
 	// Publish. Deliveries for one topic are made one at a time, in offset

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -40,6 +41,32 @@ func ValidateTopic(topic string) error {
 func ValidatePattern(pattern string) (wildcard bool, err error) {
 	return scanTopic(pattern, true)
 }
+
+// ErrInvalidIdempotencyKey is wrapped by ValidateIdempotencyKey's errors.
+var ErrInvalidIdempotencyKey = errors.New("broker: idempotency key is invalid")
+
+// MaxIdempotencyKeyLen is the longest idempotency key, in bytes.
+const MaxIdempotencyKeyLen = 128
+
+// ValidateIdempotencyKey reports whether key may be used as an idempotency
+// key: empty (none), or 1–128 printable ASCII bytes (0x21–0x7e). The error
+// wraps ErrInvalidIdempotencyKey and never repeats the key.
+func ValidateIdempotencyKey(key string) error {
+	if len(key) > MaxIdempotencyKeyLen {
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidIdempotencyKey, MaxIdempotencyKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return fmt.Errorf("%w: byte %d is not printable ASCII", ErrInvalidIdempotencyKey, i)
+		}
+	}
+	return nil
+}
+
+// IsPattern reports whether s holds a wildcard ("*" or ">"); for a valid
+// pattern it says whether the pattern is a wildcard pattern rather than an
+// exact topic.
+func IsPattern(s string) bool { return strings.ContainsAny(s, "*>") }
 
 // scanTopic validates s as an exact topic or, if wild is true, as a pattern.
 // It makes one pass over the bytes of s and allocates only to build an error.

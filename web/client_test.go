@@ -225,12 +225,12 @@ func TestNotRecoveredCallsOnReset(t *testing.T) {
 		t.Errorf("t.r delivered offsets %v, want 1 2 11 12", got)
 	}
 	reset := r.Resets[0]
-	if reset["name"] != "t.r" || reset["reason"] != "not_recovered" || reset["offset"] != float64(10) || reset["epoch"] != st.Epoch() {
-		t.Errorf("onReset got %v, want not_recovered at offset 10 of epoch %s", reset, st.Epoch())
+	if reset["name"] != "t.r" || reset["reason"] != "not_recovered" || reset["offset"] != float64(10) || reset["epoch"] != st.Epoch("t.r") {
+		t.Errorf("onReset got %v, want not_recovered at offset 10 of epoch %s", reset, st.Epoch("t.r"))
 	}
 	var pos recPos
 	p.eval(`subs['t.r'].position`, &pos)
-	if pos.Offset != 12 || pos.Epoch != st.Epoch() {
+	if pos.Offset != 12 || pos.Epoch != st.Epoch("t.r") {
 		t.Errorf("subscription position %+v, want offset 12", pos)
 	}
 	if r.Closes[0]["code"] != float64(1006) {

@@ -1,7 +1,10 @@
-// Package memory is the embedded single-node store: offsets, history and
-// relay in process, no external service. Offsets run 1, 2, 3, … per topic
-// within one epoch per process start; history keeps, per topic, the last
-// HistorySize messages younger than HistoryTTL.
+// Package memory is the embedded single-node store: offsets, history,
+// idempotency keys and relay in process, no external service. Offsets run
+// 1, 2, 3, … per topic within the topic's epoch; history keeps, per topic,
+// the last HistorySize messages younger than HistoryTTL. A topic that no
+// exact subscription watches and that has been idle for longer than its
+// history and idempotency keys live is forgotten; if it is used again it
+// starts over in a new epoch.
 package memory
 
 import (
@@ -23,6 +26,9 @@ type Config struct {
 	HistorySize int
 	// HistoryTTL is how long a message stays in history. Default 5 minutes.
 	HistoryTTL time.Duration
+	// IdempotencyWindow is how long a publish's idempotency key is
+	// remembered on its topic. Default 5 minutes.
+	IdempotencyWindow time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -34,32 +40,56 @@ func (c Config) withDefaults() Config {
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 5 * time.Minute
 	}
+	if c.IdempotencyWindow <= 0 {
+		c.IdempotencyWindow = 5 * time.Minute
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
 }
 
-// Store is the in-memory broker.Store.
+// Store is the in-memory broker.Store. It also implements broker.Watcher,
+// to keep the topics that exact subscriptions follow.
 type Store struct {
-	cfg   Config
-	epoch string
-	stop  chan struct{}
-	done  chan struct{}
+	cfg Config
+	// idle is how long a topic stays unused before it is forgotten: the
+	// longer of the history TTL and the idempotency window.
+	idle time.Duration
+	stop chan struct{}
+	done chan struct{}
 
-	// mu guards topics, sink and closed.
-	mu     sync.RWMutex
-	topics map[string]*topic
-	sink   broker.Deliverer
-	closed bool
+	// mu guards topics, watched, sink and closed.
+	mu      sync.RWMutex
+	topics  map[string]*topic
+	watched map[string]int // exact topic → subscriptions watching it
+	sink    broker.Deliverer
+	closed  bool
 }
 
-// topic is one topic's sequence and history.
+var (
+	_ broker.Store   = (*Store)(nil)
+	_ broker.Watcher = (*Store)(nil)
+)
+
+// topic is one topic's sequence, history and idempotency keys.
 type topic struct {
-	// mu guards offset and history, and serialises deliveries of the topic.
+	// mu guards every field below, and serialises deliveries of the topic.
 	mu      sync.Mutex
+	epoch   string
 	offset  uint64
 	history ring
+	keys    map[string]answer // idempotency key → first publish's answer
+	used    time.Time         // last publish or read
+	gone    bool              // forgotten: the record is no longer in topics
+}
+
+// answer is what a publish with an idempotency key was told.
+type answer struct {
+	id      string
+	offset  uint64
+	time    time.Time
+	expires time.Time
 }
 
 // ring holds a topic's newest messages, at most its capacity, oldest first.
@@ -104,21 +134,22 @@ func (r *ring) expired(cutoff time.Time) int {
 	return i
 }
 
-// New returns a store with a fresh epoch. Close stops its history sweeper.
+// New returns an empty store. Close stops its sweeper.
 func New(cfg Config) *Store {
+	cfg = cfg.withDefaults()
 	s := &Store{
-		cfg:    cfg.withDefaults(),
-		epoch:  uuid.NewString()[:8],
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		topics: make(map[string]*topic),
+		cfg:     cfg,
+		idle:    max(cfg.HistoryTTL, cfg.IdempotencyWindow),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		topics:  make(map[string]*topic),
+		watched: make(map[string]int),
 	}
 	go s.sweep()
 	return s
 }
 
-// Epoch returns the epoch every topic of this store shares.
-func (s *Store) Epoch() string { return s.epoch }
+func newEpoch() string { return uuid.NewString()[:8] }
 
 // Listen sets the Deliverer that receives every published message.
 func (s *Store) Listen(d broker.Deliverer) {
@@ -127,42 +158,95 @@ func (s *Store) Listen(d broker.Deliverer) {
 	s.mu.Unlock()
 }
 
-// topicFor returns the topic's record, creating it when create is set.
-func (s *Store) topicFor(name string, create bool) (*topic, broker.Deliverer, error) {
-	s.mu.RLock()
-	t, sink, closed := s.topics[name], s.sink, s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, nil, ErrClosed
+// Watch keeps pattern's topic while a subscription follows it, so that
+// its epoch and offsets go on. Wildcard patterns keep nothing.
+func (s *Store) Watch(ctx context.Context, pattern string) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if t != nil || !create {
-		return t, sink, nil
+	if broker.IsPattern(pattern) {
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t = s.topics[name]; t == nil {
-		t = &topic{}
-		s.topics[name] = t
+	if s.closed {
+		return ErrClosed
 	}
-	return t, s.sink, nil
+	s.watched[pattern]++
+	return nil
+}
+
+// Unwatch drops one Watch of pattern.
+func (s *Store) Unwatch(pattern string) {
+	if broker.IsPattern(pattern) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watched[pattern]--; s.watched[pattern] <= 0 {
+		delete(s.watched, pattern)
+	}
+}
+
+// lock returns the topic's record, created with a new epoch if needed,
+// locked, and the Deliverer.
+func (s *Store) lock(name string) (*topic, broker.Deliverer, error) {
+	for {
+		s.mu.RLock()
+		t, sink, closed := s.topics[name], s.sink, s.closed
+		s.mu.RUnlock()
+		if closed {
+			return nil, nil, ErrClosed
+		}
+		if t == nil {
+			s.mu.Lock()
+			if t = s.topics[name]; t == nil {
+				t = &topic{epoch: newEpoch()}
+				s.topics[name] = t
+			}
+			sink = s.sink
+			s.mu.Unlock()
+		}
+		t.mu.Lock()
+		if !t.gone {
+			t.used = s.cfg.Now()
+			return t, sink, nil
+		}
+		// Forgotten between the look-up and the lock: look again.
+		t.mu.Unlock()
+	}
 }
 
 // Publish assigns each message the next offset of its topic, appends it to
-// history and delivers it, one topic at a time in offset order.
+// history and delivers it, one topic at a time in offset order. A message
+// whose idempotency key the topic remembers is marked Duplicate and given
+// the first publish's answer instead.
 func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	for _, m := range msgs {
-		t, sink, err := s.topicFor(m.Topic, true)
+		t, sink, err := s.lock(m.Topic)
 		if err != nil {
 			return err
 		}
-		t.mu.Lock()
+		if m.IdempotencyKey != "" {
+			if a, ok := t.keys[m.IdempotencyKey]; ok && t.used.Before(a.expires) {
+				m.ID, m.Offset, m.Epoch, m.Time, m.Duplicate = a.id, a.offset, t.epoch, a.time, true
+				t.mu.Unlock()
+				continue
+			}
+		}
 		t.offset++
 		m.Offset = t.offset
-		m.Epoch = s.epoch
+		m.Epoch = t.epoch
 		t.history.push(m, s.cfg.HistorySize)
+		if m.IdempotencyKey != "" {
+			if t.keys == nil {
+				t.keys = make(map[string]answer)
+			}
+			t.keys[m.IdempotencyKey] = answer{id: m.ID, offset: m.Offset, time: m.Time, expires: t.used.Add(s.cfg.IdempotencyWindow)}
+		}
 		if sink != nil {
 			sink.Deliver(m)
 		}
@@ -171,18 +255,17 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 	return nil
 }
 
-// Position returns the topic's last offset and the store's epoch.
+// Position returns the topic's last offset and its epoch.
 func (s *Store) Position(ctx context.Context, name string) (broker.Position, error) {
 	if err := ctx.Err(); err != nil {
 		return broker.Position{}, err
 	}
-	t, _, err := s.topicFor(name, true)
+	t, _, err := s.lock(name)
 	if err != nil {
 		return broker.Position{}, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
-	return broker.Position{Offset: t.offset, Epoch: s.epoch}, nil
+	return broker.Position{Offset: t.offset, Epoch: t.epoch}, nil
 }
 
 // Since returns the messages after since.Offset still in history.
@@ -190,14 +273,13 @@ func (s *Store) Since(ctx context.Context, name string, since broker.Position) (
 	if err := ctx.Err(); err != nil {
 		return nil, broker.Position{}, false, err
 	}
-	t, _, err := s.topicFor(name, true)
+	t, _, err := s.lock(name)
 	if err != nil {
 		return nil, broker.Position{}, false, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
-	pos := broker.Position{Offset: t.offset, Epoch: s.epoch}
-	if since.Epoch != s.epoch || since.Offset > t.offset {
+	pos := broker.Position{Offset: t.offset, Epoch: t.epoch}
+	if since.Epoch != t.epoch || since.Offset > t.offset {
 		return nil, pos, false, nil
 	}
 	if since.Offset == t.offset {
@@ -216,31 +298,77 @@ func (s *Store) Since(ctx context.Context, name string, since broker.Position) (
 	return out, pos, true, nil
 }
 
+// Epoch returns the topic's current epoch, starting the topic if it has
+// none, or "" once the store is closed.
+func (s *Store) Epoch(topic string) string {
+	pos, err := s.Position(context.Background(), topic)
+	if err != nil {
+		return ""
+	}
+	return pos.Epoch
+}
+
+// Topics returns how many topics the store holds.
+func (s *Store) Topics() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.topics)
+}
+
 // cutoff is the time at or before which messages have expired.
 func (s *Store) cutoff() time.Time { return s.cfg.Now().Add(-s.cfg.HistoryTTL) }
 
-// sweep drops expired messages so idle topics do not hold memory.
+// sweep drops expired messages and keys, and forgets idle topics, so that
+// topics nobody uses any more hold no memory.
 func (s *Store) sweep() {
 	defer close(s.done)
-	tick := time.NewTicker(s.cfg.HistoryTTL / 2)
+	tick := time.NewTicker(s.idle / 2)
 	defer tick.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-tick.C:
-			s.mu.RLock()
-			topics := make([]*topic, 0, len(s.topics))
-			for _, t := range s.topics {
-				topics = append(topics, t)
-			}
-			s.mu.RUnlock()
-			for _, t := range topics {
-				t.mu.Lock()
-				t.history.dropOldest(t.history.expired(s.cutoff()))
-				t.mu.Unlock()
+			s.Sweep()
+		}
+	}
+}
+
+// Sweep runs one pass of the sweeper now: it drops expired messages and
+// idempotency keys, and forgets every topic that no exact subscription
+// watches and that nobody has published to or read for longer than both
+// the history TTL and the idempotency window.
+func (s *Store) Sweep() {
+	s.mu.RLock()
+	names := make([]string, 0, len(s.topics))
+	for name := range s.topics {
+		names = append(names, name)
+	}
+	s.mu.RUnlock()
+	now := s.cfg.Now()
+	cutoff := s.cutoff()
+	for _, name := range names {
+		s.mu.Lock()
+		t := s.topics[name]
+		if t == nil {
+			s.mu.Unlock()
+			continue
+		}
+		t.mu.Lock()
+		if s.watched[name] == 0 && now.Sub(t.used) > s.idle {
+			delete(s.topics, name)
+			t.gone = true
+		}
+		s.mu.Unlock()
+		if !t.gone {
+			t.history.dropOldest(t.history.expired(cutoff))
+			for k, a := range t.keys {
+				if !now.Before(a.expires) {
+					delete(t.keys, k)
+				}
 			}
 		}
+		t.mu.Unlock()
 	}
 }
 

@@ -1,7 +1,14 @@
 package memory_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
@@ -29,5 +36,176 @@ func TestClosedStoreRefusesWork(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// newClocked returns a store with a one-minute history TTL and idempotency
+// window on a clock the test moves.
+func newClocked(t *testing.T) (*memory.Store, *clock) {
+	t.Helper()
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	s := memory.New(memory.Config{HistoryTTL: time.Minute, IdempotencyWindow: time.Minute, Now: c.Now})
+	t.Cleanup(func() { _ = s.Close() })
+	return s, c
+}
+
+func publishTo(t *testing.T, s *memory.Store, c *clock, topic, key string) *broker.Message {
+	t.Helper()
+	m := &broker.Message{ID: uuid.NewString(), Topic: topic, Time: c.Now(), Data: json.RawMessage(`1`), IdempotencyKey: key}
+	if err := s.Publish(t.Context(), []*broker.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Per-user and per-order topics come and go: a topic nobody uses any more
+// is forgotten once its history and idempotency keys have expired, so the
+// store does not grow with every topic it has ever seen.
+func TestIdleTopicsAreForgotten(t *testing.T) {
+	s, c := newClocked(t)
+	for i := range 1000 {
+		publishTo(t, s, c, fmt.Sprintf("user.%d", i), "")
+	}
+	if _, err := s.Position(t.Context(), "order.read-only"); err != nil {
+		t.Fatal(err)
+	}
+	c.advance(30 * time.Second)
+	s.Sweep()
+	if n := s.Topics(); n != 1001 {
+		t.Fatalf("after 30 s the store holds %d topics, want all 1001 (history still live)", n)
+	}
+	c.advance(31 * time.Second)
+	s.Sweep()
+	if n := s.Topics(); n != 0 {
+		t.Fatalf("after 61 s idle the store holds %d topics, want 0", n)
+	}
+}
+
+// A topic that an exact subscription watches is kept however long it is
+// idle, so its subscribers' offsets go on in the same epoch.
+func TestWatchedTopicIsKept(t *testing.T) {
+	s, c := newClocked(t)
+	if err := s.Watch(t.Context(), "room.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Watch(t.Context(), "room.>"); err != nil {
+		t.Fatal(err)
+	}
+	first := publishTo(t, s, c, "room.1", "")
+	publishTo(t, s, c, "room.2", "")
+	c.advance(time.Hour)
+	s.Sweep()
+	if n := s.Topics(); n != 1 {
+		t.Fatalf("the store holds %d topics, want only the watched room.1 (a wildcard watch keeps none)", n)
+	}
+	if next := publishTo(t, s, c, "room.1", ""); next.Epoch != first.Epoch || next.Offset != 2 {
+		t.Fatalf("watched topic went on at %d in epoch %s, want 2 in %s", next.Offset, next.Epoch, first.Epoch)
+	}
+	s.Unwatch("room.1")
+	c.advance(time.Hour)
+	s.Sweep()
+	if n := s.Topics(); n != 0 {
+		t.Fatalf("after the last Unwatch and an idle hour the store holds %d topics, want 0", n)
+	}
+}
+
+// A topic forgotten and used again starts a new epoch: a client resuming
+// from a position of its previous life is told it was not recovered, and
+// an old idempotency key is not answered from the old life.
+func TestForgottenTopicStartsANewEpoch(t *testing.T) {
+	s, c := newClocked(t)
+	for range 3 {
+		publishTo(t, s, c, "order.42", "")
+	}
+	last := publishTo(t, s, c, "order.42", "k")
+	c.advance(2 * time.Minute)
+	s.Sweep()
+	for _, since := range []broker.Position{{Offset: last.Offset, Epoch: last.Epoch}, {Offset: 1, Epoch: last.Epoch}} {
+		msgs, pos, ok, err := s.Since(t.Context(), "order.42", since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok || len(msgs) != 0 || pos.Epoch == last.Epoch || pos.Offset != 0 {
+			t.Fatalf("Since(%+v) after the topic was forgotten = %d messages, %+v, recovered %v; want a new epoch at 0, not recovered",
+				since, len(msgs), pos, ok)
+		}
+	}
+	again := publishTo(t, s, c, "order.42", "k")
+	if again.Duplicate || again.Offset != 1 {
+		t.Fatalf("the old key in the new life: offset %d, duplicate %v; want stored at 1", again.Offset, again.Duplicate)
+	}
+}
+
+// Idempotency keys expire after the window.
+func TestIdempotencyKeyExpires(t *testing.T) {
+	s, c := newClocked(t)
+	if err := s.Watch(t.Context(), "pay.1"); err != nil {
+		t.Fatal(err)
+	}
+	first := publishTo(t, s, c, "pay.1", "k")
+	c.advance(59 * time.Second)
+	if retry := publishTo(t, s, c, "pay.1", "k"); !retry.Duplicate || retry.ID != first.ID {
+		t.Fatalf("a retry within the window was stored again at %d", retry.Offset)
+	}
+	c.advance(2 * time.Second)
+	if late := publishTo(t, s, c, "pay.1", "k"); late.Duplicate || late.Offset != 2 {
+		t.Fatalf("a publish after the window: offset %d, duplicate %v; want stored at 2", late.Offset, late.Duplicate)
+	}
+}
+
+// Publishing while the sweeper forgets topics loses nothing: a publish
+// that races the sweeper lands in the record that later reads see.
+func TestSweepDuringPublishLosesNothing(t *testing.T) {
+	s, c := newClocked(t)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				s.Sweep()
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	for i := range 5000 {
+		// Every topic is idle now, so the sweeper may forget the topic
+		// while the publish looks it up; the clock stands still until the
+		// read below, so it cannot forget it after the publish.
+		c.advance(2 * time.Minute)
+		m := publishTo(t, s, c, "t."+strconv.Itoa(i%7), "")
+		msgs, pos, ok, err := s.Since(t.Context(), m.Topic, broker.Position{Offset: m.Offset - 1, Epoch: m.Epoch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || len(msgs) != 1 || msgs[0].ID != m.ID {
+			t.Fatalf("publish %d at %d in epoch %s: history holds %d messages at %+v (recovered %v), want the one just published",
+				i, m.Offset, m.Epoch, len(msgs), pos, ok)
+		}
 	}
 }

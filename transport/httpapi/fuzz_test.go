@@ -114,7 +114,7 @@ func FuzzPublishBody(f *testing.F) {
 			if res.Offset == 0 {
 				t.Fatalf("200 with offset 0: %s", r.body)
 			}
-			if _, err := uuid.Parse(res.ID); err != nil || res.Epoch != e.store.Epoch() || res.Topic == "" {
+			if _, err := uuid.Parse(res.ID); err != nil || res.Epoch != e.store.Epoch(res.Topic) || res.Topic == "" {
 				t.Fatalf("200 with a bad result %+v", res)
 			}
 		}

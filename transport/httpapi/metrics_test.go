@@ -234,7 +234,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// Resumes: one recovered, one not.
-	c.Send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": e.store.Epoch()}})
+	c.Send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": e.store.Epoch("r.a")}})
 	c.Send(map[string]any{"op": "subscribe", "topic": "n.a", "since": map[string]any{"offset": 0, "epoch": "stale"}})
 	eventually(t, "the resumes counted", func() bool {
 		m := scrape(t, e)

@@ -252,9 +252,9 @@ func TestResumeReplaysHistoryThenLiveWithoutGapOrDuplicate(t *testing.T) {
 		<-done
 	})
 
-	c.send(resumeCmd(topic, since, h.store.Epoch()))
+	c.send(resumeCmd(topic, since, h.store.Epoch(topic)))
 	s := c.expect("subscribed")
-	if !s.Recovered || s.Ref != "r" || s.Epoch != h.store.Epoch() || s.Offset < before {
+	if !s.Recovered || s.Ref != "r" || s.Epoch != h.store.Epoch(topic) || s.Offset < before {
 		t.Fatalf("subscribed = %s, want recovered:true at offset >= %d", s, before)
 	}
 	want := uint64(since + 1)
