@@ -9,6 +9,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -58,8 +59,11 @@ type Config struct {
 	HistorySize int
 	// HistoryTTL is how long a message stays in history. Default 5 minutes.
 	HistoryTTL time.Duration
+	// IdempotencyWindow is how long a publish's idempotency key is
+	// remembered on its topic. Default 5 minutes.
+	IdempotencyWindow time.Duration
 	// MetaTTL is how long a topic's offset and epoch outlive its last use.
-	// Default 24h, and never less than HistoryTTL.
+	// Default 24h, and never less than HistoryTTL or IdempotencyWindow.
 	MetaTTL time.Duration
 	// Logger receives relay events. Default: discard.
 	Logger *slog.Logger
@@ -81,12 +85,13 @@ func (c Config) withDefaults() Config {
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 5 * time.Minute
 	}
+	if c.IdempotencyWindow <= 0 {
+		c.IdempotencyWindow = 5 * time.Minute
+	}
 	if c.MetaTTL <= 0 {
 		c.MetaTTL = 24 * time.Hour
 	}
-	if c.MetaTTL < c.HistoryTTL {
-		c.MetaTTL = c.HistoryTTL
-	}
+	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -268,45 +273,145 @@ func newEpoch() string {
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
-// Publish runs the publish script for each message in order: one round
-// trip per message. An error means the message it names and those after
-// it were not stored; earlier ones were.
+// Publish stores msgs with the publish script. On a single Redis the
+// whole batch is one script run: one round trip, stored whole or not at
+// all. On a cluster a script runs per topic (a topic's keys share one
+// slot), all in one pipeline; when only some of them succeed the error
+// wraps broker.ErrPartialBatch and the stored messages have their Offset
+// set. A timed-out run may have been stored: a retry with the same
+// idempotency keys answers as it did.
 func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
+	describeAppend(ctx, s.cluster != nil)
+	if s.cluster == nil {
+		return s.publishGroup(ctx, s.client, msgs)
+	}
+	groups := groupByTopic(msgs)
+	if len(groups) == 1 {
+		return s.publishGroup(ctx, s.client, msgs)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(groups))
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.publishGroup(ctx, s.client, g)
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	var first error
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case failed < len(groups):
+		return fmt.Errorf("%w: %d of %d topics: %w", broker.ErrPartialBatch, failed, len(groups), first)
+	default:
+		return first
+	}
+}
+
+// groupByTopic splits msgs by topic, keeping their order within a topic.
+func groupByTopic(msgs []*broker.Message) [][]*broker.Message {
+	index := make(map[string]int)
+	var groups [][]*broker.Message
+	for _, m := range msgs {
+		i, ok := index[m.Topic]
+		if !ok {
+			i = len(groups)
+			index[m.Topic] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], m)
+	}
+	return groups
+}
+
+// publishGroup runs the publish script once for msgs, whose keys must
+// share a slot on a cluster, and fills in their positions. When it fails
+// none of msgs is marked stored.
+func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*broker.Message) error {
 	pub := "PUBLISH"
 	if s.cluster != nil {
 		pub = "SPUBLISH"
 	}
-	describeAppend(ctx, s.cluster != nil)
+	wildcards := s.cluster != nil && s.wildcardsSeen.Load()
+	keys := make([]string, 0, 4*len(msgs))
+	args := make([]any, 0, 6+5*len(msgs))
+	args = append(args, newEpoch(), s.cfg.HistorySize, ms(s.cfg.HistoryTTL), ms(s.cfg.MetaTTL), pub, ms(s.cfg.IdempotencyWindow))
 	for i, m := range msgs {
 		body, err := encodeBody(m)
 		if err != nil {
 			return fmt.Errorf("redis: encoding message %d: %w", i, err)
 		}
-		wild := ""
-		if s.cluster != nil && s.wildcardsSeen.Load() {
+		k := s.keys(m.Topic)
+		keys = append(keys, k[0], k[1], k[2], s.idempotencyKey(m.Topic, m.IdempotencyKey))
+		keyed, wild := "", ""
+		if m.IdempotencyKey != "" {
+			keyed = "1"
+		}
+		if wildcards {
 			wild = s.wildcardChannel(m.Topic)
 		}
-		start := time.Now()
-		res, err := publishScript.Run(ctx, s.client, s.keys(m.Topic),
-			newEpoch(), s.cfg.HistorySize, ms(s.cfg.HistoryTTL), ms(s.cfg.MetaTTL), body, pub, wild).Slice()
-		if err == nil {
-			s.tel.observe(ctx, start, s.tel.opPublish)
-		}
-		if err != nil {
-			return fmt.Errorf("redis: publishing message %d: %w", i, err)
-		}
-		off, epoch, err := position(res)
+		args = append(args, body, keyed, wild, m.ID, strconv.FormatInt(m.Time.UnixNano(), 10))
+	}
+	start := time.Now()
+	res, err := publishScript.Run(ctx, c, keys, args...).Slice()
+	if err != nil {
+		return fmt.Errorf("redis: publishing: %w", err)
+	}
+	s.tel.observe(ctx, start, s.tel.opPublish)
+	if len(res) != len(msgs) {
+		return errEnvelope
+	}
+	type answer struct {
+		offset uint64
+		epoch  string
+		first  *broker.Message // the first publish's id and time, for a known key
+	}
+	answers := make([]answer, len(msgs))
+	for i, r := range res {
+		entry, _ := r.([]any)
+		off, epoch, err := position(entry)
 		if err != nil {
 			return err
 		}
-		m.Offset, m.Epoch = off, epoch
+		answers[i] = answer{offset: off, epoch: epoch}
+		if len(entry) == 4 {
+			id, _ := entry[2].(string)
+			ns, err := strconv.ParseInt(fmt.Sprint(entry[3]), 10, 64)
+			if id == "" || err != nil {
+				return errEnvelope
+			}
+			answers[i].first = &broker.Message{ID: id, Time: time.Unix(0, ns)}
+		}
+	}
+	for i, m := range msgs {
+		a := answers[i]
+		m.Offset, m.Epoch = a.offset, a.epoch
+		if a.first != nil {
+			m.ID, m.Time, m.Duplicate = a.first.ID, a.first.Time, true
+		}
 	}
 	return nil
+}
+
+// idempotencyKey is where a topic remembers a publish's idempotency key;
+// it shares the topic's hash tag. A message without a key gets the bare
+// prefix, which the script never reads or writes.
+func (s *Store) idempotencyKey(topic, key string) string {
+	return s.cfg.Prefix + "{" + topic + "}:idem:" + key
 }
 
 // Position returns the topic's position, creating its epoch if needed.

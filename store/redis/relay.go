@@ -15,10 +15,18 @@ import (
 // subscribes to a topic's channel (or a pattern) while the broker watches
 // it, tracks the last offset delivered per topic, repairs gaps from
 // history, and resubscribes and repairs after Redis comes back.
+//
+// No receive loop waits on Redis for anything but its next message: gap
+// repairs read history on a goroutine of their own while the topic's
+// later messages wait for them, and unsubscribing is left to the
+// unsubscriber goroutine, so that a broker's Unwatch (called from session
+// writers) never waits on the network.
 type relay struct {
 	s *Store
 
-	// mu guards sink, watches, names, main, shards and closed.
+	// mu guards sink, watches, names, main, shards, closed and unsubs; a
+	// topic's track leaves tracks under mu too (lock order: mu, then
+	// trackMu).
 	mu      sync.Mutex
 	sink    broker.Deliverer
 	watches map[string]*watch // by pattern (exact topic or wildcard)
@@ -26,11 +34,25 @@ type relay struct {
 	main    *conn             // single Redis: everything; cluster: wildcard globs
 	shards  map[string]*conn  // cluster: sharded subscriptions by node address
 	closed  bool
+	unsubs  []unsub // unsubscriptions the unsubscriber has yet to send
+
+	// wireMu orders the subscriptions and unsubscriptions sent to Redis,
+	// so that an unsubscription sent late never undoes a newer Watch.
+	wireMu sync.Mutex
+	// unsubWake tells the unsubscriber that unsubs has work (capacity 1).
+	unsubWake chan struct{}
 
 	// trackMu guards tracks.
 	trackMu sync.Mutex
 	tracks  map[string]*track
 	wg      sync.WaitGroup
+}
+
+// unsub is a channel or glob that no watch needs any more.
+type unsub struct {
+	name     string
+	wildcard bool
+	conn     *conn
 }
 
 // watch is one pattern's subscription, counted by the broker's Watch calls.
@@ -50,11 +72,26 @@ type watch struct {
 
 // track is what this node last delivered on a topic.
 type track struct {
-	mu    sync.Mutex // guards last, epoch and used; held while delivering
+	// mu guards every field; it is held while delivering the topic.
+	mu    sync.Mutex
 	last  uint64
 	epoch string
 	used  time.Time
+	// repairing is set while a repair goroutine reads history for the
+	// topic; relayed messages wait in held meanwhile, at most maxHeld.
+	repairing bool
+	held      []*broker.Message
+	// dropped is the highest offset of the topic's epoch that did not fit
+	// in held; the repair reads it from history or announces a gap to it.
+	dropped uint64
+	// catchUp asks the running repair to read history once more when it
+	// is done: the relay resubscribed while it ran.
+	catchUp bool
 }
+
+// maxHeld bounds the relayed messages one topic holds while its repair
+// reads history; what does not fit is read from history afterwards.
+const maxHeld = 4096
 
 // conn is one pub/sub connection and its receive loop.
 type conn struct {
@@ -64,14 +101,17 @@ type conn struct {
 
 func newRelay(s *Store) *relay {
 	r := &relay{
-		s:       s,
-		watches: make(map[string]*watch),
-		names:   make(map[string]string),
-		shards:  make(map[string]*conn),
-		tracks:  make(map[string]*track),
+		s:         s,
+		watches:   make(map[string]*watch),
+		names:     make(map[string]string),
+		shards:    make(map[string]*conn),
+		tracks:    make(map[string]*track),
+		unsubWake: make(chan struct{}, 1),
 	}
 	// Patterns are subscribed on the main connection in both modes.
 	r.main = r.startConn(s.client.Subscribe(s.ctx), false)
+	r.wg.Add(1)
+	go r.unsubscriber()
 	return r
 }
 
@@ -207,6 +247,8 @@ func (r *relay) subscribe(ctx context.Context, pattern string, w *watch) error {
 	w.name, w.conn = name, c
 	r.names[name] = pattern
 	r.mu.Unlock()
+	r.wireMu.Lock()
+	defer r.wireMu.Unlock()
 	return subscribeOn(ctx, c, w.wildcard, name)
 }
 
@@ -242,43 +284,85 @@ func (r *relay) shardConn(ctx context.Context, channel string) (*conn, error) {
 	return c, nil
 }
 
-// Unwatch drops one Watch of pattern; the last one unsubscribes.
+// Unwatch drops one Watch of pattern. The last one stops tracking the
+// topic and leaves the unsubscription to the unsubscriber: Unwatch never
+// waits on Redis.
 func (s *Store) Unwatch(pattern string) {
 	r := s.relay
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	w := r.watches[pattern]
 	if w == nil {
-		r.mu.Unlock()
 		return
 	}
 	w.count--
 	if w.count > 0 {
-		r.mu.Unlock()
 		return
 	}
 	delete(r.watches, pattern)
 	if w.name != "" {
 		delete(r.names, w.name)
 	}
-	closed, name, c := r.closed, w.name, w.conn
-	r.mu.Unlock()
 	if !w.wildcard {
 		r.trackMu.Lock()
 		delete(r.tracks, pattern)
 		r.trackMu.Unlock()
 	}
-	if c == nil || closed {
+	if w.conn == nil || r.closed {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+	r.unsubs = append(r.unsubs, unsub{name: w.name, wildcard: w.wildcard, conn: w.conn})
+	select {
+	case r.unsubWake <- struct{}{}:
+	default:
+	}
+}
+
+// unsubscriber sends the unsubscriptions Unwatch left, in order, until the
+// store closes. A channel that a newer watch uses again is kept.
+func (r *relay) unsubscriber() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.s.ctx.Done():
+			return
+		case <-r.unsubWake:
+		}
+		for {
+			r.mu.Lock()
+			if len(r.unsubs) == 0 || r.closed {
+				r.unsubs = nil
+				r.mu.Unlock()
+				break
+			}
+			u := r.unsubs[0]
+			r.unsubs = r.unsubs[1:]
+			r.mu.Unlock()
+			r.sendUnsubscribe(u)
+		}
+	}
+}
+
+// sendUnsubscribe unsubscribes u unless a watch has taken its name again
+// meanwhile. wireMu keeps a newer watch's subscription after it.
+func (r *relay) sendUnsubscribe(u unsub) {
+	r.wireMu.Lock()
+	defer r.wireMu.Unlock()
+	r.mu.Lock()
+	_, again := r.names[u.name]
+	r.mu.Unlock()
+	if again {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.Timeout)
 	defer cancel()
 	switch {
-	case w.wildcard:
-		_ = c.ps.PUnsubscribe(ctx, name)
-	case c.sharded:
-		_ = c.ps.SUnsubscribe(ctx, name)
+	case u.wildcard:
+		_ = u.conn.ps.PUnsubscribe(ctx, u.name)
+	case u.conn.sharded:
+		_ = u.conn.ps.SUnsubscribe(ctx, u.name)
 	default:
-		_ = c.ps.Unsubscribe(ctx, name)
+		_ = u.conn.ps.Unsubscribe(ctx, u.name)
 	}
 }
 
@@ -337,7 +421,10 @@ func (r *relay) reroute(pattern, channel string) {
 	if w == nil {
 		return
 	}
-	if err := c.ps.SSubscribe(ctx, channel); err != nil {
+	r.wireMu.Lock()
+	err = c.ps.SSubscribe(ctx, channel)
+	r.wireMu.Unlock()
+	if err != nil {
 		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", err)
 		return
 	}
@@ -378,8 +465,8 @@ func (r *relay) startTrack(topic string, pos broker.Position) {
 }
 
 // process delivers m unless it was delivered already; a new epoch is
-// announced with a history_lost reset, and a skipped offset is repaired
-// from history first (or announced with a gap reset).
+// announced with a history_lost reset, and a skipped offset starts a
+// repair from history, which m and the topic's later messages wait for.
 func (r *relay) process(m *broker.Message) {
 	sink := r.deliverer()
 	if sink == nil {
@@ -389,6 +476,34 @@ func (r *relay) process(m *broker.Message) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.used = time.Now()
+	if t.repairing {
+		t.hold(m)
+		return
+	}
+	if gap := step(sink, t, m); gap {
+		t.repairing = true
+		t.hold(m)
+		r.startRepair(m.Topic, t, m.Offset-1)
+	}
+}
+
+// hold keeps m until the running repair is done, or notes that it must
+// be read from history. The caller holds t.mu.
+func (t *track) hold(m *broker.Message) {
+	if len(t.held) < maxHeld {
+		t.held = append(t.held, m)
+		return
+	}
+	if m.Epoch == t.epoch || t.epoch == "" {
+		t.dropped = max(t.dropped, m.Offset)
+	}
+}
+
+// step delivers m if it is the topic's next message, drops it if it was
+// delivered already, and reports a gap before it otherwise. A message of
+// a new epoch is announced with a history_lost reset first. The caller
+// holds t.mu.
+func step(sink broker.Deliverer, t *track, m *broker.Message) (gap bool) {
 	switch {
 	case t.epoch == "":
 		t.epoch, t.last = m.Epoch, m.Offset-1
@@ -397,28 +512,109 @@ func (r *relay) process(m *broker.Message) {
 		t.epoch, t.last = m.Epoch, 0
 	}
 	if m.Offset <= t.last {
-		return
+		return false
 	}
 	if m.Offset > t.last+1 {
-		r.fill(sink, t, m.Topic, m.Offset-1)
-		if m.Offset <= t.last {
-			return
-		}
+		return true
 	}
 	sink.Deliver(m)
 	t.last = m.Offset
+	return false
 }
 
-// fill delivers what history holds after t.last, at least up to upTo, or
-// announces a gap up to upTo. The caller holds t.mu.
-func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64) {
-	msgs, pos, ok, err := r.s.Since(r.s.ctx, topic, broker.Position{Offset: t.last, Epoch: t.epoch})
-	if err == nil && pos.Epoch != t.epoch {
-		// The topic's epoch moved on while we were away.
-		sink.Reset(topic, broker.Position{Offset: 0, Epoch: pos.Epoch}, broker.ResetHistoryLost)
-		t.epoch, t.last, upTo = pos.Epoch, 0, 0
-		msgs, _, ok, err = r.s.Since(r.s.ctx, topic, broker.Position{Offset: 0, Epoch: pos.Epoch})
+// startRepair starts the repair goroutine of topic. upTo is the last
+// offset a gap skipped (0 when catching up after a reconnect). The caller
+// holds t.mu and has set t.repairing.
+func (r *relay) startRepair(topic string, t *track, upTo uint64) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.repair(topic, t, upTo)
+	}()
+}
+
+// repair reads the topic's history after what this node delivered, then
+// delivers it and the messages held meanwhile, in order, each once; what
+// history no longer holds is announced with a gap reset. It goes on
+// until nothing is held and no catch-up is asked for, then clears
+// t.repairing. It holds t.mu only while delivering, never across Redis.
+func (r *relay) repair(topic string, t *track, upTo uint64) {
+	for {
+		t.mu.Lock()
+		from := broker.Position{Offset: t.last, Epoch: t.epoch}
+		t.mu.Unlock()
+		msgs, pos, ok, err := r.readHistory(topic, from)
+
+		t.mu.Lock()
+		sink := r.deliverer()
+		if sink == nil || r.s.ctx.Err() != nil {
+			t.held, t.repairing = nil, false
+			t.mu.Unlock()
+			return
+		}
+		if err == nil && pos.Epoch != t.epoch {
+			// The topic's epoch moved on while this node was away: read
+			// the new epoch from its start.
+			// Held messages of the old epoch came before it ended.
+			sink.Reset(topic, broker.Position{Offset: 0, Epoch: pos.Epoch}, broker.ResetHistoryLost)
+			t.epoch, t.last, upTo, t.dropped = pos.Epoch, 0, 0, 0
+			kept := t.held[:0]
+			for _, m := range t.held {
+				if m.Epoch == pos.Epoch {
+					kept = append(kept, m)
+				}
+			}
+			clear(t.held[len(kept):])
+			t.held = kept
+			t.mu.Unlock()
+			continue
+		}
+		r.fill(sink, t, topic, upTo, msgs, pos, ok, err)
+		upTo = 0
+		for len(t.held) > 0 {
+			m := t.held[0]
+			if step(sink, t, m) {
+				upTo = m.Offset - 1
+				break
+			}
+			t.held[0] = nil
+			t.held = t.held[1:]
+		}
+		switch {
+		case upTo > 0:
+		case t.dropped > t.last || t.catchUp:
+			upTo, t.dropped, t.catchUp = max(t.dropped, t.last), 0, false
+		default:
+			t.held, t.repairing = nil, false
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
 	}
+}
+
+// readHistory reads the topic's history after from, trying again a few
+// times with a short backoff while Redis does not answer.
+func (r *relay) readHistory(topic string, from broker.Position) ([]*broker.Message, broker.Position, bool, error) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		msgs, pos, ok, err := r.s.Since(r.s.ctx, topic, from)
+		if err == nil || attempt == 3 || r.s.ctx.Err() != nil {
+			return msgs, pos, ok, err
+		}
+		select {
+		case <-r.s.ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff *= 4
+	}
+}
+
+// fill delivers what history holds after t.last, or announces a gap: up
+// to upTo, the offset before the message that showed the gap, or, when
+// catching up (upTo 0), up to the topic's current offset. The caller
+// holds t.mu.
+func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64, msgs []*broker.Message, pos broker.Position, ok bool, err error) {
 	recovered := false
 	if err == nil && ok {
 		for _, m := range msgs {
@@ -429,9 +625,13 @@ func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64)
 			}
 		}
 	}
-	if t.last < upTo {
-		sink.Reset(topic, broker.Position{Offset: upTo, Epoch: t.epoch}, broker.ResetGap)
-		t.last = upTo
+	target := upTo
+	if err == nil && !ok {
+		target = max(upTo, pos.Offset)
+	}
+	if t.last < target {
+		sink.Reset(topic, broker.Position{Offset: target, Epoch: t.epoch}, broker.ResetGap)
+		t.last = target
 		r.s.tel.repairs.Add(r.s.ctx, 1, r.s.tel.gapReset)
 	} else if recovered {
 		r.s.tel.repairs.Add(r.s.ctx, 1, r.s.tel.repaired)
@@ -440,12 +640,9 @@ func (r *relay) fill(sink broker.Deliverer, t *track, topic string, upTo uint64)
 
 // repairPattern catches up every tracked topic of pattern after a
 // resubscription: what was published while the node was away is
-// delivered from history, or announced.
+// delivered from history, or announced. The reading is done by each
+// topic's repair goroutine.
 func (r *relay) repairPattern(pattern string, wildcard bool) {
-	sink := r.deliverer()
-	if sink == nil {
-		return
-	}
 	var topics []string
 	r.trackMu.Lock()
 	for topic := range r.tracks {
@@ -457,8 +654,13 @@ func (r *relay) repairPattern(pattern string, wildcard bool) {
 	for _, topic := range topics {
 		t := r.trackOf(topic)
 		t.mu.Lock()
-		if t.epoch != "" {
-			r.fill(sink, t, topic, t.last)
+		switch {
+		case t.epoch == "":
+		case t.repairing:
+			t.catchUp = true
+		default:
+			t.repairing = true
+			r.startRepair(topic, t, 0)
 		}
 		t.mu.Unlock()
 	}

@@ -13,7 +13,8 @@ import goredis "github.com/redis/go-redis/v9"
 // Redis restarted empty): the script creates one from ARGV[1], a random
 // candidate, and drops any stale log, atomically, so every node agrees.
 
-// ensureEpoch is the common head of the scripts.
+// ensureEpoch is the head of sinceScript; publishScript does the same per
+// message.
 const ensureEpoch = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -23,24 +24,68 @@ if not epoch then
 end
 `
 
-// publishScript assigns the next offset, appends to history, refreshes the
-// TTLs and publishes "<offset> <epoch> <body>" on the topic's channel, all
-// in one step.
+// publishScript stores a batch of messages in one step: for each, unless
+// its idempotency key is already known, it assigns the topic's next
+// offset, appends to history, refreshes the TTLs, publishes
+// "<offset> <epoch> <body>" on the topic's channel and remembers the key.
+// The checks come first, so a batch is refused whole or stored whole.
 //
-//	ARGV[1] epoch candidate   ARGV[2] history size   ARGV[3] history TTL (ms)
-//	ARGV[4] meta TTL (ms)      ARGV[5] body          ARGV[6] PUBLISH or SPUBLISH
-//	ARGV[7] wildcard channel, or "" (cluster mode: also PUBLISH there)
-var publishScript = goredis.NewScript(ensureEpoch + `
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'm', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-local payload = offset .. ' ' .. epoch .. ' ' .. ARGV[5]
-redis.call(ARGV[6], KEYS[3], payload)
-if ARGV[7] ~= '' then
-  redis.call('PUBLISH', ARGV[7], payload)
+// KEYS, four per message (all of one topic share its hash tag):
+//
+//	meta, log, channel, and the idempotency key <prefix>{<topic>}:idem:<key>
+//
+// ARGV[1] epoch candidate   ARGV[2] history size    ARGV[3] history TTL (ms)
+// ARGV[4] meta TTL (ms)     ARGV[5] PUBLISH or SPUBLISH
+// ARGV[6] idempotency window (ms)
+// then five per message: body, "1" if it has an idempotency key, the
+// wildcard channel or "" (cluster mode: also PUBLISH there), id, time (ns).
+//
+// The result holds one entry per message: {offset, epoch} when stored, or
+// {offset, epoch, id, time} of the first publish when its key was known.
+var publishScript = goredis.NewScript(`
+local n = #KEYS / 4
+for i = 0, n - 1 do
+  local mt = redis.call('TYPE', KEYS[4*i+1])['ok']
+  local lt = redis.call('TYPE', KEYS[4*i+2])['ok']
+  if (mt ~= 'none' and mt ~= 'hash') or (lt ~= 'none' and lt ~= 'stream') then
+    return redis.error_reply('WRONGTYPE tidings keys of another type at ' .. KEYS[4*i+1])
+  end
 end
-return {offset, epoch}
+local out = {}
+for i = 0, n - 1 do
+  local meta, log, channel, idem = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
+  local a = 6 + 5*i
+  local body, keyed, wild, id, time = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5]
+  local first = false
+  if keyed == '1' then
+    first = redis.call('GET', idem)
+  end
+  if first then
+    local offset, epoch, fid, ftime = string.match(first, '^(%d+) (%S+) (%S+) (%-?%d+)$')
+    out[#out+1] = {tonumber(offset), epoch, fid, ftime}
+  else
+    local epoch = redis.call('HGET', meta, 'epoch')
+    if not epoch then
+      epoch = ARGV[1]
+      redis.call('DEL', log)
+      redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+    end
+    local offset = redis.call('HINCRBY', meta, 'offset', 1)
+    redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], offset .. '-0', 'm', body)
+    redis.call('PEXPIRE', meta, ARGV[4])
+    redis.call('PEXPIRE', log, ARGV[3])
+    local payload = offset .. ' ' .. epoch .. ' ' .. body
+    redis.call(ARGV[5], channel, payload)
+    if wild ~= '' then
+      redis.call('PUBLISH', wild, payload)
+    end
+    if keyed == '1' then
+      redis.call('SET', idem, offset .. ' ' .. epoch .. ' ' .. id .. ' ' .. time, 'PX', ARGV[6])
+    end
+    out[#out+1] = {offset, epoch}
+  end
+end
+return out
 `)
 
 // sinceScript returns the topic's position and, when ARGV[3] is the

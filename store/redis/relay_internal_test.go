@@ -1,0 +1,156 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/redistest"
+)
+
+// events is a Deliverer that records what it is given, as text, and
+// signals each event.
+type events struct {
+	mu   sync.Mutex
+	seen []string
+	more chan struct{}
+}
+
+func newEvents() *events { return &events{more: make(chan struct{}, 1)} }
+
+func (e *events) add(s string) {
+	e.mu.Lock()
+	e.seen = append(e.seen, s)
+	e.mu.Unlock()
+	select {
+	case e.more <- struct{}{}:
+	default:
+	}
+}
+
+func (e *events) Deliver(m *broker.Message) { e.add("msg " + m.Topic + " " + itoa(m.Offset)) }
+
+func (e *events) Reset(topic string, pos broker.Position, reason string) {
+	e.add("reset " + topic + " " + itoa(pos.Offset) + " " + reason)
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// await waits until the events end with want, or fails after within.
+func (e *events) await(t *testing.T, within time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		e.mu.Lock()
+		seen := append([]string(nil), e.seen...)
+		e.mu.Unlock()
+		if len(seen) >= len(want) && slices.Equal(seen[len(seen)-len(want):], want) {
+			return
+		}
+		select {
+		case <-e.more:
+		case <-deadline:
+			t.Fatalf("events %q, want them to end with %q", seen, want)
+		}
+	}
+}
+
+// stalledStore returns a store that reaches Redis through a link, with a
+// long timeout, so that anything that waits on a stalled Redis waits for
+// much longer than the test allows.
+func stalledStore(t *testing.T) (*Store, *redistest.Link, *events) {
+	t.Helper()
+	srv := redistest.Start(t)
+	link := redistest.StartLink(t, srv.Addr())
+	s, err := New(Config{URL: link.URL(), Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		link.Restore()
+		_ = s.Close()
+	})
+	ev := newEvents()
+	s.Listen(ev)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("store not healthy")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the health loop: no event to wait on
+	}
+	return s, link, ev
+}
+
+// within runs f and fails the test unless it returns within d.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s waited on a stalled Redis", what)
+	}
+}
+
+// Unwatch is called by session writers when a session ends: it must not
+// wait on Redis, and the unsubscription it leaves is sent once Redis
+// answers again.
+func TestUnwatchDoesNotWaitForRedis(t *testing.T) {
+	s, link, _ := stalledStore(t)
+	ctx := context.Background()
+	if err := s.Watch(ctx, "u.a"); err != nil {
+		t.Fatal(err)
+	}
+	link.Stall()
+	within(t, 5*time.Second, "Unwatch", func() { s.Unwatch("u.a") })
+	link.Restore()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		n, err := s.client.PubSubNumSub(ctx, s.keys("u.a")[2]).Result()
+		if err == nil && n[s.keys("u.a")[2]] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the channel still has %v subscribers (%v)", n, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling Redis: no event to wait on
+	}
+}
+
+// A gap starts a repair that reads history; the relay's receive loop does
+// not wait for it: other topics are delivered meanwhile, and the topic's
+// later messages wait for the repair and follow it in order.
+func TestGapRepairDoesNotHoldTheReceiveLoop(t *testing.T) {
+	s, link, ev := stalledStore(t)
+	ctx := context.Background()
+	first := &broker.Message{ID: uuid.NewString(), Topic: "r.a", Time: time.Now(), Data: json.RawMessage(`1`)}
+	if err := s.Publish(ctx, []*broker.Message{first}); err != nil {
+		t.Fatal(err)
+	}
+	s.relay.startTrack("r.a", broker.Position{Offset: 1, Epoch: first.Epoch})
+	msg := func(topic string, offset uint64) *broker.Message {
+		return &broker.Message{ID: uuid.NewString(), Topic: topic, Offset: offset, Epoch: first.Epoch, Time: time.Now(), Data: json.RawMessage(`1`)}
+	}
+	link.Stall()
+	within(t, 5*time.Second, "the receive loop", func() {
+		s.relay.process(msg("r.a", 3)) // offset 2 was missed: a repair reads history
+		s.relay.process(msg("r.a", 4)) // waits for the repair
+		s.relay.process(msg("r.b", 1)) // another topic goes on
+	})
+	ev.await(t, 5*time.Second, "msg r.b 1")
+	link.Restore()
+	// History has only offset 1: the repair announces the gap to 2, then
+	// delivers what waited, in order.
+	ev.await(t, 40*time.Second, "msg r.b 1", "reset r.a 2 gap", "msg r.a 3", "msg r.a 4")
+}
