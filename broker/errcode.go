@@ -1,6 +1,9 @@
 package broker
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Protocol error codes, as carried by `error` frames and HTTP error bodies.
 const (
@@ -38,4 +41,21 @@ func ErrorCode(err error) string {
 	default:
 		return CodeInternal
 	}
+}
+
+// ClientMessage is the message a client is told for err, from the
+// transports' `error` frames and HTTP error bodies. A store failure gets a
+// fixed message: its detail (addresses, driver errors) is for the log,
+// which the caller writes. Other errors keep their own text, without the
+// package prefix.
+func ClientMessage(err error) string {
+	switch {
+	case errors.Is(err, ErrPartialBatch):
+		return "the batch was stored in part: retry it with the same idempotency keys"
+	case errors.Is(err, ErrSessionClosed):
+		return "session is closed"
+	case errors.Is(err, ErrUnavailable):
+		return "store unavailable"
+	}
+	return strings.TrimPrefix(err.Error(), "broker: ")
 }

@@ -34,6 +34,7 @@ type config struct {
 	allowedOrigins  []string
 	historySize     int
 	historyTTL      time.Duration
+	idemWindow      time.Duration
 	maxMessageSize  int
 	maxBodySize     int
 	queueSize       int
@@ -82,6 +83,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: same host only)")
 	fs.IntVar(&c.historySize, "history-size", 100, "messages kept per topic for resume")
 	fs.DurationVar(&c.historyTTL, "history-ttl", 5*time.Minute, "how long messages stay in history")
+	fs.DurationVar(&c.idemWindow, "idempotency-window", 5*time.Minute, "how long a publish's idempotency key is remembered on its topic: a retry within it is answered as the first publish and stored once")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", 65536, "largest inbound WebSocket message in bytes, after reassembly")
 	fs.IntVar(&c.maxBodySize, "max-body-size", 1048576, "largest HTTP publish body in bytes")
 	fs.IntVar(&c.queueSize, "queue-size", 1024, "per-session outbound queue bound in frames")
@@ -162,7 +164,7 @@ func (c config) validate() error {
 		v    time.Duration
 	}{
 		{"shutdown-timeout", c.shutdownTimeout}, {"history-ttl", c.historyTTL}, {"heartbeat", c.heartbeat},
-		{"redis-timeout", c.redisTimeout},
+		{"redis-timeout", c.redisTimeout}, {"idempotency-window", c.idemWindow},
 	}
 	for _, p := range positiveDurations {
 		if p.v <= 0 {

@@ -146,6 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
 		Propagator:     tel.Propagator,
+		Logger:         log,
 	}, b, wsrv)
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
@@ -333,7 +334,7 @@ func (memoryStore) Healthy() error { return nil }
 // else the embedded in-memory store, and the store's name for the logs.
 func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore, string, error) {
 	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 && cfg.sentinelMaster == "" {
-		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL})
+		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL, IdempotencyWindow: cfg.idemWindow})
 		return memoryStore{st}, "memory", nil
 	}
 	name := "redis"
@@ -344,15 +345,16 @@ func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore,
 		name = "redis-sentinel"
 	}
 	st, err := redisstore.New(redisstore.Config{
-		URL:            cfg.redisURL,
-		ClusterAddrs:   cfg.redisCluster,
-		SentinelMaster: cfg.sentinelMaster,
-		SentinelAddrs:  cfg.sentinelAddrs,
-		Prefix:         cfg.redisPrefix,
-		Timeout:        cfg.redisTimeout,
-		HistorySize:    cfg.historySize,
-		HistoryTTL:     cfg.historyTTL,
-		Logger:         log,
+		URL:               cfg.redisURL,
+		ClusterAddrs:      cfg.redisCluster,
+		SentinelMaster:    cfg.sentinelMaster,
+		SentinelAddrs:     cfg.sentinelAddrs,
+		Prefix:            cfg.redisPrefix,
+		Timeout:           cfg.redisTimeout,
+		HistorySize:       cfg.historySize,
+		HistoryTTL:        cfg.historyTTL,
+		IdempotencyWindow: cfg.idemWindow,
+		Logger:            log,
 		// The store's metrics; its publishes are traced by the broker.
 		MeterProvider: tel.MeterProvider,
 	})

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/netip"
@@ -58,6 +59,9 @@ type Config struct {
 	// Propagator reads the trace context of publish requests (traceparent,
 	// tracestate, baggage). Default W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
+	// Logger receives failed publishes with their cause, which clients
+	// are not told. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PublishRate == 0 {
 		c.PublishRate = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -139,16 +146,25 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 
 // publishBody is the body of POST /v1/publish and one entry of a batch.
 type publishBody struct {
-	Topic string          `json:"topic"`
-	Data  json.RawMessage `json:"data"`
+	Topic          string          `json:"topic"`
+	Data           json.RawMessage `json:"data"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 }
 
-// publishResult answers one published message.
+// publishResult answers one published message. A batch stored in part
+// answers the messages that were not stored with Error instead.
 type publishResult struct {
-	ID     string `json:"id"`
-	Topic  string `json:"topic"`
-	Offset uint64 `json:"offset"`
-	Epoch  string `json:"epoch"`
+	ID     string     `json:"id,omitempty"`
+	Topic  string     `json:"topic"`
+	Offset uint64     `json:"offset,omitempty"`
+	Epoch  string     `json:"epoch,omitempty"`
+	Error  *errorBody `json:"error,omitempty"`
+}
+
+// errorBody is the error object of error answers.
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
@@ -163,6 +179,13 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	if err := decodeStrict(body, &p); err != nil {
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
 		return
+	}
+	if header := r.Header.Get("Idempotency-Key"); header != "" {
+		if p.IdempotencyKey != "" && p.IdempotencyKey != header {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "the Idempotency-Key header and idempotency_key differ")
+			return
+		}
+		p.IdempotencyKey = header
 	}
 	msgs, ok := a.run(w, r, key, []publishBody{p})
 	if ok {
@@ -200,7 +223,7 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
 func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publishBody) ([]publishResult, bool) {
 	pubs := make([]broker.Publication, len(ps))
 	for i, p := range ps {
-		pubs[i] = broker.Publication{Topic: p.Topic, Data: p.Data}
+		pubs[i] = broker.Publication{Topic: p.Topic, Data: p.Data, IdempotencyKey: p.IdempotencyKey}
 	}
 	if key != nil {
 		if err := broker.CheckPublish(key.APIKey, pubs); err != nil {
@@ -208,22 +231,44 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publ
 				a.refused.Add(RefusedScope)
 			}
 			code := broker.ErrorCode(err)
-			writeError(w, statusOf(code), code, strings.TrimPrefix(err.Error(), "broker: "))
+			writeError(w, statusOf(code), code, broker.ClientMessage(err))
 			return nil, false
 		}
 	}
 	msgs, err := a.b.Publish(r.Context(), pubs)
 	if err != nil {
 		code := broker.ErrorCode(err)
-		writeError(w, statusOf(code), code, strings.TrimPrefix(err.Error(), "broker: "))
+		if code == broker.CodeUnavailable || code == broker.CodeInternal {
+			a.cfg.Logger.Warn("publish failed", "topics", len(pubs), "err", err)
+		}
+		if errors.Is(err, broker.ErrPartialBatch) {
+			// Tell the publisher what was stored; a retry with the same
+			// idempotency keys stores the rest and answers the same.
+			writeJSON(w, statusOf(code), map[string]any{
+				"error":   errorBody{Code: code, Message: broker.ClientMessage(err)},
+				"results": results(msgs),
+			})
+			return nil, false
+		}
+		writeError(w, statusOf(code), code, broker.ClientMessage(err))
 		return nil, false
 	}
 	describePublish(r.Context(), msgs)
+	return results(msgs), true
+}
+
+// results answers each message: its position, or, for a message a
+// partial batch did not store, an error.
+func results(msgs []*broker.Message) []publishResult {
 	out := make([]publishResult, len(msgs))
 	for i, m := range msgs {
+		if m.Offset == 0 {
+			out[i] = publishResult{Topic: m.Topic, Error: &errorBody{Code: broker.CodeUnavailable, Message: "not stored"}}
+			continue
+		}
 		out[i] = publishResult{ID: m.ID, Topic: m.Topic, Offset: m.Offset, Epoch: m.Epoch}
 	}
-	return out, true
+	return out
 }
 
 // admit applies method, auth, rate, content type, shutdown and size
@@ -368,5 +413,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+	writeJSON(w, status, map[string]any{"error": errorBody{Code: code, Message: message}})
 }

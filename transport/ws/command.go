@@ -29,6 +29,8 @@ type Command struct {
 	Topic string
 	// Data is the published value, byte for byte (publish only).
 	Data json.RawMessage
+	// IdempotencyKey makes a publish idempotent (publish only; "" for none).
+	IdempotencyKey string
 	// Since is the resume position of a subscribe, or nil.
 	Since *broker.Position
 	// Token is the new session token of a refresh.
@@ -42,7 +44,9 @@ type wireCommand struct {
 	Topic string          `json:"topic"`
 	Data  json.RawMessage `json:"data"`
 	Token string          `json:"token"`
-	Since *struct {
+	// IdempotencyKey is the publish's idempotency_key.
+	IdempotencyKey string `json:"idempotency_key"`
+	Since          *struct {
 		Offset *uint64 `json:"offset"`
 		Epoch  *string `json:"epoch"`
 	} `json:"since"`
@@ -97,6 +101,7 @@ func DecodeCommand(p []byte) (Command, error) {
 			return c, fmt.Errorf("%w: publish needs data", ErrBadCommand)
 		}
 		c.Data = w.Data
+		c.IdempotencyKey = w.IdempotencyKey
 	}
 	if w.Since != nil && w.Op == "subscribe" {
 		if w.Since.Offset == nil || w.Since.Epoch == nil {

@@ -782,6 +782,9 @@ func (c *conn) handle(p []byte) bool {
 		c.sess.Send(jsonFrame(pongFrame{Type: "pong", Ref: cmd.Ref}))
 	case "subscribe":
 		if err := c.sess.Subscribe(c.ctx, cmd.Ref, cmd.Topic, cmd.Since); err != nil {
+			if errors.Is(err, broker.ErrUnavailable) {
+				c.srv.log.Warn("subscribe failed", "session", c.id, "err", err)
+			}
 			c.countRefusal(err)
 			c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		}
@@ -819,9 +822,12 @@ func (c *conn) publish(cmd Command) {
 	}
 	defer c.srv.publishes.Leave()
 	ctx, end := c.startPublish(cmd.Topic)
-	msgs, err := c.srv.b.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}})
+	msgs, err := c.srv.b.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data, IdempotencyKey: cmd.IdempotencyKey}})
 	end(msgs, err)
 	if err != nil {
+		if code := broker.ErrorCode(err); code == broker.CodeUnavailable || code == broker.CodeInternal {
+			c.srv.log.Warn("publish failed", "session", c.id, "err", err)
+		}
 		c.sendError(cmd.Ref, broker.ErrorCode(err), err)
 		return
 	}
@@ -829,11 +835,9 @@ func (c *conn) publish(cmd Command) {
 	c.sess.Send(jsonFrame(publishedFrame{Type: "published", Ref: cmd.Ref, ID: m.ID, Offset: m.Offset, Epoch: m.Epoch}))
 }
 
-// sendError queues an `error` frame; the message drops the package prefix.
+// sendError queues an `error` frame. Store failures get a fixed message
+// (broker.ClientMessage); others drop the package prefix.
 func (c *conn) sendError(ref, code string, err error) {
-	msg := err.Error()
-	for _, prefix := range []string{"ws: ", "broker: "} {
-		msg = strings.TrimPrefix(msg, prefix)
-	}
+	msg := strings.TrimPrefix(broker.ClientMessage(err), "ws: ")
 	c.sess.Send(jsonFrame(errorFrame{Type: "error", Ref: ref, Code: code, Message: msg}))
 }
