@@ -15,6 +15,7 @@ FUZZ_TARGETS := \
 	./transport/ws:FuzzCommand \
 	./transport/ws:FuzzFrame \
 	./transport/httpapi:FuzzPublishBody \
+	./store/redis:FuzzEnvelopeRoundTrip \
 	./cmd/loadgen:FuzzServerFrame \
 	./cmd/loadgen:FuzzMessageRoundTrip
 

@@ -22,27 +22,34 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			br, drainAll := benchFanout(b, broker.Config{QueueSize: 1024}, n)
 			m := &broker.Message{
-				ID: "6f1c2d4e-8a9b-4c3d-9e2f-1a2b3c4d5e6f", Topic: "bench.topic", Epoch: "e1",
+				ID: "6f1c2d4e-8a9b-4c3d-9e2f-1a2b3c4d5e6f", Topic: "bench.topic", Epoch: br.Epoch,
 				Time: time.Now(), Data: json.RawMessage(`"` + strings.Repeat("x", 98) + `"`),
 			}
 			// Warm up: both of each outbox's alternating buffers reach
-			// their working size, as in a running writer.
+			// their working size, as in a running writer. Each delivery is
+			// the topic's next offset, as the store relays them.
 			for i := 0; i < 1024; i++ {
+				m.Offset++
 				br.Deliver(m)
 				if i%512 == 511 {
 					drainAll()
 				}
 			}
+			drainAll()
+			frames := 0
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				m.Offset = uint64(i + 1)
+				m.Offset++
 				br.Deliver(m)
 				if i%512 == 511 {
-					drainAll()
+					frames += drainAll()
 				}
 			}
 			b.StopTimer()
+			if frames += drainAll(); frames != b.N*n {
+				b.Fatalf("%d frames queued, want %d", frames, b.N*n)
+			}
 			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
 		})
 	}
@@ -85,7 +92,7 @@ func BenchmarkSubscribeChurn(b *testing.B) {
 // benchFanout starts a broker on an in-memory store with n sessions
 // subscribed to bench.topic, closed at cleanup, and returns it with a
 // function that drains every session's outbox, as their writers would.
-func benchFanout(b *testing.B, cfg broker.Config, n int) (*broker.Broker, func()) {
+func benchFanout(b *testing.B, cfg broker.Config, n int) (*benchBroker, func() int) {
 	b.Helper()
 	st := memory.New(memory.Config{})
 	b.Cleanup(func() { _ = st.Close() })
@@ -104,9 +111,18 @@ func benchFanout(b *testing.B, cfg broker.Config, n int) (*broker.Broker, func()
 		}
 	})
 	spare := make([][][]byte, n)
-	return br, func() {
+	return &benchBroker{br, st.Epoch("bench.topic")}, func() int {
+		frames := 0
 		for i, s := range sessions {
 			spare[i], _ = s.Outbox().Drain(spare[i])
+			frames += len(spare[i])
 		}
+		return frames
 	}
+}
+
+// benchBroker is a broker and the epoch of its topic bench.topic.
+type benchBroker struct {
+	*broker.Broker
+	Epoch string
 }

@@ -154,30 +154,70 @@ func TestStaleResetIsNotSent(t *testing.T) {
 	t.Parallel()
 	b, st := laggingBroker(t)
 	ctx := context.Background()
+	msgs := publish(t, b, "a.b", 3)
+	// What the relay will deliver: offset 1, a gap reset for the offset 2
+	// it missed, then offset 3; the subscribe below is answered at 3.
+	st.mu.Lock()
+	st.held = nil
+	st.mu.Unlock()
+	st.hold(func() { st.sink.Deliver(msgs[0]) })
+	st.hold(func() { st.sink.Reset("a.b", broker.Position{Offset: 2, Epoch: msgs[0].Epoch}, broker.ResetGap) })
+	st.hold(func() { st.sink.Deliver(msgs[2]) })
 	s := b.NewSession()
 	t.Cleanup(s.Close)
 	if err := s.Subscribe(ctx, "r", "a.b", nil); err != nil {
 		t.Fatal(err)
 	}
-	pos, err := st.Position(ctx, "a.b")
-	if err != nil {
-		t.Fatal(err)
+	if got := drain(s); len(got) != 1 || got[0] != "sub r a.b 3 false" {
+		t.Fatalf("got %q, want the subscribed answer at offset 3", got)
 	}
-	drain(s)
-	publish(t, b, "a.b", 3)
 	st.release()
-	b.Reset("a.b", broker.Position{Offset: 2, Epoch: pos.Epoch}, broker.ResetGap)
 	publish(t, b, "a.b", 1)
 	st.release()
 	got := drain(s)
 	if strings.Contains(strings.Join(got, "|"), "reset") {
 		t.Fatalf("got %q: a stale reset was sent", got)
 	}
-	wantOffsets(t, "live", offsetsOf(t, got), 1, 4)
+	wantOffsets(t, "live", offsetsOf(t, got), 4, 4)
 
 	// A reset past the position is sent, and the stream continues after it.
-	b.Reset("a.b", broker.Position{Offset: 10, Epoch: pos.Epoch}, broker.ResetGap)
+	b.Reset("a.b", broker.Position{Offset: 10, Epoch: msgs[0].Epoch}, broker.ResetGap)
 	if got := drain(s); len(got) != 1 || got[0] != "reset a.b 10 gap " {
 		t.Fatalf("got %q, want the gap reset", got)
+	}
+}
+
+// A subscription answered in the store's current epoch drops what the
+// relay, still on an older epoch, delivers late, and the relay's reset to
+// the current epoch, and then follows the current epoch.
+func TestSubscribeAheadOfAnEpochChangeDropsTheOldEpoch(t *testing.T) {
+	t.Parallel()
+	b, st := laggingBroker(t)
+	ctx := context.Background()
+	cur := publish(t, b, "a.b", 2) // the store's epoch, which the subscribe reads
+	st.mu.Lock()
+	st.held = nil
+	st.mu.Unlock()
+	epoch := cur[0].Epoch
+	// The relay has not caught up with the epoch change yet: it still
+	// delivers the old epoch, then announces the current one.
+	st.hold(func() { st.sink.Deliver(&broker.Message{ID: "o7", Topic: "a.b", Offset: 7, Epoch: "old"}) })
+	st.hold(func() { st.sink.Reset("a.b", broker.Position{Offset: 0, Epoch: epoch}, broker.ResetHistoryLost) })
+	st.hold(func() { st.sink.Deliver(cur[0]) })
+	st.hold(func() { st.sink.Deliver(cur[1]) })
+	s := b.NewSession()
+	t.Cleanup(s.Close)
+	if err := s.Subscribe(ctx, "r", "a.b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := drain(s); len(got) != 1 || got[0] != "sub r a.b 2 false" {
+		t.Fatalf("got %q, want the subscribed answer at offset 2", got)
+	}
+	st.release()
+	publish(t, b, "a.b", 1)
+	st.release()
+	got := drain(s)
+	if len(got) != 1 || got[0] != "msg a.b 3 " {
+		t.Fatalf("got %q, want only offset 3 of the current epoch", got)
 	}
 }

@@ -26,29 +26,43 @@ type Session struct {
 
 // subscription is one session's interest in a topic or pattern. It starts
 // pending: deliveries are buffered while the subscribe answer and any
-// history replay are queued, then it turns live and deliveries go straight
-// to the outbox.
+// history replay are queued. An exact subscription then catches up: the
+// relay may still deliver offsets that the subscribe already queued, and
+// those are dropped, until the first delivery past them turns it live.
+// Live, deliveries go straight to the outbox.
 type subscription struct {
 	sess     *Session
 	pattern  string
 	wildcard bool
+	// state is subPending, subCatchingUp or subLive.
+	state atomic.Int32
 	// index is the subscription's place in its hub; guarded by the shard's mu.
 	index int
 
-	live atomic.Bool
-	// mu guards pending, the pending-to-live switch, watched and removed.
+	// mu guards pending, the switch from pending, watched and removed.
 	mu      sync.Mutex
 	pending []pendingFrame
 	watched bool // the relay was asked to carry pattern for this subscription
 	removed bool // the subscription left the hubs
 
-	// epoch and last are the position of the last message or reset an
-	// exact subscription queued. activate sets them before the
-	// subscription turns live; after that only deliveries touch them, and
-	// the store makes a topic's deliveries one at a time.
+	// epoch and last are an exact subscription's position while it
+	// catches up: what the subscribe queued (answer, replay and buffered
+	// deliveries), or the last reset. activate sets them before the
+	// subscription leaves subPending; after that only deliveries touch
+	// them, and the store makes a topic's deliveries one at a time.
 	epoch string
 	last  uint64
 }
+
+// Subscription states.
+const (
+	// subPending: deliveries are buffered while the subscribe is answered.
+	subPending int32 = iota
+	// subCatchingUp: deliveries the subscribe already covered are dropped.
+	subCatchingUp
+	// subLive: every delivery is queued; the relay orders them.
+	subLive
+)
 
 // pendingFrame is a delivery held back while a subscription is pending.
 type pendingFrame struct {
@@ -175,26 +189,34 @@ func (sub *subscription) activate(answer []byte, pos *Position, replay []*Messag
 	for _, m := range replay {
 		if sub.admit(pendingFrame{epoch: m.Epoch, offset: m.Offset}) {
 			s.Send(s.b.enc.Message(m, ""))
+			sub.last = m.Offset
 		}
 	}
 	for _, p := range sub.pending {
 		if sub.admit(p) {
 			s.out.push(p.frame, p.at)
+			if !p.reset && !sub.wildcard {
+				sub.last = p.offset
+			}
 		}
 	}
 	sub.pending = nil
-	sub.live.Store(true)
+	if sub.wildcard {
+		sub.state.Store(subLive)
+	} else {
+		sub.state.Store(subCatchingUp)
+	}
 }
 
-// admit reports whether p goes to the session, and moves an exact
-// subscription's position past it. A wildcard subscription admits
-// everything: the relay already orders and deduplicates each topic. An
-// exact subscription admits a message only if it is the next one of its
-// epoch: the store may have answered the subscribe (its position or its
-// replay) ahead of what the relay has delivered to this node, so live
-// deliveries of offsets the client already has are dropped here, as are
-// messages of another epoch that no reset announced. A reset is admitted
-// unless it is stale: same epoch and not past what was already queued.
+// admit reports whether p goes to the session while an exact
+// subscription is pending or catching up (a wildcard one admits
+// everything: the relay already orders and deduplicates each topic). It
+// admits a message only past the subscription's position: the store may
+// have answered the subscribe (its position or its replay) ahead of what
+// the relay has delivered to this node, so late deliveries of offsets the
+// client already has are dropped, as are messages of another epoch that no
+// reset announced. A reset is admitted, and moves the position, unless it
+// is stale: same epoch and not past the position.
 func (sub *subscription) admit(p pendingFrame) bool {
 	if sub.wildcard {
 		return true
@@ -206,16 +228,17 @@ func (sub *subscription) admit(p pendingFrame) bool {
 		sub.epoch, sub.last = p.epoch, p.offset
 		return true
 	}
-	if p.epoch != sub.epoch || p.offset <= sub.last {
-		return false
-	}
-	sub.last = p.offset
-	return true
+	return p.epoch == sub.epoch && p.offset > sub.last
 }
 
 // deliver queues frame to the subscription's session, or buffers it while
 // the subscription is pending. at is when the message was accepted.
 func (sub *subscription) deliver(frame []byte, epoch string, offset uint64, at int64) {
+	if sub.state.Load() == subLive {
+		// The hot path: nothing to buffer or check.
+		sub.sess.out.push(frame, at)
+		return
+	}
 	sub.queue(pendingFrame{frame: frame, epoch: epoch, offset: offset, at: at})
 }
 
@@ -225,9 +248,20 @@ func (sub *subscription) reset(frame []byte, pos Position) {
 }
 
 func (sub *subscription) queue(p pendingFrame) {
-	if !sub.live.Load() {
+	switch sub.state.Load() {
+	case subLive:
+	case subCatchingUp:
+		if !sub.admit(p) {
+			return
+		}
+		if !p.reset {
+			// Past what the subscribe queued: from here on the relay's
+			// order is the subscription's.
+			sub.state.Store(subLive)
+		}
+	default:
 		sub.mu.Lock()
-		if !sub.live.Load() {
+		if sub.state.Load() == subPending {
 			if len(sub.pending) >= sub.sess.b.cfg.QueueSize {
 				sub.mu.Unlock()
 				sub.sess.out.Overflow()
@@ -238,10 +272,10 @@ func (sub *subscription) queue(p pendingFrame) {
 			return
 		}
 		sub.mu.Unlock()
+		sub.queue(p)
+		return
 	}
-	if sub.admit(p) {
-		sub.sess.out.push(p.frame, p.at)
-	}
+	sub.sess.out.push(p.frame, p.at)
 }
 
 // Unsubscribe removes the session's subscription to pattern.
