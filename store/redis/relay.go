@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -97,6 +98,8 @@ const maxHeld = 4096
 type conn struct {
 	ps      *goredis.PubSub
 	sharded bool
+	// resubscribing is set while resubscribe runs for the connection.
+	resubscribing atomic.Bool
 }
 
 func newRelay(s *Store) *relay {
@@ -151,7 +154,22 @@ func (r *relay) receive(c *conn) {
 			if errors.Is(err, goredis.ErrClosed) {
 				return
 			}
+			if !failed {
+				r.s.log.Warn("redis: pub/sub receive failed", "sharded", c.sharded, "err", err)
+			}
 			failed = true
+			var refused goredis.Error
+			if errors.As(err, &refused) && c.resubscribing.CompareAndSwap(false, true) {
+				// Redis answered a subscription with an error (say,
+				// CLUSTERDOWN while a restarted master rejoins): go-redis
+				// counts it as held, but it is not. Subscribe again.
+				r.wg.Add(1)
+				go func() {
+					defer r.wg.Done()
+					defer c.resubscribing.Store(false)
+					r.resubscribe(c)
+				}()
+			}
 			select {
 			case <-r.s.ctx.Done():
 				return
@@ -303,7 +321,10 @@ func (s *Store) Unwatch(pattern string) {
 	if w.name != "" {
 		delete(r.names, w.name)
 	}
-	if !w.wildcard {
+	if !w.wildcard && !r.wildcardWatches(pattern) {
+		// Wildcard subscriptions that match the topic still need its
+		// track: it orders their deliveries and announces gaps and new
+		// epochs to them. Otherwise the sweeper drops it.
 		r.trackMu.Lock()
 		delete(r.tracks, pattern)
 		r.trackMu.Unlock()
@@ -316,6 +337,17 @@ func (s *Store) Unwatch(pattern string) {
 	case r.unsubWake <- struct{}{}:
 	default:
 	}
+}
+
+// wildcardWatches reports whether a wildcard watch matches topic. The
+// caller holds mu.
+func (r *relay) wildcardWatches(topic string) bool {
+	for p, w := range r.watches {
+		if w.wildcard && broker.Match(p, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // unsubscriber sends the unsubscriptions Unwatch left, in order, until the
@@ -399,6 +431,38 @@ func (r *relay) onSubscription(c *conn, m *goredis.Subscription) {
 		}
 	default:
 		r.mu.Unlock()
+	}
+}
+
+// resubscribe subscribes every watch of c again, after Redis refused a
+// subscription on it; each confirmation repairs its pattern. A sharded
+// channel is routed again to the master that owns its slot now.
+func (r *relay) resubscribe(c *conn) {
+	type sub struct {
+		pattern, name string
+		wildcard      bool
+	}
+	var subs []sub
+	r.mu.Lock()
+	for p, w := range r.watches {
+		if w.conn == c && w.name != "" {
+			subs = append(subs, sub{p, w.name, w.wildcard})
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range subs {
+		if c.sharded {
+			r.reroute(s.pattern, s.name)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.Timeout)
+		r.wireMu.Lock()
+		err := subscribeOn(ctx, c, s.wildcard, s.name)
+		r.wireMu.Unlock()
+		cancel()
+		if err != nil {
+			r.s.log.Warn("redis: cannot subscribe again", "channel", s.name, "err", err)
+		}
 	}
 }
 

@@ -154,3 +154,25 @@ func TestGapRepairDoesNotHoldTheReceiveLoop(t *testing.T) {
 	// delivers what waited, in order.
 	ev.await(t, 40*time.Second, "msg r.b 1", "reset r.a 2 gap", "msg r.a 3", "msg r.a 4")
 }
+
+// The track of a topic orders the deliveries of wildcard subscriptions
+// too: when the topic's last exact subscription ends, a matching wildcard
+// subscription still learns of a new epoch and of gaps.
+func TestWildcardKeepsTheTrackAfterTheLastExactWatch(t *testing.T) {
+	s, _, ev := stalledStore(t)
+	ctx := context.Background()
+	for _, p := range []string{"k.*", "k.a"} {
+		if err := s.Watch(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := &broker.Message{ID: uuid.NewString(), Topic: "k.a", Time: time.Now(), Data: json.RawMessage(`1`)}
+	if err := s.Publish(ctx, []*broker.Message{first}); err != nil {
+		t.Fatal(err)
+	}
+	ev.await(t, 10*time.Second, "msg k.a 1")
+	s.Unwatch("k.a")
+	// Redis lost the topic: its next message starts a new epoch.
+	s.relay.process(&broker.Message{ID: uuid.NewString(), Topic: "k.a", Offset: 1, Epoch: "fresh", Time: time.Now(), Data: json.RawMessage(`2`)})
+	ev.await(t, 10*time.Second, "msg k.a 1", "reset k.a 0 history_lost", "msg k.a 1")
+}
