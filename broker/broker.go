@@ -30,6 +30,19 @@ type Config struct {
 	// MaxSubscriptions bounds the subscriptions one session may hold at
 	// once; one more is refused with ErrTooManySubscriptions. Default 1000.
 	MaxSubscriptions int
+	// MaxPatternSegments bounds the segments of a wildcard pattern; a
+	// deeper one is refused as invalid. Default 16.
+	MaxPatternSegments int
+	// MaxSessionPatternSegments bounds the segments of all of one
+	// session's wildcard patterns together, which bounds the pattern index
+	// nodes the session can make the node hold (one per segment at most);
+	// over it a subscription is refused with ErrTooManySubscriptions.
+	// Default 2048.
+	MaxSessionPatternSegments int
+	// MaxPatternNodes bounds the pattern index's nodes on the node, for
+	// every session together; a wildcard subscription that would need
+	// more is refused with ErrNodeFull. Default 262144 (about 50 MB).
+	MaxPatternNodes int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 	// TracerProvider traces publishes (store.append) and deliveries
@@ -56,6 +69,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 1000
+	}
+	if c.MaxPatternSegments <= 0 {
+		c.MaxPatternSegments = 16
+	}
+	if c.MaxSessionPatternSegments <= 0 {
+		c.MaxSessionPatternSegments = 2048
+	}
+	if c.MaxPatternNodes <= 0 {
+		c.MaxPatternNodes = 1 << 18
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -96,7 +118,10 @@ type counters struct {
 	published     [len(apis)]atomic.Uint64 // by api: http, ws, other
 	delivered     atomic.Uint64
 	slowConsumers atomic.Uint64
-	outcomes      outcomeStats
+	// patternRefusals counts wildcard subscriptions refused because the
+	// node's pattern index was full.
+	patternRefusals atomic.Uint64
+	outcomes        outcomeStats
 }
 
 // Stats is a snapshot of the broker's statistics.
@@ -113,6 +138,11 @@ type Stats struct {
 	Delivered uint64
 	// SlowConsumers counts sessions whose outbound queue overflowed.
 	SlowConsumers uint64
+	// PatternNodes is the number of nodes of the wildcard pattern index.
+	PatternNodes int64
+	// PatternRefusals counts wildcard subscriptions refused because the
+	// pattern index held Config.MaxPatternNodes nodes.
+	PatternRefusals uint64
 }
 
 // New returns a broker that publishes through store and encodes frames with
@@ -124,7 +154,7 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 		store:    store,
 		enc:      enc,
 		shards:   make([]shard, cfg.Shards),
-		patterns: newPatternIndex[*subscription](),
+		patterns: newPatternIndex[*subscription](cfg.MaxPatternNodes),
 	}
 	for i := range b.shards {
 		b.shards[i].hubs = make(map[string]*hub)
@@ -147,6 +177,8 @@ func (b *Broker) Stats() Stats {
 		Published:             b.stats.published[0].Load() + b.stats.published[1].Load() + b.stats.published[2].Load(),
 		Delivered:             b.stats.delivered.Load(),
 		SlowConsumers:         b.stats.slowConsumers.Load(),
+		PatternNodes:          int64(b.patterns.size()),
+		PatternRefusals:       b.stats.patternRefusals.Load(),
 	}
 }
 
@@ -333,13 +365,16 @@ func (b *Broker) removeExact(s *subscription) {
 	b.stats.exactSubs.Add(-1)
 }
 
-func (b *Broker) add(s *subscription) {
+func (b *Broker) add(s *subscription) error {
 	if s.wildcard {
-		b.patterns.insert(s.pattern, s)
+		if _, err := b.patterns.insert(s.pattern, s); err != nil {
+			return err
+		}
 		b.stats.wildcardSubs.Add(1)
-		return
+		return nil
 	}
 	b.addExact(s)
+	return nil
 }
 
 func (b *Broker) remove(s *subscription) {

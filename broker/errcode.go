@@ -36,7 +36,7 @@ func ErrorCode(err error) string {
 	case errors.Is(err, ErrTooManySubscriptions):
 		// A quota, not a rate: waiting does not help, unsubscribing does.
 		return CodeTooLarge
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrSessionClosed):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrSessionClosed), errors.Is(err, ErrNodeFull):
 		return CodeUnavailable
 	default:
 		return CodeInternal

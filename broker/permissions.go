@@ -15,6 +15,9 @@ var (
 	// ErrTooManySubscriptions: the session holds Config.MaxSubscriptions
 	// subscriptions already.
 	ErrTooManySubscriptions = errors.New("broker: too many subscriptions")
+	// ErrNodeFull: the node holds as many wildcard pattern nodes as
+	// Config.MaxPatternNodes allows.
+	ErrNodeFull = errors.New("broker: the node holds too many wildcard patterns")
 	// ErrRateLimited: the client sends faster than its limit allows.
 	ErrRateLimited = errors.New("broker: rate limited")
 	// ErrUnauthorized: the client's credentials are missing or not valid.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -22,6 +23,9 @@ type Session struct {
 	subs   map[string]*subscription
 	perms  Permissions // nil: everything allowed
 	closed bool
+	// patternSegments sums the segments of the session's wildcard
+	// patterns, bounded by Config.MaxSessionPatternSegments.
+	patternSegments int
 }
 
 // subscription is one session's interest in a topic or pattern. It starts
@@ -63,6 +67,15 @@ const (
 	// subLive: every delivery is queued; the relay orders them.
 	subLive
 )
+
+// segments is what the subscription counts against its session's
+// MaxSessionPatternSegments: its pattern's segments if it is a wildcard.
+func (sub *subscription) segments() int {
+	if !sub.wildcard {
+		return 0
+	}
+	return strings.Count(sub.pattern, ".") + 1
+}
 
 // pendingFrame is a delivery held back while a subscription is pending.
 type pendingFrame struct {
@@ -107,6 +120,13 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 	if wildcard && since != nil {
 		return ErrSinceOnWildcard
 	}
+	segments := 0
+	if wildcard {
+		segments = strings.Count(pattern, ".") + 1
+		if segments > s.b.cfg.MaxPatternSegments {
+			return fmt.Errorf("%w: a wildcard pattern has at most %d segments", ErrInvalidTopic, s.b.cfg.MaxPatternSegments)
+		}
+	}
 	sub := &subscription{sess: s, pattern: pattern, wildcard: wildcard}
 
 	s.mu.Lock()
@@ -126,11 +146,20 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		s.mu.Unlock()
 		return fmt.Errorf("%w: a session may hold %d", ErrTooManySubscriptions, s.b.cfg.MaxSubscriptions)
 	}
-	s.subs[pattern] = sub
+	if s.patternSegments+segments > s.b.cfg.MaxSessionPatternSegments {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: a session's wildcard patterns may have %d segments in all", ErrTooManySubscriptions, s.b.cfg.MaxSessionPatternSegments)
+	}
 	// Registered under mu so that a concurrent Close either sees the
 	// subscription in the hub or refuses it above. The live stream is
 	// buffered from here on; history is read after.
-	s.b.add(sub)
+	if err := s.b.add(sub); err != nil {
+		s.mu.Unlock()
+		s.b.stats.patternRefusals.Add(1)
+		return err
+	}
+	s.subs[pattern] = sub
+	s.patternSegments += segments
 	s.mu.Unlock()
 
 	if err := s.b.watch(ctx, sub); err != nil {
@@ -284,6 +313,7 @@ func (s *Session) Unsubscribe(pattern string) error {
 	sub, ok := s.subs[pattern]
 	if ok {
 		delete(s.subs, pattern)
+		s.patternSegments -= sub.segments()
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -300,6 +330,7 @@ func (s *Session) drop(sub *subscription) {
 	owned := s.subs[sub.pattern] == sub
 	if owned {
 		delete(s.subs, sub.pattern)
+		s.patternSegments -= sub.segments()
 	}
 	s.mu.Unlock()
 	if owned {

@@ -32,12 +32,21 @@ type patternIndex[S comparable] struct {
 	// count is the number of patterns that have at least one subscriber;
 	// written under mu, read without it so an empty index costs no lock.
 	count atomic.Int64
+	// nodes counts the trie's nodes but the root; written under mu.
+	nodes atomic.Int64
+	// maxNodes bounds nodes; 0 means no bound.
+	maxNodes int64
 }
 
 // patternNode is one node of a patternIndex trie. The path from the root
 // spells a pattern; subs holds the subscribers of that pattern, if any.
 type patternNode[S comparable] struct {
-	literal map[string]*patternNode[S] // edges for literal segments; nil when empty
+	// The edges for literal segments: one is kept inline (oneSeg, one),
+	// since most nodes of deep patterns have a single child, and more in
+	// literal, which then holds all of them and one is nil.
+	oneSeg  string
+	one     *patternNode[S]
+	literal map[string]*patternNode[S] // nil unless two or more literal edges
 	star    *patternNode[S]            // edge for "*"
 	tail    *patternNode[S]            // edge for ">"; a leaf by construction
 
@@ -46,18 +55,23 @@ type patternNode[S comparable] struct {
 	pos     map[S]int // index of each S in subs; built above indexThreshold subscribers, dropped at half of it
 }
 
-// newPatternIndex returns an empty index.
-func newPatternIndex[S comparable]() *patternIndex[S] {
-	return &patternIndex[S]{root: &patternNode[S]{}}
+// newPatternIndex returns an empty index that holds at most maxNodes
+// nodes (0: no bound).
+func newPatternIndex[S comparable](maxNodes int) *patternIndex[S] {
+	return &patternIndex[S]{root: &patternNode[S]{}, maxNodes: int64(maxNodes)}
 }
 
 // insert adds s under pattern, which the caller has validated with
 // ValidatePattern. Inserting a (pattern, s) pair that is already present
 // changes nothing. It returns true if this pattern was new, that is, had no
-// subscriber before.
-func (x *patternIndex[S]) insert(pattern string, s S) bool {
+// subscriber before, and ErrNodeFull, inserting nothing, when the pattern
+// needs more nodes than the index may still hold.
+func (x *patternIndex[S]) insert(pattern string, s S) (bool, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.maxNodes > 0 && x.nodes.Load()+int64(x.root.missing(pattern)) > x.maxNodes {
+		return false, ErrNodeFull
+	}
 
 	// p is the pattern the new nodes are keyed by: the caller's string
 	// until a node must be created, then a private copy, so that a pattern
@@ -75,6 +89,7 @@ func (x *patternIndex[S]) insert(pattern string, s S) bool {
 				seg = p[start : start+len(seg)]
 			}
 			c = n.newChild(seg)
+			x.nodes.Add(1)
 		}
 		n = c
 		if !more {
@@ -83,7 +98,7 @@ func (x *patternIndex[S]) insert(pattern string, s S) bool {
 		start += len(seg) + 1
 	}
 	if n.indexOf(s) >= 0 {
-		return false
+		return false, nil
 	}
 	isNew := len(n.subs) == 0
 	if isNew {
@@ -102,7 +117,24 @@ func (x *patternIndex[S]) insert(pattern string, s S) bool {
 			n.pos[v] = i
 		}
 	}
-	return isNew
+	return isNew, nil
+}
+
+// missing counts the nodes pattern needs below n that do not exist yet.
+func (n *patternNode[S]) missing(pattern string) int {
+	segs := strings.Count(pattern, ".") + 1
+	for rest, depth := pattern, 0; ; depth++ {
+		seg, tail, more := nextSegment(rest)
+		c := n.lookup(seg)
+		if c == nil {
+			return segs - depth
+		}
+		n = c
+		if !more {
+			return 0
+		}
+		rest = tail
+	}
 }
 
 // remove deletes s from pattern and prunes the nodes left with neither
@@ -113,7 +145,7 @@ func (x *patternIndex[S]) remove(pattern string, s S) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 
-	empty, found := x.root.remove(pattern, s)
+	empty, found := x.root.remove(pattern, s, &x.nodes)
 	if found && empty {
 		x.count.Add(-1)
 	}
@@ -121,22 +153,24 @@ func (x *patternIndex[S]) remove(pattern string, s S) bool {
 }
 
 // remove deletes s from the pattern spelled by rest below n, prunes the child
-// it came through if that child became empty, and reports whether the pattern
-// is left without subscribers and whether s was found.
-func (n *patternNode[S]) remove(rest string, s S) (empty, found bool) {
+// it came through if that child became empty (counting it off nodes), and
+// reports whether the pattern is left without subscribers and whether s was
+// found.
+func (n *patternNode[S]) remove(rest string, s S, nodes *atomic.Int64) (empty, found bool) {
 	seg, tail, more := nextSegment(rest)
 	c := n.lookup(seg)
 	if c == nil {
 		return true, false
 	}
 	if more {
-		empty, found = c.remove(tail, s)
+		empty, found = c.remove(tail, s, nodes)
 	} else {
 		found = c.removeSub(s)
 		empty = len(c.subs) == 0
 	}
 	if c.isEmpty() {
 		n.unlink(seg)
+		nodes.Add(-1)
 	}
 	return empty, found
 }
@@ -167,7 +201,7 @@ func (n *patternNode[S]) match(rest string, fn func(pattern string, subs []S)) {
 		n.tail.emit(fn)
 	}
 	seg, tail, more := nextSegment(rest)
-	if c := n.literal[seg]; c != nil { // a substring key does not allocate
+	if c := n.literalChild(seg); c != nil {
 		if more {
 			c.match(tail, fn)
 		} else {
@@ -194,6 +228,9 @@ func (n *patternNode[S]) emit(fn func(pattern string, subs []S)) {
 // subscriber.
 func (x *patternIndex[S]) len() int { return int(x.count.Load()) }
 
+// size returns the number of nodes the index holds.
+func (x *patternIndex[S]) size() int { return int(x.nodes.Load()) }
+
 // nextSegment splits the first segment off rest: seg is the segment, tail the
 // remainder after the '.', and more whether there is a remainder.
 func nextSegment(rest string) (seg, tail string, more bool) {
@@ -212,7 +249,18 @@ func (n *patternNode[S]) lookup(seg string) *patternNode[S] {
 	case ">":
 		return n.tail
 	}
-	return n.literal[seg]
+	return n.literalChild(seg)
+}
+
+// literalChild returns the child of n along the literal edge seg, or nil.
+func (n *patternNode[S]) literalChild(seg string) *patternNode[S] {
+	if n.one != nil {
+		if n.oneSeg == seg {
+			return n.one
+		}
+		return nil
+	}
+	return n.literal[seg] // a substring key does not allocate
 }
 
 // newChild adds and returns a new child of n along the edge seg, which n
@@ -225,10 +273,15 @@ func (n *patternNode[S]) newChild(seg string) *patternNode[S] {
 	case ">":
 		n.tail = c
 	default:
-		if n.literal == nil {
-			n.literal = make(map[string]*patternNode[S])
+		switch {
+		case n.one == nil && n.literal == nil:
+			n.oneSeg, n.one = seg, c
+		case n.one != nil:
+			n.literal = map[string]*patternNode[S]{n.oneSeg: n.one, seg: c}
+			n.oneSeg, n.one = "", nil
+		default:
+			n.literal[seg] = c
 		}
-		n.literal[seg] = c
 	}
 	return c
 }
@@ -241,8 +294,15 @@ func (n *patternNode[S]) unlink(seg string) {
 	case ">":
 		n.tail = nil
 	default:
+		if n.one != nil {
+			n.oneSeg, n.one = "", nil
+			return
+		}
 		delete(n.literal, seg)
-		if len(n.literal) == 0 {
+		if len(n.literal) == 1 {
+			for k, c := range n.literal {
+				n.oneSeg, n.one = k, c
+			}
 			n.literal = nil
 		}
 	}
@@ -251,7 +311,7 @@ func (n *patternNode[S]) unlink(seg string) {
 // isEmpty reports whether n has neither subscribers nor children, so that its
 // parent may drop it.
 func (n *patternNode[S]) isEmpty() bool {
-	return len(n.subs) == 0 && len(n.literal) == 0 && n.star == nil && n.tail == nil
+	return len(n.subs) == 0 && n.one == nil && len(n.literal) == 0 && n.star == nil && n.tail == nil
 }
 
 // indexOf returns the position of s in n.subs, or -1.

@@ -11,7 +11,7 @@ import (
 // and catch-alls under a prefix ("news.<i%500>.>").
 func BenchmarkWildcardMatch(b *testing.B) {
 	const subscriptions = 10_000
-	x := newPatternIndex[int]()
+	x := newPatternIndex[int](0)
 	for i := range subscriptions {
 		var p string
 		switch i % 3 {
@@ -22,7 +22,7 @@ func BenchmarkWildcardMatch(b *testing.B) {
 		default:
 			p = fmt.Sprintf("news.%d.>", i%500)
 		}
-		x.insert(p, i)
+		x.mustInsert(p, i)
 	}
 	patterns := x.len()
 

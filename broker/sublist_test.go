@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"runtime"
@@ -91,8 +92,8 @@ func TestPatternIndexMatch(t *testing.T) {
 			if _, err := ValidatePattern(tt.pattern); err != nil {
 				t.Fatal(err)
 			}
-			x := newPatternIndex[int]()
-			if !x.insert(tt.pattern, 1) {
+			x := newPatternIndex[int](0)
+			if !x.mustInsert(tt.pattern, 1) {
 				t.Fatal("insert into an empty index: want new pattern")
 			}
 			for _, topic := range tt.match {
@@ -119,11 +120,11 @@ func TestPatternIndexOverlap(t *testing.T) {
 		"x.y", "x.>", "a.c", "b.>",
 	}
 	topics := []string{"a", "b", "a.b", "a.c", "a.b.c", "a.b.d", "a.b.c.d", "x.y", "x.y.z", "q.b.c", "zz"}
-	x := newPatternIndex[string]()
+	x := newPatternIndex[string](0)
 	for i, p := range patterns {
 		// Several subscribers per pattern, to check subs is passed whole.
 		for j := range i%3 + 1 {
-			x.insert(p, fmt.Sprint(p, "#", j))
+			x.mustInsert(p, fmt.Sprint(p, "#", j))
 		}
 	}
 	if x.len() != len(patterns) {
@@ -165,7 +166,7 @@ func matchBrute(pattern, topic string) bool {
 
 func TestPatternIndexInsertRemove(t *testing.T) {
 	t.Parallel()
-	x := newPatternIndex[int]()
+	x := newPatternIndex[int](0)
 	subsOf := func(pattern, topic string) []int {
 		var got []int
 		x.match(topic, func(p string, subs []int) {
@@ -176,22 +177,22 @@ func TestPatternIndexInsertRemove(t *testing.T) {
 		return got
 	}
 
-	if !x.insert("a.*", 1) {
+	if !x.mustInsert("a.*", 1) {
 		t.Error("first insert: want new")
 	}
-	if x.insert("a.*", 1) {
+	if x.mustInsert("a.*", 1) {
 		t.Error("duplicate insert: want not new")
 	}
-	if x.insert("a.*", 2) {
+	if x.mustInsert("a.*", 2) {
 		t.Error("second subscriber: want not new")
 	}
-	if x.insert("a.*", 2) {
+	if x.mustInsert("a.*", 2) {
 		t.Error("duplicate insert: want not new")
 	}
 	if got := subsOf("a.*", "a.b"); !slices.Equal(got, []int{1, 2}) {
 		t.Errorf("subscribers = %v, want [1 2] (no duplicates)", got)
 	}
-	if !x.insert("a.*.c", 1) || !x.insert("a", 3) || !x.insert("a.>", 4) {
+	if !x.mustInsert("a.*.c", 1) || !x.mustInsert("a", 3) || !x.mustInsert("a.>", 4) {
 		t.Error("new patterns: want new")
 	}
 	if x.len() != 4 {
@@ -220,7 +221,7 @@ func TestPatternIndexInsertRemove(t *testing.T) {
 		t.Errorf("match(a.b) = %q, want [a.>]", got)
 	}
 	// a.* has no subscribers, but its node stays: a.*.c goes through it.
-	if x.root.literal["a"].star == nil {
+	if x.root.literalChild("a").star == nil {
 		t.Error("a.* node pruned while a.*.c still uses it")
 	}
 	if got := matches(t, x, "a.b.c"); !slices.Equal(got, []string{"a.*.c", "a.>"}) {
@@ -240,7 +241,7 @@ func TestPatternIndexInsertRemove(t *testing.T) {
 	if !x.remove("a.*.c", 1) {
 		t.Error("want empty")
 	}
-	if x.root.literal["a"].star != nil {
+	if x.root.literalChild("a").star != nil {
 		t.Error("a.* node not pruned")
 	}
 	if !x.remove("a", 3) || !x.remove("a.>", 4) {
@@ -253,7 +254,7 @@ func TestPatternIndexInsertRemove(t *testing.T) {
 		t.Errorf("root not pruned: %+v", x.root)
 	}
 	// Reuse after pruning.
-	if !x.insert("a.*", 5) {
+	if !x.mustInsert("a.*", 5) {
 		t.Error("insert after prune: want new")
 	}
 	if got := subsOf("a.*", "a.z"); !slices.Equal(got, []int{5}) {
@@ -266,7 +267,7 @@ func TestPatternIndexInsertRemove(t *testing.T) {
 func TestPatternIndexManySubscribers(t *testing.T) {
 	t.Parallel()
 	const n = 5 * indexThreshold
-	x := newPatternIndex[int]()
+	x := newPatternIndex[int](0)
 	want := map[int]bool{}
 	check := func(step string) {
 		t.Helper()
@@ -283,7 +284,7 @@ func TestPatternIndexManySubscribers(t *testing.T) {
 			t.Fatalf("%s: subscribers %v, want %v", step, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 		}
 		var node *patternNode[int]
-		if p := x.root.literal["p"]; p != nil {
+		if p := x.root.literalChild("p"); p != nil {
 			node = p.star
 		}
 		if len(want) == 0 {
@@ -304,8 +305,8 @@ func TestPatternIndexManySubscribers(t *testing.T) {
 		}
 	}
 	for i := range n {
-		x.insert("p.*", i)
-		x.insert("p.*", i) // duplicate
+		x.mustInsert("p.*", i)
+		x.mustInsert("p.*", i) // duplicate
 		want[i] = true
 		check(fmt.Sprint("insert ", i))
 	}
@@ -322,7 +323,7 @@ func TestPatternIndexManySubscribers(t *testing.T) {
 		check(fmt.Sprint("remove ", i))
 		if k == n/2 { // grow again while half full
 			for j := n; j < n+indexThreshold; j++ {
-				x.insert("p.*", j)
+				x.mustInsert("p.*", j)
 				want[j] = true
 			}
 			check("regrow")
@@ -345,8 +346,8 @@ func TestPatternIndexManySubscribers(t *testing.T) {
 func TestPatternIndexClonesPattern(t *testing.T) {
 	t.Parallel()
 	buf := []byte("room.*.msg")
-	x := newPatternIndex[int]()
-	x.insert(unsafe.String(&buf[0], len(buf)), 1)
+	x := newPatternIndex[int](0)
+	x.mustInsert(unsafe.String(&buf[0], len(buf)), 1)
 	copy(buf, "xxxx.*.xxx")
 	var got []string
 	x.match("room.1.msg", func(p string, _ []int) { got = append(got, p) })
@@ -360,7 +361,7 @@ func TestPatternIndexClonesPattern(t *testing.T) {
 
 func TestPatternIndexConcurrent(t *testing.T) {
 	t.Parallel()
-	x := newPatternIndex[int]()
+	x := newPatternIndex[int](0)
 	patterns := []string{"a.*", "a.>", "*.b", ">", "a.b", "a.*.c", "*.*.*", "a.b.>"}
 	topics := []string{"a.b", "a.b.c", "x.b", "a.z.c", "q"}
 	const workers, rounds, reads = 8, 300, 2000
@@ -393,9 +394,9 @@ func TestPatternIndexConcurrent(t *testing.T) {
 			for i := range rounds {
 				p := patterns[(i+w)%len(patterns)]
 				s := w*rounds + i
-				x.insert(p, s)
+				x.mustInsert(p, s)
 				if i%3 == 0 {
-					x.insert(p, s) // duplicate
+					x.mustInsert(p, s) // duplicate
 				}
 				if i%2 == 0 {
 					x.remove(p, s)
@@ -420,16 +421,16 @@ func TestPatternIndexConcurrent(t *testing.T) {
 
 func TestPatternIndexMatchNoAllocs(t *testing.T) {
 	// Not parallel: AllocsPerRun counts every goroutine's allocations.
-	x := newPatternIndex[int]()
+	x := newPatternIndex[int](0)
 	for i := range 100 {
-		x.insert(fmt.Sprintf("prices.%d.*", i), i)
-		x.insert(fmt.Sprintf("prices.*.usd%d", i%10), i)
-		x.insert(fmt.Sprintf("news.%d.>", i%5), i)
+		x.mustInsert(fmt.Sprintf("prices.%d.*", i), i)
+		x.mustInsert(fmt.Sprintf("prices.*.usd%d", i%10), i)
+		x.mustInsert(fmt.Sprintf("news.%d.>", i%5), i)
 	}
-	x.insert(">", -1)
-	x.insert("prices.7.usd3", -2)
+	x.mustInsert(">", -1)
+	x.mustInsert("prices.7.usd3", -2)
 	for i := range 3 * indexThreshold { // a pattern with a position map
-		x.insert("prices.*.usd3", 1000+i)
+		x.mustInsert("prices.*.usd3", 1000+i)
 	}
 	n := 0
 	fn := func(_ string, subs []int) { n += len(subs) }
@@ -443,12 +444,54 @@ func TestPatternIndexMatchNoAllocs(t *testing.T) {
 	}
 	// Inserting another subscriber into an existing pattern is free too,
 	// as long as the slice has room.
-	x.insert("prices.1.*", 10_000)
+	x.mustInsert("prices.1.*", 10_000)
 	x.remove("prices.1.*", 10_000)
 	if allocs := testing.AllocsPerRun(100, func() {
-		x.insert("prices.1.*", 10_000)
+		x.mustInsert("prices.1.*", 10_000)
 		x.remove("prices.1.*", 10_000)
 	}); allocs != 0 {
 		t.Errorf("insert+remove of an existing pattern allocates %v times, want 0", allocs)
+	}
+}
+
+// mustInsert inserts into an index with no node bound, where insert
+// cannot fail.
+func (x *patternIndex[S]) mustInsert(pattern string, s S) bool {
+	isNew, err := x.insert(pattern, s)
+	if err != nil {
+		panic(err)
+	}
+	return isNew
+}
+
+func TestPatternIndexBoundsItsNodes(t *testing.T) {
+	x := newPatternIndex[int](5)
+	if _, err := x.insert("a.b.*", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.insert("a.b.c.d", 2); err != nil { // shares a.b: 2 more nodes
+		t.Fatal(err)
+	}
+	if _, err := x.insert("x.>", 3); !errors.Is(err, ErrNodeFull) {
+		t.Fatalf("a pattern needing 2 nodes past the bound: %v, want ErrNodeFull", err)
+	}
+	if x.size() != 5 || x.len() != 2 {
+		t.Fatalf("after a refused insert: %d nodes, %d patterns; want 5 and 2", x.size(), x.len())
+	}
+	if _, err := x.insert("a.b.*", 4); err != nil { // no new node
+		t.Fatalf("another subscriber of an existing pattern: %v", err)
+	}
+	x.remove("a.b.c.d", 2)
+	if x.size() != 3 {
+		t.Fatalf("after removing a.b.c.d: %d nodes, want 3", x.size())
+	}
+	if _, err := x.insert("x.>", 3); err != nil {
+		t.Fatalf("x.> after nodes were freed: %v", err)
+	}
+	x.remove("a.b.*", 1)
+	x.remove("a.b.*", 4)
+	x.remove("x.>", 3)
+	if x.size() != 0 || x.len() != 0 {
+		t.Fatalf("an emptied index holds %d nodes, %d patterns", x.size(), x.len())
 	}
 }

@@ -126,6 +126,10 @@ func (b *Broker) setupTelemetry() {
 		metric.WithUnit("{session}"), metric.WithDescription("Sessions whose outbound queue overflowed (closed with 1008 slow consumer)."))
 	resumes, _ := m.Int64ObservableCounter("tidings.resumes",
 		metric.WithUnit("{subscription}"), metric.WithDescription("Subscribes with since, by outcome (recovered true or false)."))
+	patternNodes, _ := m.Int64ObservableUpDownCounter("tidings.pattern_nodes",
+		metric.WithUnit("{node}"), metric.WithDescription("Nodes of the wildcard pattern index on this node (bounded by MaxPatternNodes)."))
+	patternRefusals, _ := m.Int64ObservableCounter("tidings.pattern_refusals",
+		metric.WithUnit("{subscription}"), metric.WithDescription("Wildcard subscriptions refused because the pattern index was full."))
 	resets, _ := m.Int64ObservableCounter("tidings.resets",
 		metric.WithUnit("{reset}"), metric.WithDescription("Reset notices to local subscribers, by reason (history_lost, gap)."))
 
@@ -147,6 +151,8 @@ func (b *Broker) setupTelemetry() {
 		o.ObserveInt64(subs, st.exactSubs.Load(), kindExact)
 		o.ObserveInt64(subs, st.wildcardSubs.Load(), kindWild)
 		o.ObserveInt64(topics, st.topics.Load())
+		o.ObserveInt64(patternNodes, int64(b.patterns.size()))
+		o.ObserveInt64(patternRefusals, int64(st.patternRefusals.Load()))
 		for i := range apis {
 			o.ObserveInt64(published, int64(st.published[i].Load()), apiAttrs[i])
 		}

@@ -63,8 +63,8 @@ func FuzzTopic(f *testing.F) {
 
 		// The pattern matches a topic built by filling its wildcards, and
 		// nothing is left once it is removed.
-		x := newPatternIndex[int]()
-		if !x.insert(s, 1) {
+		x := newPatternIndex[int](0)
+		if !x.mustInsert(s, 1) {
 			t.Fatalf("insert(%q) into a fresh index: want new", s)
 		}
 		topic := strings.ReplaceAll(strings.ReplaceAll(s, "*", "x"), ">", "y.z")

@@ -191,7 +191,7 @@ func TestMatchAgreesWithThePatternIndex(t *testing.T) {
 	patterns := []string{"a.b", "a.*", "a.>", "*.b", "*", ">", "a.*.c", "a.b.>", "*.*"}
 	topics := []string{"a", "b", "a.b", "a.c", "a.b.c", "x.b", "a.b.c.d", "a.x.c"}
 	for _, p := range patterns {
-		x := newPatternIndex[int]()
+		x := newPatternIndex[int](0)
 		x.insert(p, 1)
 		for _, topic := range topics {
 			indexed := false

@@ -1,0 +1,91 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/memory"
+)
+
+// heapInUse returns the heap in use after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// deepPattern is a wildcard pattern of the given segments with no prefix
+// shared with the other i.
+func deepPattern(i, segments int) string {
+	return fmt.Sprintf("q%05d.", i) + strings.Repeat("a.", segments-2) + ">"
+}
+
+// A deep wildcard pattern used to cost a trie node and a map per segment
+// (~41 KB for 125 segments, 297 bytes sent). Patterns are bounded in
+// depth, per session and per node, so a session cannot make the node hold
+// more than its pattern budget.
+func TestWildcardPatternsAreBounded(t *testing.T) {
+	b, _ := newBroker(t, broker.Config{MaxPatternNodes: 20000}, memory.Config{})
+	ctx := context.Background()
+	before := heapInUse()
+
+	s := b.NewSession()
+	t.Cleanup(s.Close)
+	for i := range 1000 {
+		err := s.Subscribe(ctx, "", deepPattern(i, 125), nil)
+		if broker.ErrorCode(err) != broker.CodeBadRequest {
+			t.Fatalf("a 125-segment pattern: %v, want bad_request", err)
+		}
+	}
+	accepted := 0
+	for i := range 1000 {
+		err := s.Subscribe(ctx, "", deepPattern(i, 16), nil)
+		if err == nil {
+			accepted++
+			continue
+		}
+		if !errors.Is(err, broker.ErrTooManySubscriptions) {
+			t.Fatalf("pattern %d: %v, want accepted or too many subscriptions", i, err)
+		}
+	}
+	if accepted != 2048/16 {
+		t.Fatalf("%d 16-segment patterns accepted, want %d (the session's 2048 segments)", accepted, 2048/16)
+	}
+	perSession := heapInUse() - before
+	t.Logf("one session holding %d 16-segment patterns: %d KB of heap", accepted, perSession/1024)
+	if perSession > 1<<20 {
+		t.Fatalf("one session holds %d KB of patterns, want at most 1 MB", perSession/1024)
+	}
+
+	// Sessions together stop at the node's bound.
+	refused := 0
+	for n := 1; n < 20; n++ {
+		s := b.NewSession()
+		t.Cleanup(s.Close)
+		for i := range 128 {
+			err := s.Subscribe(ctx, "", deepPattern(n*1000+i, 16), nil)
+			switch {
+			case err == nil:
+			case errors.Is(err, broker.ErrNodeFull) && broker.ErrorCode(err) == broker.CodeUnavailable:
+				refused++
+			default:
+				t.Fatalf("session %d pattern %d: %v", n, i, err)
+			}
+		}
+	}
+	st := b.Stats()
+	if st.PatternNodes > 20000 || refused == 0 || st.PatternRefusals != uint64(refused) {
+		t.Fatalf("%d pattern nodes, %d refused (%d counted); want at most 20000, some refused, all counted", st.PatternNodes, refused, st.PatternRefusals)
+	}
+	total := heapInUse() - before
+	t.Logf("20 sessions at the node's bound of 20000 nodes: %d KB of heap (%d B per node)", total/1024, total/st.PatternNodes)
+	if total > 20000*400 {
+		t.Fatalf("the node holds %d KB for 20000 pattern nodes, want at most %d KB", total/1024, 20000*400/1024)
+	}
+}
