@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
@@ -87,5 +90,51 @@ func TestWildcardPatternsAreBounded(t *testing.T) {
 	t.Logf("20 sessions at the node's bound of 20000 nodes: %d KB of heap (%d B per node)", total/1024, total/st.PatternNodes)
 	if total > 20000*400 {
 		t.Fatalf("the node holds %d KB for 20000 pattern nodes, want at most %d KB", total/1024, 20000*400/1024)
+	}
+}
+
+// Topics a subscribe creates (per-user, per-order) are freed once every
+// session has left and their history has expired: a million distinct
+// topics churned through leave the heap where it started.
+func TestChurnedTopicsAreFreed(t *testing.T) {
+	n := 1_000_000
+	if raceEnabled || testing.Short() {
+		n = 100_000 // make test runs the full size without -race too
+	}
+	now := time.Unix(1_700_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	st := memory.New(memory.Config{HistoryTTL: time.Minute, IdempotencyWindow: time.Minute, Now: clock})
+	t.Cleanup(func() { _ = st.Close() })
+	b := broker.New(broker.Config{}, st, textEncoder{})
+	ctx := context.Background()
+	before := heapInUse()
+	s := b.NewSession()
+	for i := range n {
+		topic := "order." + strconv.Itoa(i)
+		if err := s.Subscribe(ctx, "", topic, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Unsubscribe(topic); err != nil {
+			t.Fatal(err)
+		}
+		if i%1024 == 1023 {
+			drain(s)
+		}
+	}
+	s.Close()
+	during := heapInUse() - before
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	st.Sweep()
+	after := heapInUse() - before
+	t.Logf("%d topics churned: %d KB held before the sweep, %d KB after; the store keeps %d topics", n, during/1024, after/1024, st.Topics())
+	if st.Topics() != 0 || after > 2<<20 {
+		t.Fatalf("after every session left and the history expired the store keeps %d topics and %d KB, want none and the baseline", st.Topics(), after/1024)
 	}
 }

@@ -8,13 +8,16 @@
 package memory
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // ErrClosed is returned by a store that has been closed.
@@ -26,11 +29,18 @@ type Config struct {
 	HistorySize int
 	// HistoryTTL is how long a message stays in history. Default 5 minutes.
 	HistoryTTL time.Duration
+	// HistoryBytes bounds the bytes that history holds on the node, every
+	// topic together; over it the oldest messages of the node are dropped
+	// first. Default 256 MiB.
+	HistoryBytes int64
 	// IdempotencyWindow is how long a publish's idempotency key is
 	// remembered on its topic. Default 5 minutes.
 	IdempotencyWindow time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+	// MeterProvider receives the store's metrics (history bytes, evicted
+	// messages, topics). Default nil: no metrics.
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -39,6 +49,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 5 * time.Minute
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = 256 << 20
 	}
 	if c.IdempotencyWindow <= 0 {
 		c.IdempotencyWindow = 5 * time.Minute
@@ -59,9 +72,17 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// mu guards topics, watched, sink and closed.
-	mu      sync.RWMutex
-	topics  map[string]*topic
+	// historyBytes is what every topic's history holds, by messageSize;
+	// evicted counts the messages dropped to keep it within HistoryBytes.
+	historyBytes atomic.Int64
+	evicted      atomic.Uint64
+	// evicting lets one eviction run at a time.
+	evicting sync.Mutex
+
+	// mu guards topics, peakTopics, watched, sink and closed.
+	mu         sync.RWMutex
+	topics     map[string]*topic
+	peakTopics int // the most topics held since topics was last rebuilt
 	watched map[string]int // exact topic → subscriptions watching it
 	sink    broker.Deliverer
 	closed  bool
@@ -92,6 +113,17 @@ type answer struct {
 	expires time.Time
 }
 
+// messageSize is what a message in history counts against HistoryBytes:
+// its data, id, topic and key, and about what its struct and the history
+// slot take.
+func messageSize(m *broker.Message) int64 {
+	n := len(m.Data) + len(m.ID) + len(m.Topic) + len(m.IdempotencyKey) + 160
+	for k, v := range m.Trace {
+		n += len(k) + len(v) + 32
+	}
+	return int64(n)
+}
+
 // ring holds a topic's newest messages, at most its capacity, oldest first.
 type ring struct {
 	buf  []*broker.Message
@@ -99,30 +131,36 @@ type ring struct {
 	n    int
 }
 
-// push appends m, dropping the oldest message when full.
-func (r *ring) push(m *broker.Message, size int) {
+// push appends m, dropping the oldest message when full, and returns the
+// change in the bytes the ring holds.
+func (r *ring) push(m *broker.Message, size int) int64 {
 	if r.buf == nil {
 		r.buf = make([]*broker.Message, size)
 	}
 	if r.n < len(r.buf) {
 		r.buf[(r.head+r.n)%len(r.buf)] = m
 		r.n++
-		return
+		return messageSize(m)
 	}
+	dropped := r.buf[r.head]
 	r.buf[r.head] = m
 	r.head = (r.head + 1) % len(r.buf)
+	return messageSize(m) - messageSize(dropped)
 }
 
 // at returns the i-th oldest message.
 func (r *ring) at(i int) *broker.Message { return r.buf[(r.head+i)%len(r.buf)] }
 
-// dropOldest forgets the k oldest messages.
-func (r *ring) dropOldest(k int) {
+// dropOldest forgets the k oldest messages and returns their bytes.
+func (r *ring) dropOldest(k int) int64 {
+	var freed int64
 	for ; k > 0 && r.n > 0; k-- {
+		freed += messageSize(r.buf[r.head])
 		r.buf[r.head] = nil
 		r.head = (r.head + 1) % len(r.buf)
 		r.n--
 	}
+	return freed
 }
 
 // expired counts the oldest messages not younger than cutoff.
@@ -145,8 +183,32 @@ func New(cfg Config) *Store {
 		topics:  make(map[string]*topic),
 		watched: make(map[string]int),
 	}
+	s.setupMetrics()
 	go s.sweep()
 	return s
+}
+
+// scopeName is the instrumentation scope of the store's metrics.
+const scopeName = "github.com/tidings-io/tidings/store/memory"
+
+// setupMetrics registers the store's metrics, read when scraped.
+func (s *Store) setupMetrics() {
+	if s.cfg.MeterProvider == nil {
+		return
+	}
+	m := broker.Meter(s.cfg.MeterProvider, scopeName)
+	bytes, _ := m.Int64ObservableUpDownCounter("tidings.history.bytes",
+		metric.WithUnit("By"), metric.WithDescription("Bytes history holds on this node (bounded by -history-bytes)."))
+	evicted, _ := m.Int64ObservableCounter("tidings.history.evicted",
+		metric.WithUnit("{message}"), metric.WithDescription("Messages dropped from history, oldest first, to stay within -history-bytes."))
+	topics, _ := m.Int64ObservableUpDownCounter("tidings.store.topics",
+		metric.WithUnit("{topic}"), metric.WithDescription("Topics the store keeps a sequence and history for."))
+	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(bytes, s.historyBytes.Load())
+		o.ObserveInt64(evicted, int64(s.evicted.Load()))
+		o.ObserveInt64(topics, int64(s.Topics()))
+		return nil
+	}, bytes, evicted, topics)
 }
 
 func newEpoch() string { return uuid.NewString()[:8] }
@@ -203,6 +265,7 @@ func (s *Store) lock(name string) (*topic, broker.Deliverer, error) {
 			if t = s.topics[name]; t == nil {
 				t = &topic{epoch: newEpoch()}
 				s.topics[name] = t
+				s.peakTopics = max(s.peakTopics, len(s.topics))
 			}
 			sink = s.sink
 			s.mu.Unlock()
@@ -240,7 +303,7 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 		t.offset++
 		m.Offset = t.offset
 		m.Epoch = t.epoch
-		t.history.push(m, s.cfg.HistorySize)
+		s.historyBytes.Add(t.history.push(m, s.cfg.HistorySize))
 		if m.IdempotencyKey != "" {
 			if t.keys == nil {
 				t.keys = make(map[string]answer)
@@ -252,8 +315,80 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 		}
 		t.mu.Unlock()
 	}
+	if s.historyBytes.Load() > s.cfg.HistoryBytes {
+		s.evict()
+	}
 	return nil
 }
+
+// evict drops the node's oldest messages, whatever their topic, until
+// history holds at most nine tenths of HistoryBytes, so that evictions
+// come in rounds. A round that is already running does the work.
+func (s *Store) evict() {
+	if !s.evicting.TryLock() {
+		return
+	}
+	defer s.evicting.Unlock()
+	s.mu.RLock()
+	topics := make([]*topic, 0, len(s.topics))
+	for _, t := range s.topics {
+		topics = append(topics, t)
+	}
+	s.mu.RUnlock()
+	h := make(oldestFirst, 0, len(topics))
+	for _, t := range topics {
+		t.mu.Lock()
+		if t.history.n > 0 {
+			h = append(h, heads{t, t.history.at(0).Time})
+		}
+		t.mu.Unlock()
+	}
+	heap.Init(&h)
+	target := s.cfg.HistoryBytes / 10 * 9
+	for h.Len() > 0 && s.historyBytes.Load() > target {
+		t := h[0].t
+		t.mu.Lock()
+		if t.history.n > 0 {
+			s.historyBytes.Add(-t.history.dropOldest(1))
+			s.evicted.Add(1)
+		}
+		if t.history.n > 0 {
+			h[0].at = t.history.at(0).Time
+			heap.Fix(&h, 0)
+		} else {
+			heap.Pop(&h)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// heads is a topic and the time of its oldest message in history.
+type heads struct {
+	t  *topic
+	at time.Time
+}
+
+// oldestFirst is a heap of topics by their oldest message.
+type oldestFirst []heads
+
+func (h oldestFirst) Len() int           { return len(h) }
+func (h oldestFirst) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h oldestFirst) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *oldestFirst) Push(x any)        { *h = append(*h, x.(heads)) }
+func (h *oldestFirst) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// HistoryBytes returns the bytes history holds, by the measure that
+// Config.HistoryBytes bounds.
+func (s *Store) HistoryBytes() int64 { return s.historyBytes.Load() }
+
+// Evicted returns how many messages were dropped from history to keep it
+// within Config.HistoryBytes.
+func (s *Store) Evicted() uint64 { return s.evicted.Load() }
 
 // Position returns the topic's last offset and its epoch.
 func (s *Store) Position(ctx context.Context, name string) (broker.Position, error) {
@@ -358,10 +493,12 @@ func (s *Store) Sweep() {
 		if s.watched[name] == 0 && now.Sub(t.used) > s.idle {
 			delete(s.topics, name)
 			t.gone = true
+			s.historyBytes.Add(-t.history.dropOldest(t.history.n))
+			t.history = ring{}
 		}
 		s.mu.Unlock()
 		if !t.gone {
-			t.history.dropOldest(t.history.expired(cutoff))
+			s.historyBytes.Add(-t.history.dropOldest(t.history.expired(cutoff)))
 			for k, a := range t.keys {
 				if !now.Before(a.expires) {
 					delete(t.keys, k)
@@ -370,6 +507,17 @@ func (s *Store) Sweep() {
 		}
 		t.mu.Unlock()
 	}
+	s.mu.Lock()
+	if s.peakTopics > 1024 && len(s.topics) < s.peakTopics/4 {
+		// A Go map keeps its buckets when entries are deleted: copy what
+		// is left so that the memory of forgotten topics is returned.
+		topics := make(map[string]*topic, len(s.topics))
+		for name, t := range s.topics {
+			topics[name] = t
+		}
+		s.topics, s.peakTopics = topics, len(topics)
+	}
+	s.mu.Unlock()
 }
 
 // Close stops the sweeper; later calls fail with ErrClosed.

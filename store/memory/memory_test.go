@@ -3,7 +3,9 @@ package memory_test
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +209,56 @@ func TestSweepDuringPublishLosesNothing(t *testing.T) {
 			t.Fatalf("publish %d at %d in epoch %s: history holds %d messages at %+v (recovered %v), want the one just published",
 				i, m.Offset, m.Epoch, len(msgs), pos, ok)
 		}
+	}
+}
+
+// heapInUse returns the heap in use after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// One publisher writing large messages to many topics used to make the
+// node hold them all for the history TTL (~150 MB from 60 KB messages).
+// History is bounded node-wide: the oldest messages go first, and the
+// newest stay resumable.
+func TestHistoryIsBoundedNodeWide(t *testing.T) {
+	const budget = 16 << 20
+	s := memory.New(memory.Config{HistoryBytes: budget})
+	t.Cleanup(func() { _ = s.Close() })
+	before := heapInUse()
+	data := json.RawMessage(`"` + strings.Repeat("x", 60<<10) + `"`)
+	// Only the first and last positions are kept: the test must not hold
+	// the messages itself.
+	var oldest, newest broker.Message
+	for i := range 2000 { // 2000 × 60 KB = 120 MB sent
+		m := &broker.Message{ID: uuid.NewString(), Topic: fmt.Sprintf("big.%d", i), Time: time.Now(), Data: append(json.RawMessage(nil), data...)}
+		if err := s.Publish(t.Context(), []*broker.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			oldest = broker.Message{Topic: m.Topic, Epoch: m.Epoch}
+		}
+		newest = broker.Message{Topic: m.Topic, Epoch: m.Epoch}
+	}
+	held := heapInUse() - before
+	t.Logf("120 MB published to 2000 topics: history holds %d KB by its measure, the heap grew %d KB, %d messages evicted",
+		s.HistoryBytes()/1024, held/1024, s.Evicted())
+	if s.HistoryBytes() > budget {
+		t.Fatalf("history holds %d bytes, over its budget of %d", s.HistoryBytes(), budget)
+	}
+	if held > budget+4<<20 {
+		t.Fatalf("the heap grew by %d KB, want at most the %d KB budget and some slack", held/1024, budget>>10)
+	}
+	if s.Evicted() == 0 {
+		t.Fatal("nothing was evicted")
+	}
+	if msgs, _, ok, err := s.Since(t.Context(), newest.Topic, broker.Position{Offset: 0, Epoch: newest.Epoch}); err != nil || !ok || len(msgs) != 1 {
+		t.Fatalf("the newest message is not resumable: %d messages, recovered %v, %v", len(msgs), ok, err)
+	}
+	if _, _, ok, err := s.Since(t.Context(), oldest.Topic, broker.Position{Offset: 0, Epoch: oldest.Epoch}); err != nil || ok {
+		t.Fatalf("the oldest message is still resumable (recovered %v, %v): nothing was evicted oldest first", ok, err)
 	}
 }
