@@ -82,10 +82,10 @@ type Store struct {
 	// mu guards topics, peakTopics, watched, sink and closed.
 	mu         sync.RWMutex
 	topics     map[string]*topic
-	peakTopics int // the most topics held since topics was last rebuilt
-	watched map[string]int // exact topic → subscriptions watching it
-	sink    broker.Deliverer
-	closed  bool
+	peakTopics int            // the most topics held since topics was last rebuilt
+	watched    map[string]int // exact topic → subscriptions watching it
+	sink       broker.Deliverer
+	closed     bool
 }
 
 var (
