@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/ws"
 )
 
 // heapInUse returns the heap in use after a collection.
@@ -136,5 +138,107 @@ func TestChurnedTopicsAreFreed(t *testing.T) {
 	t.Logf("%d topics churned: %d KB held before the sweep, %d KB after; the store keeps %d topics", n, during/1024, after/1024, st.Topics())
 	if st.Topics() != 0 || after > 2<<20 {
 		t.Fatalf("after every session left and the history expired the store keeps %d topics and %d KB, want none and the baseline", st.Topics(), after/1024)
+	}
+}
+
+// starVariant returns the i-th pattern that matches deep.t.0.1.….13 with
+// some segments replaced by "*": distinct for each i below 2^14.
+func starVariant(i int) string {
+	segs := []string{"deep", "t"}
+	for j := range 14 {
+		if i&(1<<j) != 0 {
+			segs = append(segs, "*")
+		} else {
+			segs = append(segs, strconv.Itoa(j))
+		}
+	}
+	return strings.Join(segs, ".")
+}
+
+// A message matched by many distinct patterns used to be encoded once per
+// pattern: 100 sessions × 1 000 patterns and one 3.6 KB publish made the
+// heap grow by ~240 MB. Every pattern's frame now shares the encoded
+// message; a pattern adds only its frame header and "sub".
+func TestManyPatternsShareOneEncodedMessage(t *testing.T) {
+	b, _ := newBroker(t, broker.Config{}, memory.Config{})
+	ctx := context.Background()
+	const sessions, perSession = 100, 128 // 128 × 16 segments: a session's budget
+	var all []*broker.Session
+	for i := range sessions {
+		s := b.NewSession()
+		t.Cleanup(s.Close)
+		for j := range perSession {
+			if err := s.Subscribe(ctx, "", starVariant(i*perSession+j), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		drain(s)
+		all = append(all, s)
+	}
+	data := json.RawMessage(`"` + strings.Repeat("x", 3600) + `"`)
+	before := heapInUse()
+	if _, err := b.Publish(ctx, []broker.Publication{{Topic: "deep.t.0.1.2.3.4.5.6.7.8.9.10.11.12.13", Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	held := heapInUse() - before
+	t.Logf("one 3.6 KB message to %d distinct patterns: the heap grew by %d KB", sessions*perSession, held/1024)
+	if held > 4<<20 {
+		t.Fatalf("the heap grew by %d KB, want under 4 MB (%d full frames would take %d KB)", held/1024, sessions*perSession, sessions*perSession*3600/1024)
+	}
+	for i, s := range all {
+		if got := drain(s); len(got) != perSession {
+			t.Fatalf("session %d got %d frames, want one per pattern (%d)", i, len(got), perSession)
+		}
+	}
+}
+
+// The outbound queues of a node are bounded together: over the budget, the
+// sessions with the fullest queues are cut first, and a session that keeps
+// up goes on receiving.
+func TestOutboundBudgetCutsTheFullestQueues(t *testing.T) {
+	const budget = 1 << 20
+	st := memory.New(memory.Config{})
+	t.Cleanup(func() { _ = st.Close() })
+	b := broker.New(broker.Config{OutboundBytes: budget}, st, ws.Encoder{}) // real frame sizes
+	ctx := context.Background()
+	fast := b.NewSession()
+	t.Cleanup(fast.Close)
+	var slow []*broker.Session
+	for _, s := range append([]*broker.Session{fast}, make([]*broker.Session, 20)...) {
+		if s == nil {
+			s = b.NewSession()
+			t.Cleanup(s.Close)
+			slow = append(slow, s)
+		}
+		if err := s.Subscribe(ctx, "", "feed.a", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast.Outbox().Drain(nil)
+	data := json.RawMessage(`"` + strings.Repeat("x", 10<<10) + `"`)
+	for i := range 200 { // 20 slow readers × 200 × 10 KB = 40 MB unbounded
+		if _, err := b.Publish(ctx, []broker.Publication{{Topic: "feed.a", Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+		if n := fast.Outbox().Len(); n != 1 {
+			t.Fatalf("publish %d: the session that keeps up got %d frames, want 1", i, n)
+		}
+		fast.Outbox().Drain(nil)
+		if used := b.Stats().OutboundBytes; used > budget+11<<10 {
+			t.Fatalf("publish %d: %d bytes queued, over the %d budget by more than a frame", i, used, budget)
+		}
+	}
+	stats := b.Stats()
+	if stats.BudgetCuts == 0 || stats.SlowConsumers < stats.BudgetCuts {
+		t.Fatalf("%d budget cuts, %d slow consumers: want the slow sessions cut and counted", stats.BudgetCuts, stats.SlowConsumers)
+	}
+	cut := 0
+	for _, s := range slow {
+		if s.Outbox().Overflowed() {
+			cut++
+		}
+	}
+	if cut == 0 || fast.Outbox().Overflowed() {
+		t.Fatalf("%d slow sessions cut, the fast one cut: %v", cut, fast.Outbox().Overflowed())
 	}
 }

@@ -27,6 +27,10 @@ type Config struct {
 	QueueSize int
 	// QueueBytes bounds each session's outbound queue in bytes. Default 4 MiB.
 	QueueBytes int
+	// OutboundBytes bounds the bytes queued in every session's outbound
+	// queue together; over it the sessions with the fullest queues are
+	// cut as slow consumers first. Default 512 MiB.
+	OutboundBytes int64
 	// MaxSubscriptions bounds the subscriptions one session may hold at
 	// once; one more is refused with ErrTooManySubscriptions. Default 1000.
 	MaxSubscriptions int
@@ -70,6 +74,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 1000
 	}
+	if c.OutboundBytes <= 0 {
+		c.OutboundBytes = 512 << 20
+	}
 	if c.MaxPatternSegments <= 0 {
 		c.MaxPatternSegments = 16
 	}
@@ -93,6 +100,7 @@ type Broker struct {
 	enc      Encoder
 	shards   []shard
 	patterns *patternIndex[*subscription]
+	budget   *Budget
 	stats    counters
 	tel      telemetry
 }
@@ -138,6 +146,11 @@ type Stats struct {
 	Delivered uint64
 	// SlowConsumers counts sessions whose outbound queue overflowed.
 	SlowConsumers uint64
+	// OutboundBytes is what every session's outbound queue holds.
+	OutboundBytes int64
+	// BudgetCuts counts sessions cut because the node's outbound queues
+	// held Config.OutboundBytes (also counted in SlowConsumers).
+	BudgetCuts uint64
 	// PatternNodes is the number of nodes of the wildcard pattern index.
 	PatternNodes int64
 	// PatternRefusals counts wildcard subscriptions refused because the
@@ -155,6 +168,7 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 		enc:      enc,
 		shards:   make([]shard, cfg.Shards),
 		patterns: newPatternIndex[*subscription](cfg.MaxPatternNodes),
+		budget:   NewBudget(cfg.OutboundBytes),
 	}
 	for i := range b.shards {
 		b.shards[i].hubs = make(map[string]*hub)
@@ -177,6 +191,8 @@ func (b *Broker) Stats() Stats {
 		Published:             b.stats.published[0].Load() + b.stats.published[1].Load() + b.stats.published[2].Load(),
 		Delivered:             b.stats.delivered.Load(),
 		SlowConsumers:         b.stats.slowConsumers.Load(),
+		OutboundBytes:         b.budget.Used(),
+		BudgetCuts:            b.budget.Cuts(),
 		PatternNodes:          int64(b.patterns.size()),
 		PatternRefusals:       b.stats.patternRefusals.Load(),
 	}
@@ -272,24 +288,36 @@ func (b *Broker) deliver(m *Message) uint64 {
 	if !m.Time.IsZero() {
 		at = m.Time.UnixNano()
 	}
+	var f fanout
+	b.budget.begin(&f)
+	defer b.budget.end(&f)
 	sh := b.shard(m.Topic)
 	sh.mu.RLock()
 	if h := sh.hubs[m.Topic]; h != nil && len(h.subs) > 0 {
 		frame := b.enc.Message(m, "")
+		// The frame is shared: each queue counts its share of it.
+		charge := len(frame)/len(h.subs) + entrySize
 		for _, s := range h.subs {
-			s.deliver(frame, m.Epoch, m.Offset, at)
+			s.deliver(frame, charge, m.Epoch, m.Offset, at, &f)
 		}
 		n += uint64(len(h.subs))
 	}
 	sh.mu.RUnlock()
 	if b.patterns.len() > 0 {
+		// The part every pattern's frame shares is encoded once; each
+		// pattern adds only its frame header and its "sub".
+		var shared []byte
 		b.patterns.match(m.Topic, func(pattern string, subs []*subscription) {
 			if len(subs) == 0 {
 				return
 			}
-			frame := b.enc.Message(m, pattern)
+			if shared == nil {
+				shared = b.enc.MessageShared(m)
+			}
+			head, tail := b.enc.MessageEnds(shared, pattern)
+			charge := (len(head)+len(shared)+len(tail))/len(subs) + 3*entrySize
 			for _, s := range subs {
-				s.deliver(frame, m.Epoch, m.Offset, at)
+				s.deliverParts(head, shared, tail, charge, m.Epoch, m.Offset, at, &f)
 			}
 			n += uint64(len(subs))
 		})

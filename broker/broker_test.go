@@ -20,10 +20,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // textEncoder encodes events as short text lines, easy to assert on:
 // "msg <topic> <offset> <sub>" and "sub <ref> <topic> <offset> <recovered>".
+// Each frame ends with a newline, so that drain can tell the frames apart
+// when a delivery through a pattern is queued in parts.
 type textEncoder struct{}
 
 func (textEncoder) Message(m *broker.Message, sub string) []byte {
-	return fmt.Appendf(nil, "msg %s %d %s", m.Topic, m.Offset, sub)
+	return fmt.Appendf(nil, "msg %s %d %s\n", m.Topic, m.Offset, sub)
+}
+
+func (textEncoder) MessageShared(m *broker.Message) []byte {
+	return fmt.Appendf(nil, "msg %s %d", m.Topic, m.Offset)
+}
+
+func (textEncoder) MessageEnds(shared []byte, sub string) (head, tail []byte) {
+	return nil, []byte(" " + sub + "\n")
 }
 
 func (textEncoder) Subscribed(ref, topic string, pos *broker.Position, recovered bool) []byte {
@@ -31,11 +41,11 @@ func (textEncoder) Subscribed(ref, topic string, pos *broker.Position, recovered
 	if pos != nil {
 		off = strconv.FormatUint(pos.Offset, 10)
 	}
-	return fmt.Appendf(nil, "sub %s %s %s %v", ref, topic, off, recovered)
+	return fmt.Appendf(nil, "sub %s %s %s %v\n", ref, topic, off, recovered)
 }
 
 func (textEncoder) Reset(topic, sub string, pos broker.Position, reason string) []byte {
-	return fmt.Appendf(nil, "reset %s %d %s %s", topic, pos.Offset, reason, sub)
+	return fmt.Appendf(nil, "reset %s %d %s %s\n", topic, pos.Offset, reason, sub)
 }
 
 // newBroker returns a broker on a fresh in-memory store.
@@ -46,14 +56,16 @@ func newBroker(t testing.TB, cfg broker.Config, mcfg memory.Config) (*broker.Bro
 	return broker.New(cfg, st, textEncoder{}), st
 }
 
-// drain returns every frame queued to s as strings.
+// drain returns every frame queued to s as strings, without their
+// newline.
 func drain(s *broker.Session) []string {
-	frames, _ := s.Outbox().Drain(nil)
-	out := make([]string, len(frames))
-	for i, f := range frames {
-		out[i] = string(f)
+	parts, _ := s.Outbox().Drain(nil)
+	var all strings.Builder
+	for _, p := range parts {
+		all.Write(p)
 	}
-	return out
+	out := strings.Split(all.String(), "\n")
+	return out[:len(out)-1]
 }
 
 func publish(t testing.TB, b *broker.Broker, topic string, n int) []*broker.Message {
@@ -86,7 +98,7 @@ func TestExactSubscribersShareOneEncodedFrame(t *testing.T) {
 	var first *byte
 	for i, s := range sessions {
 		frames, _ := s.Outbox().Drain(nil)
-		if len(frames) != 1 || string(frames[0]) != "msg a.b 1 " {
+		if len(frames) != 1 || string(frames[0]) != "msg a.b 1 \n" {
 			t.Fatalf("session %d got %q, want one message", i, frames)
 		}
 		if first == nil {

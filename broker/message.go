@@ -158,6 +158,14 @@ type Encoder interface {
 	// Message encodes a delivery of m; sub is the wildcard pattern it
 	// matched, or "" for an exact subscription.
 	Message(m *Message, sub string) []byte
+	// MessageShared encodes the part of m's frames that every delivery
+	// through a wildcard pattern shares, so that a message matched by many
+	// patterns is encoded once, not once per pattern.
+	MessageShared(m *Message) []byte
+	// MessageEnds encodes what a delivery through sub adds around shared
+	// (from MessageShared): head, shared and tail together are the frame
+	// Message(m, sub) returns. Either may be empty.
+	MessageEnds(shared []byte, sub string) (head, tail []byte)
 	// Subscribed encodes the answer to a subscribe. pos is nil for
 	// wildcard subscriptions.
 	Subscribed(ref, topic string, pos *Position, recovered bool) []byte

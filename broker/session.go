@@ -79,7 +79,11 @@ func (sub *subscription) segments() int {
 
 // pendingFrame is a delivery held back while a subscription is pending.
 type pendingFrame struct {
-	frame  []byte
+	// head, frame and tail are the frame's parts (see Outbox.pushParts);
+	// head and tail are nil for a frame in one piece. charge is what it
+	// counts against the node's outbound budget.
+	head, frame, tail []byte
+	charge            int
 	epoch  string
 	offset uint64
 	// at is when the message was accepted (Unix ns; 0 for other frames).
@@ -93,9 +97,11 @@ type pendingFrame struct {
 // queue limits.
 func (b *Broker) NewSession() *Session {
 	b.stats.sessions.Add(1)
+	out := NewOutbox(b.cfg.QueueSize, b.cfg.QueueBytes, func() { b.stats.slowConsumers.Add(1) })
+	out.budget = b.budget
 	return &Session{
 		b:    b,
-		out:  NewOutbox(b.cfg.QueueSize, b.cfg.QueueBytes, func() { b.stats.slowConsumers.Add(1) }),
+		out:  out,
 		subs: make(map[string]*subscription),
 	}
 }
@@ -223,7 +229,7 @@ func (sub *subscription) activate(answer []byte, pos *Position, replay []*Messag
 	}
 	for _, p := range sub.pending {
 		if sub.admit(p) {
-			s.out.push(p.frame, p.at)
+			s.out.pushParts(p.head, p.frame, p.tail, p.at, p.charge)
 			if !p.reset && !sub.wildcard {
 				sub.last = p.offset
 			}
@@ -262,18 +268,28 @@ func (sub *subscription) admit(p pendingFrame) bool {
 
 // deliver queues frame to the subscription's session, or buffers it while
 // the subscription is pending. at is when the message was accepted.
-func (sub *subscription) deliver(frame []byte, epoch string, offset uint64, at int64) {
+func (sub *subscription) deliver(frame []byte, charge int, epoch string, offset uint64, at int64, f *fanout) {
 	if sub.state.Load() == subLive {
 		// The hot path: nothing to buffer or check.
-		sub.sess.out.push(frame, at)
+		sub.sess.out.pushFanout(nil, frame, nil, at, charge, f)
 		return
 	}
-	sub.queue(pendingFrame{frame: frame, epoch: epoch, offset: offset, at: at})
+	sub.queue(pendingFrame{frame: frame, charge: charge, epoch: epoch, offset: offset, at: at})
+}
+
+// deliverParts is deliver for a frame in three parts, the middle one
+// shared with other patterns' frames: wildcard subscriptions only.
+func (sub *subscription) deliverParts(head, shared, tail []byte, charge int, epoch string, offset uint64, at int64, f *fanout) {
+	if sub.state.Load() == subLive {
+		sub.sess.out.pushFanout(head, shared, tail, at, charge, f)
+		return
+	}
+	sub.queue(pendingFrame{head: head, frame: shared, tail: tail, charge: charge, epoch: epoch, offset: offset, at: at})
 }
 
 // reset queues a reset notice; the stream continues after pos.
 func (sub *subscription) reset(frame []byte, pos Position) {
-	sub.queue(pendingFrame{frame: frame, epoch: pos.Epoch, offset: pos.Offset, reset: true})
+	sub.queue(pendingFrame{frame: frame, charge: len(frame) + entrySize, epoch: pos.Epoch, offset: pos.Offset, reset: true})
 }
 
 func (sub *subscription) queue(p pendingFrame) {
@@ -304,7 +320,7 @@ func (sub *subscription) queue(p pendingFrame) {
 		sub.queue(p)
 		return
 	}
-	sub.sess.out.push(p.frame, p.at)
+	sub.sess.out.pushParts(p.head, p.frame, p.tail, p.at, p.charge)
 }
 
 // Unsubscribe removes the session's subscription to pattern.

@@ -130,6 +130,10 @@ func (b *Broker) setupTelemetry() {
 		metric.WithUnit("{node}"), metric.WithDescription("Nodes of the wildcard pattern index on this node (bounded by MaxPatternNodes)."))
 	patternRefusals, _ := m.Int64ObservableCounter("tidings.pattern_refusals",
 		metric.WithUnit("{subscription}"), metric.WithDescription("Wildcard subscriptions refused because the pattern index was full."))
+	outbound, _ := m.Int64ObservableUpDownCounter("tidings.outbound.bytes",
+		metric.WithUnit("By"), metric.WithDescription("Bytes queued to be written to every session on this node (bounded by -outbound-bytes)."))
+	budgetCuts, _ := m.Int64ObservableCounter("tidings.outbound.budget_cuts",
+		metric.WithUnit("{session}"), metric.WithDescription("Sessions cut as slow consumers because the node's outbound queues held -outbound-bytes."))
 	resets, _ := m.Int64ObservableCounter("tidings.resets",
 		metric.WithUnit("{reset}"), metric.WithDescription("Reset notices to local subscribers, by reason (history_lost, gap)."))
 
@@ -152,6 +156,8 @@ func (b *Broker) setupTelemetry() {
 		o.ObserveInt64(subs, st.wildcardSubs.Load(), kindWild)
 		o.ObserveInt64(topics, st.topics.Load())
 		o.ObserveInt64(patternNodes, int64(b.patterns.size()))
+		o.ObserveInt64(outbound, b.budget.Used())
+		o.ObserveInt64(budgetCuts, int64(b.budget.Cuts()))
 		o.ObserveInt64(patternRefusals, int64(st.patternRefusals.Load()))
 		for i := range apis {
 			o.ObserveInt64(published, int64(st.published[i].Load()), apiAttrs[i])
@@ -164,7 +170,7 @@ func (b *Broker) setupTelemetry() {
 		o.ObserveInt64(resets, int64(st.outcomes.historyLost.Load()), lost)
 		o.ObserveInt64(resets, int64(st.outcomes.gap.Load()), gap)
 		return nil
-	}, sessions, subs, topics, published, delivered, slow, resumes, resets)
+	}, sessions, subs, topics, published, delivered, slow, resumes, resets, patternNodes, patternRefusals, outbound, budgetCuts)
 }
 
 // startAppend runs when tracing is on: it records the publishing span's

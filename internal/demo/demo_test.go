@@ -22,6 +22,10 @@ type textEncoder struct{}
 func (textEncoder) Message(m *broker.Message, sub string) []byte {
 	return []byte(m.Topic + " " + string(m.Data))
 }
+func (e textEncoder) MessageShared(m *broker.Message) []byte { return e.Message(m, "") }
+
+func (textEncoder) MessageEnds(shared []byte, sub string) (head, tail []byte) { return nil, nil }
+
 func (textEncoder) Subscribed(ref, topic string, pos *broker.Position, recovered bool) []byte {
 	return []byte("subscribed " + topic)
 }

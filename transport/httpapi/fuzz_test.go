@@ -69,7 +69,9 @@ func FuzzPublishBody(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		r := e.serve(req)
 		after := e.b.Stats()
-		frames, overflowed := sess.Outbox().Drain(nil)
+		// A delivery through a pattern is queued in parts: count frames.
+		delivered := sess.Outbox().Len()
+		_, overflowed := sess.Outbox().Drain(nil)
 		if overflowed {
 			t.Fatal("the test subscriber overflowed")
 		}
@@ -85,8 +87,8 @@ func FuzzPublishBody(f *testing.F) {
 			if err := checkError(r, r.status, codeOf(r.status)); err != nil {
 				t.Fatalf("body %q: %v", body, err)
 			}
-			if published != 0 || len(frames) != 0 {
-				t.Fatalf("status %d, yet %d published and %d delivered", r.status, published, len(frames))
+			if published != 0 || delivered != 0 {
+				t.Fatalf("status %d, yet %d published and %d delivered", r.status, published, delivered)
 			}
 			return
 		}
@@ -118,8 +120,8 @@ func FuzzPublishBody(f *testing.F) {
 				t.Fatalf("200 with a bad result %+v", res)
 			}
 		}
-		if published != uint64(len(results)) || len(frames) != len(results) {
-			t.Fatalf("200 with %d results, yet %d published and %d delivered", len(results), published, len(frames))
+		if published != uint64(len(results)) || delivered != len(results) {
+			t.Fatalf("200 with %d results, yet %d published and %d delivered", len(results), published, delivered)
 		}
 	})
 }

@@ -27,6 +27,42 @@ func (Encoder) Message(m *broker.Message, sub string) []byte {
 	// 200 bytes cover the fixed keys, the id, the offset and the time, so
 	// the frame is built in one allocation.
 	b := make([]byte, headroom, headroom+200+len(m.Topic)+len(m.Epoch)+len(sub)+len(m.Data))
+	b = appendMessageStart(b, m)
+	if sub != "" {
+		b = append(b, `,"sub":`...)
+		b = appendString(b, sub)
+	}
+	b = append(b, '}')
+	return frame(ws.OpText, b)
+}
+
+// MessageShared encodes the payload of a `message` frame up to and
+// including data: the part that every delivery through a wildcard
+// pattern shares. It has no frame header.
+func (Encoder) MessageShared(m *broker.Message) []byte {
+	b := make([]byte, 0, 200+len(m.Topic)+len(m.Epoch)+len(m.Data))
+	return appendMessageStart(b, m)
+}
+
+// MessageEnds encodes the frame header in front of shared and the
+// `"sub"` member and closing brace after it, for a delivery through sub.
+func (Encoder) MessageEnds(shared []byte, sub string) (head, tail []byte) {
+	// One allocation holds both: the header's room, then the tail.
+	b := make([]byte, headroom, headroom+10+len(sub)+2)
+	if sub != "" {
+		b = append(b, `,"sub":`...)
+		b = appendString(b, sub)
+	}
+	b = append(b, '}')
+	tail = b[headroom:]
+	n := len(shared) + len(tail)
+	start := headerStart(b[:headroom], ws.OpText, n)
+	return b[start:headroom:headroom], tail
+}
+
+// appendMessageStart appends a `message` payload up to and including
+// data.
+func appendMessageStart(b []byte, m *broker.Message) []byte {
 	b = append(b, `{"type":"message","topic":`...)
 	b = appendString(b, m.Topic)
 	b = append(b, `,"id":`...)
@@ -38,13 +74,7 @@ func (Encoder) Message(m *broker.Message, sub string) []byte {
 	b = append(b, `,"time":"`...)
 	b = m.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","data":`...)
-	b = append(b, m.Data...)
-	if sub != "" {
-		b = append(b, `,"sub":`...)
-		b = appendString(b, sub)
-	}
-	b = append(b, '}')
-	return frame(ws.OpText, b)
+	return append(b, m.Data...)
 }
 
 // Subscribed encodes a `subscribed` frame.
@@ -127,26 +157,32 @@ func jsonFrame(v any) []byte {
 // frame writes an unmasked, final frame header for op into the headroom of
 // b (whose payload starts at b[headroom:]) and returns the whole frame.
 func frame(op ws.OpCode, b []byte) []byte {
-	n := len(b) - headroom
+	return b[headerStart(b[:headroom], op, len(b)-headroom):]
+}
+
+// headerStart writes the header of an unmasked, final frame of op with a
+// payload of n bytes at the end of room (headroom bytes) and returns
+// where it starts.
+func headerStart(room []byte, op ws.OpCode, n int) int {
 	var start int
 	switch {
 	case n <= 125:
 		start = headroom - 2
-		b[start+1] = byte(n)
+		room[start+1] = byte(n)
 	case n <= 0xffff:
 		start = headroom - 4
-		b[start+1] = 126
-		b[start+2] = byte(n >> 8)
-		b[start+3] = byte(n)
+		room[start+1] = 126
+		room[start+2] = byte(n >> 8)
+		room[start+3] = byte(n)
 	default:
 		start = 0
-		b[1] = 127
+		room[1] = 127
 		for i := 0; i < 8; i++ {
-			b[2+i] = byte(uint64(n) >> (56 - 8*i))
+			room[2+i] = byte(uint64(n) >> (56 - 8*i))
 		}
 	}
-	b[start] = 0x80 | byte(op)
-	return b[start:]
+	room[start] = 0x80 | byte(op)
+	return start
 }
 
 // appendString appends s as a JSON string. Names the broker produces need
