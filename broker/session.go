@@ -84,8 +84,8 @@ type pendingFrame struct {
 	// counts against the node's outbound budget.
 	head, frame, tail []byte
 	charge            int
-	epoch  string
-	offset uint64
+	epoch             string
+	offset            uint64
 	// at is when the message was accepted (Unix ns; 0 for other frames).
 	at int64
 	// reset marks a reset notice: it always passes, and the stream
