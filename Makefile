@@ -16,6 +16,7 @@ FUZZ_TARGETS := \
 	./transport/ws:FuzzFrame \
 	./transport/httpapi:FuzzPublishBody \
 	./store/redis:FuzzEnvelopeRoundTrip \
+	./transport/clientip:FuzzClientIP \
 	./cmd/loadgen:FuzzServerFrame \
 	./cmd/loadgen:FuzzMessageRoundTrip
 

@@ -23,18 +23,52 @@ import (
 // maxJWKSBody bounds the key set document.
 const maxJWKSBody = 1 << 20
 
+// jwksFetchTimeout bounds one fetch of the key set, whatever HTTPClient's
+// own timeout: no caller's context bounds it.
+const jwksFetchTimeout = 30 * time.Second
+
 // jwks is a cached JSON Web Key Set (RFC 7517) behind a URL.
+//
+// Fetches run on the set's own context, not on the context of the request
+// that needed the key: a client that hangs up must not cancel a fetch that
+// other requests wait for, nor make it count as a failure against
+// JWKSMinInterval. There is at most one fetch at a time; whoever needs the
+// set while it is under way waits for that fetch or for its own context,
+// whichever ends first.
 type jwks struct {
 	cfg Config
+	// base is the context fetches run on: the set's lifetime. The
+	// Verifier has no Close, so it is never cancelled; each fetch is
+	// bounded by jwksFetchTimeout.
+	base context.Context
 
-	// fetchMu serializes fetches and guards lastAttempt.
+	// fetchMu guards lastAttempt and flight.
 	fetchMu     sync.Mutex
 	lastAttempt time.Time
+	flight      *fetchFlight // the fetch under way, or nil
 
 	// mu guards keys and fetched.
 	mu      sync.RWMutex
 	keys    map[string]jwk // by kid ("" for a key without one)
 	fetched time.Time      // when keys were last fetched successfully
+}
+
+// fetchFlight is one fetch of the key set, shared by those who wait for
+// it.
+type fetchFlight struct {
+	done chan struct{} // closed when the fetch has ended
+	err  error         // its outcome, set before done is closed
+}
+
+// wait waits for the fetch to end, or for ctx; it returns the fetch's
+// error, or ctx's. Leaving early does not stop the fetch.
+func (f *fetchFlight) wait(ctx context.Context) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // jwk is one usable verification key of the set.
@@ -43,7 +77,11 @@ type jwk struct {
 	alg string // the key's "alg", when the set names one
 }
 
-func newJWKS(cfg Config) *jwks { return &jwks{cfg: cfg} }
+func newJWKS(cfg Config) *jwks { return &jwks{cfg: cfg, base: context.Background()} }
+
+// cannotFetch refuses a token whose key needs a key set that could not be
+// fetched (or whose caller left before it was).
+func cannotFetch() error { return &keyError{"the token's key set cannot be fetched"} }
 
 // keyfunc finds the key for t by its kid, refetching the set when the kid
 // is unknown (at most every JWKSMinInterval) or the set is older than
@@ -53,23 +91,18 @@ func (j *jwks) keyfunc(ctx context.Context, t *jwt.Token) (any, error) {
 	k, ok, stale := j.lookup(kid)
 	switch {
 	case !ok:
-		j.fetchMu.Lock()
-		if k, ok, _ = j.lookup(kid); !ok {
-			if j.cfg.Now().Sub(j.lastAttempt) >= j.cfg.JWKSMinInterval {
-				if err := j.fetchLocked(ctx); err != nil {
-					j.fetchMu.Unlock()
-					return nil, &keyError{"the token's key set cannot be fetched"}
-				}
-				k, ok, _ = j.lookup(kid)
+		f, _ := j.begin(false, func() bool { _, ok, _ := j.lookup(kid); return !ok })
+		if f != nil {
+			if err := f.wait(ctx); err != nil {
+				return nil, cannotFetch()
 			}
 		}
-		j.fetchMu.Unlock()
-		if !ok {
+		if k, ok, _ = j.lookup(kid); !ok {
 			j.mu.RLock()
 			never := j.keys == nil
 			j.mu.RUnlock()
 			if never {
-				return nil, &keyError{"the token's key set cannot be fetched"}
+				return nil, cannotFetch()
 			}
 			if kid == "" {
 				return nil, &keyError{"token has no kid and the key set does not hold exactly one key"}
@@ -78,11 +111,10 @@ func (j *jwks) keyfunc(ctx context.Context, t *jwt.Token) (any, error) {
 		}
 	case stale:
 		// Refresh in passing; meanwhile the key in hand is still good.
-		if j.fetchMu.TryLock() {
-			if _, _, stale = j.lookup(kid); stale {
-				_ = j.fetchLocked(ctx)
-			}
-			j.fetchMu.Unlock()
+		// The caller that starts the refresh waits for it, others do not.
+		f, started := j.begin(false, func() bool { _, _, stale := j.lookup(kid); return stale })
+		if started {
+			_ = f.wait(ctx)
 			if k2, ok2, _ := j.lookup(kid); ok2 {
 				k = k2
 			} else {
@@ -114,17 +146,49 @@ func (j *jwks) lookup(kid string) (k jwk, ok, stale bool) {
 	return jwk{}, false, stale
 }
 
-// fetch fetches the key set now.
+// fetch fetches the key set now, or joins the fetch under way, and waits
+// for it or for ctx.
 func (j *jwks) fetch(ctx context.Context) error {
-	j.fetchMu.Lock()
-	defer j.fetchMu.Unlock()
-	return j.fetchLocked(ctx)
+	f, _ := j.begin(true, nil)
+	return f.wait(ctx)
 }
 
-// fetchLocked fetches and replaces the key set; on failure the previous
-// set stays. The caller holds fetchMu.
-func (j *jwks) fetchLocked(ctx context.Context) error {
+// begin returns the fetch under way, or starts one and reports so. A new
+// fetch starts only when force is set, or when JWKSMinInterval has passed
+// since the last attempt and need (if not nil) still holds; otherwise
+// begin returns nil.
+func (j *jwks) begin(force bool, need func() bool) (f *fetchFlight, started bool) {
+	j.fetchMu.Lock()
+	defer j.fetchMu.Unlock()
+	if j.flight != nil {
+		return j.flight, false
+	}
+	if !force && (j.cfg.Now().Sub(j.lastAttempt) < j.cfg.JWKSMinInterval || (need != nil && !need())) {
+		return nil, false
+	}
 	j.lastAttempt = j.cfg.Now()
+	f = &fetchFlight{done: make(chan struct{})}
+	j.flight = f
+	go j.run(f)
+	return f, true
+}
+
+// run performs fetch f on the set's own context, bounded by
+// jwksFetchTimeout, and publishes its outcome.
+func (j *jwks) run(f *fetchFlight) {
+	ctx, cancel := context.WithTimeout(j.base, jwksFetchTimeout)
+	err := j.replace(ctx)
+	cancel()
+	j.fetchMu.Lock()
+	j.flight = nil
+	j.fetchMu.Unlock()
+	f.err = err
+	close(f.done)
+}
+
+// replace fetches and replaces the key set; on failure the previous set
+// stays.
+func (j *jwks) replace(ctx context.Context) error {
 	keys, err := j.get(ctx)
 	if err != nil {
 		j.cfg.Logger.Warn("JWKS fetch failed", "url", j.cfg.JWKSURL, "err", err)

@@ -226,3 +226,115 @@ func TestJWKSUnreachableRefusesWithAClearReason(t *testing.T) {
 		t.Fatalf("Verify: %v, want refused because the key set cannot be fetched", err)
 	}
 }
+
+// slowKeyServer serves a JWKS only when the test releases it, and counts
+// the requests it received.
+type slowKeyServer struct {
+	arrived chan struct{} // one value per request, when it arrives
+	release chan struct{} // closed to let every request be answered
+	fetches atomic.Int64
+	srv     *httptest.Server
+}
+
+func newSlowKeyServer(t testing.TB, keys ...map[string]any) *slowKeyServer {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &slowKeyServer{arrived: make(chan struct{}, 100), release: make(chan struct{})}
+	ks.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ks.fetches.Add(1)
+		ks.arrived <- struct{}{}
+		select {
+		case <-ks.release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(ks.srv.Close)
+	// Runs before srv.Close, which waits for the handlers.
+	t.Cleanup(ks.open)
+	return ks
+}
+
+// open lets every request, present and future, be answered.
+func (ks *slowKeyServer) open() {
+	select {
+	case <-ks.release:
+	default:
+		close(ks.release)
+	}
+}
+
+// TestJWKSFetchOutlivesTheCallerThatStartedIt: the first token with an
+// unknown kid starts a fetch; its caller hangs up while the key server is
+// slow. The fetch goes on: it neither fails nor counts against
+// JWKSMinInterval, and a second caller gets the key from that same fetch.
+func TestJWKSFetchOutlivesTheCallerThatStartedIt(t *testing.T) {
+	t.Parallel()
+	ks := newSlowKeyServer(t, jwkOf(t, "k1", "RS256", rsaKey))
+	v := newVerifier(t, auth.Config{JWKSURL: ks.srv.URL, JWKSMinInterval: time.Hour})
+	tok := sign(t, jwt.SigningMethodRS256, rsaKey, "k1", valid())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(ctx, tok)
+		first <- err
+	}()
+	<-ks.arrived // the fetch is under way
+	cancel()
+	if err := <-first; err == nil {
+		t.Fatal("the first caller was answered although the key server has not answered and its context is done")
+	}
+
+	second := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), tok)
+		second <- err
+	}()
+	ks.open()
+	if err := <-second; err != nil {
+		t.Fatalf("second caller: %v, want the key of the fetch the first caller started", err)
+	}
+	if n := ks.fetches.Load(); n != 1 {
+		t.Errorf("%d fetches, want 1", n)
+	}
+}
+
+// TestJWKSConcurrentCallersShareOneFetch: callers that need the key set
+// while it is being fetched wait for that fetch; each may leave when its
+// own context is done.
+func TestJWKSConcurrentCallersShareOneFetch(t *testing.T) {
+	t.Parallel()
+	ks := newSlowKeyServer(t, jwkOf(t, "k1", "RS256", rsaKey))
+	v := newVerifier(t, auth.Config{JWKSURL: ks.srv.URL, JWKSMinInterval: time.Nanosecond})
+	tok := sign(t, jwt.SigningMethodRS256, rsaKey, "k1", valid())
+	const callers = 20
+	errs := make(chan error, callers)
+	for i := 0; i < callers; i++ {
+		go func() {
+			_, err := v.Verify(context.Background(), tok)
+			errs <- err
+		}()
+	}
+	<-ks.arrived
+	// A caller whose context is done leaves at once, fetch or not.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := v.Verify(ctx, tok); err == nil {
+		t.Error("a caller with a cancelled context was answered before the key server")
+	}
+	ks.open()
+	for i := 0; i < callers; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("caller: %v", err)
+		}
+	}
+	if n := ks.fetches.Load(); n != 1 {
+		t.Errorf("%d fetches for %d concurrent callers, want 1", n, callers)
+	}
+}

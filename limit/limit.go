@@ -1,7 +1,12 @@
 // Package limit bounds what one client address may do: how many new
-// connections per second (a token bucket from golang.org/x/time/rate) and
-// how many at once. Addresses are grouped as attackers hold them: an IPv4
-// address alone, an IPv6 address by its /64 prefix.
+// connections per second (a token bucket from golang.org/x/time/rate), how
+// many at once, and (Failures) how many failed authentications before it
+// is refused for a growing while. Addresses are grouped as attackers hold them: an IPv4
+// address alone, an IPv6 address by its /64 prefix. The invalid address,
+// a client whose address is unknown (for example an X-Forwarded-For hop
+// that a trusted proxy could not name), is one group of its own: every
+// unknown client shares its allowance, so that not being known is no way
+// around a limit.
 package limit
 
 import (
@@ -79,8 +84,12 @@ func New(cfg Config) *PerAddr {
 }
 
 // Group is the key an address is counted under: IPv4 addresses alone,
-// IPv6 addresses by /64.
+// IPv6 addresses by /64, and every invalid (unknown) address under the
+// zero Prefix.
 func Group(a netip.Addr) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
 	a = a.Unmap()
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
@@ -91,9 +100,10 @@ func Group(a netip.Addr) netip.Prefix {
 
 // Acquire admits one new connection from a, or refuses it with a
 // *Refusal. On success the caller must call release exactly once when the
-// connection ends. An invalid address is admitted without counting.
+// connection ends. Every invalid (unknown) address is counted in one
+// group.
 func (l *PerAddr) Acquire(a netip.Addr) (release func(), err error) {
-	if !a.IsValid() || (l.cfg.Rate <= 0 && l.cfg.Max <= 0) {
+	if l.cfg.Rate <= 0 && l.cfg.Max <= 0 {
 		return func() {}, nil
 	}
 	key := Group(a)

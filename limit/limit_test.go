@@ -126,11 +126,31 @@ func TestNoLimitAndInvalidAddress(t *testing.T) {
 	if l.Len() != 0 {
 		t.Error("a limiter without limits tracks addresses")
 	}
-	strict := limit.New(limit.Config{Max: 1})
-	for i := 0; i < 3; i++ {
-		if _, err := strict.Acquire(netip.Addr{}); err != nil {
-			t.Fatalf("invalid address: %v, want admitted uncounted", err)
+}
+
+// TestInvalidAddressesShareOneGroup: an unknown client address (an
+// X-Forwarded-For hop a trusted proxy could not name) is not a way around
+// the limits: every unknown client counts in one group.
+func TestInvalidAddressesShareOneGroup(t *testing.T) {
+	t.Parallel()
+	strict := limit.New(limit.Config{Max: 2})
+	var releases []func()
+	for i := 0; i < 2; i++ {
+		release, err := strict.Acquire(netip.Addr{})
+		if err != nil {
+			t.Fatalf("unknown client %d: %v", i, err)
 		}
+		releases = append(releases, release)
+	}
+	if _, err := strict.Acquire(netip.Addr{}); !errors.Is(err, limit.ErrConcurrent) {
+		t.Fatalf("third unknown client: %v, want ErrConcurrent (one group for every unknown client)", err)
+	}
+	if _, err := strict.Acquire(a1); err != nil {
+		t.Fatalf("a known address beside them: %v", err)
+	}
+	releases[0]()
+	if _, err := strict.Acquire(netip.Addr{}); err != nil {
+		t.Fatalf("after a release: %v", err)
 	}
 }
 

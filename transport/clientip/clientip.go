@@ -4,11 +4,18 @@
 // loopback rules of PROTOCOL.md use it, so that a client cannot choose its
 // own address by sending the header, and a reverse proxy on the same host
 // does not make every client look local.
+//
+// It fails closed: when a hop it must read is not an address (a proxy's
+// "unknown", a Unix socket such as "unix:", an empty entry, garbage), the
+// client is unknown and ClientIP returns the invalid netip.Addr{}, never
+// the proxy's own address. An invalid address is not loopback (no
+// anonymous publishing) and not a trusted proxy, and package limit counts
+// every unknown client in one shared group. Only X-Forwarded-For is read;
+// the Forwarded header (RFC 7239) is ignored.
 package clientip
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -62,9 +69,11 @@ func (r *Resolver) Trusted(a netip.Addr) bool {
 // ClientIP returns the client's address: the TCP peer of req, unless the
 // peer is a trusted proxy; then X-Forwarded-For is read from its right
 // end, skipping trusted proxies, and the first other address is the
-// client. When every hop is trusted the leftmost is the client; an
-// unparsable hop stops the walk at the last good one. The result is
-// invalid only when req.RemoteAddr is not an address.
+// client. When every hop is trusted the leftmost is the client. The
+// result is invalid (the client is unknown) when req.RemoteAddr is not an
+// address, or when the walk meets a hop that is not one ("unknown",
+// "unix:", an empty entry, garbage): it fails closed rather than fall
+// back to a proxy's address, which may be loopback.
 func (r *Resolver) ClientIP(req *http.Request) netip.Addr {
 	peer := parseHost(req.RemoteAddr)
 	if !peer.IsValid() || !r.Trusted(peer) {
@@ -77,7 +86,7 @@ func (r *Resolver) ClientIP(req *http.Request) netip.Addr {
 		for j := len(parts) - 1; j >= 0; j-- {
 			a := parseHost(strings.TrimSpace(parts[j]))
 			if !a.IsValid() {
-				return client
+				return netip.Addr{}
 			}
 			client = a
 			if !r.Trusted(a) {
@@ -88,15 +97,20 @@ func (r *Resolver) ClientIP(req *http.Request) netip.Addr {
 	return client
 }
 
-// parseHost reads "addr", "addr:port" or "[v6]:port".
+// parseHost reads "addr", "addr:port", "[v6]" or "[v6]:port", the port
+// a number, and returns the address without zone, IPv4-mapped addresses
+// as IPv4; anything else is the invalid address.
 func parseHost(s string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap()
+		return ap.Addr().WithZone("").Unmap()
 	}
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		s = host
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		s = s[1 : len(s)-1]
+		if !strings.Contains(s, ":") {
+			return netip.Addr{} // brackets are for IPv6 only
+		}
 	}
-	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}
 	}

@@ -91,6 +91,7 @@ type API struct {
 	publishes gate.Gate
 
 	keys     []*apiKey
+	keyFails *limit.Failures // failed API keys by client address
 	resolver *clientip.Resolver
 	refused  *limit.Tally // by the Refused* reasons
 	tel      telemetry
@@ -100,6 +101,7 @@ type API struct {
 func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a := &API{cfg: cfg.withDefaults(), b: b, ws: wsrv, mux: http.NewServeMux(), refused: limit.NewTally(refusalReasons...)}
 	a.keys = newKeys(a.cfg.APIKeys, a.cfg.PublishRate)
+	a.keyFails = newKeyFailures()
 	a.resolver = clientip.New(a.cfg.TrustedProxies)
 	a.setupTelemetry()
 	a.mux.Handle("/v1/ws", wsrv)
@@ -282,7 +284,16 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return nil, nil, false
 	}
-	key, code, msg := a.authorize(r)
+	client := a.resolver.ClientIP(r)
+	if len(a.keys) > 0 {
+		if wait, blocked := a.keyFails.Blocked(client); blocked {
+			a.refused.Add(RefusedKeyFailures)
+			w.Header().Set("Retry-After", retrySeconds(wait))
+			writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
+			return nil, nil, false
+		}
+	}
+	key, code, msg := a.authorize(r, client)
 	if code != 0 {
 		if code == http.StatusUnauthorized {
 			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
@@ -329,11 +340,11 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 }
 
 // authorize returns the caller's key (nil when no key is configured and
-// the client is on loopback) and 0, or the HTTP status and message
-// refusing r.
-func (a *API) authorize(r *http.Request) (*apiKey, int, string) {
+// client, r's client address, is on loopback) and 0, or the HTTP status
+// and message refusing r.
+func (a *API) authorize(r *http.Request, client netip.Addr) (*apiKey, int, string) {
 	if len(a.keys) == 0 {
-		if a.resolver.ClientIP(r).IsLoopback() {
+		if client.IsLoopback() {
 			return nil, 0, ""
 		}
 		return nil, http.StatusForbidden, "with no API key configured, publishing is accepted from loopback only"
@@ -345,6 +356,7 @@ func (a *API) authorize(r *http.Request) (*apiKey, int, string) {
 	}
 	key := lookupKey(a.keys, secret)
 	if key == nil {
+		a.keyFails.Fail(client) // a guess: counted against the address
 		return nil, http.StatusUnauthorized, "API key is not valid"
 	}
 	return key, 0, ""

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/limit"
 	"golang.org/x/time/rate"
 )
 
@@ -23,9 +24,25 @@ const (
 	RefusedScope = "http_forbidden"
 	// RefusedRate: 429, the key publishes faster than its rate.
 	RefusedRate = "http_rate"
+	// RefusedKeyFailures: 429, the client address sent too many wrong API
+	// keys (see newKeyFailures) and is refused for a while, whatever key it
+	// sends.
+	RefusedKeyFailures = "http_key_failures"
 )
 
-var refusalReasons = []string{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate}
+var refusalReasons = []string{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate, RefusedKeyFailures}
+
+// newKeyFailures returns the throttle of failed API keys, per client
+// address (an IPv4 address, an IPv6 /64; every unknown address is one):
+// after 20 wrong keys (a Bearer secret that is no key's; a missing or
+// malformed Authorization header is no guess and does not count) within
+// a minute the address is answered 429 rate_limited with Retry-After for
+// 5 s, then for twice as long at each new block, up to 10 minutes; 10 minutes without a failure after a block
+// forget it. At most 10 000 addresses are remembered (the least recently
+// failed go first). A valid key from another address is not affected;
+// from a blocked address even a valid key gets 429, so that a guesser
+// learns nothing while blocked. These are limit.FailureConfig's defaults.
+func newKeyFailures() *limit.Failures { return limit.NewFailures(limit.FailureConfig{}) }
 
 // Stats are the publish API's counters.
 type Stats struct {
@@ -92,4 +109,9 @@ func (k *apiKey) allow() (retryAfter string, ok bool) {
 	}
 	wait := (1 - k.limiter.TokensAt(now)) / float64(k.limiter.Limit())
 	return strconv.Itoa(max(1, int(math.Ceil(wait)))), false
+}
+
+// retrySeconds is d as a Retry-After value: whole seconds, at least 1.
+func retrySeconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }

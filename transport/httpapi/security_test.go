@@ -1,12 +1,14 @@
 package httpapi_test
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
@@ -144,6 +146,12 @@ func TestLoopbackRuleFollowsTrustedProxies(t *testing.T) {
 		{"127.0.0.1:1000", "203.0.113.7, 127.0.0.1", 403},
 		{"127.0.0.1:1000", "127.0.0.5", 200},
 		{"203.0.113.9:1000", "127.0.0.1", 403}, // an untrusted peer cannot claim loopback
+		// A hop the proxy could not name makes the client unknown, not
+		// the proxy on loopback.
+		{"127.0.0.1:1000", "unknown", 403},
+		{"127.0.0.1:1000", "unix:", 403},
+		{"127.0.0.1:1000", "203.0.113.7, garbage, 127.0.0.2", 403},
+		{"127.0.0.1:1000", ",", 403},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/v1/publish", strings.NewReader(`{"topic":"px.t","data":1}`))
 		req.RemoteAddr = tc.remote
@@ -183,11 +191,75 @@ func TestRefusalsAreExportedAsMetrics(t *testing.T) {
 	}
 	m := scrape(t, e)
 	for reason, want := range map[string]float64{
-		httpapi.RefusedScope: 1, httpapi.RefusedKey: 1, httpapi.RefusedRate: 0, httpapi.RefusedLoopback: 0,
+		httpapi.RefusedScope: 1, httpapi.RefusedKey: 1, httpapi.RefusedRate: 0, httpapi.RefusedLoopback: 0, httpapi.RefusedKeyFailures: 0,
 		ws.RefusedOrigin: 1, ws.RefusedToken: 0, ws.RefusedOpRate: 0,
 	} {
 		if got, ok := m.value("tidings_refused_total", "reason="+reason); !ok || got != want {
 			t.Errorf("tidings_refused_total{reason=%q} = %v (present %v), want %v", reason, got, ok, want)
 		}
+	}
+}
+
+// from returns a copy of e whose requests come from the loopback address
+// ip (127.0.0.2, 127.0.0.3, …): another client address on this host.
+func (e *testEnv) from(t testing.TB, ip string) *testEnv {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr := &http.Transport{DialContext: d.DialContext, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := *e
+	c.hc = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	return &c
+}
+
+// TestFailedAPIKeysAreThrottledPerAddress: an address that keeps sending
+// wrong API keys is soon answered 429 rate_limited with Retry-After, for
+// every key, and the refusals are counted; another address, with a valid
+// key or a wrong one, is not affected.
+func TestFailedAPIKeysAreThrottledPerAddress(t *testing.T) {
+	t.Parallel()
+	e := scopedEnv(t)
+	body := `{"topic":"guess.t","data":1}`
+	const most = 1000
+	failures := 0
+	var r reply
+	for ; failures < most; failures++ {
+		r = e.post(t, "/v1/publish", body, bearer("guess-"+strconv.Itoa(failures))...)
+		if r.status != http.StatusUnauthorized {
+			break
+		}
+	}
+	if failures == most {
+		t.Fatalf("%d wrong API keys from one address were all answered 401, want 429 rate_limited after a few", most)
+	}
+	if err := checkError(r, http.StatusTooManyRequests, "rate_limited"); err != nil {
+		t.Fatalf("after %d wrong keys: %v", failures, err)
+	}
+	if failures > 20 {
+		t.Errorf("%d wrong keys before the first 429, want at most 20", failures)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After %q, want whole seconds ≥ 1", r.header.Get("Retry-After"))
+	}
+	// While throttled the address learns nothing of its keys, good or bad.
+	if err := checkError(e.post(t, "/v1/publish", body, bearer(opsKey)...), http.StatusTooManyRequests, "rate_limited"); err != nil {
+		t.Errorf("a valid key from the throttled address: %v", err)
+	}
+	if got := e.api.Stats().Refused[httpapi.RefusedKey]; got != uint64(failures) {
+		t.Errorf("refused[%s] = %d, want %d", httpapi.RefusedKey, got, failures)
+	}
+	if got := e.api.Stats().Refused[httpapi.RefusedKeyFailures]; got != 2 {
+		t.Errorf("refused[%s] = %d, want 2", httpapi.RefusedKeyFailures, got)
+	}
+
+	other := e.from(t, "127.0.0.2")
+	if r := other.post(t, "/v1/publish", body, bearer(opsKey)...); r.status != http.StatusOK {
+		t.Errorf("a valid key from another address: %d %s, want 200", r.status, r.body)
+	}
+	if err := checkError(other.post(t, "/v1/publish", body, bearer("guess-other")...), http.StatusUnauthorized, "unauthorized"); err != nil {
+		t.Errorf("a wrong key from another address: %v", err)
+	}
+	if got := e.b.Stats().Published; got != 1 {
+		t.Errorf("published %d, want 1", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -289,6 +290,43 @@ func originMatches(entry, origin string) bool {
 		}
 	}
 	return true
+}
+
+// ownOrigin is the default Origin rule: origin is one of the node's own
+// pages. Its host:port must be the request's Host (a page on another port
+// of the same host is another origin), and its host must be a name of the
+// node that no DNS answer can give to someone else: a loopback name or
+// address, the address the connection came in on, or one of PublicHosts.
+// Host alone proves nothing: after DNS rebinding, a page at
+// http://evil.example:8080 reaches the node with Host evil.example:8080.
+func (s *Server) ownOrigin(r *http.Request, origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" ||
+		!strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	if host == "localhost" {
+		return true
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		if a.IsLoopback() {
+			return true
+		}
+		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if ap, err := netip.ParseAddrPort(local.String()); err == nil && ap.Addr().WithZone("").Unmap() == a {
+				return true
+			}
+		}
+	}
+	for _, h := range s.cfg.PublicHosts {
+		if strings.EqualFold(strings.Trim(strings.TrimSuffix(h, "."), "[]"), host) {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidOrigin checks an -allowed-origins entry: "*", an exact origin

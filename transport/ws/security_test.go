@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -608,6 +609,96 @@ func TestRefusalCountersListEveryReason(t *testing.T) {
 	} {
 		if n, ok := got[reason]; !ok || n != 0 {
 			t.Errorf("Refused[%q] = %d (present %v), want 0", reason, n, ok)
+		}
+	}
+}
+
+// dialAs opens a WebSocket to the harness as a browser would after
+// resolving host (name[:port], the request's Host header) to the test
+// server's address, as DNS rebinding makes it, with origin as its Origin
+// header. It returns 101 or the refusal's status.
+func (h *harness) dialAs(t *testing.T, host, origin string) int {
+	t.Helper()
+	addr := h.ts.Listener.Addr().String()
+	d := ws.Dialer{
+		Timeout: ioTimeout,
+		NetDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, network, addr)
+		},
+		Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}}),
+	}
+	conn, _, _, err := d.Dial(context.Background(), "ws://"+host+"/v1/ws")
+	var se ws.StatusError
+	switch {
+	case err == nil:
+		_ = conn.Close()
+		return http.StatusSwitchingProtocols
+	case errors.As(err, &se):
+		return int(se)
+	}
+	t.Fatalf("dial %s: %v", host, err)
+	return 0
+}
+
+// TestDefaultOriginRefusesDNSRebinding: with no allow-list, a page whose
+// name was rebound to the broker's address (its Host header and its
+// Origin both name the attacker's host) is refused, so that it cannot use
+// the loopback publish right; pages on a loopback name reached on the
+// same host and port still pass.
+func TestDefaultOriginRefusesDNSRebinding(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{})
+	_, port, err := net.SplitHostPort(h.ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, host, origin string
+		want               int
+	}{
+		{"rebound name", "evil.example:" + port, "http://evil.example:" + port, http.StatusForbidden},
+		{"rebound name, https origin", "evil.example:" + port, "https://evil.example:" + port, http.StatusForbidden},
+		{"rebound name, upper case", "EVIL.example:" + port, "http://evil.EXAMPLE:" + port, http.StatusForbidden},
+		{"localhost", "localhost:" + port, "http://localhost:" + port, http.StatusSwitchingProtocols},
+		{"127.0.0.1", "127.0.0.1:" + port, "http://127.0.0.1:" + port, http.StatusSwitchingProtocols},
+		{"another loopback address", "127.0.0.1:" + port, "http://127.0.0.2:" + port, http.StatusForbidden},
+		{"loopback origin, rebound Host", "evil.example:" + port, "http://localhost:" + port, http.StatusForbidden},
+		{"localhost on another port", "localhost:" + port, "http://localhost:1", http.StatusForbidden},
+		{"a name under localhost's domain", "localhost.evil.example:" + port, "http://localhost.evil.example:" + port, http.StatusForbidden},
+	} {
+		before := h.refused(wsserver.RefusedOrigin)
+		if got := h.dialAs(t, tc.host, tc.origin); got != tc.want {
+			t.Errorf("%s: Host %s, Origin %s: %d, want %d", tc.name, tc.host, tc.origin, got, tc.want)
+			continue
+		}
+		if tc.want == http.StatusForbidden {
+			if got := h.refused(wsserver.RefusedOrigin); got != before+1 {
+				t.Errorf("%s: refused[origin] = %d, want %d", tc.name, got, before+1)
+			}
+		}
+	}
+
+	// The node's public names, as configured, pass; nothing else does.
+	pub := newHarness(t, config{ws: wsserver.Config{PublicHosts: []string{"Broker.Example.", "[2001:db8::1]"}}})
+	_, port, err = net.SplitHostPort(pub.ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		host, origin string
+		want         int
+	}{
+		{"broker.example:" + port, "http://broker.example:" + port, http.StatusSwitchingProtocols},
+		{"broker.example", "https://BROKER.example", http.StatusSwitchingProtocols},
+		{"[2001:db8::1]:" + port, "http://[2001:db8::1]:" + port, http.StatusSwitchingProtocols},
+		{"localhost:" + port, "http://localhost:" + port, http.StatusSwitchingProtocols},
+		{"evil.example:" + port, "http://evil.example:" + port, http.StatusForbidden},
+		{"a.broker.example:" + port, "http://a.broker.example:" + port, http.StatusForbidden},
+		{"broker.example:" + port, "http://broker.example:1", http.StatusForbidden},
+	} {
+		if got := pub.dialAs(t, tc.host, tc.origin); got != tc.want {
+			t.Errorf("PublicHosts: Host %s, Origin %s: %d, want %d", tc.host, tc.origin, got, tc.want)
 		}
 	}
 }

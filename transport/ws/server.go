@@ -14,8 +14,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,9 +46,20 @@ type Config struct {
 	// AllowedOrigins lists the Origins allowed to connect; "*" allows all.
 	// Entries are exact origins (scheme://host[:port]) or patterns whose
 	// host opens with "*." (https://*.example.com: any subdomain, at any
-	// depth, not example.com itself). Default (empty): only the request's
-	// own host. Requests with no Origin header are not checked.
+	// depth, not example.com itself). Default (empty): only the node's own
+	// pages, an Origin whose host:port is the request's Host and whose
+	// host is one of the node's names: a loopback name or address
+	// (localhost, 127.0.0.0/8, ::1), the address the connection came in
+	// on, or one of PublicHosts. The Host header alone is not enough: a
+	// DNS-rebinding page controls it. Requests with no Origin header are
+	// not checked.
 	AllowedOrigins []string
+	// PublicHosts are the names (host names or addresses, without port)
+	// under which browsers reach the node, such as its DNS name or the
+	// name a reverse proxy serves it under; with no AllowedOrigins, pages
+	// on these hosts may connect. Case does not matter. Default: none (only
+	// loopback names and the address the connection came in on).
+	PublicHosts []string
 	// CloseTimeout bounds the wait for a peer's close reply. Default 5s.
 	CloseTimeout time.Duration
 	// WriteTimeout bounds how long a write may wait on a full socket
@@ -389,15 +398,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // originAllowed applies the Origin policy: no Origin header passes; "*"
-// allows all; otherwise an exact allow-list, or the request's own host.
+// allows all; otherwise an allow-list, or by default the node's own
+// pages (see ownOrigin).
 func (s *Server) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
 	if len(s.cfg.AllowedOrigins) == 0 {
-		u, err := url.Parse(origin)
-		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+		return s.ownOrigin(r, origin)
 	}
 	for _, a := range s.cfg.AllowedOrigins {
 		if a == "*" || originMatches(a, origin) {
