@@ -72,16 +72,53 @@ const entrySize = 24
 // node's budget: its share of bytes that other queues may share, which
 // the caller knows, plus what is its own.
 func (o *Outbox) pushParts(head, body, tail []byte, at int64, charge int) bool {
+	return o.pushFanout(head, body, tail, at, charge, nil)
+}
+
+// fanout is one message's delivery to many queues: the node's budget is
+// read once before the pushes and what they charged is added once after,
+// so that a delivery to N sessions costs no shared write per session.
+type fanout struct {
+	// cap is what a queue must stay below to take more while the node is
+	// over its budget (the average of the busy queues); 0 when it is not.
+	cap int64
+	// charged and busy are what the pushes added: bytes charged, and
+	// queues that were empty.
+	charged, busy int64
+}
+
+// pushFanout is pushParts for one queue of a fan-out f, whose budget
+// check and accounting go through f; with a nil f, the push checks and
+// counts against the budget itself.
+func (o *Outbox) pushFanout(head, body, tail []byte, at int64, charge int, f *fanout) bool {
 	n := len(head) + len(body) + len(tail)
 	o.mu.Lock()
 	if o.closed || o.overflowed {
 		o.mu.Unlock()
 		return false
 	}
-	if o.count >= o.maxFrames || o.bytes+n > o.maxBytes || !o.budget.take(o.charged, charge) {
+	var overBudget bool
+	if f != nil {
+		overBudget = f.cap > 0 && int64(o.charged+charge) >= f.cap
+		if overBudget {
+			o.budget.cuts.Add(1)
+		}
+	} else {
+		overBudget = !o.budget.take(o.charged, charge)
+	}
+	if overBudget || o.count >= o.maxFrames || o.bytes+n > o.maxBytes {
+		if !overBudget && f == nil {
+			o.budget.untake(o.charged, charge)
+		}
 		o.mu.Unlock()
 		o.Overflow()
 		return false
+	}
+	if f != nil {
+		if o.charged == 0 {
+			f.busy++
+		}
+		f.charged += int64(charge)
 	}
 	o.charged += charge
 	first := len(o.frames) == 0
@@ -103,62 +140,6 @@ func (o *Outbox) pushParts(head, body, tail []byte, at int64, charge int) bool {
 	o.mu.Unlock()
 	if first {
 		// Later pushes find the writer signalled and not yet drained.
-		signal(ready, notify)
-	}
-	return true
-}
-
-// fanout is one message's delivery to many queues: the node's budget is
-// read once before the pushes and what they charged is added once after,
-// so that a delivery to N sessions costs no shared write per session.
-type fanout struct {
-	// cap is what a queue must stay below to take more while the node is
-	// over its budget (the average of the busy queues); 0 when it is not.
-	cap int64
-	// charged and busy are what the pushes added: bytes charged, and
-	// queues that were empty.
-	charged, busy int64
-}
-
-// pushFanout is pushParts for one queue of a fan-out: the budget check and
-// accounting go through f.
-func (o *Outbox) pushFanout(head, body, tail []byte, at int64, charge int, f *fanout) bool {
-	n := len(head) + len(body) + len(tail)
-	o.mu.Lock()
-	if o.closed || o.overflowed {
-		o.mu.Unlock()
-		return false
-	}
-	over := f.cap > 0 && int64(o.charged+charge) >= f.cap
-	if o.count >= o.maxFrames || o.bytes+n > o.maxBytes || over {
-		o.mu.Unlock()
-		if over {
-			o.budget.cuts.Add(1)
-		}
-		o.Overflow()
-		return false
-	}
-	if o.charged == 0 {
-		f.busy++
-	}
-	o.charged += charge
-	f.charged += int64(charge)
-	first := len(o.frames) == 0
-	if len(head) > 0 {
-		o.frames = append(o.frames, head)
-	}
-	o.frames = append(o.frames, body)
-	if len(tail) > 0 {
-		o.frames = append(o.frames, tail)
-	}
-	o.count++
-	o.bytes += n
-	if o.oldest == 0 {
-		o.oldest = at
-	}
-	ready, notify := o.ready, o.notify
-	o.mu.Unlock()
-	if first {
 		signal(ready, notify)
 	}
 	return true
@@ -239,6 +220,18 @@ func (b *Budget) take(had, n int) bool {
 		return false
 	}
 	return true
+}
+
+// untake gives back what take counted for an outbox that held had, when
+// the push failed for another reason.
+func (b *Budget) untake(had, n int) {
+	if b == nil {
+		return
+	}
+	b.used.Add(-int64(n))
+	if had == 0 {
+		b.busy.Add(-1)
+	}
 }
 
 // release gives back the bytes of an outbox that held had and is now
