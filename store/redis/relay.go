@@ -234,7 +234,10 @@ func (s *Store) Watch(ctx context.Context, pattern string) error {
 	if err == nil && !w.wildcard {
 		var pos broker.Position
 		if pos, err = s.Position(ctx, pattern); err == nil {
-			r.startTrack(pattern, pos)
+			r.mu.Lock()
+			alone := w.count == 1 && !r.wildcardWatches(pattern)
+			r.mu.Unlock()
+			r.startTrack(pattern, pos, alone)
 		}
 	}
 	if err == nil && w.wildcard && s.cluster != nil {
@@ -321,14 +324,11 @@ func (s *Store) Unwatch(pattern string) {
 	if w.name != "" {
 		delete(r.names, w.name)
 	}
-	if !w.wildcard && !r.wildcardWatches(pattern) {
-		// Wildcard subscriptions that match the topic still need its
-		// track: it orders their deliveries and announces gaps and new
-		// epochs to them. Otherwise the sweeper drops it.
-		r.trackMu.Lock()
-		delete(r.tracks, pattern)
-		r.trackMu.Unlock()
-	}
+	// The topic's track stays: a repair may still be running on it, and
+	// wildcard subscriptions that match the topic rely on it to order
+	// their deliveries and announce gaps and new epochs. A second track
+	// for the topic would deliver its messages twice. The sweeper drops
+	// it once nothing uses it.
 	if w.conn == nil || r.closed {
 		return
 	}
@@ -518,10 +518,13 @@ func (r *relay) trackOf(topic string) *track {
 }
 
 // startTrack starts tracking topic at pos unless it is already tracked.
-func (r *relay) startTrack(topic string, pos broker.Position) {
+// A track that nothing else uses (alone: no other watch of the topic, no
+// matching wildcard watch) and no repair runs on is moved to pos: what it
+// missed while unwatched concerns no one.
+func (r *relay) startTrack(topic string, pos broker.Position, alone bool) {
 	t := r.trackOf(topic)
 	t.mu.Lock()
-	if t.epoch == "" {
+	if t.epoch == "" || alone && !t.repairing {
 		t.last, t.epoch = pos.Offset, pos.Epoch
 	}
 	t.used = time.Now()
@@ -730,14 +733,18 @@ func (r *relay) repairPattern(pattern string, wildcard bool) {
 	}
 }
 
-// sweepTracks forgets topics seen only through wildcards and idle longer
-// than the history TTL.
+// sweepTracks forgets the tracks nothing uses: no watch of the topic and
+// no matching wildcard watch, or only wildcard watches and idle for
+// longer than the history TTL. A track under repair is kept.
 func (r *relay) sweepTracks() {
 	cutoff := time.Now().Add(-r.s.cfg.HistoryTTL)
 	r.mu.Lock()
 	exact := make(map[string]bool, len(r.watches))
+	var wildcards []string
 	for p, w := range r.watches {
-		if !w.wildcard {
+		if w.wildcard {
+			wildcards = append(wildcards, p)
+		} else {
 			exact[p] = true
 		}
 	}
@@ -748,7 +755,14 @@ func (r *relay) sweepTracks() {
 		if exact[topic] || !t.mu.TryLock() {
 			continue
 		}
-		if t.used.Before(cutoff) {
+		matched := false
+		for _, p := range wildcards {
+			if broker.Match(p, topic) {
+				matched = true
+				break
+			}
+		}
+		if !t.repairing && (!matched || t.used.Before(cutoff)) {
 			delete(r.tracks, topic)
 		}
 		t.mu.Unlock()

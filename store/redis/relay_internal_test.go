@@ -138,7 +138,7 @@ func TestGapRepairDoesNotHoldTheReceiveLoop(t *testing.T) {
 	if err := s.Publish(ctx, []*broker.Message{first}); err != nil {
 		t.Fatal(err)
 	}
-	s.relay.startTrack("r.a", broker.Position{Offset: 1, Epoch: first.Epoch})
+	s.relay.startTrack("r.a", broker.Position{Offset: 1, Epoch: first.Epoch}, false)
 	msg := func(topic string, offset uint64) *broker.Message {
 		return &broker.Message{ID: uuid.NewString(), Topic: topic, Offset: offset, Epoch: first.Epoch, Time: time.Now(), Data: json.RawMessage(`1`)}
 	}
@@ -175,4 +175,29 @@ func TestWildcardKeepsTheTrackAfterTheLastExactWatch(t *testing.T) {
 	// Redis lost the topic: its next message starts a new epoch.
 	s.relay.process(&broker.Message{ID: uuid.NewString(), Topic: "k.a", Offset: 1, Epoch: "fresh", Time: time.Now(), Data: json.RawMessage(`2`)})
 	ev.await(t, 10*time.Second, "msg k.a 1", "reset k.a 0 history_lost", "msg k.a 1")
+}
+
+// A topic unwatched and watched again while a repair runs keeps its one
+// track: a second track would deliver what the repair delivers too.
+func TestRewatchDuringARepairDeliversOnce(t *testing.T) {
+	s, link, ev := stalledStore(t)
+	ctx := context.Background()
+	if err := s.Watch(ctx, "d.a"); err != nil {
+		t.Fatal(err)
+	}
+	first := &broker.Message{ID: uuid.NewString(), Topic: "d.a", Time: time.Now(), Data: json.RawMessage(`1`)}
+	if err := s.Publish(ctx, []*broker.Message{first}); err != nil {
+		t.Fatal(err)
+	}
+	ev.await(t, 10*time.Second, "msg d.a 1")
+	third := &broker.Message{ID: uuid.NewString(), Topic: "d.a", Offset: 3, Epoch: first.Epoch, Time: time.Now(), Data: json.RawMessage(`3`)}
+	link.Stall()
+	s.relay.process(third) // offset 2 was missed: the repair waits on Redis
+	s.Unwatch("d.a")
+	s.relay.process(third) // the channel of a new watch relays it again
+	link.Restore()
+	ev.await(t, 40*time.Second, "msg d.a 1", "reset d.a 2 gap", "msg d.a 3")
+	// Let anything still running finish: a later message arrives after it.
+	s.relay.process(&broker.Message{ID: uuid.NewString(), Topic: "d.a", Offset: 4, Epoch: first.Epoch, Time: time.Now(), Data: json.RawMessage(`4`)})
+	ev.await(t, 10*time.Second, "msg d.a 1", "reset d.a 2 gap", "msg d.a 3", "msg d.a 4")
 }
