@@ -32,7 +32,10 @@ type config struct {
 	shutdownTimeout time.Duration
 	apiKeys         []string
 	allowedOrigins  []string
+	publicHosts     []string
 	historySize     int
+	historyBytes    int64
+	outboundBytes   int64
 	historyTTL      time.Duration
 	idemWindow      time.Duration
 	maxMessageSize  int
@@ -45,6 +48,10 @@ type config struct {
 	logFormat       string
 	pprofAddr       string
 	wsReaders       string
+	// The HTTP server's hold on connections (see connGuard).
+	httpIdleTimeout time.Duration
+	httpIPMaxIdle   int
+	maxConns        int
 	security
 	// fromEnv maps the name of each flag set from the environment to its
 	// variable, so that an invalid value names where it came from.
@@ -68,7 +75,7 @@ func envName(name string) string {
 // given on the command line. -h prints the flags to stdout.
 func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	c := config{fromEnv: map[string]string{}}
-	var apiKeys, origins, redisCluster, redisSentinel string
+	var apiKeys, origins, publicHosts, redisCluster, redisSentinel string
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
@@ -80,9 +87,12 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&c.redisPrefix, "redis-prefix", "tidings:", "prefix of every Redis key and channel")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: same host only)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")
+	fs.StringVar(&publicHosts, "public-hosts", "", "comma-separated names browsers reach the node by (its DNS name, the name a proxy serves it under); with no -allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions")
 	fs.IntVar(&c.historySize, "history-size", 100, "messages kept per topic for resume")
 	fs.DurationVar(&c.historyTTL, "history-ttl", 5*time.Minute, "how long messages stay in history")
+	fs.Int64Var(&c.historyBytes, "history-bytes", 256<<20, "bytes the in-memory store's history holds on the node, every topic together; over it the oldest messages go first")
+	fs.Int64Var(&c.outboundBytes, "outbound-bytes", 512<<20, "bytes every session's outbound queue holds on the node together; over it the sessions with the fullest queues are cut as slow consumers")
 	fs.DurationVar(&c.idemWindow, "idempotency-window", 5*time.Minute, "how long a publish's idempotency key is remembered on its topic: a retry within it is answered as the first publish and stored once")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", 65536, "largest inbound WebSocket message in bytes, after reassembly")
 	fs.IntVar(&c.maxBodySize, "max-body-size", 1048576, "largest HTTP publish body in bytes")
@@ -95,6 +105,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.wsReaders, "ws-readers", "poll", "how idle sessions wait for input: poll (one epoll set; a reader goroutine only while bytes arrive) or goroutine (a reader goroutine per session)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from -addr (default: off)")
+	fs.DurationVar(&c.httpIdleTimeout, "http-idle-timeout", 15*time.Second, "how long an HTTP keep-alive connection may wait idle for its next request before it is closed")
+	fs.IntVar(&c.httpIPMaxIdle, "http-ip-max-idle", 64, "idle HTTP keep-alive connections one peer address may hold (IPv6: one /64; trusted proxies exempt); beyond it a response says Connection: close and a connection that turns idle is closed (0: no limit)")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "client connections the node holds at once, HTTP and WebSocket; the last eighth are kept for addresses that hold fewer than 8, and beyond it a new connection is closed at once (default 0: the open-file limit less a reserve of an eighth of it, at least 32 and at most 1024)")
 	proxies := c.security.flags(fs)
 
 	if err := fs.Parse(args); err != nil {
@@ -126,6 +139,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	}
 	c.apiKeys = splitList(apiKeys)
 	c.allowedOrigins = splitList(origins)
+	c.publicHosts = splitList(publicHosts)
 	c.redisCluster = splitList(redisCluster)
 	if redisSentinel != "" {
 		name, addrs, _ := strings.Cut(redisSentinel, "@")
@@ -154,6 +168,18 @@ func (c config) validate() error {
 		{"max-body-size", c.maxBodySize}, {"queue-size", c.queueSize},
 		{"queue-bytes", c.queueBytes}, {"shards", c.shards},
 	}
+	if c.historyBytes <= 0 {
+		return bad("history-bytes", "%d: must be a positive number", c.historyBytes)
+	}
+	if c.outboundBytes <= 0 {
+		return bad("outbound-bytes", "%d: must be a positive number", c.outboundBytes)
+	}
+	if c.httpIPMaxIdle < 0 {
+		return bad("http-ip-max-idle", "%d: must not be negative (0: no limit)", c.httpIPMaxIdle)
+	}
+	if c.maxConns < 0 {
+		return bad("max-conns", "%d: must not be negative (0: from the open-file limit)", c.maxConns)
+	}
 	for _, p := range positiveInts {
 		if p.v <= 0 {
 			return bad(p.name, "%d: must be a positive number", p.v)
@@ -165,6 +191,7 @@ func (c config) validate() error {
 	}{
 		{"shutdown-timeout", c.shutdownTimeout}, {"history-ttl", c.historyTTL}, {"heartbeat", c.heartbeat},
 		{"redis-timeout", c.redisTimeout}, {"idempotency-window", c.idemWindow},
+		{"http-idle-timeout", c.httpIdleTimeout},
 	}
 	for _, p := range positiveDurations {
 		if p.v <= 0 {

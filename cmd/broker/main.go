@@ -90,12 +90,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// served, the server's shutdown has closed it already.
 		defer pprofLn.Close()
 	}
+	raiseOpenFileLimit(log)
+	guard := newConnGuard(ln, connCapacity(cfg.maxConns), cfg.httpIPMaxIdle, sec.proxies, log)
+	ln = guard
 	if sec.tls != nil {
 		ln = tls.NewListener(ln, sec.tls.TLSConfig())
 		stopTLS := watchTLS(sec.tls, log)
 		defer stopTLS()
 	}
-	raiseOpenFileLimit(log)
 
 	tel, err := tracing.Setup(ctx, getenv, tracing.Config{ServiceVersion: version, InstanceID: cfg.nodeID, Console: stdout})
 	if err != nil {
@@ -105,18 +107,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer shutdownTelemetry(tel, log)
+	guard.instrument(tel.MeterProvider)
 
 	store, storeName, err := openStore(cfg, log, tel)
 	if err != nil {
 		return err
 	}
 	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes, MaxSubscriptions: cfg.maxSubscriptions,
+		OutboundBytes:  cfg.outboundBytes,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, store, ws.Encoder{})
 	wcfg := ws.Config{
 		NodeID:         cfg.nodeID,
 		MaxMessageSize: cfg.maxMessageSize,
 		Heartbeat:      cfg.heartbeat,
 		AllowedOrigins: cfg.allowedOrigins,
+		PublicHosts:    cfg.publicHosts,
 		Logger:         sessionLog,
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
@@ -164,7 +169,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		stopDemo = func() { cancelDemo(); <-demoDone }
 	}
 	srv := &http.Server{
-		Handler: mux,
+		Handler: guard.closeOverIdle(mux),
 		// A connection must send its whole request head (a WebSocket
 		// upgrade included) within the handshake timeout, and its whole
 		// request within the read timeout: slow senders cannot hold a
@@ -173,8 +178,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ReadTimeout:       cfg.readTimeout,
 		WriteTimeout:      cfg.writeTimeout,
 		MaxHeaderBytes:    cfg.maxHeaderBytes,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// An idle keep-alive connection holds a descriptor, a goroutine
+		// and its buffers: it is closed soon, and connGuard bounds how
+		// many one address keeps.
+		IdleTimeout: cfg.httpIdleTimeout,
+		ConnState:   guard.connState,
+		ConnContext: guard.connContext,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	var psrv *http.Server
 	if pprofLn != nil {
@@ -183,7 +193,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			ReadHeaderTimeout: cfg.handshakeTimeout,
 			ReadTimeout:       cfg.readTimeout,
 			MaxHeaderBytes:    cfg.maxHeaderBytes,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       cfg.httpIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			// No write timeout: /debug/pprof/profile and trace answer
 			// after the ?seconds= they are asked for, and refuse a
@@ -334,7 +344,8 @@ func (memoryStore) Healthy() error { return nil }
 // else the embedded in-memory store, and the store's name for the logs.
 func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore, string, error) {
 	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 && cfg.sentinelMaster == "" {
-		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL, IdempotencyWindow: cfg.idemWindow})
+		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL, HistoryBytes: cfg.historyBytes,
+			IdempotencyWindow: cfg.idemWindow, MeterProvider: tel.MeterProvider})
 		return memoryStore{st}, "memory", nil
 	}
 	name := "redis"

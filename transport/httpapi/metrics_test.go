@@ -37,7 +37,7 @@ func newObservedEnv(t testing.TB, vars map[string]string, bcfg broker.Config, cf
 // newObservedEnvWith builds the node on tel; it shuts tel down at cleanup.
 func newObservedEnvWith(t testing.TB, tel *tracing.Telemetry, bcfg broker.Config, cfg httpapi.Config) (*testEnv, *tracing.Telemetry) {
 	t.Helper()
-	store := memory.New(memory.Config{})
+	store := memory.New(memory.Config{MeterProvider: tel.MeterProvider})
 	bcfg.TracerProvider, bcfg.MeterProvider, bcfg.Propagator = tel.TracerProvider, tel.MeterProvider, tel.Propagator
 	b := broker.New(bcfg, store, wstransport.Encoder{})
 	wsrv := wstransport.New(wstransport.Config{NodeID: "node-m", CloseTimeout: 2 * time.Second, WriteTimeout: time.Second,
@@ -358,7 +358,8 @@ func TestMetricsNames(t *testing.T) {
 
 // TestDashboardAndReadmeNameExportedMetrics: every metric the Grafana
 // dashboard queries and the README lists is exported (the Redis store's
-// by nodes on Redis: internal/e2e checks those).
+// by nodes on Redis: internal/e2e checks those; the connection guard's by
+// cmd/broker, whose tests check those).
 func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 	t.Parallel()
 	e, _ := newObservedEnv(t, nil, broker.Config{}, httpapi.Config{})
@@ -369,7 +370,8 @@ func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 	c.CloseNormally()
 	eventually(t, "the session to end", func() bool { return e.b.Stats().Sessions == 0 })
 	m := scrape(t, e)
-	redisOnly := map[string]bool{"tidings_redis_round_trip_seconds": true, "tidings_redis_reconnects_total": true, "tidings_gap_repairs_total": true}
+	elsewhere := map[string]bool{"tidings_redis_round_trip_seconds": true, "tidings_redis_reconnects_total": true, "tidings_gap_repairs_total": true,
+		"tidings_connections": true, "tidings_connections_refused_total": true}
 	name := regexp.MustCompile(`\b(?:tidings|go|process)_[a-z_]+[a-z]\b`)
 	for _, file := range []string{"../../deploy/grafana/tidings-dashboard.json", "../../README.md"} {
 		raw, err := os.ReadFile(file)
@@ -379,7 +381,7 @@ func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 		seen := map[string]bool{}
 		for _, n := range name.FindAllString(string(raw), -1) {
 			n = strings.TrimSuffix(n, "_bucket")
-			if seen[n] || redisOnly[n] || strings.HasSuffix(n, "_") {
+			if seen[n] || elsewhere[n] || strings.HasSuffix(n, "_") {
 				continue
 			}
 			seen[n] = true

@@ -53,13 +53,6 @@ const (
 	readerDone
 )
 
-// readBufferSize is the size of the pooled read buffers a reader holds
-// only while it reads.
-const readBufferSize = 4096
-
-// readers holds the read buffers of active readers.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
-
 // maxMessageBuffer is the largest message buffer a reader reuses for the
 // next message.
 const maxMessageBuffer = 4096
@@ -97,9 +90,9 @@ type conn struct {
 
 	// The reader alone uses these after the session starts (one reader
 	// runs at a time: a new one starts only from parked).
-	br      *bufio.Reader      // the active reader's buffer; nil while parked
 	wsState ws.State           // fragmentation state between frames
-	msg     []byte             // a fragmented message being reassembled
+	msg     []byte             // a message being reassembled (fragments, or a frame split across reads)
+	part    *partialFrame      // a frame split across reads; nil between frames
 	client  netip.Addr         // the client's address (X-Forwarded-For from trusted proxies)
 	subject string             // the token's sub; "" for anonymous sessions
 	perms   broker.Permissions // what the session may subscribe and publish to
@@ -551,137 +544,7 @@ func (c *conn) releaseSession() {
 func (c *conn) fail(code ws.StatusCode, reason string) {
 	c.requestClose(code, reason, closeFail)
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
-	_, _ = io.Copy(io.Discard, c.br)
-}
-
-// readAll is the reader of a session that is not polled: it reads until
-// the session ends.
-func (c *conn) readAll(buffered *bufio.Reader) {
-	c.br = buffered
-	for !c.readFrames(false) {
-	}
-	c.rstate.Store(readerDone)
-	c.readerEnded()
-}
-
-// readActive is the reader of a polled session while its socket has
-// bytes: it reads frames until its buffer is empty, then parks and
-// re-arms the socket. buffered holds bytes already read, or is nil.
-func (c *conn) readActive(buffered *bufio.Reader) {
-	c.br = buffered
-	if c.br == nil {
-		c.br = readers.Get().(*bufio.Reader)
-		c.br.Reset(c.nc)
-	}
-	c.lastRead.Store(time.Now().UnixNano())
-	done := c.readFrames(true)
-	if c.br != buffered {
-		c.br.Reset(nil)
-		readers.Put(c.br)
-	}
-	c.br = nil
-	if done {
-		c.rstate.Store(readerDone)
-		c.readerEnded()
-		return
-	}
-	if cap(c.msg) > maxIdleBuffer && !c.wsState.Is(ws.StateFragmented) {
-		c.msg = nil
-	}
-	c.park()
-}
-
-// readFrames reads frames from c.br and acts on them. It reports whether
-// the reader is done: after the peer's close frame, a violation, or a
-// read error. With untilEmpty it also returns (not done) once a whole
-// frame has been handled and nothing more is buffered.
-func (c *conn) readFrames(untilEmpty bool) (done bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.logger().Error("session fault", "panic", fmt.Sprint(r))
-			c.fail(ws.StatusInternalServerError, "internal error")
-			done = true
-		}
-	}()
-	var (
-		ctl [ws.MaxControlFramePayloadSize]byte
-		max = int64(c.srv.cfg.MaxMessageSize)
-	)
-	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(2 * c.srv.cfg.Heartbeat))
-		h, err := ws.ReadHeader(c.br)
-		if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
-			c.fail(ws.StatusProtocolError, err.Error())
-			return true
-		}
-		if err != nil {
-			c.readFailed(err)
-			return true
-		}
-		c.lastRead.Store(time.Now().UnixNano())
-		c.srv.tel.bytesIn.Add(uint64(ws.HeaderSize(h)) + uint64(h.Length))
-		if err := ws.CheckHeader(h, c.wsState); err != nil {
-			c.fail(ws.StatusProtocolError, err.Error())
-			return true
-		}
-		if h.OpCode.IsControl() {
-			p := ctl[:h.Length]
-			if _, err := io.ReadFull(c.br, p); err != nil {
-				c.readFailed(err)
-				return true
-			}
-			ws.Cipher(p, h.Mask, 0)
-			if done := c.control(h.OpCode, p); done {
-				return true
-			}
-		} else if done := c.dataFrame(h, max); done {
-			return true
-		}
-		if untilEmpty && c.br.Buffered() == 0 {
-			return false
-		}
-	}
-}
-
-// dataFrame reads a text or continuation frame's payload and, when it
-// ends a message, handles the message. It reports whether the reader is
-// done.
-func (c *conn) dataFrame(h ws.Header, max int64) bool {
-	if h.OpCode == ws.OpBinary {
-		c.fail(ws.StatusUnsupportedData, "binary frames are not supported")
-		return true
-	}
-	if h.OpCode == ws.OpText {
-		c.msg = c.msg[:0]
-	}
-	if h.Length > max-int64(len(c.msg)) {
-		c.fail(ws.StatusMessageTooBig, "message too big")
-		return true
-	}
-	n := len(c.msg)
-	c.msg = slices.Grow(c.msg, int(h.Length))[:n+int(h.Length)]
-	if _, err := io.ReadFull(c.br, c.msg[n:]); err != nil {
-		c.readFailed(err)
-		return true
-	}
-	ws.Cipher(c.msg[n:], h.Mask, 0)
-	if !h.Fin {
-		c.wsState = c.wsState.Set(ws.StateFragmented)
-		return false
-	}
-	c.wsState = c.wsState.Clear(ws.StateFragmented)
-	msg := c.msg
-	if cap(c.msg) > maxMessageBuffer {
-		c.msg = nil // handle does not keep msg: the next message needs a buffer
-	}
-	if !utf8.Valid(msg) {
-		c.fail(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
-		return true
-	}
-	if !c.closing() {
-		return c.handle(msg)
-	}
-	return false
+	_, _ = io.Copy(io.Discard, c.nc)
 }
 
 // silent cuts a parked session that has sent nothing for two heartbeat
