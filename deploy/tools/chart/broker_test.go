@@ -127,8 +127,9 @@ func TestChartDefaultsAreBrokerDefaults(t *testing.T) {
 	r := render(t, nil)
 	cm := named(r.ConfigMaps, fullname)
 	// The chart's deliberate choices: no demo page or demo traffic in a
-	// deployment (the broker serves them by default, for `go run`).
-	deliberate := map[string]bool{"TIDINGS_DEMO": true}
+	// deployment (the broker serves them by default, for `go run`), and
+	// memory budgets that fit under the pod's default memory limit.
+	deliberate := map[string]bool{"TIDINGS_DEMO": true, "TIDINGS_HISTORY_BYTES": true, "TIDINGS_OUTBOUND_BYTES": true}
 	for name, v := range cm.Data {
 		f, ok := flags[name]
 		if !ok || deliberate[name] {
@@ -235,4 +236,17 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestIngressHostsArePublicHosts: the default Origin rule accepts pages on
+// the names browsers reach the broker by, so the chart passes the ingress
+// hosts, with broker.publicHosts, as TIDINGS_PUBLIC_HOSTS.
+func TestIngressHostsArePublicHosts(t *testing.T) {
+	if got := named(render(t, nil).ConfigMaps, fullname).Data["TIDINGS_PUBLIC_HOSTS"]; got != "" {
+		t.Errorf("without an Ingress TIDINGS_PUBLIC_HOSTS = %q, want it unset", got)
+	}
+	r := render(t, []string{"ci/autoscaling-ingress-values.yaml"}, "--set", "broker.publicHosts={app.example.com}")
+	if got, want := named(r.ConfigMaps, fullname).Data["TIDINGS_PUBLIC_HOSTS"], "app.example.com,tidings.example.com"; got != want {
+		t.Errorf("with an Ingress TIDINGS_PUBLIC_HOSTS = %q, want %q", got, want)
+	}
 }
