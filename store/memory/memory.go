@@ -11,6 +11,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,10 @@ type Config struct {
 	// HistoryTTL is how long a message stays in history. Default 5 minutes.
 	HistoryTTL time.Duration
 	// HistoryBytes bounds the bytes that history holds on the node, every
-	// topic together; over it the oldest messages of the node are dropped
-	// first. Default 256 MiB.
+	// topic together, its rings and topic records included; over it the
+	// oldest messages of the node are dropped first, then the records of
+	// unwatched topics left with no history, least recently used first.
+	// Default 256 MiB.
 	HistoryBytes int64
 	// IdempotencyWindow is how long a publish's idempotency key is
 	// remembered on its topic. Default 5 minutes.
@@ -134,19 +137,40 @@ type ring struct {
 // push appends m, dropping the oldest message when full, and returns the
 // change in the bytes the ring holds.
 func (r *ring) push(m *broker.Message, size int) int64 {
-	if r.buf == nil {
-		r.buf = make([]*broker.Message, size)
+	var grown int64
+	if r.n == len(r.buf) && len(r.buf) < size {
+		// Grow by doubling up to size, so that a topic with few messages
+		// holds a small ring.
+		buf := make([]*broker.Message, min(size, max(4, 2*len(r.buf))))
+		for i := range r.n {
+			buf[i] = r.at(i)
+		}
+		grown = slotSize * int64(len(buf)-len(r.buf))
+		r.buf, r.head = buf, 0
 	}
 	if r.n < len(r.buf) {
 		r.buf[(r.head+r.n)%len(r.buf)] = m
 		r.n++
-		return messageSize(m)
+		return grown + messageSize(m)
 	}
 	dropped := r.buf[r.head]
 	r.buf[r.head] = m
 	r.head = (r.head + 1) % len(r.buf)
-	return messageSize(m) - messageSize(dropped)
+	return grown + messageSize(m) - messageSize(dropped)
 }
+
+// slotSize is what one slot of a ring takes: a pointer.
+const slotSize = 8
+
+// recordSize is about what a topic's record takes beside its ring and
+// messages: the struct, its epoch and its place in the store's map. It
+// counts against HistoryBytes too, so that topics with little or no
+// history are bounded as well.
+const recordSize = 256
+
+// footprint is what t's ring and record count against HistoryBytes,
+// messages apart.
+func (t *topic) footprint() int64 { return recordSize + slotSize*int64(len(t.history.buf)) }
 
 // at returns the i-th oldest message.
 func (r *ring) at(i int) *broker.Message { return r.buf[(r.head+i)%len(r.buf)] }
@@ -200,7 +224,7 @@ func (s *Store) setupMetrics() {
 	bytes, _ := m.Int64ObservableUpDownCounter("tidings.history.bytes",
 		metric.WithUnit("By"), metric.WithDescription("Bytes history holds on this node (bounded by -history-bytes)."))
 	evicted, _ := m.Int64ObservableCounter("tidings.history.evicted",
-		metric.WithUnit("{message}"), metric.WithDescription("Messages dropped from history, oldest first, to stay within -history-bytes."))
+		metric.WithUnit("{message}"), metric.WithDescription("Messages, and records of topics left empty, dropped from history, oldest first, to stay within -history-bytes."))
 	topics, _ := m.Int64ObservableUpDownCounter("tidings.store.topics",
 		metric.WithUnit("{topic}"), metric.WithDescription("Topics the store keeps a sequence and history for."))
 	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -265,6 +289,7 @@ func (s *Store) lock(name string) (*topic, broker.Deliverer, error) {
 			if t = s.topics[name]; t == nil {
 				t = &topic{epoch: newEpoch()}
 				s.topics[name] = t
+				s.historyBytes.Add(recordSize)
 				s.peakTopics = max(s.peakTopics, len(s.topics))
 			}
 			sink = s.sink
@@ -345,6 +370,7 @@ func (s *Store) evict() {
 	}
 	heap.Init(&h)
 	target := s.cfg.HistoryBytes / 10 * 9
+	defer s.forgetEmpty(target)
 	for h.Len() > 0 && s.historyBytes.Load() > target {
 		t := h[0].t
 		t.mu.Lock()
@@ -357,6 +383,48 @@ func (s *Store) evict() {
 			heap.Fix(&h, 0)
 		} else {
 			heap.Pop(&h)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// forgetEmpty forgets topics that hold no history, no idempotency key and
+// no watch, least recently used first, while history holds more than
+// target: records of topics nobody uses count against the budget too.
+func (s *Store) forgetEmpty(target int64) {
+	if s.historyBytes.Load() <= target {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type idle struct {
+		name string
+		t    *topic
+		used time.Time
+	}
+	var empty []idle
+	for name, t := range s.topics {
+		if s.watched[name] > 0 || !t.mu.TryLock() {
+			continue
+		}
+		if t.history.n == 0 && len(t.keys) == 0 {
+			empty = append(empty, idle{name, t, t.used})
+		}
+		t.mu.Unlock()
+	}
+	slices.SortFunc(empty, func(a, b idle) int { return a.used.Compare(b.used) })
+	for _, e := range empty {
+		if s.historyBytes.Load() <= target {
+			break
+		}
+		t := e.t
+		t.mu.Lock()
+		if t.history.n == 0 && len(t.keys) == 0 && !t.gone {
+			delete(s.topics, e.name)
+			t.gone = true
+			s.historyBytes.Add(-t.footprint())
+			t.history = ring{}
+			s.evicted.Add(1)
 		}
 		t.mu.Unlock()
 	}
@@ -386,8 +454,8 @@ func (h *oldestFirst) Pop() any {
 // Config.HistoryBytes bounds.
 func (s *Store) HistoryBytes() int64 { return s.historyBytes.Load() }
 
-// Evicted returns how many messages were dropped from history to keep it
-// within Config.HistoryBytes.
+// Evicted returns how many messages, and records of topics left with no
+// history, were dropped to keep history within Config.HistoryBytes.
 func (s *Store) Evicted() uint64 { return s.evicted.Load() }
 
 // Position returns the topic's last offset and its epoch.
@@ -493,7 +561,7 @@ func (s *Store) Sweep() {
 		if s.watched[name] == 0 && now.Sub(t.used) > s.idle {
 			delete(s.topics, name)
 			t.gone = true
-			s.historyBytes.Add(-t.history.dropOldest(t.history.n))
+			s.historyBytes.Add(-t.history.dropOldest(t.history.n) - t.footprint())
 			t.history = ring{}
 		}
 		s.mu.Unlock()

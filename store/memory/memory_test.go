@@ -262,3 +262,30 @@ func TestHistoryIsBoundedNodeWide(t *testing.T) {
 		t.Fatalf("the oldest message is still resumable (recovered %v, %v): nothing was evicted oldest first", ok, err)
 	}
 }
+
+// Many topics with one small message each used to hold a ring of
+// HistorySize slots and a record apiece that the budget did not count:
+// 2.8 MB published to 100 000 topics held 127 MB. Rings grow as messages
+// come, and rings and records count against the budget, so the node
+// forgets the oldest empty topics too.
+func TestManySmallTopicsAreBoundedNodeWide(t *testing.T) {
+	const budget = 8 << 20
+	s := memory.New(memory.Config{HistoryBytes: budget})
+	t.Cleanup(func() { _ = s.Close() })
+	before := heapInUse()
+	for i := range 100_000 {
+		m := &broker.Message{ID: "id", Topic: "small." + strconv.Itoa(i), Time: time.Now(), Data: json.RawMessage(`1`)}
+		if err := s.Publish(t.Context(), []*broker.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := heapInUse() - before
+	t.Logf("100 000 topics of one message: history holds %d KB by its measure, %d topics, the heap grew %d KB",
+		s.HistoryBytes()/1024, s.Topics(), held/1024)
+	if s.HistoryBytes() > budget {
+		t.Fatalf("history holds %d bytes, over its budget of %d", s.HistoryBytes(), budget)
+	}
+	if held > 2*budget {
+		t.Fatalf("the heap grew by %d KB, want at most twice the %d KB budget", held/1024, budget>>10)
+	}
+}
