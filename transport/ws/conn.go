@@ -61,6 +61,13 @@ const maxMessageBuffer = 4096
 // a larger one is dropped so idle sessions stay small.
 const maxIdleBuffer = 64
 
+// maxTurnBytes bounds what a pooled writer writes for one session in one
+// turn. A session with more queued (a consumer that reads slowly, or not
+// at all, while its socket's send buffer still takes bytes) finishes the
+// batch on a goroutine of its own, so that copying megabytes into its
+// socket does not hold up the sessions queued behind it.
+const maxTurnBytes = 256 << 10
+
 // conn is one WebSocket session. It has no goroutine of its own while it
 // is idle: a reader runs while its socket has bytes to read (started by
 // the event loop, or for the whole session when the socket is not
@@ -311,10 +318,14 @@ func (c *conn) turn() {
 		return
 	}
 	if len(frames) > 0 {
-		rest, err := c.writeNoWait(frames)
+		turn, more := splitBytes(frames, maxTurnBytes)
+		rest, err := c.writeNoWait(turn)
 		if err != nil {
 			c.writeFailed(err)
 			return
+		}
+		if len(more) > 0 {
+			rest = append(rest, more...)
 		}
 		if len(rest) > 0 {
 			go c.writeRest(len(frames), rest, oldest)
@@ -461,6 +472,20 @@ func (c *conn) writeWaiting(frames [][]byte) error {
 			}
 		}
 	}
+}
+
+// splitBytes splits frames after the part that takes the total past
+// limit bytes (at least one part): the parts to write now and the rest.
+// The first may share its array with frames, the rest does not.
+func splitBytes(frames [][]byte, limit int) (now, rest [][]byte) {
+	n := 0
+	for i, f := range frames {
+		n += len(f)
+		if n >= limit && i+1 < len(frames) {
+			return frames[:i+1:i+1], slices.Clone(frames[i+1:])
+		}
+	}
+	return frames, nil
 }
 
 // skipBytes drops the first n bytes of frames, changing only frames' own
