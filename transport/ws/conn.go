@@ -482,7 +482,7 @@ func splitBytes(frames [][]byte, limit int) (now, rest [][]byte) {
 	for i, f := range frames {
 		n += len(f)
 		if n >= limit && i+1 < len(frames) {
-			return frames[:i+1:i+1], slices.Clone(frames[i+1:])
+			return frames[: i+1 : i+1], slices.Clone(frames[i+1:])
 		}
 	}
 	return frames, nil
