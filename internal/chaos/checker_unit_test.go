@@ -225,10 +225,7 @@ func TestCheckerCatches(t *testing.T) {
 		t.Run(tc.mutation, func(t *testing.T) {
 			t.Parallel()
 			c := history(t, tc.mutation)
-			var got []string
-			for _, k := range sortedKeys(c.kinds) {
-				got = append(got, k)
-			}
+			got := sortedKeys(c.kinds)
 			want := slices.Clone(tc.want)
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
