@@ -1,0 +1,154 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/tidings-io/tidings/broker"
+)
+
+// Publish stores msgs with the publish script. On a single Redis the
+// whole batch is one script run: one round trip, stored whole or not at
+// all. On a cluster a script runs per topic (a topic's keys share one
+// slot), the topics' runs at once; when only some of them succeed the error
+// wraps broker.ErrPartialBatch and the stored messages have their Offset
+// set. A timed-out run may have been stored: a retry with the same
+// idempotency keys answers as it did.
+func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	describeAppend(ctx, s.cluster != nil)
+	if s.cluster == nil {
+		return s.publishGroup(ctx, s.client, msgs)
+	}
+	groups := groupByTopic(msgs)
+	if len(groups) == 1 {
+		return s.publishGroup(ctx, s.client, msgs)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(groups))
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.publishGroup(ctx, s.client, g)
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	var first error
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case failed < len(groups):
+		return fmt.Errorf("%w: %d of %d topics: %w", broker.ErrPartialBatch, failed, len(groups), first)
+	default:
+		return first
+	}
+}
+
+// groupByTopic splits msgs by topic, keeping their order within a topic.
+func groupByTopic(msgs []*broker.Message) [][]*broker.Message {
+	index := make(map[string]int)
+	var groups [][]*broker.Message
+	for _, m := range msgs {
+		i, ok := index[m.Topic]
+		if !ok {
+			i = len(groups)
+			index[m.Topic] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], m)
+	}
+	return groups
+}
+
+// publishGroup runs the publish script once for msgs, whose keys must
+// share a slot on a cluster, and fills in their positions. When it fails
+// none of msgs is marked stored.
+func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*broker.Message) error {
+	pub := "PUBLISH"
+	if s.cluster != nil {
+		pub = "SPUBLISH"
+	}
+	wildcards := s.cluster != nil && s.wildcardsSeen.Load()
+	keys := make([]string, 0, 4*len(msgs))
+	args := make([]any, 0, 6+5*len(msgs))
+	args = append(args, newEpoch(), s.cfg.HistorySize, ms(s.cfg.HistoryTTL), ms(s.cfg.MetaTTL), pub, ms(s.cfg.IdempotencyWindow))
+	for i, m := range msgs {
+		body, err := encodeBody(m)
+		if err != nil {
+			return fmt.Errorf("redis: encoding message %d: %w", i, err)
+		}
+		k := s.keys(m.Topic)
+		keys = append(keys, k[0], k[1], k[2], s.idempotencyKey(m.Topic, m.IdempotencyKey))
+		keyed, wild := "", ""
+		if m.IdempotencyKey != "" {
+			keyed = "1"
+		}
+		if wildcards {
+			wild = s.wildcardChannel(m.Topic)
+		}
+		args = append(args, body, keyed, wild, m.ID, strconv.FormatInt(m.Time.UnixNano(), 10))
+	}
+	start := time.Now()
+	res, err := publishScript.Run(ctx, c, keys, args...).Slice()
+	if err != nil {
+		return fmt.Errorf("redis: publishing: %w", err)
+	}
+	s.tel.observe(ctx, start, s.tel.opPublish)
+	if len(res) != len(msgs) {
+		return errEnvelope
+	}
+	type answer struct {
+		offset uint64
+		epoch  string
+		first  *broker.Message // the first publish's id and time, for a known key
+	}
+	answers := make([]answer, len(msgs))
+	for i, r := range res {
+		entry, _ := r.([]any)
+		off, epoch, err := position(entry)
+		if err != nil {
+			return err
+		}
+		answers[i] = answer{offset: off, epoch: epoch}
+		if len(entry) == 4 {
+			id, _ := entry[2].(string)
+			ns, err := strconv.ParseInt(fmt.Sprint(entry[3]), 10, 64)
+			if id == "" || err != nil {
+				return errEnvelope
+			}
+			answers[i].first = &broker.Message{ID: id, Time: time.Unix(0, ns)}
+		}
+	}
+	for i, m := range msgs {
+		a := answers[i]
+		m.Offset, m.Epoch = a.offset, a.epoch
+		if a.first != nil {
+			m.ID, m.Time, m.Duplicate = a.first.ID, a.first.Time, true
+		}
+	}
+	return nil
+}
+
+// idempotencyKey is where a topic remembers a publish's idempotency key;
+// it shares the topic's hash tag. A message without a key gets the bare
+// prefix, which the script never reads or writes.
+func (s *Store) idempotencyKey(topic, key string) string {
+	return s.cfg.Prefix + "{" + topic + "}:idem:" + key
+}
