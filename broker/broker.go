@@ -305,17 +305,22 @@ func (b *Broker) deliver(m *Message) uint64 {
 	sh.mu.RUnlock()
 	if b.patterns.len() > 0 {
 		// The part every pattern's frame shares is encoded once; each
-		// pattern adds only its frame header and its "sub".
+		// pattern adds only its frame header and its "sub". The shared
+		// part is charged once too, to the first pattern's queues, so
+		// that the budget counts what the node holds.
 		var shared []byte
+		var unchargedShared int
 		b.patterns.match(m.Topic, func(pattern string, subs []*subscription) {
 			if len(subs) == 0 {
 				return
 			}
 			if shared == nil {
 				shared = b.enc.MessageShared(m)
+				unchargedShared = len(shared)
 			}
 			head, tail := b.enc.MessageEnds(shared, pattern)
-			charge := (len(head)+len(shared)+len(tail))/len(subs) + 3*entrySize
+			charge := (len(head)+unchargedShared+len(tail))/len(subs) + 3*entrySize
+			unchargedShared = 0
 			for _, s := range subs {
 				s.deliverParts(head, shared, tail, charge, m.Epoch, m.Offset, at, &f)
 			}
