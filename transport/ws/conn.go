@@ -108,6 +108,12 @@ type conn struct {
 	// for good).
 	writing atomic.Bool
 	spare   [][]byte // the writer's frame slice between bursts
+	// carry is what is left of the batch a pooled writer is writing, in
+	// turns of at most maxTurnBytes; batch and oldest describe that
+	// batch for the delivery metrics. The running writer alone uses them.
+	carry  [][]byte
+	batch  int
+	oldest time.Time
 	// parts counts the reader and writer not yet ended.
 	parts atomic.Int32
 
@@ -271,6 +277,8 @@ func (c *conn) finish() {
 	c.mu.Lock()
 	code, reason, mode := c.closeCode, c.closeReason, c.mode
 	c.mu.Unlock()
+	carry := c.carry // the rest of a batch that a pooled writer began
+	c.carry = nil
 	if mode == closeCut {
 		_ = c.nc.Close()
 		return
@@ -282,9 +290,10 @@ func (c *conn) finish() {
 		c.sess.Close()
 	}
 	if mode == closeGraceful || mode == closeEcho || mode == closeFail {
-		// What was answered before the close goes out before the close
-		// frame.
+		// What was queued before the close (the rest of a batch begun
+		// first) goes out before the close frame.
 		frames, _ := c.sess.Outbox().Drain(nil)
+		frames = append(carry, frames...)
 		if err := c.write(frames); err != nil {
 			_ = c.nc.Close()
 			return

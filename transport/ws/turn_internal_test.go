@@ -2,7 +2,12 @@ package ws
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"testing"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/memory"
 )
 
 // A pooled writer's turn writes at most about maxTurnBytes for a session;
@@ -22,5 +27,76 @@ func TestSplitBytesBoundsATurn(t *testing.T) {
 	}
 	if now, rest := splitBytes([][]byte{part(1<<20, 'x'), part(1, 'y')}, maxTurnBytes); len(now) != 1 || len(rest) != 1 {
 		t.Fatalf("one large part: %d and %d parts, want it alone now", len(now), len(rest))
+	}
+}
+
+// A session with a large backlog takes turns with the other sessions of
+// the writer pool: each turn writes at most maxTurnBytes of it and puts
+// the session at the back of the pool's queue, behind the sessions queued
+// meanwhile, until its batch is written, all of it, in order.
+func TestABacklogTakesTurnsBehindOtherSessions(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	store := memory.New(memory.Config{})
+	defer store.Close()
+	srv := New(Config{}, broker.New(broker.Config{}, store, Encoder{}))
+	c := srv.newConn(server, "test")
+	defer c.sess.Close()
+	c.sess.Outbox().Drain(nil) // the welcome
+	loop := &eventLoop{srv: srv}
+	loop.writeq.ready = make(chan struct{}, 2)
+	c.loop = loop
+	c.writing.Store(true) // the test runs c's writer, one turn at a time
+
+	const frames, frameBytes = 16, 64 << 10
+	var want bytes.Buffer
+	for i := range frames {
+		f := bytes.Repeat([]byte{byte('a' + i)}, frameBytes)
+		want.Write(f)
+		if !c.sess.Send(f) {
+			t.Fatalf("frame %d refused", i)
+		}
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, want.Len())
+		n, _ := io.ReadFull(client, b)
+		got <- b[:n]
+	}()
+
+	perTurn := maxTurnBytes / frameBytes
+	other := &conn{} // a session queued while c takes its turn
+	for turn := 1; turn < frames/perTurn; turn++ {
+		loop.writeq.push(other)
+		<-loop.writeq.ready // other's token
+		c.turn()
+		<-loop.writeq.ready // c queued again: its turn is over
+		if left, want := len(c.carry), frames-turn*perTurn; left != want {
+			t.Fatalf("after turn %d: %d frames left, want %d", turn, left, want)
+		}
+		if first := loop.writeq.pop(); first != other {
+			t.Fatalf("turn %d: the session with the backlog was queued ahead of the one queued before its turn ended", turn)
+		}
+		if next := loop.writeq.pop(); next != c {
+			t.Fatalf("turn %d: the session with the backlog was not queued again", turn)
+		}
+	}
+	c.turn() // the last part
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("the client read %d bytes, not the %d queued, in order", len(b), want.Len())
 	}
 }

@@ -16,9 +16,10 @@ const maxIdleBuffer = 64
 
 // maxTurnBytes bounds what a pooled writer writes for one session in one
 // turn. A session with more queued (a consumer that reads slowly, or not
-// at all, while its socket's send buffer still takes bytes) finishes the
-// batch on a goroutine of its own, so that copying megabytes into its
-// socket does not hold up the sessions queued behind it.
+// at all, while its socket's send buffer still takes bytes) keeps the
+// rest of its batch and goes to the back of the pool's queue: sessions
+// take turns, so copying megabytes into one socket holds up the sessions
+// queued behind it by one turn at most.
 const maxTurnBytes = 256 << 10
 
 // wake starts the writer unless it runs. The outbox calls it when a push
@@ -41,55 +42,72 @@ func (c *conn) schedule() {
 }
 
 // turn is one turn of a pooled writer for the session: it writes what is
-// queued with one writev that does not wait and, when more came
-// meanwhile, goes to the back of the pool's queue: under load every
-// session waits its turn while its frames gather, so the busier the
-// broker, the more frames per writev. Whatever may wait (a full socket, a
-// close) continues on a goroutine of the session's own, so that no
-// session holds up the pool.
+// queued (at most maxTurnBytes of it) with one writev that does not wait
+// and, when more is left or came meanwhile, goes to the back of the
+// pool's queue: under load every session waits its turn while its frames
+// gather, so the busier the broker, the more frames per writev. Whatever
+// may wait (a full socket, a close) continues on a goroutine of the
+// session's own, so that no session holds up the pool.
 func (c *conn) turn() {
 	out := c.sess.Outbox()
 	if c.closing() {
 		go c.writeAll()
 		return
 	}
-	frames, oldest, overflowed := out.DrainOldest(c.spare)
-	// The outbox now fills the old spare: keep the drained slice as the
-	// next one, even empty, never the slice the outbox holds.
-	c.spare = frames
+	var overflowed bool
+	if len(c.carry) == 0 {
+		var frames [][]byte
+		frames, c.oldest, overflowed = out.DrainOldest(c.spare)
+		// The outbox now fills the old spare: keep the drained slice as
+		// the next one, even empty, never the slice the outbox holds.
+		c.spare = frames
+		if !overflowed && len(frames) == 0 {
+			c.idle(false)
+			return
+		}
+		c.carry, c.batch = frames, len(frames)
+	} else {
+		overflowed = out.Overflowed()
+	}
 	if overflowed {
 		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
 		go c.writeAll()
 		return
 	}
-	if len(frames) > 0 {
-		turn, more := splitBytes(frames, maxTurnBytes)
-		rest, err := c.writeNoWait(turn)
-		if err != nil {
-			c.writeFailed(err)
-			return
-		}
-		if len(more) > 0 {
-			rest = append(rest, more...)
-		}
-		if len(rest) > 0 {
-			go c.writeRest(len(frames), rest, oldest)
-			return
-		}
-		c.srv.tel.written(c.ctx, len(frames), oldest)
+	now, more := splitBytes(c.carry, maxTurnBytes)
+	c.carry = more
+	rest, err := c.writeNoWait(now)
+	if err != nil {
+		c.writeFailed(err)
+		return
 	}
+	if len(rest) > 0 {
+		go c.writeRest(rest)
+		return
+	}
+	c.turnDone()
+}
+
+// turnDone ends a turn whose writes went through: the session goes to
+// the back of the pool's queue with what is left of its batch, or its
+// batch is counted and the writer idles.
+func (c *conn) turnDone() {
+	if len(c.carry) > 0 {
+		c.loop.writeq.push(c)
+		return
+	}
+	c.srv.tel.written(c.ctx, c.batch, c.oldest)
 	c.idle(false)
 }
 
-// writeRest finishes a batch the socket could not take at once, waiting
-// under the write timeout, then writes on until the outbox is empty.
-func (c *conn) writeRest(batch int, rest [][]byte, oldest time.Time) {
+// writeRest finishes a turn the socket could not take at once, waiting
+// under the write timeout, then hands the session back to the pool.
+func (c *conn) writeRest(rest [][]byte) {
 	if err := c.writeWaiting(rest); err != nil {
 		c.writeFailed(err)
 		return
 	}
-	c.srv.tel.written(c.ctx, batch, oldest)
-	c.writeAll()
+	c.turnDone()
 }
 
 // idle ends the writer's run, unless a push or a close request came
