@@ -67,45 +67,87 @@ func (s *Server) startLoop() *eventLoop {
 // ping per session that would queue every delivery behind it.
 const sweepsPerBeat = 32
 
-// writeQueue is the writer pool's FIFO of sessions. A session is in it at
-// most once (its writing flag), so it holds at most one entry per
-// session; it grows on demand and lets its array go when it empties.
+// writeQueue is the writer pool's queue of sessions, in two FIFOs:
+// fresh, the sessions woken by new frames, and backlog, the sessions
+// going on with the rest of a batch larger than a turn (maxTurnBytes).
+// When both hold sessions, the writers take from each in turn, so that a
+// session that keeps up waits behind at most one backlog turn per fresh
+// session ahead of it, however many sessions have megabytes queued, and
+// the backlogs still get half of the turns. A session is in the queue at
+// most once (its writing flag); each FIFO grows on demand and lets its
+// array go when it empties.
 type writeQueue struct {
 	// ready holds a token per writer to wake; a push adds one unless
 	// every writer has one already.
 	ready chan struct{}
 
-	mu    sync.Mutex
-	items []*conn
-	head  int
+	mu      sync.Mutex
+	fresh   connFIFO
+	backlog connFIFO
+	// backlogNext is set after a fresh turn while backlog is not empty.
+	backlogNext bool
 }
 
-// push queues c and wakes a writer.
+// push queues c, woken by new frames, and wakes a writer.
 func (q *writeQueue) push(c *conn) {
 	q.mu.Lock()
-	q.items = append(q.items, c)
+	q.fresh.push(c)
 	q.mu.Unlock()
+	q.wake()
+}
+
+// pushBacklog queues c, which has more of a batch to write, and wakes a
+// writer.
+func (q *writeQueue) pushBacklog(c *conn) {
+	q.mu.Lock()
+	q.backlog.push(c)
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *writeQueue) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default: // every writer has a token: one of them will take c
 	}
 }
 
-// pop takes the oldest session, or nil when the queue is empty.
+// pop takes the next session, or nil when the queue is empty.
 func (q *writeQueue) pop() *conn {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
+	if q.backlog.len() > 0 && (q.backlogNext || q.fresh.len() == 0) {
+		q.backlogNext = false
+		return q.backlog.pop()
+	}
+	c := q.fresh.pop()
+	q.backlogNext = c != nil && q.backlog.len() > 0
+	return c
+}
+
+// connFIFO is a FIFO of sessions.
+type connFIFO struct {
+	items []*conn
+	head  int
+}
+
+func (f *connFIFO) len() int { return len(f.items) - f.head }
+
+func (f *connFIFO) push(c *conn) { f.items = append(f.items, c) }
+
+// pop takes the oldest session, or nil when f is empty.
+func (f *connFIFO) pop() *conn {
+	if f.head == len(f.items) {
 		return nil
 	}
-	c := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		if cap(q.items) > maxIdleQueue {
-			q.items = nil
+	c := f.items[f.head]
+	f.items[f.head] = nil
+	f.head++
+	if f.head == len(f.items) {
+		if cap(f.items) > maxIdleQueue {
+			f.items = nil
 		}
-		q.items, q.head = q.items[:0], 0
+		f.items, f.head = f.items[:0], 0
 	}
 	return c
 }

@@ -10,31 +10,32 @@ import (
 	"github.com/tidings-io/tidings/store/memory"
 )
 
-// A pooled writer's turn writes at most about maxTurnBytes for a session;
+// A pooled writer's turn writes at most about its bound for a session;
 // what is left goes on in order, none lost, none repeated.
 func TestSplitBytesBoundsATurn(t *testing.T) {
 	part := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	const limit = 256 << 10
 	frames := [][]byte{part(100<<10, 'a'), part(100<<10, 'b'), part(100<<10, 'c'), part(10, 'd')}
-	now, rest := splitBytes(frames, maxTurnBytes)
+	now, rest := splitBytes(frames, limit)
 	if len(now) != 3 || len(rest) != 1 || rest[0][0] != 'd' {
 		t.Fatalf("split into %d and %d parts, want the three that reach the bound and the rest", len(now), len(rest))
 	}
 	if cap(now) != len(now) {
 		t.Fatal("appending to what is written now could overwrite the rest")
 	}
-	if now, rest := splitBytes(frames[:2], maxTurnBytes); len(now) != 2 || rest != nil {
+	if now, rest := splitBytes(frames[:2], limit); len(now) != 2 || rest != nil {
 		t.Fatalf("under the bound: %d and %d parts, want all now", len(now), len(rest))
 	}
-	if now, rest := splitBytes([][]byte{part(1<<20, 'x'), part(1, 'y')}, maxTurnBytes); len(now) != 1 || len(rest) != 1 {
+	if now, rest := splitBytes([][]byte{part(1<<20, 'x'), part(1, 'y')}, limit); len(now) != 1 || len(rest) != 1 {
 		t.Fatalf("one large part: %d and %d parts, want it alone now", len(now), len(rest))
 	}
 }
 
 // A session with a large backlog takes turns with the other sessions of
-// the writer pool: each turn writes at most maxTurnBytes of it and puts
-// the session at the back of the pool's queue, behind the sessions queued
-// meanwhile, until its batch is written, all of it, in order.
-func TestABacklogTakesTurnsBehindOtherSessions(t *testing.T) {
+// the writer pool: each turn writes at most maxTurnBytes of it and queues
+// it again, as a backlog, so that a session woken by new frames meanwhile
+// goes first; until its batch is written, all of it, in order.
+func TestABacklogTakesTurnsWithOtherSessions(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,10 +63,13 @@ func TestABacklogTakesTurnsBehindOtherSessions(t *testing.T) {
 	c.loop = loop
 	c.writing.Store(true) // the test runs c's writer, one turn at a time
 
-	const frames, frameBytes = 16, 64 << 10
+	const frameBytes = 16 << 10
+	perTurn := maxTurnBytes / frameBytes
+	turns := 4
+	frames := turns * perTurn
 	var want bytes.Buffer
 	for i := range frames {
-		f := bytes.Repeat([]byte{byte('a' + i)}, frameBytes)
+		f := bytes.Repeat([]byte{byte('a' + i%26)}, frameBytes)
 		want.Write(f)
 		if !c.sess.Send(f) {
 			t.Fatalf("frame %d refused", i)
@@ -78,18 +82,17 @@ func TestABacklogTakesTurnsBehindOtherSessions(t *testing.T) {
 		got <- b[:n]
 	}()
 
-	perTurn := maxTurnBytes / frameBytes
-	other := &conn{} // a session queued while c takes its turn
-	for turn := 1; turn < frames/perTurn; turn++ {
-		loop.writeq.push(other)
-		<-loop.writeq.ready // other's token
+	for turn := 1; turn < turns; turn++ {
 		c.turn()
 		<-loop.writeq.ready // c queued again: its turn is over
 		if left, want := len(c.carry), frames-turn*perTurn; left != want {
 			t.Fatalf("after turn %d: %d frames left, want %d", turn, left, want)
 		}
-		if first := loop.writeq.pop(); first != other {
-			t.Fatalf("turn %d: the session with the backlog was queued ahead of the one queued before its turn ended", turn)
+		woken := &conn{} // a session woken by new frames meanwhile
+		loop.writeq.push(woken)
+		<-loop.writeq.ready
+		if first := loop.writeq.pop(); first != woken {
+			t.Fatalf("turn %d: the session with the backlog went ahead of one woken by new frames", turn)
 		}
 		if next := loop.writeq.pop(); next != c {
 			t.Fatalf("turn %d: the session with the backlog was not queued again", turn)

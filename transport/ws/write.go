@@ -17,10 +17,10 @@ const maxIdleBuffer = 64
 // maxTurnBytes bounds what a pooled writer writes for one session in one
 // turn. A session with more queued (a consumer that reads slowly, or not
 // at all, while its socket's send buffer still takes bytes) keeps the
-// rest of its batch and goes to the back of the pool's queue: sessions
-// take turns, so copying megabytes into one socket holds up the sessions
-// queued behind it by one turn at most.
-const maxTurnBytes = 256 << 10
+// rest of its batch and queues again as a backlog (see writeQueue), so
+// that copying megabytes into some sockets delays a session that keeps
+// up by one such turn at a time.
+const maxTurnBytes = 64 << 10
 
 // wake starts the writer unless it runs. The outbox calls it when a push
 // finds it empty; requestClose calls it too.
@@ -43,9 +43,9 @@ func (c *conn) schedule() {
 
 // turn is one turn of a pooled writer for the session: it writes what is
 // queued (at most maxTurnBytes of it) with one writev that does not wait
-// and, when more is left or came meanwhile, goes to the back of the
-// pool's queue: under load every session waits its turn while its frames
-// gather, so the busier the broker, the more frames per writev. Whatever
+// and, when more is left or came meanwhile, queues again: under load
+// every session waits its turn while its frames gather, so the busier the
+// broker, the more frames per writev. Whatever
 // may wait (a full socket, a close) continues on a goroutine of the
 // session's own, so that no session holds up the pool.
 func (c *conn) turn() {
@@ -88,12 +88,12 @@ func (c *conn) turn() {
 	c.turnDone()
 }
 
-// turnDone ends a turn whose writes went through: the session goes to
-// the back of the pool's queue with what is left of its batch, or its
-// batch is counted and the writer idles.
+// turnDone ends a turn whose writes went through: the session queues
+// again as a backlog with what is left of its batch, or its batch is
+// counted and the writer idles.
 func (c *conn) turnDone() {
 	if len(c.carry) > 0 {
-		c.loop.writeq.push(c)
+		c.loop.writeq.pushBacklog(c)
 		return
 	}
 	c.srv.tel.written(c.ctx, c.batch, c.oldest)
