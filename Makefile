@@ -26,6 +26,9 @@ FUZZ_TARGETS := \
 
 # Memory-bound tests that also run without the race detector, which slows
 # them and inflates the heap they measure: at full size (a million topics).
+# The hostile clients suite (internal/abuse) runs after them, alone: it
+# measures a broker process and a well-behaved client's latency, which
+# other test packages running at the same time would blur.
 MEMORY_TESTS := TestChurnedTopicsAreFreed|TestWildcardPatternsAreBounded|TestHistoryIsBoundedNodeWide
 
 STATICCHECK_VERSION := v0.8.2
@@ -61,7 +64,7 @@ help:
 	@echo 'make build      build bin/broker (version $(VERSION))'
 	@echo 'make deps       install missing test dependencies (apt packages, then make tools)'
 	@echo 'make tools      install staticcheck $(STATICCHECK_VERSION) if missing'
-	@echo 'make test       deps, gofmt, go vet, staticcheck, go test -race, short fuzzing (FUZZTIME=$(FUZZTIME))'
+	@echo 'make test       deps, gofmt, go vet, staticcheck, go test -race, memory and hostile-client suites, short fuzzing (FUZZTIME=$(FUZZTIME))'
 	@echo 'make lint       gofmt, go vet, staticcheck'
 	@echo 'make bench      run the benchmarks'
 	@echo 'make fuzz       run each fuzz target for 60s (FUZZTIME=... to change)'
@@ -99,6 +102,7 @@ test: deps
 	$(STATICCHECK) ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '$(MEMORY_TESTS)' ./broker ./store/memory
+	$(GO) test -count=1 -run TestHostileClients ./internal/abuse -abuse
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz-one,$(t),$(FUZZTIME)))
 	$(MAKE) --no-print-directory helm-test
 

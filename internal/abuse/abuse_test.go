@@ -94,9 +94,9 @@ const (
 )
 
 var (
-	// run opts in to the suite: it is not yet part of make test, since the
-	// fan-out attack delays the well-behaved client past its bound (see
-	// docs/ABUSE.md).
+	// run opts in to the suite. make test runs it on its own, after the
+	// other packages: it measures a broker process and a client's
+	// latency, which tests running at the same time would blur.
 	run = flag.Bool("abuse", false, "run the hostile clients against a broker process (about a minute)")
 	// long runs the attacks with larger attacker counts.
 	long = flag.Bool("abuse.long", false, "run the hostile clients at larger counts (minutes)")
@@ -238,7 +238,7 @@ type row struct {
 // node of its own: they measure a whole process.
 func TestHostileClients(t *testing.T) {
 	if !*run || testing.Short() {
-		t.Skip("opt in with -abuse: runs broker processes under attack for about a minute")
+		t.Skip("opt in with -abuse (make test does, after the other packages): runs broker processes under attack for about a minute")
 	}
 	sc, mixed := short, mixedShort
 	if *long {

@@ -10,8 +10,8 @@
 // goroutines, open descriptors) through its -pprof-addr endpoints and
 // /proc. See docs/ABUSE.md for the budgets and the figures.
 //
-// The package has no code of its own. `go test ./internal/abuse/` runs
-// the suite at a size that fits make test; `-abuse.long` runs it with
+// The package has no code of its own. `go test ./internal/abuse/ -abuse`
+// runs the suite at the size make test runs it; `-abuse.long` runs it with
 // larger attacker counts, and `-abuse.broker=PATH` against a broker
 // binary built elsewhere.
 package abuse
