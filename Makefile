@@ -16,7 +16,7 @@ FUZZTIME ?= 20000x
 FUZZ_TARGETS := \
 	./auth:FuzzClaims \
 	./broker:FuzzTopic \
-	./transport/ws:FuzzCommand \
+	./session:FuzzCommand \
 	./transport/ws:FuzzFrame \
 	./transport/httpapi:FuzzPublishBody \
 	./store/redis:FuzzEnvelopeRoundTrip \

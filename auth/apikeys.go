@@ -107,7 +107,7 @@ func checkKeys(keys []APIKey) error {
 		secrets[k.Secret] = k.Name
 		for _, p := range k.Topics {
 			if _, err := broker.ValidatePattern(p); err != nil {
-				return fmt.Errorf("%w: key %q: topic pattern %q: %s", ErrAPIKeys, k.Name, p, strings.TrimPrefix(err.Error(), "broker: "))
+				return fmt.Errorf("%w: key %q: topic pattern %q: %w", ErrAPIKeys, k.Name, p, err)
 			}
 		}
 		if k.Rate < 0 {

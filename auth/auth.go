@@ -21,16 +21,16 @@ import (
 	"github.com/tidings-io/tidings/broker"
 )
 
-// Errors of Verify and New. Verify's errors wrap ErrInvalidToken (and
-// ErrTokenExpired when that is the reason); their text, without the
-// "auth: " prefix, is safe to send to the client.
+// Errors of Verify and New. Verify's errors are broker.ErrUnauthorized
+// errors, whose text is safe to send to the client; they wrap
+// ErrInvalidToken (and ErrTokenExpired when that is the reason).
 var (
 	// ErrNoToken: no token was presented.
-	ErrNoToken = errors.New("auth: token is missing")
+	ErrNoToken = broker.NewError(broker.ErrUnauthorized, "token is missing")
 	// ErrInvalidToken: the token was refused.
-	ErrInvalidToken = errors.New("auth: token is not valid")
+	ErrInvalidToken = broker.NewError(broker.ErrUnauthorized, "token is not valid")
 	// ErrTokenExpired: the token's exp has passed (beyond the leeway).
-	ErrTokenExpired = errors.New("auth: token expired")
+	ErrTokenExpired = broker.NewError(broker.ErrUnauthorized, "token expired")
 	// ErrConfig: the verifier's configuration cannot work.
 	ErrConfig = errors.New("auth: bad configuration")
 )
@@ -55,23 +55,28 @@ type Config struct {
 	// fetched on first use, refetched every JWKSRefresh, and at once (at
 	// most every JWKSMinInterval) when a token names an unknown kid.
 	JWKSURL string
-	// Audience, when set, must be one of the token's aud values.
+	// Audience, when set, must be one of the token's aud values. Empty
+	// (the default): aud is not checked.
 	Audience string
-	// Issuer, when set, must be the token's iss.
+	// Issuer, when set, must be the token's iss. Empty (the default): iss
+	// is not checked.
 	Issuer string
-	// Leeway is the clock skew allowed on exp, nbf and iat. Default 5s.
+	// Leeway is the clock skew allowed on exp, nbf and iat. Zero or
+	// negative means 5s: some leeway is always allowed.
 	Leeway time.Duration
-	// JWKSRefresh is how often the key set is refetched. Default 1h.
+	// JWKSRefresh is how often the key set is refetched. Zero or negative
+	// means 1h.
 	JWKSRefresh time.Duration
 	// JWKSMinInterval is the least time between two fetches caused by
 	// unknown kids, so that made-up kids cannot make the broker hammer the
-	// key server. Default 10s.
+	// key server. Zero or negative means 10s.
 	JWKSMinInterval time.Duration
-	// HTTPClient fetches the key set. Default: a client with a 10s timeout.
+	// HTTPClient fetches the key set. Nil means a client with a 10s
+	// timeout.
 	HTTPClient *http.Client
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
-	// Logger receives key set fetch failures. Default: discard.
+	// Logger receives key set fetch failures. Nil means discard.
 	Logger *slog.Logger
 }
 
@@ -211,18 +216,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	return &Claims{Subject: tc.Subject, Expires: tc.ExpiresAt.Time, Permissions: perms}, nil
 }
 
-// tokenError is a refused token: its text is the reason, safe for the
+// invalid is a refused token: its text is the reason, safe for the
 // client; it matches ErrInvalidToken and the underlying causes.
-type tokenError struct {
-	reason string
-	causes []error
-}
-
-func (e *tokenError) Error() string   { return "auth: " + e.reason }
-func (e *tokenError) Unwrap() []error { return e.causes }
-
 func invalid(reason string, causes ...error) error {
-	return &tokenError{reason: reason, causes: append([]error{ErrInvalidToken}, causes...)}
+	return broker.WrapErrorf(broker.ErrUnauthorized, errors.Join(append([]error{ErrInvalidToken}, causes...)...), "%s", reason)
 }
 
 // refusal turns a jwt parse error into a tokenError with a short reason.
@@ -284,7 +281,7 @@ func NewPermissions(subscribe, publish []string) (Permissions, error) {
 	}{{"subscribe", subscribe}, {"publish", publish}} {
 		for _, p := range list.patterns {
 			if _, err := broker.ValidatePattern(p); err != nil {
-				return Permissions{}, fmt.Errorf("claim %s holds an invalid pattern: %s", list.claim, strings.TrimPrefix(err.Error(), "broker: "))
+				return Permissions{}, fmt.Errorf("claim %s holds an invalid pattern: %w", list.claim, err)
 			}
 		}
 	}

@@ -8,7 +8,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,72 +18,107 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config tunes a Broker. The zero value of each field means its default.
+// Defaults of Config: what a zero field means.
+const (
+	// DefaultShards is Config.Shards' default.
+	DefaultShards = 64
+	// DefaultQueueSize is Config.QueueSize's default, in frames.
+	DefaultQueueSize = 1024
+	// DefaultQueueBytes is Config.QueueBytes' default: 4 MiB.
+	DefaultQueueBytes = 4 << 20
+	// DefaultOutboundBytes is Config.OutboundBytes' default: 512 MiB.
+	DefaultOutboundBytes = 512 << 20
+	// DefaultMaxSubscriptions is Config.MaxSubscriptions' default.
+	DefaultMaxSubscriptions = 1000
+	// DefaultMaxPatternSegments is Config.MaxPatternSegments' default.
+	DefaultMaxPatternSegments = 16
+	// DefaultMaxSessionPatternSegments is Config.MaxSessionPatternSegments'
+	// default.
+	DefaultMaxSessionPatternSegments = 2048
+	// DefaultMaxPatternNodes is Config.MaxPatternNodes' default (about
+	// 50 MB of pattern index).
+	DefaultMaxPatternNodes = 1 << 18
+)
+
+// Config tunes a Broker. A zero field means its default: the Default*
+// constant its comment names, or what it says for nil. None of the bounds
+// can be turned off; a negative one means its default, like zero.
 type Config struct {
-	// Shards is the number of topic hub shards. Default 64.
+	// Shards is the number of topic hub shards. Zero or negative means
+	// DefaultShards (64).
 	Shards int
-	// QueueSize bounds each session's outbound queue in frames. Default 1024.
+	// QueueSize bounds each session's outbound queue in frames. Zero or
+	// negative means DefaultQueueSize (1024).
 	QueueSize int
-	// QueueBytes bounds each session's outbound queue in bytes. Default 4 MiB.
+	// QueueBytes bounds each session's outbound queue in bytes. Zero or
+	// negative means DefaultQueueBytes (4 MiB).
 	QueueBytes int
 	// OutboundBytes bounds the bytes queued in every session's outbound
 	// queue together; over it the sessions with the fullest queues are
-	// cut as slow consumers first. Default 512 MiB.
+	// cut as slow consumers first. Zero or negative means
+	// DefaultOutboundBytes (512 MiB).
 	OutboundBytes int64
 	// MaxSubscriptions bounds the subscriptions one session may hold at
-	// once; one more is refused with ErrTooManySubscriptions. Default 1000.
+	// once; one more is refused with ErrTooManySubscriptions. Zero or
+	// negative means DefaultMaxSubscriptions (1000).
 	MaxSubscriptions int
 	// MaxPatternSegments bounds the segments of a wildcard pattern; a
-	// deeper one is refused as invalid. Default 16.
+	// deeper one is refused as invalid. Zero or negative means
+	// DefaultMaxPatternSegments (16).
 	MaxPatternSegments int
 	// MaxSessionPatternSegments bounds the segments of all of one
 	// session's wildcard patterns together, which bounds the pattern index
 	// nodes the session can make the node hold (one per segment at most);
 	// over it a subscription is refused with ErrTooManySubscriptions.
-	// Default 2048.
+	// Zero or negative means DefaultMaxSessionPatternSegments (2048).
 	MaxSessionPatternSegments int
 	// MaxPatternNodes bounds the pattern index's nodes on the node, for
 	// every session together; a wildcard subscription that would need
-	// more is refused with ErrNodeFull. Default 262144 (about 50 MB).
+	// more is refused with ErrNodeFull. Zero or negative means
+	// DefaultMaxPatternNodes (262144, about 50 MB).
 	MaxPatternNodes int
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// TracerProvider traces publishes (store.append) and deliveries
-	// (deliver). Default nil: tracing is off and costs one nil check.
+	// (deliver). Nil (the default) turns tracing off, at the cost of one
+	// nil check.
 	TracerProvider trace.TracerProvider
 	// MeterProvider receives the broker's metrics (sessions,
 	// subscriptions, topics, messages published and delivered, slow
-	// consumers, resumes, resets). Default nil: no metrics.
+	// consumers, resumes, resets). Nil (the default) turns metrics off.
 	MeterProvider metric.MeterProvider
 	// Propagator writes and reads the trace context a message carries
-	// between nodes (Message.Trace). Default W3C trace context and baggage.
+	// between nodes (Message.Trace). Nil means W3C(): W3C trace context
+	// and baggage.
 	Propagator propagation.TextMapPropagator
 }
 
+// withDefaults returns c with every zero (or negative) field set to its
+// default.
 func (c Config) withDefaults() Config {
 	if c.Shards <= 0 {
-		c.Shards = 64
+		c.Shards = DefaultShards
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 1024
+		c.QueueSize = DefaultQueueSize
 	}
 	if c.QueueBytes <= 0 {
-		c.QueueBytes = 4 << 20
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.MaxSubscriptions <= 0 {
-		c.MaxSubscriptions = 1000
+		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	if c.OutboundBytes <= 0 {
-		c.OutboundBytes = 512 << 20
+		c.OutboundBytes = DefaultOutboundBytes
 	}
 	if c.MaxPatternSegments <= 0 {
-		c.MaxPatternSegments = 16
+		c.MaxPatternSegments = DefaultMaxPatternSegments
 	}
 	if c.MaxSessionPatternSegments <= 0 {
-		c.MaxSessionPatternSegments = 2048
+		c.MaxSessionPatternSegments = DefaultMaxSessionPatternSegments
 	}
 	if c.MaxPatternNodes <= 0 {
-		c.MaxPatternNodes = 1 << 18
+		c.MaxPatternNodes = DefaultMaxPatternNodes
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -227,13 +261,13 @@ func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, e
 	}
 	for i, p := range pubs {
 		if err := ValidateTopic(p.Topic); err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
+			return nil, inMessage(i, err)
 		}
 		if len(p.Data) == 0 {
-			return nil, fmt.Errorf("message %d: %w", i, ErrNoData)
+			return nil, inMessage(i, ErrNoData)
 		}
 		if err := ValidateIdempotencyKey(p.IdempotencyKey); err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
+			return nil, inMessage(i, err)
 		}
 	}
 	now := b.cfg.Now()
@@ -258,10 +292,10 @@ func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, e
 	}
 	b.stats.published[apiIndex(ctx)].Add(uint64(stored))
 	if errors.Is(err, ErrPartialBatch) {
-		return msgs, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return msgs, WrapErrorf(ErrUnavailable, err, "%s", ErrPartialBatch.Message)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, WrapError(ErrUnavailable, err)
 	}
 	return msgs, nil
 }

@@ -269,11 +269,11 @@ func TestSubscribeErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := s.Subscribe(context.Background(), "", tc.pattern, tc.since)
-		if !errors.Is(err, tc.want) || broker.ErrorCode(err) != tc.code {
-			t.Errorf("%s: err %v (code %s), want %v (%s)", tc.name, err, broker.ErrorCode(err), tc.want, tc.code)
+		if !errors.Is(err, tc.want) || broker.ClientError(err).Code != tc.code {
+			t.Errorf("%s: err %v (code %s), want %v (%s)", tc.name, err, broker.ClientError(err).Code, tc.want, tc.code)
 		}
 	}
-	if err := s.Unsubscribe("x.y"); !errors.Is(err, broker.ErrNotSubscribed) || broker.ErrorCode(err) != broker.CodeNotFound {
+	if err := s.Unsubscribe("x.y"); !errors.Is(err, broker.ErrNotSubscribed) || broker.ClientError(err).Code != broker.CodeNotFound {
 		t.Errorf("Unsubscribe unknown: %v", err)
 	}
 	drain(s)
@@ -344,7 +344,7 @@ func TestPublishRejectsInvalidBatchWhole(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInvalidTopic", err)
 	}
 	for _, pubs := range [][]broker.Publication{nil, {{Topic: "a.b"}}} {
-		if _, err := b.Publish(context.Background(), pubs); broker.ErrorCode(err) != broker.CodeBadRequest {
+		if _, err := b.Publish(context.Background(), pubs); broker.ClientError(err).Code != broker.CodeBadRequest {
 			t.Fatalf("Publish(%v) err = %v, want a bad_request error", pubs, err)
 		}
 	}

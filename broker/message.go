@@ -3,32 +3,31 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 )
 
-// Errors returned by the broker. Callers match them with errors.Is; the
-// transports map each to a protocol error code in one place.
+// Errors returned by the broker, each with its protocol code. Callers
+// match them with errors.Is; transports tell a client ClientError(err).
 var (
 	// ErrAlreadySubscribed: the session already holds this subscription.
-	ErrAlreadySubscribed = errors.New("broker: already subscribed")
+	ErrAlreadySubscribed = &Error{Code: CodeBadRequest, Message: "already subscribed"}
 	// ErrNotSubscribed: the session holds no such subscription.
-	ErrNotSubscribed = errors.New("broker: not subscribed")
+	ErrNotSubscribed = &Error{Code: CodeNotFound, Message: "not subscribed"}
 	// ErrSinceOnWildcard: resume positions are kept per exact topic only.
-	ErrSinceOnWildcard = errors.New("broker: since is only valid for exact topics")
+	ErrSinceOnWildcard = &Error{Code: CodeBadRequest, Message: "since is only valid for exact topics"}
 	// ErrNoData: a publication without a data value.
-	ErrNoData = errors.New("broker: data is missing")
+	ErrNoData = &Error{Code: CodeBadRequest, Message: "data is missing"}
 	// ErrEmptyBatch: a publish call with no messages.
-	ErrEmptyBatch = errors.New("broker: no messages to publish")
+	ErrEmptyBatch = &Error{Code: CodeBadRequest, Message: "no messages to publish"}
 	// ErrSessionClosed: the session has ended.
-	ErrSessionClosed = errors.New("broker: session is closed")
+	ErrSessionClosed = &Error{Code: CodeUnavailable, Message: "session is closed"}
 	// ErrUnavailable wraps store failures (the store cannot be reached).
-	ErrUnavailable = errors.New("broker: store unavailable")
+	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "store unavailable"}
 	// ErrPartialBatch: a batch that could not be stored in one atomic step
 	// (its topics live on several Redis Cluster slots) was stored only in
 	// part. The messages whose Offset is set were stored and relayed; the
-	// others were not. It wraps the store's error and ErrUnavailable.
-	ErrPartialBatch = errors.New("broker: batch stored in part")
+	// others were not. Publish's error matches it and ErrUnavailable.
+	ErrPartialBatch = &Error{Code: CodeUnavailable, Message: "the batch was stored in part: retry it with the same idempotency keys"}
 )
 
 // Message is one published message as stored and delivered.

@@ -1,27 +1,25 @@
 package broker
 
 import (
-	"errors"
-	"fmt"
 	"sort"
 )
 
-// Errors of authorization and limits. Like the others, they reach a client
-// only through ErrorCode.
+// Errors of authorization and limits, with their protocol codes.
 var (
 	// ErrForbidden: the session's or publisher's permissions do not cover
 	// the topic.
-	ErrForbidden = errors.New("broker: forbidden")
+	ErrForbidden = &Error{Code: CodeForbidden, Message: "forbidden"}
 	// ErrTooManySubscriptions: the session holds Config.MaxSubscriptions
-	// subscriptions already.
-	ErrTooManySubscriptions = errors.New("broker: too many subscriptions")
+	// subscriptions already. A quota, not a rate: waiting does not help,
+	// unsubscribing does.
+	ErrTooManySubscriptions = &Error{Code: CodeTooLarge, Message: "too many subscriptions"}
 	// ErrNodeFull: the node holds as many wildcard pattern nodes as
 	// Config.MaxPatternNodes allows.
-	ErrNodeFull = errors.New("broker: the node holds too many wildcard patterns")
+	ErrNodeFull = &Error{Code: CodeUnavailable, Message: "the node holds too many wildcard patterns"}
 	// ErrRateLimited: the client sends faster than its limit allows.
-	ErrRateLimited = errors.New("broker: rate limited")
+	ErrRateLimited = &Error{Code: CodeRateLimited, Message: "rate limited"}
 	// ErrUnauthorized: the client's credentials are missing or not valid.
-	ErrUnauthorized = errors.New("broker: unauthorized")
+	ErrUnauthorized = &Error{Code: CodeUnauthorized, Message: "unauthorized"}
 )
 
 // Permissions decide which topics a session or a publisher may use. A nil
@@ -45,10 +43,10 @@ func CheckPublish(perms Permissions, pubs []Publication) error {
 	}
 	for i, p := range pubs {
 		if err := ValidateTopic(p.Topic); err != nil {
-			return fmt.Errorf("message %d: %w", i, err)
+			return inMessage(i, err)
 		}
 		if !perms.AllowPublish(p.Topic) {
-			return fmt.Errorf("%w: may not publish to %s", ErrForbidden, p.Topic)
+			return NewError(ErrForbidden, "forbidden: may not publish to %s", p.Topic)
 		}
 	}
 	return nil

@@ -27,7 +27,7 @@ func TestSubscribeIsCheckedAgainstPermissions(t *testing.T) {
 	if revoked := s.SetPermissions(prefixPerms{sub: "a."}); len(revoked) != 0 {
 		t.Fatalf("revoked %v from a session with no subscription", revoked)
 	}
-	if err := s.Subscribe(context.Background(), "", "b.x", nil); !errors.Is(err, broker.ErrForbidden) || broker.ErrorCode(err) != broker.CodeForbidden {
+	if err := s.Subscribe(context.Background(), "", "b.x", nil); !errors.Is(err, broker.ErrForbidden) || broker.ClientError(err).Code != broker.CodeForbidden {
 		t.Fatalf("subscribe b.x: %v, want ErrForbidden (code forbidden)", err)
 	}
 	if err := s.Subscribe(context.Background(), "", "a.x", nil); err != nil {
@@ -104,7 +104,7 @@ func TestMaxSubscriptions(t *testing.T) {
 		}
 	}
 	err := s.Subscribe(context.Background(), "", "m.b", nil)
-	if !errors.Is(err, broker.ErrTooManySubscriptions) || broker.ErrorCode(err) != broker.CodeTooLarge {
+	if !errors.Is(err, broker.ErrTooManySubscriptions) || broker.ClientError(err).Code != broker.CodeTooLarge {
 		t.Fatalf("3rd subscription: %v, want ErrTooManySubscriptions (code too_large)", err)
 	}
 	// A duplicate is still reported as such, not as over the limit.
@@ -127,8 +127,8 @@ func TestErrorCodesOfRefusals(t *testing.T) {
 		broker.ErrRateLimited:          broker.CodeRateLimited,
 		broker.ErrTooManySubscriptions: broker.CodeTooLarge,
 	} {
-		if got := broker.ErrorCode(fmt.Errorf("context: %w", err)); got != want {
-			t.Errorf("ErrorCode(%v) = %s, want %s", err, got, want)
+		if got := broker.ClientError(fmt.Errorf("context: %w", err)).Code; got != want {
+			t.Errorf("ClientError(%v).Code = %s, want %s", err, got, want)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,7 +129,7 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 	if wildcard {
 		segments = strings.Count(pattern, ".") + 1
 		if segments > s.b.cfg.MaxPatternSegments {
-			return fmt.Errorf("%w: a wildcard pattern has at most %d segments", ErrInvalidTopic, s.b.cfg.MaxPatternSegments)
+			return NewError(ErrInvalidTopic, "topic is invalid: a wildcard pattern has at most %d segments", s.b.cfg.MaxPatternSegments)
 		}
 	}
 	sub := &subscription{sess: s, pattern: pattern, wildcard: wildcard}
@@ -142,19 +141,19 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 	}
 	if s.perms != nil && !s.perms.AllowSubscribe(pattern) {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: may not subscribe to %s", ErrForbidden, pattern)
+		return NewError(ErrForbidden, "forbidden: may not subscribe to %s", pattern)
 	}
 	if _, dup := s.subs[pattern]; dup {
 		s.mu.Unlock()
-		return fmt.Errorf("%w to %s", ErrAlreadySubscribed, pattern)
+		return NewError(ErrAlreadySubscribed, "already subscribed to %s", pattern)
 	}
 	if len(s.subs) >= s.b.cfg.MaxSubscriptions {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: a session may hold %d", ErrTooManySubscriptions, s.b.cfg.MaxSubscriptions)
+		return NewError(ErrTooManySubscriptions, "too many subscriptions: a session may hold %d", s.b.cfg.MaxSubscriptions)
 	}
 	if s.patternSegments+segments > s.b.cfg.MaxSessionPatternSegments {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: a session's wildcard patterns may have %d segments in all", ErrTooManySubscriptions, s.b.cfg.MaxSessionPatternSegments)
+		return NewError(ErrTooManySubscriptions, "too many subscriptions: a session's wildcard patterns may have %d segments in all", s.b.cfg.MaxSessionPatternSegments)
 	}
 	// Registered under mu so that a concurrent Close either sees the
 	// subscription in the hub or refuses it above. The live stream is
@@ -173,7 +172,7 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		if errors.Is(err, ErrSessionClosed) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return WrapError(ErrUnavailable, err)
 	}
 	if wildcard {
 		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, nil, 0)
@@ -192,7 +191,7 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 	}
 	if err != nil {
 		s.drop(sub)
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return WrapError(ErrUnavailable, err)
 	}
 	last := pos.Offset
 	if since != nil {
@@ -333,7 +332,7 @@ func (s *Session) Unsubscribe(pattern string) error {
 	}
 	s.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w to %s", ErrNotSubscribed, pattern)
+		return NewError(ErrNotSubscribed, "not subscribed to %s", pattern)
 	}
 	s.b.remove(sub)
 	return nil

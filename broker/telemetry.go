@@ -94,7 +94,8 @@ type telemetry struct {
 	prop   propagation.TextMapPropagator
 }
 
-// resumeStats and resetStats count resumes by outcome and resets by reason.
+// outcomeStats counts resumes by outcome (recovered or not) and resets
+// by reason (history_lost, gap).
 type outcomeStats struct {
 	resumed          [2]atomic.Uint64 // [0] recovered=false, [1] recovered=true
 	historyLost, gap atomic.Uint64

@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -10,7 +8,7 @@ import (
 // ErrInvalidTopic is the error, wrapped with a short detail, that
 // ValidateTopic and ValidatePattern return for a topic or pattern that breaks
 // the rules of PROTOCOL.md ("Topics"). Test for it with errors.Is.
-var ErrInvalidTopic = errors.New("broker: topic is invalid")
+var ErrInvalidTopic = &Error{Code: CodeBadRequest, Message: "topic is invalid"}
 
 // maxTopicLen is the longest topic or pattern, in bytes.
 const maxTopicLen = 255
@@ -43,7 +41,7 @@ func ValidatePattern(pattern string) (wildcard bool, err error) {
 }
 
 // ErrInvalidIdempotencyKey is wrapped by ValidateIdempotencyKey's errors.
-var ErrInvalidIdempotencyKey = errors.New("broker: idempotency key is invalid")
+var ErrInvalidIdempotencyKey = &Error{Code: CodeBadRequest, Message: "idempotency key is invalid"}
 
 // MaxIdempotencyKeyLen is the longest idempotency key, in bytes.
 const MaxIdempotencyKeyLen = 128
@@ -53,11 +51,11 @@ const MaxIdempotencyKeyLen = 128
 // wraps ErrInvalidIdempotencyKey and never repeats the key.
 func ValidateIdempotencyKey(key string) error {
 	if len(key) > MaxIdempotencyKeyLen {
-		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidIdempotencyKey, MaxIdempotencyKeyLen)
+		return NewError(ErrInvalidIdempotencyKey, "idempotency key is invalid: longer than %d bytes", MaxIdempotencyKeyLen)
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] < 0x21 || key[i] > 0x7e {
-			return fmt.Errorf("%w: byte %d is not printable ASCII", ErrInvalidIdempotencyKey, i)
+			return NewError(ErrInvalidIdempotencyKey, "idempotency key is invalid: byte %d is not printable ASCII", i)
 		}
 	}
 	return nil
@@ -72,10 +70,10 @@ func IsPattern(s string) bool { return strings.ContainsAny(s, "*>") }
 // It makes one pass over the bytes of s and allocates only to build an error.
 func scanTopic(s string, wild bool) (hasWildcard bool, err error) {
 	if len(s) == 0 {
-		return false, fmt.Errorf("%w: empty", ErrInvalidTopic)
+		return false, NewError(ErrInvalidTopic, "topic is invalid: empty")
 	}
 	if len(s) > maxTopicLen {
-		return false, fmt.Errorf("%w: longer than %d bytes", ErrInvalidTopic, maxTopicLen)
+		return false, NewError(ErrInvalidTopic, "topic is invalid: longer than %d bytes", maxTopicLen)
 	}
 	start := 0 // index of the first byte of the current segment
 	for i := 0; i < len(s); i++ {
@@ -84,18 +82,18 @@ func scanTopic(s string, wild bool) (hasWildcard bool, err error) {
 		case isSegmentByte(c):
 		case c == '.':
 			if i == start {
-				return false, fmt.Errorf("%w: empty segment at byte %d", ErrInvalidTopic, i)
+				return false, NewError(ErrInvalidTopic, "topic is invalid: empty segment at byte %d", i)
 			}
 			start = i + 1
 		case c == '*' || c == '>':
 			if !wild {
-				return false, fmt.Errorf("%w: wildcards are not allowed here", ErrInvalidTopic)
+				return false, NewError(ErrInvalidTopic, "topic is invalid: wildcards are not allowed here")
 			}
 			if i != start || (i+1 < len(s) && s[i+1] != '.') {
-				return false, fmt.Errorf("%w: wildcard %q must be a whole segment", ErrInvalidTopic, c)
+				return false, NewError(ErrInvalidTopic, "topic is invalid: wildcard %q must be a whole segment", c)
 			}
 			if c == '>' && i+1 != len(s) {
-				return false, fmt.Errorf("%w: wildcard '>' must be the last segment", ErrInvalidTopic)
+				return false, NewError(ErrInvalidTopic, "topic is invalid: wildcard '>' must be the last segment")
 			}
 			hasWildcard = true
 		default:
@@ -103,7 +101,7 @@ func scanTopic(s string, wild bool) (hasWildcard bool, err error) {
 		}
 	}
 	if start == len(s) { // trailing '.'
-		return false, fmt.Errorf("%w: empty segment at byte %d", ErrInvalidTopic, len(s))
+		return false, NewError(ErrInvalidTopic, "topic is invalid: empty segment at byte %d", len(s))
 	}
 	return hasWildcard, nil
 }
@@ -119,9 +117,9 @@ func isSegmentByte(c byte) bool {
 func invalidChar(s string, i int) error {
 	r, size := utf8.DecodeRuneInString(s[i:])
 	if r == utf8.RuneError && size <= 1 {
-		return fmt.Errorf("%w: invalid byte 0x%02x at byte %d", ErrInvalidTopic, s[i], i)
+		return NewError(ErrInvalidTopic, "topic is invalid: invalid byte 0x%02x at byte %d", s[i], i)
 	}
-	return fmt.Errorf("%w: invalid character %q at byte %d", ErrInvalidTopic, r, i)
+	return NewError(ErrInvalidTopic, "topic is invalid: invalid character %q at byte %d", r, i)
 }
 
 // Match reports whether topic, a valid exact topic, matches pattern, a

@@ -138,8 +138,11 @@ func checkTopicErr(t *testing.T, input string, err error, detail string) {
 		t.Errorf("error %v does not wrap ErrInvalidTopic", err)
 	}
 	msg := err.Error()
-	if !strings.HasPrefix(msg, "broker: topic is invalid: ") {
-		t.Errorf("error %q lacks the sentinel prefix", msg)
+	if !strings.HasPrefix(msg, "topic is invalid: ") {
+		t.Errorf("error %q does not start with the sentinel's message", msg)
+	}
+	if ce := ClientError(err); ce.Code != CodeBadRequest || ce.Message != msg {
+		t.Errorf("the client is told %s %q, want %s %q", ce.Code, ce.Message, CodeBadRequest, msg)
 	}
 	if !strings.Contains(msg, detail) {
 		t.Errorf("error %q does not contain %q", msg, detail)

@@ -2,9 +2,7 @@ package broker_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
@@ -43,16 +41,13 @@ func BenchmarkPublishDeliverTracing(b *testing.B) {
 				tp, stop := mode.tp()
 				defer stop()
 				br, drainAll := benchFanout(b, broker.Config{QueueSize: 1024, TracerProvider: tp}, n)
-				pubs := []broker.Publication{{Topic: "bench.topic", Data: json.RawMessage(`"` + strings.Repeat("x", 98) + `"`)}}
+				pubs := []broker.Publication{{Topic: "bench.topic", Data: benchData}}
 				ctx := context.Background()
-				for i := 0; i < 1024; i++ {
+				warmUp(func() {
 					if _, err := br.Publish(ctx, pubs); err != nil {
 						b.Fatal(err)
 					}
-					if i%512 == 511 {
-						drainAll()
-					}
-				}
+				}, drainAll)
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {

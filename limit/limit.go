@@ -10,28 +10,28 @@
 package limit
 
 import (
-	"errors"
 	"math"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/tidings-io/tidings/broker"
 	"golang.org/x/time/rate"
 )
 
-// Errors of Acquire; both come as a *Refusal.
+// Errors of Acquire; both come as a *Refusal. They are
+// broker.ErrRateLimited errors: their text is for the client.
 var (
 	// ErrRate: the address opens connections faster than Config.Rate.
-	ErrRate = errors.New("limit: too many new connections from this address")
+	ErrRate = broker.NewError(broker.ErrRateLimited, "too many new connections from this address")
 	// ErrConcurrent: the address holds Config.Max connections already.
-	ErrConcurrent = errors.New("limit: too many connections from this address")
+	ErrConcurrent = broker.NewError(broker.ErrRateLimited, "too many connections from this address")
 )
 
 // Refusal is a refused Acquire: which limit, and when to try again.
 type Refusal struct {
 	// Err is ErrRate or ErrConcurrent.
-	Err error
+	Err *broker.Error
 	// RetryAfter is when a new attempt may succeed (at least one second).
 	RetryAfter time.Duration
 }
@@ -157,34 +157,4 @@ func (l *PerAddr) sweep(now time.Time) {
 			delete(l.entries, k)
 		}
 	}
-}
-
-// Tally counts refusals by reason, for a fixed set of reasons.
-type Tally struct {
-	reasons []string
-	counts  []atomic.Uint64
-}
-
-// NewTally returns a tally of reasons, each at 0.
-func NewTally(reasons ...string) *Tally {
-	return &Tally{reasons: reasons, counts: make([]atomic.Uint64, len(reasons))}
-}
-
-// Add counts one refusal for reason; a reason not in the tally is ignored.
-func (t *Tally) Add(reason string) {
-	for i, name := range t.reasons {
-		if name == reason {
-			t.counts[i].Add(1)
-			return
-		}
-	}
-}
-
-// Snapshot returns every reason's count, zeros included.
-func (t *Tally) Snapshot() map[string]uint64 {
-	m := make(map[string]uint64, len(t.reasons))
-	for i, name := range t.reasons {
-		m[name] = t.counts[i].Load()
-	}
-	return m
 }

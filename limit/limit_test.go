@@ -155,12 +155,31 @@ func TestInvalidAddressesShareOneGroup(t *testing.T) {
 }
 
 func TestTallyCountsEachReasonAndIgnoresOthers(t *testing.T) {
-	tally := limit.NewTally("a", "b")
-	tally.Add("a")
-	tally.Add("a")
-	tally.Add("unknown")
+	a, b := limit.ReasonOrigin, limit.ReasonHTTPRate
+	tally := limit.NewTally(a, b)
+	tally.Add(a)
+	tally.Add(a)
+	tally.Add(limit.ReasonNone)
+	tally.Add(limit.Reason(250))
 	got := tally.Snapshot()
-	if len(got) != 2 || got["a"] != 2 || got["b"] != 0 {
-		t.Fatalf("Snapshot = %v, want map[a:2 b:0]", got)
+	if len(got) != 2 || got[a] != 2 || got[b] != 0 {
+		t.Fatalf("Snapshot = %v, want map[origin:2 http_rate:0]", got)
+	}
+	if tally.Count(a) != 2 || tally.Count(limit.Reason(250)) != 0 {
+		t.Fatalf("Count = %d, %d", tally.Count(a), tally.Count(limit.Reason(250)))
+	}
+}
+
+// Every reason has a label of its own: the labels are the metric's.
+func TestReasonsHaveDistinctLabels(t *testing.T) {
+	seen := map[string]limit.Reason{}
+	for r := limit.ReasonNone; r.String() != "none" || r == limit.ReasonNone; r++ {
+		if other, ok := seen[r.String()]; ok {
+			t.Fatalf("reasons %d and %d share the label %q", other, r, r.String())
+		}
+		seen[r.String()] = r
+	}
+	if len(seen) != 17 {
+		t.Fatalf("%d labels, want 17 (none and 16 reasons)", len(seen))
 	}
 }

@@ -31,23 +31,23 @@ import (
 // cannot use; the message names the variable and its value.
 var ErrEnv = errors.New("tracing: invalid OpenTelemetry setting")
 
-// Config tunes Setup beyond the OTEL_* environment. The zero value of each
-// field means its default.
+// Config tunes Setup beyond the OTEL_* environment. A zero field means
+// its default, which its comment states.
 type Config struct {
-	// ServiceVersion is the service.version resource attribute. Default:
-	// not set.
+	// ServiceVersion is the service.version resource attribute. Empty (the
+	// default): the attribute is not set.
 	ServiceVersion string
 	// InstanceID is the service.instance.id resource attribute, the node
-	// id. Default: not set.
+	// id. Empty (the default): the attribute is not set.
 	InstanceID string
-	// Console receives spans when OTEL_TRACES_EXPORTER lists console.
-	// Default os.Stdout.
+	// Console receives spans when OTEL_TRACES_EXPORTER lists console. Nil
+	// means os.Stdout.
 	Console io.Writer
 	// SpanExporter, when set, replaces the exporters OTEL_TRACES_EXPORTER
 	// names and receives each span as it ends (synchronously), whatever
 	// OTEL_TRACES_EXPORTER says; the sampler still follows
 	// OTEL_TRACES_SAMPLER. Tests pass tracetest's in-memory exporter.
-	// Default: none.
+	// Nil (the default): the exporters OTEL_TRACES_EXPORTER names.
 	SpanExporter sdktrace.SpanExporter
 }
 

@@ -15,6 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/memory"
+	redisstore "github.com/tidings-io/tidings/store/redis"
+	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -83,23 +87,25 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&c.redisURL, "redis", "", "Redis URL, redis://[user:pass@]host:port/db or rediss:// for TLS (default: in-memory, single node)")
 	fs.StringVar(&redisCluster, "redis-cluster", "", "comma-separated Redis Cluster seed addresses host:port (instead of -redis)")
 	fs.StringVar(&redisSentinel, "redis-sentinel", "", "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)")
-	fs.DurationVar(&c.redisTimeout, "redis-timeout", 2*time.Second, "bound on every Redis operation; a publish fails with 503 after it")
-	fs.StringVar(&c.redisPrefix, "redis-prefix", "tidings:", "prefix of every Redis key and channel")
+	fs.DurationVar(&c.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on every Redis operation; a publish fails with 503 after it")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key and channel")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")
 	fs.StringVar(&publicHosts, "public-hosts", "", "comma-separated names browsers reach the node by (its DNS name, the name a proxy serves it under); with no -allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions")
-	fs.IntVar(&c.historySize, "history-size", 100, "messages kept per topic for resume")
-	fs.DurationVar(&c.historyTTL, "history-ttl", 5*time.Minute, "how long messages stay in history")
-	fs.Int64Var(&c.historyBytes, "history-bytes", 256<<20, "bytes the in-memory store's history holds on the node, every topic together; over it the oldest messages go first")
-	fs.Int64Var(&c.outboundBytes, "outbound-bytes", 512<<20, "bytes every session's outbound queue holds on the node together; over it the sessions with the fullest queues are cut as slow consumers")
-	fs.DurationVar(&c.idemWindow, "idempotency-window", 5*time.Minute, "how long a publish's idempotency key is remembered on its topic: a retry within it is answered as the first publish and stored once")
+	// -history-size, -history-ttl and -idempotency-window apply to
+	// either store; the two stores' defaults agree (TestStoreDefaultsAgree).
+	fs.IntVar(&c.historySize, "history-size", memory.DefaultHistorySize, "messages kept per topic for resume")
+	fs.DurationVar(&c.historyTTL, "history-ttl", memory.DefaultHistoryTTL, "how long messages stay in history")
+	fs.Int64Var(&c.historyBytes, "history-bytes", memory.DefaultHistoryBytes, "bytes the in-memory store's history holds on the node, every topic together; over it the oldest messages go first")
+	fs.Int64Var(&c.outboundBytes, "outbound-bytes", broker.DefaultOutboundBytes, "bytes every session's outbound queue holds on the node together; over it the sessions with the fullest queues are cut as slow consumers")
+	fs.DurationVar(&c.idemWindow, "idempotency-window", memory.DefaultIdempotencyWindow, "how long a publish's idempotency key is remembered on its topic: a retry within it is answered as the first publish and stored once")
 	fs.IntVar(&c.maxMessageSize, "max-message-size", 65536, "largest inbound WebSocket message in bytes, after reassembly")
-	fs.IntVar(&c.maxBodySize, "max-body-size", 1048576, "largest HTTP publish body in bytes")
-	fs.IntVar(&c.queueSize, "queue-size", 1024, "per-session outbound queue bound in frames")
-	fs.IntVar(&c.queueBytes, "queue-bytes", 4194304, "per-session outbound queue bound in bytes")
+	fs.IntVar(&c.maxBodySize, "max-body-size", httpapi.DefaultMaxBodySize, "largest HTTP publish body in bytes")
+	fs.IntVar(&c.queueSize, "queue-size", broker.DefaultQueueSize, "per-session outbound queue bound in frames")
+	fs.IntVar(&c.queueBytes, "queue-bytes", broker.DefaultQueueBytes, "per-session outbound queue bound in bytes")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 25*time.Second, "server ping interval; a session silent for two intervals is closed")
-	fs.IntVar(&c.shards, "shards", 64, "topic hub shards")
+	fs.IntVar(&c.shards, "shards", broker.DefaultShards, "topic hub shards")
 	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")

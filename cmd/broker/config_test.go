@@ -11,6 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/store/memory"
+	redisstore "github.com/tidings-io/tidings/store/redis"
+	"github.com/tidings-io/tidings/transport/httpapi"
 )
 
 // flagCase is one flag of the command line: its default, and two valid
@@ -92,7 +97,7 @@ var flagCases = []flagCase{
 		envValue: "10", wantEnv: "10", flagValue: "0", wantFlag: "0"},
 	{name: "max-conns", def: "0", get: func(c config) string { return str(c.maxConns) }, wantDef: "0",
 		envValue: "5000", wantEnv: "5000", flagValue: "100", wantFlag: "100"},
-	// Issue 6: authentication, limits, timeouts and TLS.
+	// Authentication, limits, timeouts and TLS (security.go).
 	{name: "jwt-key", def: `""`, get: func(c config) string { return c.jwtKey }, wantDef: "",
 		envValue: "env-secret-0123456789abcdef0123456789", wantEnv: "env-secret-0123456789abcdef0123456789",
 		flagValue: "flag-secret-0123456789abcdef012345678", wantFlag: "flag-secret-0123456789abcdef012345678"},
@@ -512,5 +517,52 @@ func TestRunUsesEnvironment(t *testing.T) {
 				t.Errorf("with TIDINGS_LOG_LEVEL=debug: %v", err)
 			}
 		})
+	}
+}
+
+// TestFlagDefaultsArePackageDefaults: the flags that feed the broker, the
+// stores and the HTTP API default to those packages' own defaults, so that
+// a node run with no flags behaves as the packages do with a zero Config.
+func TestFlagDefaultsArePackageDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := parseConfig(nil, noEnv, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		flag      string
+		got, want any
+	}{
+		{"shards", c.shards, broker.DefaultShards},
+		{"queue-size", c.queueSize, broker.DefaultQueueSize},
+		{"queue-bytes", c.queueBytes, broker.DefaultQueueBytes},
+		{"outbound-bytes", c.outboundBytes, int64(broker.DefaultOutboundBytes)},
+		{"max-subscriptions", c.maxSubscriptions, broker.DefaultMaxSubscriptions},
+		{"history-size", c.historySize, memory.DefaultHistorySize},
+		{"history-ttl", c.historyTTL, memory.DefaultHistoryTTL},
+		{"history-bytes", c.historyBytes, int64(memory.DefaultHistoryBytes)},
+		{"idempotency-window", c.idemWindow, memory.DefaultIdempotencyWindow},
+		{"redis-timeout", c.redisTimeout, redisstore.DefaultTimeout},
+		{"redis-prefix", c.redisPrefix, redisstore.DefaultPrefix},
+		{"max-body-size", c.maxBodySize, httpapi.DefaultMaxBodySize},
+		{"publish-rate", c.publishRate, float64(httpapi.DefaultPublishRate)},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("-%s defaults to %v, want the package's %v", tc.flag, tc.got, tc.want)
+		}
+	}
+}
+
+// TestStoreDefaultsAgree: -history-size, -history-ttl and
+// -idempotency-window feed either store and take the in-memory store's
+// defaults, which must be the Redis store's too.
+func TestStoreDefaultsAgree(t *testing.T) {
+	t.Parallel()
+	if memory.DefaultHistorySize != redisstore.DefaultHistorySize ||
+		memory.DefaultHistoryTTL != redisstore.DefaultHistoryTTL ||
+		memory.DefaultIdempotencyWindow != redisstore.DefaultIdempotencyWindow {
+		t.Errorf("memory defaults history %d, %v, idempotency %v; redis %d, %v, %v: want them equal",
+			memory.DefaultHistorySize, memory.DefaultHistoryTTL, memory.DefaultIdempotencyWindow,
+			redisstore.DefaultHistorySize, redisstore.DefaultHistoryTTL, redisstore.DefaultIdempotencyWindow)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -247,6 +248,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return cause
 }
 
+// errShutdownTimeout is wrapped by the error of a shutdown that reached
+// its deadline: what was still open then was cut.
+var errShutdownTimeout = errors.New("graceful shutdown timed out")
+
 // shutdown runs the graceful shutdown order: readiness fails, the listener
 // stops and in-flight HTTP requests finish, every session is flushed and
 // closed with 1001 once the publishes in flight have been delivered, then
@@ -254,6 +259,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // when -pprof-addr is not set), stops alongside the HTTP server: its
 // listener closes at once, a profile being taken may finish. What is
 // still open at the deadline is cut.
+//
+// It returns nil when every step finished in time and without error.
+// Otherwise its error names the steps still waiting at the deadline,
+// wrapped with errShutdownTimeout, and those that failed (closing the
+// store, say).
 func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, store io.Closer, timeout time.Duration, log *slog.Logger) error {
 	start := time.Now()
 	api.BeginShutdown()
@@ -273,24 +283,58 @@ func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, store i
 	} else {
 		pprofDone <- nil
 	}
-	pubErr := api.Drain(ctx)
-	wsErr := wsrv.Shutdown(ctx)
+	// late lists the steps still waiting at the deadline, errs what
+	// failed otherwise.
+	var late, errs []error
+	check := func(what string, err error) {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded):
+			late = append(late, fmt.Errorf("%s: %w", what, err))
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	check("HTTP publishes in flight", api.Drain(ctx))
+	check("WebSocket sessions", wsrv.Shutdown(ctx))
 	httpErr := <-httpDone
 	if httpErr != nil {
 		_ = srv.Close()
 	}
-	pprofErr := <-pprofDone
-	if pprofErr != nil {
+	check("HTTP server", httpErr)
+	if pprofErr := <-pprofDone; pprofErr != nil {
 		_ = psrv.Close()
+		check("profiling server", pprofErr)
 	}
-	_ = store.Close()
-	if httpErr != nil || pprofErr != nil || wsErr != nil || pubErr != nil {
-		log.Warn("shutdown deadline reached; remaining connections were cut", "after", time.Since(start).String())
-		return nil
+	check("closing the store", store.Close())
+	after := time.Since(start).String()
+	for _, err := range errs {
+		log.Warn("shutdown step failed", "err", err)
 	}
-	log.Info("shutdown complete", "after", time.Since(start).String())
+	if len(late) > 0 {
+		log.Warn("shutdown deadline reached; remaining connections were cut", "after", after, "waiting", errList(late).Error())
+		errs = append([]error{fmt.Errorf("%w after %v: %w", errShutdownTimeout, timeout, errList(late))}, errs...)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("shutdown: %w", errList(errs))
+	}
+	log.Info("shutdown complete", "after", after)
 	return nil
 }
+
+// errList is several errors as one, on one line: errors.Is and errors.As
+// see each of them.
+type errList []error
+
+func (l errList) Error() string {
+	msgs := make([]string, len(l))
+	for i, err := range l {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (l errList) Unwrap() []error { return l }
 
 // listenLoopback listens on addr, which validate has checked names a
 // loopback host, and makes sure the address bound is one: "localhost" is

@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/transport/clientip"
+	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/tlsreload"
 )
 
 // security is the part of the command line about authentication, limits,
-// timeouts and TLS (issue 6).
+// timeouts and TLS.
 type security struct {
 	jwtKey           string
 	jwtPublicKeyFile string
@@ -54,13 +56,13 @@ func (s *security) flags(fs *flag.FlagSet) *string {
 	fs.StringVar(&s.jwtIssuer, "jwt-issuer", "", "issuer (iss) session tokens must have (default: not checked)")
 	fs.DurationVar(&s.jwtLeeway, "jwt-leeway", 5*time.Second, "clock skew allowed on token exp, nbf and iat")
 	fs.StringVar(&s.apiKeysFile, "api-keys-file", "", "JSON file of publisher API keys, each with optional topic patterns and rate")
-	fs.Float64Var(&s.publishRate, "publish-rate", 1000, "HTTP publish requests per second per API key (0: no limit)")
+	fs.Float64Var(&s.publishRate, "publish-rate", httpapi.DefaultPublishRate, "HTTP publish requests per second per API key (0: no limit)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none)")
 	fs.IntVar(&s.maxSessions, "max-sessions", 100000, "WebSocket sessions per node; beyond it 503 (0: no limit)")
 	fs.Float64Var(&s.ipConnRate, "ip-conn-rate", 100, "new WebSocket sessions per second per client address (0: no limit)")
 	fs.IntVar(&s.ipConnBurst, "ip-conn-burst", 1000, "new WebSocket sessions a client address may open at once above -ip-conn-rate")
 	fs.IntVar(&s.ipMaxConns, "ip-max-conns", 1000, "WebSocket sessions per client address at once (0: no limit)")
-	fs.IntVar(&s.maxSubscriptions, "max-subscriptions", 1000, "subscriptions per session; beyond it error too_large")
+	fs.IntVar(&s.maxSubscriptions, "max-subscriptions", broker.DefaultMaxSubscriptions, "subscriptions per session; beyond it error too_large")
 	fs.Float64Var(&s.opRate, "op-rate", 500, "commands per second per session; beyond it error rate_limited, repeatedly 1008 (0: no limit)")
 	fs.IntVar(&s.opBurst, "op-burst", 1000, "commands a session may send at once above -op-rate")
 	fs.DurationVar(&s.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a connection has to send its request headers (the WebSocket upgrade)")
@@ -219,7 +221,7 @@ func (s security) build(ctx context.Context, c config, log *slog.Logger) (secure
 	return out, nil
 }
 
-// limit turns a flag's "0: no limit" into a package config's "negative:
+// limitOf turns a flag's "0: no limit" into a package config's "negative:
 // no limit" (where zero means the default).
 func limitOf[T int | float64](v T) T {
 	if v == 0 {

@@ -27,22 +27,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/internal/testcert"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 )
-
-// eventually polls cond every 10ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		<-tick.C
-	}
-}
 
 // TestHalfOpenConnectionsAreReapedByTheHandshakeTimeout opens 2 000 TCP
 // connections that never send a byte. Each costs the server a goroutine
@@ -74,8 +61,11 @@ func TestHalfOpenConnectionsAreReapedByTheHandshakeTimeout(t *testing.T) {
 		t.Logf("dialing took %v; the peak may miss the first connections", dialed)
 	}
 	// The server holds a goroutine for each while it waits for a request.
-	eventually(t, timeout, "the server to accept every connection", func() bool {
-		return runtime.NumGoroutine() >= base+conns
+	testkit.Eventually(t, timeout, func() error {
+		if g := runtime.NumGoroutine(); g < base+conns {
+			return fmt.Errorf("%d goroutines, want at least %d: the server has not accepted every connection", g, base+conns)
+		}
+		return nil
 	})
 	peak := runtime.NumGoroutine()
 
@@ -94,8 +84,11 @@ func TestHalfOpenConnectionsAreReapedByTheHandshakeTimeout(t *testing.T) {
 		}
 	}
 	reaped := time.Since(start)
-	eventually(t, 10*time.Second, "the goroutines to return to the baseline", func() bool {
-		return runtime.NumGoroutine() <= base+5
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if g := runtime.NumGoroutine(); g > base+5 {
+			return fmt.Errorf("%d goroutines, want at most %d: not back to the baseline", g, base+5)
+		}
+		return nil
 	})
 	t.Logf("%d half-open connections: %d goroutines before, %d at the peak, %d after; all closed %v after the first dial",
 		conns, base, peak, runtime.NumGoroutine(), reaped.Round(time.Millisecond))
@@ -335,6 +328,16 @@ func servedSerial(t *testing.T, addr string) int64 {
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
+// wantSerial says how the certificate served at addr differs from the one
+// with serial number want, or returns nil if it is that one.
+func wantSerial(t *testing.T, addr string, want int64) error {
+	t.Helper()
+	if got := servedSerial(t, addr); got != want {
+		return fmt.Errorf("serving the certificate with serial %d, want %d", got, want)
+	}
+	return nil
+}
+
 // TestTLSServesHTTPSAndWSSAndReloads: with -tls-cert and -tls-key the
 // broker serves HTTPS and WSS; a certificate replaced on disk is served
 // once the broker sees the change, and SIGHUP reloads at once.
@@ -366,7 +369,7 @@ func TestTLSServesHTTPSAndWSSAndReloads(t *testing.T) {
 	}
 
 	testcert.Write(t, dir, 2)
-	eventually(t, 15*time.Second, "the changed certificate to be served", func() bool { return servedSerial(t, n.addr) == 2 })
+	testkit.Eventually(t, 15*time.Second, func() error { return wantSerial(t, n.addr, 2) })
 
 	testcert.Write(t, dir, 3)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
@@ -375,7 +378,7 @@ func TestTLSServesHTTPSAndWSSAndReloads(t *testing.T) {
 	if _, err := n.log.waitRecord("SIGHUP received, reloading the TLS certificate", 10*time.Second, n.done); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the certificate reloaded on SIGHUP", func() bool { return servedSerial(t, n.addr) == 3 })
+	testkit.Eventually(t, 10*time.Second, func() error { return wantSerial(t, n.addr, 3) })
 	if got := fmt.Sprint(servedSerial(t, n.addr)); got != "3" {
 		t.Fatalf("serial %s", got)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -13,7 +15,11 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/httpapi"
+	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
 // delivery is one message a session received.
@@ -102,9 +108,9 @@ func (s *loadSession) run(addr string, dialSlots chan struct{}, ready chan<- err
 	}
 }
 
-// TestShutdownUnderLoad is issue 3's acceptance test: 500 sessions
-// subscribed to 10 topics (some through wildcards), publishes over HTTP
-// before and during shutdown, then the run context is cancelled. Every
+// TestShutdownUnderLoad is the graceful shutdown's acceptance test: 500
+// sessions subscribed to 10 topics (some through wildcards), publishes over
+// HTTP before and during shutdown, then the run context is cancelled. Every
 // session must receive every acknowledged message, in offset order with no
 // duplicate, then close 1001 `server shutting down`; run returns nil well
 // within the shutdown timeout, and (TestMain) no goroutine survives.
@@ -349,8 +355,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 
 // TestShutdownCutsSessionThatDoesNotAnswer holds one session that never
 // answers the close frame: it still gets its queued message and then 1001,
-// /readyz never answers 200 once shutdown has begun, and run returns nil
-// once -shutdown-timeout has passed, having cut the connection.
+// /readyz never answers 200 once shutdown has begun, and run returns once
+// -shutdown-timeout has passed, having cut the connection, with an error
+// saying so (the process exits 1).
 func TestShutdownCutsSessionThatDoesNotAnswer(t *testing.T) {
 	t.Parallel()
 	// The margin allowed past the deadline is generous, for loaded
@@ -423,8 +430,11 @@ poll:
 	}
 	elapsed := time.Since(start)
 	t.Logf("/readyz during shutdown: %d polls, %d refused, %d 503", polls, refused, unready)
-	if n.err != nil {
-		t.Errorf("run returned %v, want nil", n.err)
+	if !errors.Is(n.err, errShutdownTimeout) || !strings.Contains(n.err.Error(), "WebSocket sessions") {
+		t.Errorf("run returned %v, want the shutdown timeout, naming the WebSocket sessions", n.err)
+	}
+	if code := exitCode(n.err, io.Discard); code != 1 {
+		t.Errorf("exit status %d after a shutdown that timed out, want 1", code)
 	}
 	if elapsed < timeout-100*time.Millisecond {
 		t.Errorf("run returned after %v: it did not wait for the close reply until the %v deadline", elapsed, timeout)
@@ -451,7 +461,9 @@ func isReset(err error) bool {
 // request (a preconnect, a load balancer's TCP health check) must not hold
 // back the sessions' graceful close. net/http waits up to five seconds for
 // such a connection; with a shorter -shutdown-timeout the sessions used to
-// be cut at the deadline without their queued messages or 1001.
+// be cut at the deadline without their queued messages or 1001. The HTTP
+// server itself still waits for it until the deadline, which run reports:
+// the sessions must not be among what timed out.
 func TestShutdownNotHeldByIdleConnection(t *testing.T) {
 	t.Parallel()
 	const timeout = 3 * time.Second
@@ -500,7 +512,9 @@ func TestShutdownNotHeldByIdleConnection(t *testing.T) {
 		t.Fatalf("run did not return within %v of cancel", timeout+5*time.Second)
 	}
 	if n.err != nil {
-		t.Errorf("run returned %v, want nil", n.err)
+		if msg := n.err.Error(); !errors.Is(n.err, errShutdownTimeout) || !strings.Contains(msg, "HTTP server") || strings.Contains(msg, "WebSocket sessions") {
+			t.Errorf("run returned %v, want nil or the shutdown timeout of the HTTP server alone", n.err)
+		}
 	}
 	if elapsed := time.Since(start); elapsed > timeout+3*time.Second {
 		t.Errorf("run returned after %v, want within %v and a margin", elapsed, timeout)
@@ -516,4 +530,69 @@ func TestShutdownNotHeldByIdleConnection(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// failingCloser is a store whose Close fails, after closing the store.
+type failingCloser struct {
+	io.Closer
+	err error
+}
+
+func (f failingCloser) Close() error {
+	_ = f.Closer.Close()
+	return f.err
+}
+
+// TestShutdownReportsWhatFailed calls shutdown on a node with nothing left
+// to wait for: it returns nil, or the store's Close error (not a timeout)
+// when that fails.
+func TestShutdownReportsWhatFailed(t *testing.T) {
+	t.Parallel()
+	storeErr := errors.New("store close failed")
+	for _, tc := range []struct {
+		name     string
+		closeErr error
+	}{
+		{"clean", nil},
+		{"store fails to close", storeErr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := memory.New(memory.Config{})
+			b := broker.New(broker.Config{}, st, wstransport.Encoder{})
+			wsrv := wstransport.New(wstransport.Config{}, b)
+			api := httpapi.New(httpapi.Config{}, b, wsrv)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: api, ReadHeaderTimeout: time.Second}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			log := newLogSink()
+			err = shutdown(api, srv, nil, wsrv, failingCloser{st, tc.closeErr}, 10*time.Second, slog.New(slog.NewJSONHandler(log, nil)))
+			if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
+				t.Errorf("Serve returned %v, want http.ErrServerClosed", serveErr)
+			}
+			_, completeErr := log.waitRecord("shutdown complete", 0, nil)
+			if tc.closeErr == nil {
+				if err != nil {
+					t.Errorf("shutdown = %v, want nil", err)
+				}
+				if completeErr != nil {
+					t.Error(completeErr)
+				}
+				return
+			}
+			if !errors.Is(err, tc.closeErr) || errors.Is(err, errShutdownTimeout) {
+				t.Errorf("shutdown = %v, want the store's error and no timeout", err)
+			}
+			if code := exitCode(err, io.Discard); code != 1 {
+				t.Errorf("exit status %d after a failed shutdown, want 1", code)
+			}
+			if completeErr == nil {
+				t.Error("shutdown complete logged although closing the store failed")
+			}
+		})
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidings-io/tidings/internal/testkit"
 	"go.uber.org/goleak"
 	"golang.org/x/time/rate"
 )
@@ -346,7 +347,7 @@ func runAttack(t *testing.T, bin string, a attack) row {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 60*time.Second, func() error {
+		testkit.Eventually(t, 60*time.Second, func() error {
 			n, err := good.count()
 			if err != nil {
 				return err

@@ -392,15 +392,6 @@ func (s *sampler) finish(t *testing.T) usage {
 	return s.peak
 }
 
-// eventually calls cond until it returns nil, and fails the test with its
-// last error if that takes longer than within.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	if err := await(t, within, cond); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // await calls cond until it returns nil, and returns its last error if
 // that takes longer than within.
 func await(t *testing.T, within time.Duration, cond func() error) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -154,8 +155,8 @@ func BenchmarkPublishToDeliverThroughput(b *testing.B) {
 }
 
 // newRedisBroker starts a broker on a Redis store of cfg, closed at
-// cleanup, once the store answers (for up to 10 s: the store has no
-// event for it, so it is polled).
+// cleanup, once the store answers (it fails b if that takes more than
+// 10 s: the store has no event for it, so it is polled).
 func newRedisBroker(b *testing.B, cfg redis.Config, bcfg broker.Config) *broker.Broker {
 	b.Helper()
 	st, err := redis.New(cfg)
@@ -163,9 +164,6 @@ func newRedisBroker(b *testing.B, cfg redis.Config, bcfg broker.Config) *broker.
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = st.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for st.Healthy() != nil && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(b, 10*time.Second, st.Healthy)
 	return broker.New(bcfg, st, ws.Encoder{})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/store/redis"
 )
@@ -59,10 +60,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Fatalf("WebSocket publish during the outage answered %s", f.Raw)
 	}
 	for _, n := range []*node{n1, n2} {
-		eventually(t, wait, func() bool {
-			code, body := n.readyz(t)
-			return code == http.StatusServiceUnavailable && strings.Contains(body, "redis")
-		})
+		testkit.Eventually(t, wait, func() error { return n.wantReadyz(t, http.StatusServiceUnavailable, "redis") })
 		resp, err := http.Get(n.HTTP + "/healthz")
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("/healthz during the outage: %v %v", resp, err)
@@ -75,7 +73,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	// Redis comes back with its data: the sequence goes on, nothing repeats.
 	srv.Restart()
 	for _, n := range []*node{n1, n2} {
-		eventually(t, wait, func() bool { code, _ := n.readyz(t); return code == http.StatusOK })
+		testkit.Eventually(t, wait, func() error { return n.wantReadyz(t, http.StatusOK, "") })
 	}
 	r = n1.mustPublish(t, topic, 3)
 	if r.Offset != 4 || r.Epoch != epoch {
@@ -87,9 +85,9 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 
 	// Redis comes back empty: subscribers learn the new epoch from a reset.
 	srv.RestartEmpty()
-	eventually(t, wait, func() bool { code, _ := n1.readyz(t); return code == http.StatusOK })
+	testkit.Eventually(t, wait, func() error { return n1.wantReadyz(t, http.StatusOK, "") })
 	var fresh publishResult
-	eventually(t, wait, func() bool { fresh = n1.publish(t, topic, "new"); return fresh.Status == http.StatusOK })
+	testkit.Eventually(t, wait, func() error { fresh = n1.publish(t, topic, "new"); return fresh.err() })
 	if fresh.Epoch == epoch || fresh.Offset != 1 {
 		t.Fatalf("publish after an empty restart: offset %d epoch %s, want offset 1 in a new epoch", fresh.Offset, fresh.Epoch)
 	}
@@ -160,16 +158,13 @@ func TestClusterMasterLossAndReturn(t *testing.T) {
 		t.Fatalf("publish to a dead master took %v, bound is %v", took, timeout)
 	}
 	pingPong(t, sub)
-	eventually(t, wait, func() bool {
-		code, body := n2.readyz(t)
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "redis")
-	})
+	testkit.Eventually(t, wait, func() error { return n2.wantReadyz(t, http.StatusServiceUnavailable, "redis") })
 
 	// The master comes back without its data: the topic starts a new epoch
 	// and its subscribers are told.
 	victim.RestartEmpty()
 	var fresh publishResult
-	eventually(t, 30*time.Second, func() bool { fresh = n1.publish(t, topic, 3); return fresh.Status == http.StatusOK })
+	testkit.Eventually(t, 30*time.Second, func() error { fresh = n1.publish(t, topic, 3); return fresh.err() })
 	if fresh.Epoch == first.Epoch || fresh.Offset != 1 {
 		t.Fatalf("after the master returned empty: offset %d epoch %s, want 1 in a new epoch", fresh.Offset, fresh.Epoch)
 	}
@@ -178,5 +173,5 @@ func TestClusterMasterLossAndReturn(t *testing.T) {
 		t.Fatalf("subscriber got %s, want a history_lost reset", f.Raw)
 	}
 	expectMessages(t, sub, topic, 1, 1)
-	eventually(t, wait, func() bool { code, _ := n2.readyz(t); return code == http.StatusOK })
+	testkit.Eventually(t, wait, func() error { return n2.wantReadyz(t, http.StatusOK, "") })
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
@@ -60,7 +61,7 @@ func startObservedNode(t *testing.T, cfg redis.Config, id string, tel *tracing.T
 	n := &node{store: st, b: b, ws: wsrv, api: api, srv: srv,
 		WS: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", HTTP: srv.URL}
 	t.Cleanup(func() { n.stop(t) })
-	eventually(t, 10*time.Second, func() bool { return st.Healthy() == nil })
+	testkit.Eventually(t, 10*time.Second, st.Healthy)
 	return n
 }
 
@@ -86,6 +87,15 @@ type publishResult struct {
 	Offset uint64 `json:"offset"`
 	Epoch  string `json:"epoch"`
 	Body   string
+}
+
+// err returns nil if the publish was accepted, and otherwise an error
+// with the node's answer.
+func (r publishResult) err() error {
+	if r.Status != http.StatusOK {
+		return fmt.Errorf("publish answered %d %s", r.Status, strings.TrimSpace(r.Body))
+	}
+	return nil
 }
 
 // publish posts one message to the node.
@@ -129,16 +139,19 @@ func (n *node) readyz(t *testing.T) (int, string) {
 	return resp.StatusCode, string(raw)
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool) {
+// wantReadyz returns nil if the node's /readyz answers status with a body
+// that mentions mention (anything, if it is empty), and otherwise an error
+// that says what it answered: a condition for testkit.Eventually.
+func (n *node) wantReadyz(t *testing.T, status int, mention string) error {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", within)
-		}
-		time.Sleep(10 * time.Millisecond)
+	code, body := n.readyz(t)
+	switch {
+	case code != status:
+		return fmt.Errorf("/readyz answered %d %s, want %d", code, strings.TrimSpace(body), status)
+	case !strings.Contains(body, mention):
+		return fmt.Errorf("/readyz answered %d %s, want it to mention %q", code, strings.TrimSpace(body), mention)
 	}
+	return nil
 }
 
 func topicFor(t *testing.T, suffix string) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/tracing"
@@ -54,14 +56,17 @@ func (n *node) publishTraced(t *testing.T, topic, traceparent string) {
 func spansIn(t *testing.T, exp *tracetest.InMemoryExporter, id trace.TraceID, n int) map[string]tracetest.SpanStub {
 	t.Helper()
 	var got tracetest.SpanStubs
-	eventually(t, wait, func() bool {
+	testkit.Eventually(t, wait, func() error {
 		got = got[:0]
 		for _, s := range exp.GetSpans() {
 			if s.SpanContext.TraceID() == id {
 				got = append(got, s)
 			}
 		}
-		return len(got) >= n
+		if len(got) < n {
+			return fmt.Errorf("%d spans of trace %s ended, want %d", len(got), id, n)
+		}
+		return nil
 	})
 	out := map[string]tracetest.SpanStub{}
 	for _, s := range got {
@@ -201,8 +206,11 @@ func TestRedisMetrics(t *testing.T) {
 		a.mustPublish(t, topic, next)
 		expectMessages(t, onB, topic, next, 1)
 		next++
-		eventually(t, wait, func() bool {
-			return scrapeNode(t, b).get("tidings_redis_reconnects_total", "conn", "pubsub") >= 1
+		testkit.Eventually(t, wait, func() error {
+			if got := scrapeNode(t, b).get("tidings_redis_reconnects_total", "conn", "pubsub"); got < 1 {
+				return fmt.Errorf("tidings_redis_reconnects_total{conn=pubsub} = %v, want at least 1", got)
+			}
+			return nil
 		})
 	}
 
@@ -210,12 +218,15 @@ func TestRedisMetrics(t *testing.T) {
 	srv.Save()
 	srv.Kill()
 	for _, n := range []*node{a, b} {
-		eventually(t, wait, func() bool { code, _ := n.readyz(t); return code == http.StatusServiceUnavailable })
+		testkit.Eventually(t, wait, func() error { return n.wantReadyz(t, http.StatusServiceUnavailable, "") })
 	}
 	srv.Restart()
 	for _, n := range []*node{a, b} {
-		eventually(t, wait, func() bool {
-			return scrapeNode(t, n).get("tidings_redis_reconnects_total", "conn", "commands") == 1
+		testkit.Eventually(t, wait, func() error {
+			if got := scrapeNode(t, n).get("tidings_redis_reconnects_total", "conn", "commands"); got != 1 {
+				return fmt.Errorf("tidings_redis_reconnects_total{conn=commands} = %v, want 1", got)
+			}
+			return nil
 		})
 	}
 }

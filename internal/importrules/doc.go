@@ -1,6 +1,16 @@
-// Package importrules holds the test that enforces the import rules of the
-// module's package table: broker depends on no transport, store, Redis client
-// or OpenTelemetry SDK; only tracing and cmd/broker import the OpenTelemetry
-// SDK and exporters; store and transport packages do not import each other.
+// Package importrules holds the test that enforces the module's import
+// rules, the layering docs/ARCHITECTURE.md describes:
+//
+//   - broker depends on no transport, store, auth or limit package, and on
+//     no Redis client or OpenTelemetry SDK or exporter;
+//   - auth and limit depend on no transport or store package and on no
+//     Redis client;
+//   - session (what a session does on any transport) depends on no
+//     transport or store package, no Redis client and no OpenTelemetry
+//     SDK or exporter;
+//   - only tracing and cmd/broker import the OpenTelemetry SDK and
+//     exporters;
+//   - store and transport packages do not import each other.
+//
 // It has no code of its own; run it with `go test ./internal/importrules`.
 package importrules

@@ -45,7 +45,8 @@ const (
 	goRedis       = "github.com/redis/go-redis"
 )
 
-// rules returns the import rules of DESIGN.md for the module at path mod.
+// rules returns the import rules, as the package documentation lists
+// them, for the module at path mod.
 func rules(mod string) []rule {
 	return []rule{
 		{
@@ -65,6 +66,12 @@ func rules(mod string) []rule {
 			From:   []string{mod},
 			Except: []string{mod + "/tracing", mod + "/cmd/broker"},
 			Forbid: []string{otelSDK, otelExporters},
+		},
+		{
+			Name:      "session imports no transport, store, Redis client or OpenTelemetry SDK/exporter",
+			From:      []string{mod + "/session"},
+			Forbid:    []string{mod + "/transport", mod + "/store", goRedis, otelSDK, otelExporters},
+			MustMatch: true,
 		},
 		{
 			Name:      "store packages do not import transport packages",
@@ -242,7 +249,8 @@ func TestCheck(t *testing.T) {
 	// base is a graph that keeps every rule.
 	base := map[string][]string{
 		mod + "/broker":            {"context", "github.com/google/uuid", "go.opentelemetry.io/otel/trace"},
-		mod + "/transport/ws":      {mod + "/broker", "github.com/gobwas/ws"},
+		mod + "/session":           {"go.opentelemetry.io/otel/trace"},
+		mod + "/transport/ws":      {mod + "/broker", mod + "/session", "github.com/gobwas/ws"},
 		mod + "/transport/httpapi": {mod + "/broker"},
 		mod + "/store/memory":      {mod + "/broker"},
 		mod + "/store/redis":       {mod + "/broker", goRedis + "/v9"},

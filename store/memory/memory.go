@@ -22,40 +22,60 @@ import (
 // ErrClosed is returned by a store that has been closed.
 var ErrClosed = errors.New("memory: store is closed")
 
-// Config tunes a Store. The zero value of each field means its default.
+// Defaults of Config: what a zero field means.
+const (
+	// DefaultHistorySize is Config.HistorySize's default, in messages per
+	// topic.
+	DefaultHistorySize = 100
+	// DefaultHistoryTTL is Config.HistoryTTL's default.
+	DefaultHistoryTTL = 5 * time.Minute
+	// DefaultHistoryBytes is Config.HistoryBytes' default: 256 MiB.
+	DefaultHistoryBytes = 256 << 20
+	// DefaultIdempotencyWindow is Config.IdempotencyWindow's default.
+	DefaultIdempotencyWindow = 5 * time.Minute
+)
+
+// Config tunes a Store. A zero field means its default: the Default*
+// constant its comment names, or what it says for nil. None of the bounds
+// can be turned off; a negative one means its default, like zero.
 type Config struct {
-	// HistorySize is how many messages per topic history keeps. Default 100.
+	// HistorySize is how many messages per topic history keeps. Zero or
+	// negative means DefaultHistorySize (100).
 	HistorySize int
-	// HistoryTTL is how long a message stays in history. Default 5 minutes.
+	// HistoryTTL is how long a message stays in history. Zero or negative
+	// means DefaultHistoryTTL (5 minutes).
 	HistoryTTL time.Duration
 	// HistoryBytes bounds the bytes that history holds on the node, every
 	// topic together, its rings and topic records included; over it the
 	// oldest messages of the node are dropped first, then the records of
 	// unwatched topics left with no history, least recently used first.
-	// Default 256 MiB.
+	// Zero or negative means DefaultHistoryBytes (256 MiB).
 	HistoryBytes int64
 	// IdempotencyWindow is how long a publish's idempotency key is
-	// remembered on its topic. Default 5 minutes.
+	// remembered on its topic. Zero or negative means
+	// DefaultIdempotencyWindow (5 minutes).
 	IdempotencyWindow time.Duration
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// MeterProvider receives the store's metrics (history bytes, evicted
-	// messages, topics). Default nil: no metrics.
+	// messages, topics). Nil (the default) turns metrics off.
 	MeterProvider metric.MeterProvider
 }
 
+// withDefaults returns c with every zero (or negative) field set to its
+// default.
 func (c Config) withDefaults() Config {
 	if c.HistorySize <= 0 {
-		c.HistorySize = 100
+		c.HistorySize = DefaultHistorySize
 	}
 	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 5 * time.Minute
+		c.HistoryTTL = DefaultHistoryTTL
 	}
 	if c.HistoryBytes <= 0 {
-		c.HistoryBytes = 256 << 20
+		c.HistoryBytes = DefaultHistoryBytes
 	}
 	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = 5 * time.Minute
+		c.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/redis"
 )
 
@@ -156,7 +157,12 @@ func TestRetryOnAnotherNodeAnswersAsTheFirst(t *testing.T) {
 	if next[0].Offset != 2 {
 		t.Fatalf("next message has offset %d, want 2", next[0].Offset)
 	}
-	eventually(t, 5*time.Second, func() bool { return rec.count("idem.a") >= 1 })
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if n := rec.count("idem.a"); n < 1 {
+			return fmt.Errorf("%d deliveries on idem.a, want at least 1", n)
+		}
+		return nil
+	})
 	if n := rec.count("idem.a"); n != 1 {
 		t.Fatalf("%d deliveries on idem.a, want only the new message", n)
 	}

@@ -36,10 +36,30 @@ var (
 	ErrNotReady = errors.New("redis: not reachable")
 )
 
-// Config tunes a Store. The zero value of each field means its default.
+// Defaults of Config: what a zero field means.
+const (
+	// DefaultPrefix is Config.Prefix's default.
+	DefaultPrefix = "tidings:"
+	// DefaultTimeout is Config.Timeout's default.
+	DefaultTimeout = 2 * time.Second
+	// DefaultHistorySize is Config.HistorySize's default, in messages per
+	// topic.
+	DefaultHistorySize = 100
+	// DefaultHistoryTTL is Config.HistoryTTL's default.
+	DefaultHistoryTTL = 5 * time.Minute
+	// DefaultIdempotencyWindow is Config.IdempotencyWindow's default.
+	DefaultIdempotencyWindow = 5 * time.Minute
+	// DefaultMetaTTL is Config.MetaTTL's default.
+	DefaultMetaTTL = 24 * time.Hour
+)
+
+// Config tunes a Store. A zero field means its default: the Default*
+// constant its comment names, or what it says for an empty or nil value.
+// None of the bounds can be turned off; a negative one means its default,
+// like zero.
 type Config struct {
 	// URL is a redis:// or rediss:// URL: redis://[user:pass@]host:port/db.
-	// Exactly one of URL and ClusterAddrs is set.
+	// Exactly one of URL, ClusterAddrs and SentinelMaster is set.
 	URL string
 	// ClusterAddrs are seed addresses (host:port) of a Redis Cluster.
 	ClusterAddrs []string
@@ -49,46 +69,55 @@ type Config struct {
 	SentinelMaster string
 	SentinelAddrs  []string
 	// ClusterUsername and ClusterPassword authenticate to the cluster (ACL).
+	// Empty (the default): no authentication.
 	ClusterUsername, ClusterPassword string
-	// Prefix starts every key and channel. Default "tidings:".
+	// Prefix starts every key and channel. Empty means DefaultPrefix
+	// ("tidings:").
 	Prefix string
-	// Timeout bounds every Redis operation. Default 2s.
+	// Timeout bounds every Redis operation (dial, read, write, waiting
+	// for a pooled connection). Zero or negative means DefaultTimeout (2s).
 	Timeout time.Duration
-	// HistorySize is how many messages per topic history keeps. Default 100.
+	// HistorySize is how many messages per topic history keeps. Zero or
+	// negative means DefaultHistorySize (100).
 	HistorySize int
-	// HistoryTTL is how long a message stays in history. Default 5 minutes.
+	// HistoryTTL is how long a message stays in history. Zero or negative
+	// means DefaultHistoryTTL (5 minutes).
 	HistoryTTL time.Duration
 	// IdempotencyWindow is how long a publish's idempotency key is
-	// remembered on its topic. Default 5 minutes.
+	// remembered on its topic. Zero or negative means
+	// DefaultIdempotencyWindow (5 minutes).
 	IdempotencyWindow time.Duration
-	// MetaTTL is how long a topic's offset and epoch outlive its last use.
-	// Default 24h, and never less than HistoryTTL or IdempotencyWindow.
+	// MetaTTL is how long a topic's offset and epoch outlive its last use,
+	// never less than HistoryTTL or IdempotencyWindow. Zero or negative
+	// means DefaultMetaTTL (24h).
 	MetaTTL time.Duration
-	// Logger receives relay events. Default: discard.
+	// Logger receives relay events. Nil means discard.
 	Logger *slog.Logger
 	// MeterProvider receives the store's metrics (Redis round trips,
-	// reconnects, gap repairs). Default nil: no metrics.
+	// reconnects, gap repairs). Nil (the default) turns metrics off.
 	MeterProvider metric.MeterProvider
 }
 
+// withDefaults returns c with every zero (or negative) field set to its
+// default.
 func (c Config) withDefaults() Config {
 	if c.Prefix == "" {
-		c.Prefix = "tidings:"
+		c.Prefix = DefaultPrefix
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 2 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.HistorySize <= 0 {
-		c.HistorySize = 100
+		c.HistorySize = DefaultHistorySize
 	}
 	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 5 * time.Minute
+		c.HistoryTTL = DefaultHistoryTTL
 	}
 	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = 5 * time.Minute
+		c.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	if c.MetaTTL <= 0 {
-		c.MetaTTL = 24 * time.Hour
+		c.MetaTTL = DefaultMetaTTL
 	}
 	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
 	if c.Logger == nil {

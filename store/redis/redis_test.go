@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/store/storetest"
 	"go.uber.org/goleak"
@@ -44,18 +45,6 @@ func newStore(t *testing.T, cfg redis.Config) *redis.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	eventually(t, 10*time.Second, func() bool { return s.Healthy() == nil })
+	testkit.Eventually(t, 10*time.Second, s.Healthy)
 	return s
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 )
 
 // events is a Deliverer that records what it is given, as text, and
@@ -78,13 +80,7 @@ func stalledStore(t *testing.T) (*Store, *redistest.Link, *events) {
 	})
 	ev := newEvents()
 	s.Listen(ev)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Healthy() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("store not healthy")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the health loop: no event to wait on
-	}
+	testkit.Eventually(t, 10*time.Second, s.Healthy) // polling the health loop: no event to wait on
 	return s, link, ev
 }
 
@@ -115,17 +111,13 @@ func TestUnwatchDoesNotWaitForRedis(t *testing.T) {
 	link.Stall()
 	within(t, 5*time.Second, "Unwatch", func() { s.Unwatch("u.a") })
 	link.Restore()
-	deadline := time.Now().Add(40 * time.Second)
-	for {
+	testkit.Eventually(t, 40*time.Second, func() error { // polling Redis: no event to wait on
 		n, err := s.client.PubSubNumSub(ctx, s.keys("u.a")[2]).Result()
-		if err == nil && n[s.keys("u.a")[2]] == 0 {
-			break
+		if err != nil || n[s.keys("u.a")[2]] != 0 {
+			return fmt.Errorf("the channel still has %v subscribers (%v)", n, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the channel still has %v subscribers (%v)", n, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling Redis: no event to wait on
-	}
+		return nil
+	})
 }
 
 // A gap starts a repair that reads history; the relay's receive loop does

@@ -28,51 +28,71 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config tunes an API. The zero value of each field means its default.
+// Defaults of Config: what a zero field means.
+const (
+	// DefaultPublishRate is Config.PublishRate's default, in publish
+	// requests per second per API key.
+	DefaultPublishRate = 1000
+	// DefaultMaxBodySize is Config.MaxBodySize's default: 1 MiB.
+	DefaultMaxBodySize = 1 << 20
+	// DefaultMaxBatch is Config.MaxBatch's default, in messages.
+	DefaultMaxBatch = 1000
+)
+
+// Config tunes an API. A zero field means its default: the Default*
+// constant its comment names, or what it says for an empty or nil value.
+// A bound that can be turned off says so; a negative value turns it off.
 type Config struct {
 	// APIKeys are the publisher keys accepted as `Authorization: Bearer`,
 	// each limited to its topic patterns (403 outside them) and to its
-	// rate. Default (none): publishing is accepted from loopback addresses
-	// only.
+	// rate. Empty (the default): publishing is accepted from loopback
+	// addresses only.
 	APIKeys []auth.APIKey
 	// PublishRate is the publish requests per second of each API key that
 	// sets no rate of its own; beyond it 429 with Retry-After. A key may
-	// send one second's worth at once. Default 1000; negative: no limit.
+	// send one second's worth at once. Zero means DefaultPublishRate
+	// (1000); negative: no limit.
 	PublishRate float64
 	// TrustedProxies are the peers whose X-Forwarded-For names the client,
-	// for the loopback rule. Default: none.
+	// for the loopback rule. Empty (the default): none.
 	TrustedProxies []netip.Prefix
-	// MaxBodySize is the largest publish body in bytes, inclusive. Default 1 MiB.
+	// MaxBodySize is the largest publish body in bytes, inclusive. Zero or
+	// negative means DefaultMaxBodySize (1 MiB).
 	MaxBodySize int64
-	// MaxBatch is the most messages one batch may carry. Default 1000.
+	// MaxBatch is the most messages one batch may carry. Zero or negative
+	// means DefaultMaxBatch (1000).
 	MaxBatch int
 	// Ready reports whether the store can be reached; /readyz answers 503
-	// with its error as the reason. Default: always ready.
+	// with its error as the reason. Nil (the default): always ready.
 	Ready func() error
 	// Metrics serves GET /metrics (tracing.Telemetry.MetricsHandler).
-	// Default nil: /metrics answers 404, metrics are off.
+	// Nil (the default): /metrics answers 404, metrics are off.
 	Metrics http.Handler
-	// TracerProvider traces HTTP publishes. Default nil: off.
+	// TracerProvider traces HTTP publishes. Nil (the default): off.
 	TracerProvider trace.TracerProvider
-	// MeterProvider receives the HTTP request metrics. Default nil: none.
+	// MeterProvider receives the HTTP request metrics. Nil (the default):
+	// none.
 	MeterProvider metric.MeterProvider
 	// Propagator reads the trace context of publish requests (traceparent,
-	// tracestate, baggage). Default W3C trace context and baggage.
+	// tracestate, baggage). Nil means broker.W3C(): W3C trace context and
+	// baggage.
 	Propagator propagation.TextMapPropagator
 	// Logger receives failed publishes with their cause, which clients
-	// are not told. Default: discard.
+	// are not told. Nil means discard.
 	Logger *slog.Logger
 }
 
+// withDefaults returns c with its zero fields, and the negative ones that
+// cannot be turned off, set to their defaults.
 func (c Config) withDefaults() Config {
 	if c.MaxBodySize <= 0 {
-		c.MaxBodySize = 1 << 20
+		c.MaxBodySize = DefaultMaxBodySize
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 1000
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.PublishRate == 0 {
-		c.PublishRate = 1000
+		c.PublishRate = DefaultPublishRate
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -232,27 +252,26 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publ
 			if errors.Is(err, broker.ErrForbidden) {
 				a.refused.Add(RefusedScope)
 			}
-			code := broker.ErrorCode(err)
-			writeError(w, statusOf(code), code, broker.ClientMessage(err))
+			writeClientError(w, err)
 			return nil, false
 		}
 	}
 	msgs, err := a.b.Publish(r.Context(), pubs)
 	if err != nil {
-		code := broker.ErrorCode(err)
-		if code == broker.CodeUnavailable || code == broker.CodeInternal {
+		ce := broker.ClientError(err)
+		if ce.Code == broker.CodeUnavailable || ce.Code == broker.CodeInternal {
 			a.cfg.Logger.Warn("publish failed", "topics", len(pubs), "err", err)
 		}
 		if errors.Is(err, broker.ErrPartialBatch) {
 			// Tell the publisher what was stored; a retry with the same
 			// idempotency keys stores the rest and answers the same.
-			writeJSON(w, statusOf(code), map[string]any{
-				"error":   errorBody{Code: code, Message: broker.ClientMessage(err)},
+			writeJSON(w, statusOf(ce.Code), map[string]any{
+				"error":   errorBody{Code: ce.Code, Message: ce.Message},
 				"results": results(msgs),
 			})
 			return nil, false
 		}
-		writeError(w, statusOf(code), code, broker.ClientMessage(err))
+		writeClientError(w, err)
 		return nil, false
 	}
 	describePublish(r.Context(), msgs)
@@ -379,13 +398,26 @@ func decodeStrict(body []byte, v any) error {
 		case errors.As(err, &te):
 			return fmt.Errorf("field %q has the wrong type", te.Field)
 		default:
-			return fmt.Errorf("body is not a valid request: %s", strings.TrimPrefix(err.Error(), "json: "))
+			// encoding/json has no type for an unknown field: its text is
+			// the one detail passed on; no other error text reaches the
+			// client.
+			if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+				return fmt.Errorf("body is not a valid request: unknown field %s", field)
+			}
+			return errors.New("body is not a valid request")
 		}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("body has data after the JSON value")
 	}
 	return nil
+}
+
+// writeClientError writes what a client is told of err
+// (broker.ClientError) with its HTTP status.
+func writeClientError(w http.ResponseWriter, err error) {
+	e := broker.ClientError(err)
+	writeError(w, statusOf(e.Code), e.Code, e.Message)
 }
 
 // statusOf maps a protocol error code to its HTTP status.

@@ -16,21 +16,21 @@ import (
 // metrics.
 const (
 	// RefusedKey: 401, no API key or an unknown one.
-	RefusedKey = "http_unauthorized"
+	RefusedKey = limit.ReasonHTTPKey
 	// RefusedLoopback: 403, no API key configured and the client is not on
 	// loopback.
-	RefusedLoopback = "http_loopback"
+	RefusedLoopback = limit.ReasonHTTPLoopback
 	// RefusedScope: 403, a topic outside the key's patterns.
-	RefusedScope = "http_forbidden"
+	RefusedScope = limit.ReasonHTTPScope
 	// RefusedRate: 429, the key publishes faster than its rate.
-	RefusedRate = "http_rate"
+	RefusedRate = limit.ReasonHTTPRate
 	// RefusedKeyFailures: 429, the client address sent too many wrong API
 	// keys (see newKeyFailures) and is refused for a while, whatever key it
 	// sends.
-	RefusedKeyFailures = "http_key_failures"
+	RefusedKeyFailures = limit.ReasonHTTPKeyFailures
 )
 
-var refusalReasons = []string{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate, RefusedKeyFailures}
+var refusalReasons = []limit.Reason{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate, RefusedKeyFailures}
 
 // newKeyFailures returns the throttle of failed API keys, per client
 // address (an IPv4 address, an IPv6 /64; every unknown address is one):
@@ -48,7 +48,7 @@ func newKeyFailures() *limit.Failures { return limit.NewFailures(limit.FailureCo
 type Stats struct {
 	// Refused counts refused publishes by reason (the Refused* constants),
 	// every reason present.
-	Refused map[string]uint64
+	Refused map[limit.Reason]uint64
 }
 
 // Stats returns a snapshot of the API's counters.

@@ -191,18 +191,17 @@ func wantError(t testing.TB, r reply, status int, code string) {
 	}
 }
 
-// eventually polls cond until it holds, failing the test after 10s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		<-tick.C
+// waitTimeout bounds the tests' waits (testkit.Eventually) for what the
+// node does after the fact, such as recording a metric or ending a span.
+const waitTimeout = 10 * time.Second
+
+// sessionsEnded says how many sessions the broker still has open, or
+// returns nil once it has none: a condition for testkit.Eventually.
+func (e *testEnv) sessionsEnded() error {
+	if n := e.b.Stats().Sessions; n != 0 {
+		return fmt.Errorf("%d sessions open, want 0", n)
 	}
+	return nil
 }
 
 // wsURL is the URL of the test server's WebSocket endpoint.

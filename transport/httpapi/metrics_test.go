@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
@@ -127,22 +130,32 @@ func (m metrics) get(name string, labels ...string) float64 {
 // want checks metric values: key is "name" or "name{k=v,k=v}".
 func (m metrics) want(t testing.TB, want map[string]float64) {
 	t.Helper()
+	for _, err := range m.mismatches(want) {
+		t.Error(err)
+	}
+}
+
+// mismatches returns an error for each metric value of want (keyed as for
+// want) that m does not have, in the order of the keys.
+func (m metrics) mismatches(want map[string]float64) []error {
 	keys := make([]string, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var errs []error
 	for _, key := range keys {
 		name, labels := parseKey(key)
 		got, ok := m.value(name, labels...)
 		if !ok && want[key] != 0 {
-			t.Errorf("%s: no such sample", key)
+			errs = append(errs, fmt.Errorf("%s: no such sample", key))
 			continue
 		}
 		if got != want[key] {
-			t.Errorf("%s = %v, want %v", key, got, want[key])
+			errs = append(errs, fmt.Errorf("%s = %v, want %v", key, got, want[key]))
 		}
 	}
+	return errs
 }
 
 func parseKey(key string) (string, []string) {
@@ -208,8 +221,11 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("got %s", f.Raw)
 		}
 	}
-	eventually(t, "the delivery latency recorded", func() bool {
-		return scrape(t, e).get("tidings_delivery_latency_seconds") > 0
+	testkit.Eventually(t, waitTimeout, func() error {
+		if n := scrape(t, e).get("tidings_delivery_latency_seconds"); n <= 0 {
+			return fmt.Errorf("tidings_delivery_latency_seconds has %v samples, want some", n)
+		}
+		return nil
 	})
 	m = scrape(t, e)
 	m.want(t, map[string]float64{
@@ -236,9 +252,11 @@ func TestMetrics(t *testing.T) {
 	// Resumes: one recovered, one not.
 	c.Send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": e.store.Epoch("r.a")}})
 	c.Send(map[string]any{"op": "subscribe", "topic": "n.a", "since": map[string]any{"offset": 0, "epoch": "stale"}})
-	eventually(t, "the resumes counted", func() bool {
-		m := scrape(t, e)
-		return m.get("tidings_resumes_total", "recovered=true") == 1 && m.get("tidings_resumes_total", "recovered=false") == 1
+	testkit.Eventually(t, waitTimeout, func() error {
+		return errors.Join(scrape(t, e).mismatches(map[string]float64{
+			"tidings_resumes_total{recovered=true}":  1,
+			"tidings_resumes_total{recovered=false}": 1,
+		})...)
 	})
 
 	// Sessions that end in various ways, each counted by code and reason.
@@ -264,10 +282,13 @@ func TestMetrics(t *testing.T) {
 		wantResult(t, e.post(t, "/v1/publish", `{"topic":"slow.t","data":`+data+`}`))
 	}
 
-	eventually(t, "every session ended and counted", func() bool {
-		m := scrape(t, e)
-		return m.get("tidings_sessions") == 0 && m.get("tidings_sessions_closed_total", "code=1008") == 1 &&
-			m.get("tidings_sessions_closed_total", "code=1006") == 1 && m.get("tidings_sessions_closed_total", "code=1003") == 1
+	testkit.Eventually(t, waitTimeout, func() error {
+		return errors.Join(scrape(t, e).mismatches(map[string]float64{
+			"tidings_sessions":                         0,
+			"tidings_sessions_closed_total{code=1008}": 1,
+			"tidings_sessions_closed_total{code=1006}": 1,
+			"tidings_sessions_closed_total{code=1003}": 1,
+		})...)
 	})
 	m = scrape(t, e)
 	m.want(t, map[string]float64{
@@ -318,7 +339,7 @@ func TestMetricsNames(t *testing.T) {
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"n.a","data":1}`))
 	c.Expect("message")
 	c.CloseNormally()
-	eventually(t, "the session to end", func() bool { return e.b.Stats().Sessions == 0 })
+	testkit.Eventually(t, waitTimeout, e.sessionsEnded)
 	m := scrape(t, e)
 	for _, family := range []string{
 		"tidings_sessions", "tidings_sessions_opened_total", "tidings_sessions_closed_total",
@@ -368,7 +389,7 @@ func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"d.a","data":1}`))
 	c.Expect("message")
 	c.CloseNormally()
-	eventually(t, "the session to end", func() bool { return e.b.Stats().Sessions == 0 })
+	testkit.Eventually(t, waitTimeout, e.sessionsEnded)
 	m := scrape(t, e)
 	elsewhere := map[string]bool{"tidings_redis_round_trip_seconds": true, "tidings_redis_reconnects_total": true, "tidings_gap_repairs_total": true,
 		"tidings_connections": true, "tidings_connections_refused_total": true}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	ws "github.com/tidings-io/tidings/transport/ws"
 )
@@ -190,11 +192,11 @@ func TestRefusalsAreExportedAsMetrics(t *testing.T) {
 		t.Fatalf("upgrade from a foreign origin: %d, want 403", resp.StatusCode)
 	}
 	m := scrape(t, e)
-	for reason, want := range map[string]float64{
+	for reason, want := range map[limit.Reason]float64{
 		httpapi.RefusedScope: 1, httpapi.RefusedKey: 1, httpapi.RefusedRate: 0, httpapi.RefusedLoopback: 0, httpapi.RefusedKeyFailures: 0,
-		ws.RefusedOrigin: 1, ws.RefusedToken: 0, ws.RefusedOpRate: 0,
+		ws.RefusedOrigin: 1, ws.RefusedToken: 0, session.RefusedOpRate: 0,
 	} {
-		if got, ok := m.value("tidings_refused_total", "reason="+reason); !ok || got != want {
+		if got, ok := m.value("tidings_refused_total", "reason="+reason.String()); !ok || got != want {
 			t.Errorf("tidings_refused_total{reason=%q} = %v (present %v), want %v", reason, got, ok, want)
 		}
 	}

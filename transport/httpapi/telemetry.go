@@ -46,21 +46,9 @@ func (a *API) setupTelemetry() {
 	if a.cfg.MeterProvider == nil {
 		return
 	}
-	refused, _ := m.Int64ObservableCounter("tidings.refused",
-		metric.WithUnit("{refusal}"),
-		metric.WithDescription("Upgrades, sessions, commands and publishes refused by a security rule or limit, by reason."))
-	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		all := a.Stats().Refused
-		if a.ws != nil {
-			for k, v := range a.ws.Stats().Refused {
-				all[k] = v
-			}
-		}
-		for reason, n := range all {
-			o.ObserveInt64(refused, int64(n), metric.WithAttributes(attribute.String("reason", reason)))
-		}
-		return nil
-	}, refused)
+	if err := a.refused.RegisterMetric(m); err != nil {
+		a.cfg.Logger.Error("metrics: tidings.refused", "err", err)
+	}
 }
 
 // serve routes r and counts it by route and status.

@@ -2,11 +2,13 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/httpapi"
@@ -34,19 +36,40 @@ func newTracedEnv(t *testing.T) (*testEnv, *tracetest.InMemoryExporter) {
 	return e, exp
 }
 
+// publishSpan waits until the exporter holds a publish span and returns
+// the first.
+func publishSpan(t *testing.T, exp *tracetest.InMemoryExporter) tracetest.SpanStub {
+	t.Helper()
+	var pub tracetest.SpanStub
+	testkit.Eventually(t, waitTimeout, func() error {
+		spans := exp.GetSpans()
+		for _, s := range spans {
+			if s.Name == "publish" {
+				pub = s
+				return nil
+			}
+		}
+		return fmt.Errorf("no publish span among the %d ended", len(spans))
+	})
+	return pub
+}
+
 // spansOf waits until the exporter holds n spans of trace id and returns
 // them by name.
 func spansOf(t *testing.T, exp *tracetest.InMemoryExporter, id trace.TraceID, n int) map[string]tracetest.SpanStub {
 	t.Helper()
 	var got tracetest.SpanStubs
-	eventually(t, "the spans to end", func() bool {
+	testkit.Eventually(t, waitTimeout, func() error {
 		got = got[:0]
 		for _, s := range exp.GetSpans() {
 			if s.SpanContext.TraceID() == id {
 				got = append(got, s)
 			}
 		}
-		return len(got) >= n
+		if len(got) < n {
+			return fmt.Errorf("%d spans of trace %s ended, want %d", len(got), id, n)
+		}
+		return nil
 	})
 	out := map[string]tracetest.SpanStub{}
 	for _, s := range got {
@@ -202,22 +225,18 @@ func TestTraceNewRoot(t *testing.T) {
 	wantResults(t, e.post(t, "/v1/publish/batch", `{"messages":[{"topic":"nr.a","data":1},{"topic":"nr.a","data":2}]}`))
 	c.Expect("message")
 	c.Expect("message")
-	var pub tracetest.SpanStub
-	eventually(t, "the publish span", func() bool {
-		for _, s := range exp.GetSpans() {
-			if s.Name == "publish" {
-				pub = s
-				return true
-			}
-		}
-		return false
-	})
+	pub := publishSpan(t, exp)
 	if pub.Parent.IsValid() {
 		t.Errorf("publish span has parent %v, want a root", pub.Parent)
 	}
 	// One publish, one store.append for the batch, one deliver per message.
 	spans := exp.GetSpans()
-	eventually(t, "4 spans", func() bool { spans = exp.GetSpans(); return len(spans) == 4 })
+	testkit.Eventually(t, waitTimeout, func() error {
+		if spans = exp.GetSpans(); len(spans) != 4 {
+			return fmt.Errorf("%d spans ended, want 4", len(spans))
+		}
+		return nil
+	})
 	wantAttrs(t, pub, map[string]any{"messaging.batch.message_count": int64(2), "http.route": "/v1/publish/batch"})
 	for _, s := range spans {
 		if s.SpanContext.TraceID() != pub.SpanContext.TraceID() {
@@ -240,16 +259,7 @@ func TestTraceOfWebSocketPublish(t *testing.T) {
 	pc.Send(map[string]any{"op": "publish", "topic": "wsp.a", "data": 1, "ref": "p1"})
 	pc.Expect("published")
 	sub.Expect("message")
-	var pub tracetest.SpanStub
-	eventually(t, "the publish span", func() bool {
-		for _, s := range exp.GetSpans() {
-			if s.Name == "publish" {
-				pub = s
-				return true
-			}
-		}
-		return false
-	})
+	pub := publishSpan(t, exp)
 	spans := spansOf(t, exp, pub.SpanContext.TraceID(), 3)
 	if pub.Parent.IsValid() || pub.SpanContext.TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Errorf("WebSocket publish span parent %v trace %s, want a new root", pub.Parent, pub.SpanContext.TraceID())

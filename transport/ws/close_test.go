@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -324,12 +325,20 @@ func TestServerStatsCountCloseCodesSentAndReceived(t *testing.T) {
 		c, _ := h.dialWelcome(t)
 		step.run(c)
 		_ = c.conn.Close()
-		eventually(t, step.name+": close counters", func() bool {
+		testkit.Eventually(t, waitTimeout, func() error {
 			st := h.srv.Stats()
-			return fmt.Sprint(st.CloseSent) == fmt.Sprint(step.sent) &&
-				fmt.Sprint(st.CloseReceived) == fmt.Sprint(step.received)
+			if fmt.Sprint(st.CloseSent) != fmt.Sprint(step.sent) || fmt.Sprint(st.CloseReceived) != fmt.Sprint(step.received) {
+				return fmt.Errorf("%s: close counters sent %v, received %v; want sent %v, received %v",
+					step.name, st.CloseSent, st.CloseReceived, step.sent, step.received)
+			}
+			return nil
 		})
-		eventually(t, step.name+": session ended", func() bool { return h.b.Stats().Sessions == 0 })
+		testkit.Eventually(t, waitTimeout, func() error {
+			if err := h.sessionsEnded(); err != nil {
+				return fmt.Errorf("%s: %w", step.name, err)
+			}
+			return nil
+		})
 	}
 	st := h.srv.Stats()
 	for code := range forbiddenCloseCodes {

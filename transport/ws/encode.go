@@ -94,12 +94,6 @@ func (Encoder) Reset(topic, sub string, pos broker.Position, reason string) []by
 // Server frames other than `message`, encoded with encoding/json: they are
 // not on the per-subscriber hot path.
 type (
-	welcomeFrame struct {
-		Type      string  `json:"type"`
-		Session   string  `json:"session"`
-		Node      string  `json:"node"`
-		Heartbeat float64 `json:"heartbeat"`
-	}
 	subscribedFrame struct {
 		Type      string  `json:"type"`
 		Ref       string  `json:"ref,omitempty"`
@@ -108,18 +102,6 @@ type (
 		Offset    *uint64 `json:"offset,omitempty"`
 		Epoch     string  `json:"epoch,omitempty"`
 	}
-	unsubscribedFrame struct {
-		Type  string `json:"type"`
-		Ref   string `json:"ref,omitempty"`
-		Topic string `json:"topic"`
-	}
-	publishedFrame struct {
-		Type   string `json:"type"`
-		Ref    string `json:"ref,omitempty"`
-		ID     string `json:"id"`
-		Offset uint64 `json:"offset"`
-		Epoch  string `json:"epoch"`
-	}
 	resetFrame struct {
 		Type   string `json:"type"`
 		Topic  string `json:"topic"`
@@ -127,16 +109,6 @@ type (
 		Epoch  string `json:"epoch"`
 		Offset uint64 `json:"offset"`
 		Reason string `json:"reason"`
-	}
-	pongFrame struct {
-		Type string `json:"type"`
-		Ref  string `json:"ref,omitempty"`
-	}
-	errorFrame struct {
-		Type    string `json:"type"`
-		Ref     string `json:"ref,omitempty"`
-		Code    string `json:"code"`
-		Message string `json:"message"`
 	}
 )
 

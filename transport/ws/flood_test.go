@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/session"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -130,9 +133,8 @@ func TestFloodOfTenThousandOpsPerSecondIsLimited(t *testing.T) {
 	if limited < refusals || limited > maxLimited {
 		t.Errorf("%d rate_limited errors in %v, want between %d and %d", limited, elapsed, refusals, maxLimited)
 	}
-	eventually(t, "the refusals counted", func() bool {
-		st := h.srv.Stats().Refused
-		return st[wsserver.RefusedOpRate] == uint64(limited) && st[wsserver.RefusedOpAbuse] == 1
+	testkit.Eventually(t, waitTimeout, func() error {
+		return errors.Join(h.wantRefused(session.RefusedOpRate, uint64(limited)), h.wantRefused(session.RefusedOpAbuse, 1))
 	})
 	t.Logf("flood: %d sent, %d answered, %d rate_limited, closed after %v", f.sent.Load(), pongs, limited, elapsed)
 }
@@ -176,7 +178,12 @@ func BenchmarkDeliveryUnderFlood(b *testing.B) {
 			if flood {
 				f = startFlood(b, h, `{"op":"publish","topic":"flood.x","data":{"n":1}}`, 10000, 1<<62)
 				if bc.rate == 0 {
-					eventually(b, "the flood to exhaust its burst", func() bool { return f.limited.Load() > 0 })
+					testkit.Eventually(b, waitTimeout, func() error {
+						if f.limited.Load() == 0 {
+							return errors.New("no rate_limited answer yet: the flood has not exhausted its burst")
+						}
+						return nil
+					})
 				}
 			}
 			b.ReportAllocs()

@@ -30,7 +30,8 @@ const (
 	// ioTimeout bounds every read and write of a test client, so that a
 	// frame that never comes fails the test instead of hanging it.
 	ioTimeout = 5 * time.Second
-	// waitTimeout bounds eventually.
+	// waitTimeout bounds the tests' waits (testkit.Eventually) for what
+	// the server does after the fact, such as counting a close.
 	waitTimeout = 5 * time.Second
 	// maxServerFrame is the largest frame a test client accepts.
 	maxServerFrame = 4 << 20
@@ -471,18 +472,22 @@ func describe(f ws.Frame) string {
 	return fmt.Sprintf("frame op=%#x fin=%v len=%d %q", f.Header.OpCode, f.Header.Fin, f.Header.Length, p)
 }
 
-// eventually polls cond until it holds, failing t after waitTimeout.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		<-tick.C
+// sessionsEnded says how many sessions the broker still has open, or
+// returns nil once it has none: a condition for testkit.Eventually.
+func (h *harness) sessionsEnded() error {
+	if n := h.b.Stats().Sessions; n != 0 {
+		return fmt.Errorf("%d sessions open, want 0", n)
 	}
+	return nil
+}
+
+// wantCount returns nil if the counter named what is want, and otherwise
+// an error that says what it is: a condition for testkit.Eventually.
+func wantCount(what string, got, want uint64) error {
+	if got != want {
+		return fmt.Errorf("%s = %d, want %d", what, got, want)
+	}
+	return nil
 }
 
 // isUUID reports whether s is a UUID in its canonical 36-character form.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
-	"time"
 
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -32,26 +32,19 @@ func sessionGoroutines() [][]byte {
 }
 
 // awaitSessionGoroutines waits until the number of session goroutines
-// satisfies want and, if it never does, fails with the stacks of the last
-// count so that the goroutine that stayed can be seen.
+// satisfies want and, if it never does within waitTimeout, fails with the
+// stacks of the last count so that the goroutine that stayed can be seen.
 func awaitSessionGoroutines(t *testing.T, what string, want func(n int) bool) {
 	t.Helper()
-	var stacks [][]byte
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if stacks = sessionGoroutines(); want(len(stacks)) {
-			return
+	testkit.Eventually(t, waitTimeout, func() error {
+		stacks := sessionGoroutines()
+		if want(len(stacks)) {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			break
-		}
-		<-tick.C
-	}
-	shown := stacks[:min(len(stacks), 3)]
-	t.Fatalf("timed out after %v waiting for %s: %d session goroutines, the first %d:\n%s",
-		waitTimeout, what, len(stacks), len(shown), bytes.Join(shown, []byte("\n\n")))
+		shown := stacks[:min(len(stacks), 3)]
+		return fmt.Errorf("waiting for %s: %d session goroutines, the first %d:\n%s",
+			what, len(stacks), len(shown), bytes.Join(shown, []byte("\n\n")))
+	})
 }
 
 // TestIdleSessionsRunNoGoroutine checks the footprint of idle sessions:

@@ -74,7 +74,7 @@ const sweepsPerBeat = 32
 // session that keeps up waits behind at most one backlog turn per fresh
 // session ahead of it, however many sessions have megabytes queued, and
 // the backlogs still get half of the turns. A session is in the queue at
-// most once (its writing flag); each FIFO grows on demand and lets its
+// most once (its writerState); each FIFO grows on demand and lets its
 // array go when it empties.
 type writeQueue struct {
 	// ready holds a token per writer to wake; a push adds one unless
@@ -243,7 +243,7 @@ func (l *eventLoop) readable(id uint64) {
 	l.mu.Lock()
 	c := l.byID[id]
 	l.mu.Unlock()
-	if c != nil && c.rstate.CompareAndSwap(readerParked, readerActive) {
+	if c != nil && c.reader.wake() {
 		go c.readActive(nil)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -103,8 +104,18 @@ func TestPartialFrameHoldsOnlyWhatArrived(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			eventually(t, "the server to read every partial frame", func() bool { return bytesIn(t, reader)-in0 >= sessions*sent })
-			settled := waitFor(func() bool { return len(sessionGoroutines()) == idleGoroutines })
+			testkit.Eventually(t, waitTimeout, func() error {
+				if n := bytesIn(t, reader) - in0; n < sessions*sent {
+					return fmt.Errorf("the server read %d bytes of the partial frames, want %d", n, sessions*sent)
+				}
+				return nil
+			})
+			testkit.Eventually(t, waitTimeout, func() error {
+				if n := len(sessionGoroutines()); n != idleGoroutines {
+					return fmt.Errorf("%d session goroutines wait for the rest of their frames, want %d", n, idleGoroutines)
+				}
+				return nil
+			})
 			heap1, g1 := heapInUse(), runtime.NumGoroutine()
 			held := int64(heap1) - int64(heap0)
 			t.Logf("%d sessions sent %d bytes each (%d in all): heap in use %+d bytes (%+d per session; declared %d each), goroutines %+d, session goroutines %d",
@@ -112,9 +123,6 @@ func TestPartialFrameHoldsOnlyWhatArrived(t *testing.T) {
 			if held > sessions*partialBudget {
 				t.Errorf("heap in use grew by %d bytes for %d partial frames of %d bytes: want under %d (%d per session)",
 					held, sessions, sent, sessions*partialBudget, partialBudget)
-			}
-			if !settled {
-				t.Errorf("%d session goroutines wait for the rest of their frames, want %d", len(sessionGoroutines()), idleGoroutines)
 			}
 			if g1-g0 > 10 {
 				t.Errorf("the process runs %d goroutines more with the partial frames", g1-g0)
@@ -156,20 +164,6 @@ func TestPartialFrameHoldsOnlyWhatArrived(t *testing.T) {
 			}
 		})
 	}
-}
-
-// waitFor polls cond for waitTimeout and reports whether it came true.
-func waitFor(cond func() bool) bool {
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
 }
 
 // TestStalledFrameIsCut: a session that stops sending in the middle of a

@@ -2,16 +2,17 @@ package ws
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/session"
 )
 
 // How a session reads. A reader takes whatever bytes the socket has, up
@@ -86,7 +87,7 @@ func (c *conn) readAll(buffered *bufio.Reader) {
 		c.read(rb, true) // returns when the reader is done
 		readBuffers.Put(rb)
 	}
-	c.rstate.Store(readerDone)
+	c.reader.end()
 	c.readerEnded()
 }
 
@@ -104,7 +105,7 @@ func (c *conn) readActive(buffered *bufio.Reader) {
 		readBuffers.Put(rb)
 	}
 	if done {
-		c.rstate.Store(readerDone)
+		c.reader.end()
 		c.readerEnded()
 		return
 	}
@@ -197,7 +198,7 @@ func (c *conn) arrived(n int) {
 func (c *conn) recoverFault(done *bool) {
 	if r := recover(); r != nil {
 		c.logger().Error("session fault", "panic", fmt.Sprint(r))
-		c.fail(ws.StatusInternalServerError, "internal error")
+		c.fail(session.CauseInternal, "")
 		*done = true
 	}
 }
@@ -366,25 +367,25 @@ func (c *conn) growBound(h ws.Header) int {
 // done (the session failed).
 func (c *conn) header(h ws.Header, err error) bool {
 	if err != nil {
-		c.fail(ws.StatusProtocolError, err.Error())
+		c.fail(session.CauseProtocolError, err.Error())
 		return true
 	}
 	if err := ws.CheckHeader(h, c.wsState); err != nil {
-		c.fail(ws.StatusProtocolError, err.Error())
+		c.fail(session.CauseProtocolError, err.Error())
 		return true
 	}
 	if h.OpCode.IsControl() {
 		return false
 	}
 	if h.OpCode == ws.OpBinary {
-		c.fail(ws.StatusUnsupportedData, "binary frames are not supported")
+		c.fail(session.CauseUnsupportedData, "")
 		return true
 	}
 	if h.OpCode == ws.OpText {
 		c.msg = c.msg[:0]
 	}
 	if h.Length > int64(c.srv.cfg.MaxMessageSize)-int64(len(c.msg)) {
-		c.fail(ws.StatusMessageTooBig, "message too big")
+		c.fail(session.CauseTooBig, "")
 		return true
 	}
 	return false
@@ -426,7 +427,7 @@ func (c *conn) dataEnd(h ws.Header) bool {
 // done.
 func (c *conn) message(msg []byte) bool {
 	if !utf8.Valid(msg) {
-		c.fail(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+		c.fail(session.CauseInvalidPayload, "")
 		return true
 	}
 	if !c.closing() {
@@ -435,46 +436,31 @@ func (c *conn) message(msg []byte) bool {
 	return false
 }
 
-// headerLen is the length of a frame header whose second byte is b1.
-func headerLen(b1 byte) int {
-	n := 2
-	if b1&0x80 != 0 {
-		n += 4 // the mask
+// park leaves the reader to the event loop until the socket has bytes.
+func (c *conn) park() {
+	c.reader.park()
+	if err := c.loop.poll.rearm(c.raw, c.pollID); err != nil {
+		// The connection was closed meanwhile: no event will come.
+		c.endParked(nil)
 	}
-	switch b1 & 0x7f {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	return n
 }
 
-// parseHeader decodes a whole frame header (headerLen bytes), as
-// ws.ReadHeader does.
-func parseHeader(p []byte) (ws.Header, error) {
-	h := ws.Header{
-		Fin:    p[0]&0x80 != 0,
-		Rsv:    (p[0] & 0x70) >> 4,
-		OpCode: ws.OpCode(p[0] & 0x0f),
-		Masked: p[1]&0x80 != 0,
-	}
-	rest := p[2:]
-	switch l := p[1] & 0x7f; l {
-	case 126:
-		h.Length = int64(binary.BigEndian.Uint16(rest))
-		rest = rest[2:]
-	case 127:
-		if rest[0]&0x80 != 0 {
-			return h, ws.ErrHeaderLengthMSB
+// control handles a ping, pong or close frame. It reports whether the
+// reader is done.
+func (c *conn) control(op ws.OpCode, p []byte) bool {
+	switch op {
+	case ws.OpPing:
+		// Over the rate a ping is not answered; abuse closes.
+		answer, closed := c.session.AllowPing()
+		if closed {
+			c.discardInput()
+			return true
 		}
-		h.Length = int64(binary.BigEndian.Uint64(rest))
-		rest = rest[8:]
-	default:
-		h.Length = int64(l)
+		if answer {
+			c.sess.Send(ws.MustCompileFrame(ws.NewPongFrame(slices.Clone(p))))
+		}
+	case ws.OpClose:
+		return c.peerClosed(p)
 	}
-	if h.Masked {
-		copy(h.Mask[:], rest)
-	}
-	return h, nil
+	return false
 }

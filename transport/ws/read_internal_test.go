@@ -8,6 +8,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 )
 
@@ -53,6 +54,7 @@ func newTestConn(t *testing.T, cfg Config) *conn {
 	srv := New(cfg, b)
 	client, server := net.Pipe()
 	c := srv.newConn(server, "pipe")
+	c.session = session.New(c.ctx, &srv.sessionCfg, c, c.sess, session.Info{ID: c.id, Log: c.logger})
 	c.sess.Outbox().Drain(nil) // the welcome
 	t.Cleanup(func() {
 		c.sess.Close()

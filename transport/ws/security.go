@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -13,89 +12,36 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/limit"
-	"golang.org/x/time/rate"
+	"github.com/tidings-io/tidings/session"
 )
 
 // TokenVerifier checks session tokens; *auth.Verifier implements it.
-type TokenVerifier interface {
-	// Verify returns what token grants, or an error whose text (less its
-	// package prefix) may be shown to the client.
-	Verify(ctx context.Context, token string) (*auth.Claims, error)
-	// Leeway is the clock skew allowed on expiry: a session ends at its
-	// token's exp plus Leeway.
-	Leeway() time.Duration
-}
+type TokenVerifier = session.TokenVerifier
 
 // Refusal reasons, as counted in Stats.Refused and the metrics.
 const (
 	// RefusedOrigin: upgrade refused with 403, Origin not allowed.
-	RefusedOrigin = "origin"
+	RefusedOrigin = limit.ReasonOrigin
 	// RefusedToken: upgrade refused with 401, token missing or not valid.
-	RefusedToken = "token"
+	RefusedToken = limit.ReasonToken
 	// RefusedMaxSessions: upgrade refused with 503, the server is full.
-	RefusedMaxSessions = "max_sessions"
+	RefusedMaxSessions = limit.ReasonMaxSessions
 	// RefusedIPRate: upgrade refused with 429, the address opens sessions
 	// too fast.
-	RefusedIPRate = "ip_rate"
+	RefusedIPRate = limit.ReasonIPRate
 	// RefusedIPConns: upgrade refused with 429, the address holds too many
 	// sessions.
-	RefusedIPConns = "ip_conns"
-	// RefusedOpRate: a command or ping over the session's rate; commands
-	// get `error` `rate_limited`.
-	RefusedOpRate = "op_rate"
-	// RefusedOpAbuse: a session closed with 1008 for exceeding its rate
-	// limit repeatedly.
-	RefusedOpAbuse = "op_abuse"
-	// RefusedForbidden: a subscribe or publish its permissions do not
-	// cover (`error` `forbidden`).
-	RefusedForbidden = "forbidden"
-	// RefusedSubscriptions: a subscribe over the per-session limit
-	// (`error` `too_large`).
-	RefusedSubscriptions = "subscriptions"
-	// RefusedTokenExpired: a session closed with 1008 `token expired`.
-	RefusedTokenExpired = "token_expired"
-	// RefusedRefresh: a `refresh` whose token was refused.
-	RefusedRefresh = "refresh"
+	RefusedIPConns = limit.ReasonIPConns
 )
 
-// refusalReasons lists the reasons in the order of the counters.
-var refusalReasons = []string{
+// refusalReasons lists the reasons in the order of the counters: the
+// upgrade's, then the sessions' (session.RefusalReasons).
+var refusalReasons = append([]limit.Reason{
 	RefusedOrigin, RefusedToken, RefusedMaxSessions, RefusedIPRate, RefusedIPConns,
-	RefusedOpRate, RefusedOpAbuse, RefusedForbidden, RefusedSubscriptions,
-	RefusedTokenExpired, RefusedRefresh,
-}
-
-// codedError is an error for the client: its text is msg, and it wraps the
-// broker error that broker.ErrorCode maps to the protocol code.
-type codedError struct {
-	kind error
-	msg  string
-}
-
-func (e codedError) Error() string { return e.msg }
-func (e codedError) Unwrap() error { return e.kind }
-
-// countRefusal counts an error of a subscribe or publish that is a
-// refusal by permission or limit.
-func (c *conn) countRefusal(err error) {
-	switch {
-	case errors.Is(err, broker.ErrForbidden):
-		c.srv.refused.Add(RefusedForbidden)
-	case errors.Is(err, broker.ErrTooManySubscriptions):
-		c.srv.refused.Add(RefusedSubscriptions)
-	}
-}
-
-// refreshedFrame answers a `refresh`.
-type refreshedFrame struct {
-	Type    string `json:"type"`
-	Ref     string `json:"ref,omitempty"`
-	Expires string `json:"expires"`
-}
+}, session.RefusalReasons...)
 
 // tokenOf returns the session token of r: the `token` query parameter
 // (browsers cannot set headers on a WebSocket), else an `Authorization:
@@ -112,7 +58,7 @@ func tokenOf(r *http.Request) string {
 }
 
 // refuse answers a refused upgrade with its JSON error and counts it.
-func (s *Server) refuse(w http.ResponseWriter, reason string, status int, code, message string, retryAfter time.Duration) {
+func (s *Server) refuse(w http.ResponseWriter, reason limit.Reason, status int, code, message string, retryAfter time.Duration) {
 	s.refused.Add(reason)
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
@@ -141,13 +87,15 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr
 	releaseIP, err := s.perIP.Acquire(client)
 	if err != nil {
 		s.admitted.Add(-1)
-		var ref *limit.Refusal
-		errors.As(err, &ref)
+		var retry time.Duration
+		if ref := (*limit.Refusal)(nil); errors.As(err, &ref) {
+			retry = ref.RetryAfter
+		}
 		reason := RefusedIPRate
 		if errors.Is(err, limit.ErrConcurrent) {
 			reason = RefusedIPConns
 		}
-		s.refuse(w, reason, http.StatusTooManyRequests, broker.CodeRateLimited, strings.TrimPrefix(err.Error(), "limit: "), ref.RetryAfter)
+		s.refuse(w, reason, http.StatusTooManyRequests, broker.CodeRateLimited, broker.ClientError(err).Message, retry)
 		return nil, nil, false
 	}
 	release = func() {
@@ -158,7 +106,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr
 		claims, err = s.cfg.Tokens.Verify(r.Context(), tokenOf(r))
 		if err != nil {
 			release()
-			s.refuse(w, RefusedToken, http.StatusUnauthorized, broker.CodeUnauthorized, strings.TrimPrefix(err.Error(), "auth: "), 0)
+			s.refuse(w, RefusedToken, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
 			return nil, nil, false
 		}
 	}
@@ -167,93 +115,6 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr
 
 // maxSessionsRetry is the Retry-After of a 503 for a full server.
 const maxSessionsRetry = 5 * time.Second
-
-// newOpLimits returns the per-session command limiter and the allowance of
-// refused commands (which refills at a tenth of the rate), or nils when
-// the rate is off.
-func (s *Server) newOpLimits() (ops, strikes *rate.Limiter) {
-	if s.cfg.OpRate <= 0 {
-		return nil, nil
-	}
-	return rate.NewLimiter(rate.Limit(s.cfg.OpRate), s.cfg.OpBurst),
-		rate.NewLimiter(rate.Limit(s.cfg.OpRate/10), s.cfg.OpRefusals)
-}
-
-// allowOp takes one command (or ping) from the session's rate. When the
-// rate is exceeded it counts the refusal and reports whether the session
-// has now used up its allowance of refusals: then it must be closed.
-func (c *conn) allowOp() (ok, abuse bool) {
-	if c.ops == nil || c.ops.Allow() {
-		return true, false
-	}
-	if c.strikes.Allow() {
-		c.srv.refused.Add(RefusedOpRate)
-		return false, false
-	}
-	c.srv.refused.Add(RefusedOpAbuse)
-	return false, true
-}
-
-// opRefused answers a command over the rate, or closes an abusive session
-// with 1008; it reports whether the reader is done.
-func (c *conn) opRefused(ref string, abuse bool) bool {
-	if abuse {
-		c.srv.log.Info("rate limit exceeded repeatedly", "session", c.id, "remote", c.remote, "sub", c.subject)
-		c.fail(ws.StatusPolicyViolation, "rate limit exceeded")
-		return true
-	}
-	c.sendError(ref, broker.CodeRateLimited, codedError{broker.ErrRateLimited,
-		fmt.Sprintf("too many commands: at most %g per second", c.srv.cfg.OpRate)})
-	return false
-}
-
-// armExpiry (re)schedules the close of a session whose token expires at
-// exp (plus the verifier's leeway).
-func (c *conn) armExpiry(exp time.Time) {
-	d := time.Until(exp.Add(c.srv.cfg.Tokens.Leeway()))
-	if c.expiry == nil {
-		c.expiry = time.AfterFunc(d, c.expire)
-		return
-	}
-	c.expiry.Reset(d)
-}
-
-// expire closes the session: its token has expired.
-func (c *conn) expire() {
-	if c.closing() {
-		return
-	}
-	c.srv.refused.Add(RefusedTokenExpired)
-	c.srv.log.Info("token expired", "session", c.id, "remote", c.remote, "sub", c.subject)
-	c.requestClose(ws.StatusPolicyViolation, "token expired", closeFail)
-}
-
-// refresh replaces the session's token. Subscriptions the new token does
-// not allow are dropped, each announced by an `unsubscribed` without ref;
-// then `refreshed` answers. A refused token leaves the session as it was.
-func (c *conn) refresh(cmd Command) {
-	if c.srv.cfg.Tokens == nil {
-		c.sendError(cmd.Ref, broker.CodeBadRequest, errors.New("refresh needs token authentication, which this server does not use"))
-		return
-	}
-	claims, err := c.srv.cfg.Tokens.Verify(c.ctx, cmd.Token)
-	if err != nil {
-		c.srv.refused.Add(RefusedRefresh)
-		c.sendError(cmd.Ref, broker.CodeUnauthorized, codedError{broker.ErrUnauthorized, strings.TrimPrefix(err.Error(), "auth: ")})
-		return
-	}
-	if claims.Subject != c.subject {
-		c.srv.refused.Add(RefusedRefresh)
-		c.sendError(cmd.Ref, broker.CodeForbidden, codedError{broker.ErrForbidden, "the token is for another subject than the session's"})
-		return
-	}
-	c.perms = claims.Permissions
-	for _, p := range c.sess.SetPermissions(claims.Permissions) {
-		c.sess.Send(jsonFrame(unsubscribedFrame{Type: "unsubscribed", Topic: p}))
-	}
-	c.armExpiry(claims.Expires)
-	c.sess.Send(jsonFrame(refreshedFrame{Type: "refreshed", Ref: cmd.Ref, Expires: claims.Expires.UTC().Format(time.RFC3339)}))
-}
 
 // originMatches reports whether origin (scheme://host[:port]) matches an
 // allow-list entry: an exact origin, or a pattern whose host starts with

@@ -21,6 +21,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/session"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -149,7 +152,26 @@ func (h *harness) dialToken(t testing.TB, tk string) *client {
 }
 
 // refused returns the server's refusal counter for reason.
-func (h *harness) refused(reason string) uint64 { return h.srv.Stats().Refused[reason] }
+func (h *harness) refused(reason limit.Reason) uint64 { return h.srv.Stats().Refused[reason] }
+
+// wantRefused returns nil if the server's refusal counter for reason is
+// want, and otherwise an error that says what it is.
+func (h *harness) wantRefused(reason limit.Reason, want uint64) error {
+	return wantCount("refused["+reason.String()+"]", h.refused(reason), want)
+}
+
+// admitted opens a session and reads its welcome, or returns the refusal
+// of its handshake as an error: a condition for testkit.Eventually, to
+// wait until the server has room for another session.
+func (h *harness) admitted(t testing.TB) error {
+	t.Helper()
+	c, ref := h.handshake(t, "", nil)
+	if ref != nil {
+		return fmt.Errorf("handshake refused: %d %s", ref.status, ref.body)
+	}
+	c.expect("welcome")
+	return nil
+}
 
 func TestTokenIsCheckedBeforeTheUpgrade(t *testing.T) {
 	t.Parallel()
@@ -212,7 +234,7 @@ func TestTokenForPricesCannotSubscribeNewsNorEverything(t *testing.T) {
 			t.Fatalf("subscribe %s: %s, want error forbidden naming the topic", topic, e)
 		}
 	}
-	if got := h.refused(wsserver.RefusedForbidden); got != 5 {
+	if got := h.refused(session.RefusedForbidden); got != 5 {
 		t.Errorf("refused[forbidden] = %d, want 5", got)
 	}
 	for _, topic := range []string{"prices.eur.usd", "prices.*", "prices.>", "prices.*.usd"} {
@@ -248,7 +270,7 @@ func TestTokenPublishPermissions(t *testing.T) {
 			t.Fatalf("publish to %s: %s, want %s", tc.topic, e, tc.want)
 		}
 	}
-	if got := h.refused(wsserver.RefusedForbidden); got != 2 {
+	if got := h.refused(session.RefusedForbidden); got != 2 {
 		t.Errorf("refused[forbidden] = %d, want 2", got)
 	}
 	if got := h.b.Stats().Published; got != 2 {
@@ -267,8 +289,8 @@ func TestExpiredTokenClosesTheLiveSessionWith1008(t *testing.T) {
 	if late := time.Since(exp); late < 0 {
 		t.Fatalf("closed %v before the token's expiry", -late)
 	}
-	eventually(t, "refused[token_expired]", func() bool { return h.refused(wsserver.RefusedTokenExpired) == 1 })
-	eventually(t, "the close counted", func() bool { return h.srv.Stats().CloseSent[1008] == 1 })
+	testkit.Eventually(t, waitTimeout, func() error { return h.wantRefused(session.RefusedTokenExpired, 1) })
+	testkit.Eventually(t, waitTimeout, func() error { return wantCount("CloseSent[1008]", h.srv.Stats().CloseSent[1008], 1) })
 }
 
 func TestRefreshKeepsTheSessionPastItsFirstToken(t *testing.T) {
@@ -295,7 +317,7 @@ func TestRefreshKeepsTheSessionPastItsFirstToken(t *testing.T) {
 		t.Fatalf("past the first token's expiry: %v, want silence", err)
 	}
 	c.ping("after the first expiry")
-	if got := h.refused(wsserver.RefusedTokenExpired); got != 0 {
+	if got := h.refused(session.RefusedTokenExpired); got != 0 {
 		t.Errorf("refused[token_expired] = %d, want 0", got)
 	}
 }
@@ -356,7 +378,7 @@ func TestRefreshRefusalsLeaveTheSessionAsItWas(t *testing.T) {
 			t.Fatalf("%s: %s, want error %s", tt.name, e, tt.code)
 		}
 	}
-	if got := h.refused(wsserver.RefusedRefresh); got != 3 {
+	if got := h.refused(session.RefusedRefresh); got != 3 {
 		t.Errorf("refused[refresh] = %d, want 3", got)
 	}
 	// Still subscribed, still under the first token's rules.
@@ -466,14 +488,7 @@ func TestMaxSessionsRefusesWith503AndRetryAfter(t *testing.T) {
 	}
 	a.sendClose(closeBody(1000, ""))
 	a.expectClose(1000, "")
-	eventually(t, "a free slot", func() bool {
-		c, ref := h.handshake(t, "", nil)
-		if ref != nil {
-			return false
-		}
-		c.expect("welcome")
-		return true
-	})
+	testkit.Eventually(t, waitTimeout, func() error { return h.admitted(t) })
 }
 
 func TestPerAddressSessionRate(t *testing.T) {
@@ -513,14 +528,7 @@ func TestPerAddressConcurrentSessions(t *testing.T) {
 		t.Errorf("refused[ip_conns] = %d, want 1", got)
 	}
 	_ = a.conn.Close()
-	eventually(t, "the address's slot to free", func() bool {
-		c, ref := h.handshake(t, "", nil)
-		if ref != nil {
-			return false
-		}
-		c.expect("welcome")
-		return true
-	})
+	testkit.Eventually(t, waitTimeout, func() error { return h.admitted(t) })
 }
 
 func TestSubscriptionLimitAnswersTooLarge(t *testing.T) {
@@ -534,7 +542,7 @@ func TestSubscriptionLimitAnswersTooLarge(t *testing.T) {
 	if e := c.expect("error"); e.Code != "too_large" || e.Ref != "4th" || !strings.Contains(e.Message, "3") {
 		t.Fatalf("4th subscription: %s, want too_large naming the limit", e)
 	}
-	if got := h.refused(wsserver.RefusedSubscriptions); got != 1 {
+	if got := h.refused(session.RefusedSubscriptions); got != 1 {
 		t.Errorf("refused[subscriptions] = %d, want 1", got)
 	}
 	c.send(`{"op":"unsubscribe","topic":"s.a"}`)
@@ -569,8 +577,8 @@ func TestCommandRateLimit(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("frames before the close %v, want %v", got, want)
 	}
-	eventually(t, "the refusals counted", func() bool {
-		return h.refused(wsserver.RefusedOpRate) == 3 && h.refused(wsserver.RefusedOpAbuse) == 1
+	testkit.Eventually(t, waitTimeout, func() error {
+		return errors.Join(h.wantRefused(session.RefusedOpRate, 3), h.wantRefused(session.RefusedOpAbuse, 1))
 	})
 }
 
@@ -593,7 +601,7 @@ func TestPingFramesCountTowardTheRate(t *testing.T) {
 	if e := c.expect("error"); e.Code != "rate_limited" || e.Ref != "after" {
 		t.Fatalf("%s, want error rate_limited", e)
 	}
-	if got := h.refused(wsserver.RefusedOpRate); got != 3 {
+	if got := h.refused(session.RefusedOpRate); got != 3 {
 		t.Errorf("refused[op_rate] = %d, want 3", got)
 	}
 }
@@ -602,10 +610,10 @@ func TestRefusalCountersListEveryReason(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, config{})
 	got := h.srv.Stats().Refused
-	for _, reason := range []string{
+	for _, reason := range []limit.Reason{
 		wsserver.RefusedOrigin, wsserver.RefusedToken, wsserver.RefusedMaxSessions, wsserver.RefusedIPRate,
-		wsserver.RefusedIPConns, wsserver.RefusedOpRate, wsserver.RefusedOpAbuse, wsserver.RefusedForbidden,
-		wsserver.RefusedSubscriptions, wsserver.RefusedTokenExpired, wsserver.RefusedRefresh,
+		wsserver.RefusedIPConns, session.RefusedOpRate, session.RefusedOpAbuse, session.RefusedForbidden,
+		session.RefusedSubscriptions, session.RefusedTokenExpired, session.RefusedRefresh,
 	} {
 		if n, ok := got[reason]; !ok || n != 0 {
 			t.Errorf("Refused[%q] = %d (present %v), want 0", reason, n, ok)

@@ -24,6 +24,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/clientip"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -189,7 +190,10 @@ type Server struct {
 	// admitted counts the upgrades admitted and not yet ended, for
 	// MaxSessions.
 	admitted atomic.Int64
-	refused  *limit.Tally // by the Refused* reasons
+	refused  *limit.Tally // by the Refused* reasons and session.RefusalReasons
+
+	// sessionCfg is what the sessions' commands share.
+	sessionCfg session.Config
 }
 
 // closeStats counts close codes by code, 1000–1015.
@@ -214,7 +218,7 @@ type Stats struct {
 	CloseReceived map[int]uint64
 	// Refused counts refusals by reason (the Refused* constants), every
 	// reason present.
-	Refused map[string]uint64
+	Refused map[limit.Reason]uint64
 }
 
 // New returns a server for b.
@@ -233,6 +237,18 @@ func New(cfg Config, b *broker.Broker) *Server {
 		perIP:    limit.New(limit.Config{Rate: cfg.IPConnRate, Burst: cfg.IPConnBurst, Max: cfg.IPMaxConns}),
 	}
 	s.setupTelemetry()
+	s.sessionCfg = session.Config{
+		Broker:     b,
+		Tokens:     cfg.Tokens,
+		OpRate:     cfg.OpRate,
+		OpBurst:    cfg.OpBurst,
+		OpRefusals: cfg.OpRefusals,
+		Publishes:  &s.publishes,
+		Refused:    s.refused,
+		Tracer:     s.tel.tracer,
+		Protocol:   "websocket",
+		API:        broker.APIWS,
+	}
 	return s
 }
 
@@ -296,12 +312,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := s.newConn(nc, r.RemoteAddr)
 	c.traceFrom(r.Header)
 	c.client = client
+	info := session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger}
 	if claims != nil {
-		c.subject, c.perms = claims.Subject, claims.Permissions
+		info.Subject, info.Permissions = claims.Subject, claims.Permissions
 	} else {
-		c.perms = auth.Anonymous(client.IsLoopback())
+		info.Permissions = auth.Anonymous(client.IsLoopback())
 	}
-	c.sess.SetPermissions(c.perms)
+	c.session = session.New(c.ctx, &s.sessionCfg, c, c.sess, info)
 	registered, pollErr := s.register(c)
 	if !registered {
 		c.shutdownNow()
@@ -312,7 +329,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if claims != nil {
 		// Armed once the session is registered: its close needs the
 		// event loop.
-		c.armExpiry(claims.Expires)
+		c.session.ArmExpiry(claims.Expires)
 	}
 	c.start(rw.Reader, pollErr)
 }
@@ -381,14 +398,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.publishes.Close()
 	s.mu.Unlock()
 
-	_ = s.publishes.Wait(context.Background())
+	// Publishes already begun finish first, within ctx.
+	published := s.publishes.Wait(ctx)
 
 	conns := s.appendConns(nil)
 	for _, c := range conns {
-		c.requestClose(ws.StatusGoingAway, "server shutting down", closeGraceful)
+		c.requestClose(session.CauseShutdown, "")
 	}
 	if s.sessions.Wait(ctx) == nil {
-		return nil
+		return published
 	}
 	for _, c := range s.appendConns(conns[:0]) {
 		c.cut()

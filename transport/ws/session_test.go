@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -117,7 +118,7 @@ func TestSlowConsumerIsClosedWith1008WithoutStallingOthers(t *testing.T) {
 	if n := h.b.Stats().SlowConsumers; n != 1 {
 		t.Errorf("SlowConsumers = %d, want 1", n)
 	}
-	eventually(t, "CloseSent[1008] counted", func() bool { return h.srv.Stats().CloseSent[1008] == 1 })
+	testkit.Eventually(t, waitTimeout, func() error { return wantCount("CloseSent[1008]", h.srv.Stats().CloseSent[1008], 1) })
 }
 
 func TestHeartbeatKeepsAnAnsweringClientConnected(t *testing.T) {
@@ -168,7 +169,7 @@ func TestHeartbeatCutsASilentClientWithoutCloseFrame(t *testing.T) {
 	if elapsed := time.Since(start); elapsed < beat {
 		t.Errorf("cut after %v, before one heartbeat interval", elapsed)
 	}
-	eventually(t, "CloseReceived[1006]", func() bool { return h.srv.Stats().CloseReceived[1006] == 1 })
+	testkit.Eventually(t, waitTimeout, func() error { return wantCount("CloseReceived[1006]", h.srv.Stats().CloseReceived[1006], 1) })
 	if sent := h.srv.Stats().CloseSent; len(sent) != 0 {
 		t.Errorf("CloseSent = %v, want no close frame sent", sent)
 	}
@@ -319,5 +320,5 @@ func TestShutdownCutsSessionsThatDoNotAnswerAtTheDeadline(t *testing.T) {
 	}
 	// The session got its 1001 and then the connection was cut.
 	c.expectClose(1001, "server shutting down")
-	eventually(t, "session released", func() bool { return h.b.Stats().Sessions == 0 })
+	testkit.Eventually(t, waitTimeout, h.sessionsEnded)
 }

@@ -2,9 +2,7 @@ package ws
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -12,37 +10,16 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/session"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // scopeName is the instrumentation scope of the transport's spans and
 // metrics.
 const scopeName = "github.com/tidings-io/tidings/transport/ws"
-
-// Close reasons, the reason attribute of tidings_sessions_closed_total: a
-// small fixed set, so that a client's free-text close reason never
-// becomes a label (it is logged instead).
-const (
-	ReasonClient         = "client"           // the client sent a close frame (its code; 1005 when it had none)
-	ReasonDropped        = "dropped"          // the connection ended without a close frame (1006)
-	ReasonTimeout        = "timeout"          // the client was silent for two heartbeats (1006)
-	ReasonShutdown       = "shutdown"         // graceful shutdown (1001)
-	ReasonSlowConsumer   = "slow_consumer"    // the outbound queue overflowed (1008)
-	ReasonTokenExpired   = "token_expired"    // the session's token expired (1008)
-	ReasonRateLimited    = "rate_limited"     // commands over the rate limit, repeatedly (1008)
-	ReasonPolicy         = "policy_violation" // another 1008
-	ReasonProtocolError  = "protocol_error"   // an RFC 6455 violation (1002)
-	ReasonUnsupported    = "unsupported_data" // a binary frame (1003)
-	ReasonInvalidPayload = "invalid_payload"  // invalid UTF-8 or not a JSON object (1007)
-	ReasonTooBig         = "message_too_big"  // an inbound message over the limit (1009)
-	ReasonInternal       = "internal_error"   // a fault in the session (1011)
-	ReasonOther          = "other"
-)
 
 // telemetry is the server's tracer and instruments. The per-message path
 // pays for none of it: counters are atomics read when metrics are
@@ -85,6 +62,9 @@ func (s *Server) setupTelemetry() {
 		metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
 	if s.cfg.MeterProvider == nil {
 		return
+	}
+	if err := s.refused.RegisterMetric(m); err != nil {
+		s.log.Error("metrics: tidings.refused", "err", err)
 	}
 	bytes, _ := m.Int64ObservableCounter("tidings.ws.io",
 		metric.WithUnit("By"), metric.WithDescription("WebSocket bytes, frame headers included, by direction (in, out)."))
@@ -135,7 +115,6 @@ func (c *conn) traceFrom(h http.Header) {
 
 // startTelemetry counts the session opened.
 func (c *conn) startTelemetry() {
-	c.pubCtx = broker.WithAPI(c.ctx, broker.APIWS)
 	c.started = time.Now()
 	c.srv.tel.opened.Add(c.ctx, 1)
 }
@@ -152,66 +131,37 @@ func (c *conn) logger() *slog.Logger {
 	return c.log
 }
 
-// ended counts and logs the session's end: the close code and reason it
-// ended with, by the rules of closeOutcome.
+// ended counts and logs the session's end: the close code and cause it
+// ended with (see outcome).
 func (c *conn) ended() {
-	c.mu.Lock()
-	code, reason, mode := c.closeCode, c.closeReason, c.mode
-	c.mu.Unlock()
-	outcome, label := closeOutcome(mode, code, c.peerCode, reason, c.readErr)
+	cause, code, reason := c.closeState()
+	outcome := c.outcome(cause, code)
 	c.srv.tel.closed.Add(context.Background(), 1, metric.WithAttributeSet(attribute.NewSet(
-		attribute.String("code", codeLabel(outcome)), attribute.String("reason", label))))
-	args := []any{"code", int(outcome), "reason", label, "duration", time.Since(c.started).Round(time.Millisecond).String()}
-	if reason != "" {
+		attribute.String("code", codeLabel(outcome)), attribute.String("reason", cause.Label()))))
+	args := []any{"code", int(outcome), "reason", cause.Label(), "duration", time.Since(c.started).Round(time.Millisecond).String()}
+	if cause == session.CauseClient {
+		reason = c.closeReason
+	}
+	if reason != "" && reason != cause.Reason() {
 		args = append(args, "detail", reason)
 	}
-	if c.subject != "" {
-		args = append(args, "sub", c.subject)
+	if sub := c.session.Subject(); sub != "" {
+		args = append(args, "sub", sub)
 	}
 	c.logger().Info("session closed", args...)
 }
 
-// closeOutcome is the code and reason a session ended with: the client's
-// code for a close the client began, 1006 for a connection that dropped,
-// else the code the server sent.
-func closeOutcome(mode closeMode, sent, peer ws.StatusCode, reason string, readErr error) (ws.StatusCode, string) {
-	switch mode {
-	case closeEcho:
-		return peer, ReasonClient
-	case closeCut:
-		var ne net.Error
-		if errors.As(readErr, &ne) && ne.Timeout() {
-			return ws.StatusAbnormalClosure, ReasonTimeout
-		}
-		return ws.StatusAbnormalClosure, ReasonDropped
-	case closeSlow:
-		return sent, ReasonSlowConsumer
-	case closeGraceful:
-		return sent, ReasonShutdown
+// outcome is the code a session ended with: the client's code for a
+// close the client began (1005 when its close frame had none), 1006 for
+// a connection that dropped, else the code the server sent.
+func (c *conn) outcome(cause session.Cause, sent ws.StatusCode) ws.StatusCode {
+	switch cause {
+	case session.CauseClient:
+		return c.peerCode
+	case session.CauseDropped, session.CauseTimeout:
+		return ws.StatusAbnormalClosure
 	}
-	switch sent {
-	case ws.StatusProtocolError:
-		return sent, ReasonProtocolError
-	case ws.StatusUnsupportedData:
-		return sent, ReasonUnsupported
-	case ws.StatusInvalidFramePayloadData:
-		return sent, ReasonInvalidPayload
-	case ws.StatusMessageTooBig:
-		return sent, ReasonTooBig
-	case ws.StatusInternalServerError:
-		return sent, ReasonInternal
-	case ws.StatusPolicyViolation:
-		switch reason {
-		case "token expired":
-			return sent, ReasonTokenExpired
-		case "rate limit exceeded":
-			return sent, ReasonRateLimited
-		}
-		return sent, ReasonPolicy
-	case ws.StatusGoingAway:
-		return sent, ReasonShutdown
-	}
-	return sent, ReasonOther
+	return sent
 }
 
 // codeLabel is a close code as a metric label: the code itself for
@@ -227,40 +177,4 @@ func codeLabel(code ws.StatusCode) string {
 		return "4xxx"
 	}
 	return "other"
-}
-
-// startPublish starts the span of a WebSocket publish: a new trace (a
-// session is long; its publishes are not one operation), linked to the
-// trace of the upgrade request when it had one. With tracing off it
-// returns the session's publish context and a no-op.
-func (c *conn) startPublish(topic string) (context.Context, func([]*broker.Message, error)) {
-	if c.srv.tel.tracer == nil {
-		return c.pubCtx, func([]*broker.Message, error) {}
-	}
-	opts := []trace.SpanStartOption{
-		trace.WithNewRoot(),
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			semconv.MessagingSystemKey.String(broker.MessagingSystem),
-			semconv.MessagingOperationTypeSend,
-			semconv.MessagingOperationName("publish"),
-			semconv.MessagingDestinationName(topic),
-			semconv.NetworkProtocolName("websocket"),
-			semconv.NetworkPeerAddress(c.remote),
-			attribute.String("tidings.session", c.id),
-		),
-	}
-	if c.link.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: c.link}))
-	}
-	ctx, span := c.srv.tel.tracer.Start(c.pubCtx, "publish", opts...)
-	return ctx, func(msgs []*broker.Message, err error) {
-		if err != nil {
-			span.SetStatus(codes.Error, broker.ErrorCode(err))
-			span.SetAttributes(semconv.ErrorTypeKey.String(broker.ErrorCode(err)))
-		} else if len(msgs) == 1 {
-			span.SetAttributes(semconv.MessagingMessageID(msgs[0].ID), broker.AttrOffset.Int64(int64(msgs[0].Offset)))
-		}
-		span.End()
-	}
 }

@@ -3,6 +3,7 @@ package ws_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -57,6 +59,16 @@ func (l *logRecords) find(t testing.TB, msg, id string) []map[string]any {
 	return out
 }
 
+// wantOne returns nil if there is exactly one record with msg whose
+// session is id, and otherwise an error that says how many there are.
+func (l *logRecords) wantOne(t testing.TB, msg, id string) error {
+	t.Helper()
+	if n := len(l.find(t, msg, id)); n != 1 {
+		return fmt.Errorf("%d %q records of session %s, want 1", n, msg, id)
+	}
+	return nil
+}
+
 // TestSessionEventLogs: every session event (open, close, slow consumer)
 // carries session, node, remote and, when the upgrade had a traceparent,
 // its trace id; the close says code and reason; messages are not logged
@@ -80,7 +92,7 @@ func TestSessionEventLogs(t *testing.T) {
 	}
 	traced.sendClose(closeBody(4000, "done here"))
 	traced.expectClose(4000, "")
-	eventually(t, "the session closed line", func() bool { return len(logs.find(t, "session closed", w.Session)) == 1 })
+	testkit.Eventually(t, waitTimeout, func() error { return logs.wantOne(t, "session closed", w.Session) })
 
 	wantFields := func(rec map[string]any, fields map[string]any) {
 		t.Helper()
@@ -113,7 +125,7 @@ func TestSessionEventLogs(t *testing.T) {
 		}
 		h.mustPublish(t, "log.slow", data)
 	}
-	eventually(t, "the slow session closed", func() bool { return len(logs.find(t, "session closed", sw.Session)) == 1 })
+	testkit.Eventually(t, waitTimeout, func() error { return logs.wantOne(t, "session closed", sw.Session) })
 	sl := logs.find(t, "slow consumer", sw.Session)
 	if len(sl) != 1 {
 		t.Fatalf("%d slow consumer records", len(sl))

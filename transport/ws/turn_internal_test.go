@@ -61,7 +61,7 @@ func TestABacklogTakesTurnsWithOtherSessions(t *testing.T) {
 	loop := &eventLoop{srv: srv}
 	loop.writeq.ready = make(chan struct{}, 2)
 	c.loop = loop
-	c.writing.Store(true) // the test runs c's writer, one turn at a time
+	c.writer.start() // the test runs c's writer, one turn at a time
 
 	const frameBytes = 16 << 10
 	perTurn := maxTurnBytes / frameBytes

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/session"
 )
 
 // maxIdleBuffer is the largest frame slice a writer keeps between bursts;
@@ -25,7 +25,7 @@ const maxTurnBytes = 64 << 10
 // wake starts the writer unless it runs. The outbox calls it when a push
 // finds it empty; requestClose calls it too.
 func (c *conn) wake() {
-	if c.writing.CompareAndSwap(false, true) {
+	if c.writer.start() {
 		c.schedule()
 	}
 }
@@ -70,7 +70,7 @@ func (c *conn) turn() {
 		overflowed = out.Overflowed()
 	}
 	if overflowed {
-		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+		c.requestClose(session.CauseSlowConsumer, "")
 		go c.writeAll()
 		return
 	}
@@ -119,8 +119,8 @@ func (c *conn) idle(own bool) bool {
 	if cap(c.spare) > maxIdleBuffer {
 		c.spare = nil
 	}
-	c.writing.Store(false)
-	if (!c.sess.Outbox().Pending() && !c.closing()) || !c.writing.CompareAndSwap(false, true) {
+	c.writer.stop()
+	if (!c.sess.Outbox().Pending() && !c.closing()) || !c.writer.start() {
 		return false
 	}
 	if own {
@@ -146,7 +146,7 @@ func (c *conn) writeAll() {
 		frames, oldest, overflowed := out.DrainOldest(c.spare)
 		c.spare = frames // as in turn
 		if overflowed {
-			c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+			c.requestClose(session.CauseSlowConsumer, "")
 			continue
 		}
 		if len(frames) == 0 {
@@ -164,15 +164,20 @@ func (c *conn) writeAll() {
 }
 
 // writeFailed ends the writer after a failed write: the connection is
-// closed, a parked reader ended, and a queue that overflowed meanwhile
-// makes the session a slow consumer (whose close frame cannot be sent).
+// closed and a parked reader ended. A queue that overflowed meanwhile
+// makes the session a slow consumer (whose close frame cannot be sent);
+// otherwise the connection dropped, which is not counted as a close the
+// peer sent (tidings_close_received_total): no read found it.
 func (c *conn) writeFailed(err error) {
 	if c.sess.Outbox().Overflowed() {
-		c.requestClose(ws.StatusPolicyViolation, "slow consumer", closeSlow)
+		c.requestClose(session.CauseSlowConsumer, "")
 		c.logger().Warn("slow consumer", "err", err)
+	} else {
+		c.requestClose(session.CauseDropped, "")
+		c.logger().Debug("write failed", "err", err)
 	}
 	_ = c.nc.Close()
-	c.endParked(err)
+	c.endParked(nil)
 	c.partEnded()
 }
 

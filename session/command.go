@@ -1,22 +1,21 @@
-package ws
+package session
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/tidings-io/tidings/broker"
 )
 
-// Errors of the command codec.
+// Errors of the command codec, broker.Error values of code bad_request.
 var (
-	// ErrNotObject: the text frame is not a JSON object; the session is
-	// closed with 1007.
-	ErrNotObject = errors.New("ws: frame is not a JSON object")
+	// ErrNotObject: the message is not a JSON object; the session is
+	// closed (on a WebSocket, with 1007).
+	ErrNotObject = broker.NewError(broker.ErrBadRequest, "frame is not a JSON object")
 	// ErrBadCommand: a JSON object that is not a valid command; the client
-	// gets an `error` frame and the session stays open.
-	ErrBadCommand = errors.New("ws: bad command")
+	// gets an `error` reply and the session stays open.
+	ErrBadCommand = broker.NewError(broker.ErrBadRequest, "bad command")
 )
 
 // Command is one decoded client command.
@@ -69,43 +68,43 @@ func DecodeCommand(p []byte) (Command, error) {
 		_ = json.Unmarshal(w.Ref, &c.Ref)
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return c, fmt.Errorf("%w: field %s has the wrong type", ErrBadCommand, te.Field)
+			return c, broker.NewError(ErrBadCommand, "bad command: field %s has the wrong type", te.Field)
 		}
-		return c, fmt.Errorf("%w: %v", ErrBadCommand, err)
+		return c, broker.NewError(ErrBadCommand, "bad command: %v", err)
 	}
 	var c Command
 	if len(w.Ref) > 0 && string(w.Ref) != "null" {
 		if err := json.Unmarshal(w.Ref, &c.Ref); err != nil {
-			return Command{}, fmt.Errorf("%w: ref must be a string", ErrBadCommand)
+			return Command{}, broker.NewError(ErrBadCommand, "bad command: ref must be a string")
 		}
 	}
 	c.Op, c.Topic = w.Op, w.Topic
 	switch w.Op {
 	case "subscribe", "unsubscribe", "publish":
 		if w.Topic == "" {
-			return c, fmt.Errorf("%w: %s needs a topic", ErrBadCommand, w.Op)
+			return c, broker.NewError(ErrBadCommand, "bad command: %s needs a topic", w.Op)
 		}
 	case "ping":
 	case "refresh":
 		if w.Token == "" {
-			return c, fmt.Errorf("%w: refresh needs a token", ErrBadCommand)
+			return c, broker.NewError(ErrBadCommand, "bad command: refresh needs a token")
 		}
 		c.Token = w.Token
 	case "":
-		return c, fmt.Errorf("%w: op is missing", ErrBadCommand)
+		return c, broker.NewError(ErrBadCommand, "bad command: op is missing")
 	default:
-		return c, fmt.Errorf("%w: unknown op", ErrBadCommand)
+		return c, broker.NewError(ErrBadCommand, "bad command: unknown op")
 	}
 	if w.Op == "publish" {
 		if len(w.Data) == 0 {
-			return c, fmt.Errorf("%w: publish needs data", ErrBadCommand)
+			return c, broker.NewError(ErrBadCommand, "bad command: publish needs data")
 		}
 		c.Data = w.Data
 		c.IdempotencyKey = w.IdempotencyKey
 	}
 	if w.Since != nil && w.Op == "subscribe" {
 		if w.Since.Offset == nil || w.Since.Epoch == nil {
-			return c, fmt.Errorf("%w: since needs offset and epoch", ErrBadCommand)
+			return c, broker.NewError(ErrBadCommand, "bad command: since needs offset and epoch")
 		}
 		c.Since = &broker.Position{Offset: *w.Since.Offset, Epoch: *w.Since.Epoch}
 	}

@@ -1,0 +1,40 @@
+// Package testkit holds helpers shared by the module's tests, so that each
+// package does not keep its own copy of them. It is imported only from
+// _test.go files.
+package testkit
+
+import (
+	"testing"
+	"time"
+)
+
+// Backoff bounds for Eventually: the first pause between tries, and the
+// longest it grows to.
+const (
+	firstPause = time.Millisecond
+	maxPause   = 50 * time.Millisecond
+)
+
+// Eventually calls cond until it returns nil. It waits 1 ms after the first
+// failed try and doubles the pause after each one, up to 50 ms. If within
+// passes first, it fails t with cond's last error, which should say what is
+// still wrong ("3 sessions, want 0"). The last try is made at the deadline,
+// so cond always gets at least one try, however short within is.
+func Eventually(t testing.TB, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	pause := firstPause
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("not within %v: %v", within, err)
+			return
+		}
+		time.Sleep(min(pause, left))
+		pause = min(2*pause, maxPause)
+	}
+}

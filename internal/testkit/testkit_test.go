@@ -1,0 +1,106 @@
+package testkit_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidings-io/tidings/internal/testkit"
+)
+
+// recorder is a testing.TB that records Fatalf instead of ending the test.
+// Its Fatalf returns, so Eventually must return after calling it.
+type recorder struct {
+	testing.TB
+	helper bool
+	fatals []string
+}
+
+func (r *recorder) Helper() {
+	r.helper = true
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.fatals = append(r.fatals, fmt.Sprintf(format, args...))
+}
+
+func newRecorder(t *testing.T) *recorder { return &recorder{TB: t} }
+
+func TestEventuallyReturnsOnceCondSucceeds(t *testing.T) {
+	t.Parallel()
+	r := newRecorder(t)
+	tries := 0
+	testkit.Eventually(r, 5*time.Second, func() error {
+		tries++
+		if tries < 4 {
+			return fmt.Errorf("try %d, want 4", tries)
+		}
+		return nil
+	})
+	if len(r.fatals) != 0 {
+		t.Fatalf("Eventually failed the test: %q", r.fatals)
+	}
+	if tries != 4 {
+		t.Fatalf("cond was called %d times, want 4 (until it returned nil)", tries)
+	}
+	if !r.helper {
+		t.Error("Eventually did not call t.Helper")
+	}
+}
+
+func TestEventuallyReturnsAtOnceWhenCondHolds(t *testing.T) {
+	t.Parallel()
+	r := newRecorder(t)
+	tries := 0
+	testkit.Eventually(r, 0, func() error { tries++; return nil })
+	if len(r.fatals) != 0 || tries != 1 {
+		t.Fatalf("cond called %d times, failures %q; want 1 call and no failure", tries, r.fatals)
+	}
+}
+
+func TestEventuallyFailsWithTheLastError(t *testing.T) {
+	t.Parallel()
+	r := newRecorder(t)
+	const within = 100 * time.Millisecond
+	tries := 0
+	start := time.Now()
+	testkit.Eventually(r, within, func() error {
+		tries++
+		return fmt.Errorf("%d sessions, want 0", tries)
+	})
+	took := time.Since(start)
+	if len(r.fatals) != 1 {
+		t.Fatalf("Fatalf called %d times (%q), want once", len(r.fatals), r.fatals)
+	}
+	want := fmt.Sprintf("not within %v: %d sessions, want 0", within, tries)
+	if r.fatals[0] != want {
+		t.Errorf("failed with %q, want %q (the last error)", r.fatals[0], want)
+	}
+	if took < within {
+		t.Errorf("gave up after %v, before %v passed", took, within)
+	}
+	// At least the first try and the one at the deadline; pauses of 1 ms
+	// and more leave no room for a busy loop.
+	if tries < 2 || tries > 100 {
+		t.Errorf("cond was called %d times in %v, want a few polls at least 1 ms apart", tries, within)
+	}
+	if !r.helper {
+		t.Error("Eventually did not call t.Helper")
+	}
+}
+
+func TestEventuallyTriesAtLeastOnce(t *testing.T) {
+	t.Parallel()
+	r := newRecorder(t)
+	errStill := errors.New("still down")
+	tries := 0
+	testkit.Eventually(r, 0, func() error { tries++; return errStill })
+	if tries != 1 {
+		t.Errorf("cond was called %d times with within 0, want 1", tries)
+	}
+	if len(r.fatals) != 1 || !strings.HasSuffix(r.fatals[0], errStill.Error()) {
+		t.Errorf("failed with %q, want one failure ending in %q", r.fatals, errStill)
+	}
+}

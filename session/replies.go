@@ -1,0 +1,47 @@
+package session
+
+// The replies a session sends, as JSON objects; a transport frames them
+// (Transport.Reply). Messages, `subscribed` and resets are encoded by
+// the transport's broker.Encoder instead, once for every subscriber.
+type (
+	// Welcome is the first frame of a session.
+	Welcome struct {
+		Type      string  `json:"type"`
+		Session   string  `json:"session"`
+		Node      string  `json:"node"`
+		Heartbeat float64 `json:"heartbeat"`
+	}
+	// Pong answers a ping.
+	Pong struct {
+		Type string `json:"type"`
+		Ref  string `json:"ref,omitempty"`
+	}
+	// Unsubscribed answers an unsubscribe, or (without ref) tells that a
+	// refresh dropped a subscription.
+	Unsubscribed struct {
+		Type  string `json:"type"`
+		Ref   string `json:"ref,omitempty"`
+		Topic string `json:"topic"`
+	}
+	// Published answers a publish.
+	Published struct {
+		Type   string `json:"type"`
+		Ref    string `json:"ref,omitempty"`
+		ID     string `json:"id"`
+		Offset uint64 `json:"offset"`
+		Epoch  string `json:"epoch"`
+	}
+	// Refreshed answers a refresh.
+	Refreshed struct {
+		Type    string `json:"type"`
+		Ref     string `json:"ref,omitempty"`
+		Expires string `json:"expires"`
+	}
+	// Error answers a command that failed.
+	Error struct {
+		Type    string `json:"type"`
+		Ref     string `json:"ref,omitempty"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+)

@@ -1,0 +1,400 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/gate"
+	"github.com/tidings-io/tidings/limit"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
+)
+
+// Transport is what a session needs of the connection that carries it.
+type Transport interface {
+	// Reply queues reply, a JSON value (one of this package's reply
+	// types), to the client, after what is queued already.
+	Reply(reply any)
+	// Close ends the session for cause: the transport tells the client
+	// (on a WebSocket, a close frame with the cause's code and reason)
+	// and closes the connection. The first close wins.
+	Close(cause Cause)
+}
+
+// TokenVerifier checks session tokens; *auth.Verifier implements it.
+type TokenVerifier interface {
+	// Verify returns what token grants, or an error whose text may be
+	// shown to the client.
+	Verify(ctx context.Context, token string) (*auth.Claims, error)
+	// Leeway is the clock skew allowed on expiry: a session ends at its
+	// token's exp plus Leeway.
+	Leeway() time.Duration
+}
+
+// Refusal reasons of sessions, as counted in the transports' refusal
+// tallies and tidings_refused_total{reason}.
+const (
+	// RefusedOpRate: a command or ping over the session's rate; commands
+	// get `error` `rate_limited`.
+	RefusedOpRate = limit.ReasonOpRate
+	// RefusedOpAbuse: a session closed for exceeding its rate limit
+	// repeatedly.
+	RefusedOpAbuse = limit.ReasonOpAbuse
+	// RefusedForbidden: a subscribe or publish its permissions do not
+	// cover (`error` `forbidden`).
+	RefusedForbidden = limit.ReasonForbidden
+	// RefusedSubscriptions: a subscribe over the per-session limit
+	// (`error` `too_large`).
+	RefusedSubscriptions = limit.ReasonSubscriptions
+	// RefusedTokenExpired: a session closed because its token expired.
+	RefusedTokenExpired = limit.ReasonTokenExpired
+	// RefusedRefresh: a `refresh` whose token was refused.
+	RefusedRefresh = limit.ReasonRefresh
+)
+
+// RefusalReasons lists the sessions' refusal reasons, for a transport's
+// tally.
+var RefusalReasons = []limit.Reason{
+	RefusedOpRate, RefusedOpAbuse, RefusedForbidden, RefusedSubscriptions,
+	RefusedTokenExpired, RefusedRefresh,
+}
+
+// Config is what every session of a transport shares.
+type Config struct {
+	// Broker runs the sessions' subscriptions and publishes.
+	Broker *broker.Broker
+	// Tokens verifies the token of a `refresh`; nil refuses refresh.
+	Tokens TokenVerifier
+	// OpRate is the sustained rate of commands (and pings) per second a
+	// session may send; 0 or less: no limit. OpBurst is how many it may
+	// send at once above it, and OpRefusals how many over it may be
+	// refused (an allowance that refills at a tenth of OpRate) before
+	// the session is closed (CauseRateLimited).
+	OpRate     float64
+	OpBurst    int
+	OpRefusals int
+	// Publishes admits publishes until shutdown and waits for them.
+	Publishes *gate.Gate
+	// Refused counts refusals by the Refused* reasons; it must know
+	// RefusalReasons.
+	Refused *limit.Tally
+	// Tracer starts the publish spans; nil: tracing off.
+	Tracer trace.Tracer
+	// Protocol names the transport in spans (network.protocol.name).
+	Protocol string
+	// API is what the transport's publishes are counted under (broker.APIWS, …).
+	API string
+}
+
+// Info is what a transport knows of a session when it begins.
+type Info struct {
+	// ID is the session id the client was told.
+	ID string
+	// Remote is the peer's address, for spans and logs.
+	Remote string
+	// Subject is the token's sub; "" for anonymous sessions.
+	Subject string
+	// Permissions are what the session may subscribe and publish to.
+	Permissions broker.Permissions
+	// Link is the trace of the request that opened the session, when it
+	// carried one; publish spans link to it.
+	Link trace.SpanContext
+	// Log returns the session's logger (made on first use: most sessions
+	// never log).
+	Log func() *slog.Logger
+}
+
+// Session is what a client's session does with its commands, on any
+// transport: subscribe, unsubscribe, publish, ping and refresh, within
+// its permissions and command rate, and the end of its token.
+type Session struct {
+	cfg   *Config
+	t     Transport
+	bs    *broker.Session
+	info  Info
+	ctx   context.Context // ended with the session
+	pubCx context.Context // ctx, counted under cfg.API
+
+	ops     *rate.Limiter // commands and pings per second; nil: no limit
+	strikes *rate.Limiter // allowance of commands refused by ops
+
+	// mu guards expiry and the permissions a refresh replaces.
+	mu     sync.Mutex
+	expiry *time.Timer
+	ended  bool
+}
+
+// New returns the session of bs carried by t; ctx ends with it.
+func New(ctx context.Context, cfg *Config, t Transport, bs *broker.Session, info Info) *Session {
+	s := &Session{cfg: cfg, t: t, bs: bs, info: info, ctx: ctx, pubCx: broker.WithAPI(ctx, cfg.API)}
+	if cfg.OpRate > 0 {
+		s.ops = rate.NewLimiter(rate.Limit(cfg.OpRate), cfg.OpBurst)
+		s.strikes = rate.NewLimiter(rate.Limit(cfg.OpRate/10), cfg.OpRefusals)
+	}
+	bs.SetPermissions(info.Permissions)
+	return s
+}
+
+// Broker returns the broker session.
+func (s *Session) Broker() *broker.Session { return s.bs }
+
+// Subject returns the subject of the session's token ("" when anonymous).
+func (s *Session) Subject() string { return s.info.Subject }
+
+// Handle runs one client message, a command. It reports whether the
+// session was closed (the message was not a JSON object, or the client
+// kept going over its rate): the transport then reads no more.
+func (s *Session) Handle(p []byte) (closed bool) {
+	cmd, err := DecodeCommand(p)
+	if errors.Is(err, ErrNotObject) {
+		s.t.Close(CauseNotObject)
+		return true
+	}
+	if ok, abuse := s.allowOp(); !ok {
+		return s.opRefused(cmd.Ref, abuse)
+	}
+	if err != nil {
+		s.replyError(cmd.Ref, err)
+		return false
+	}
+	switch cmd.Op {
+	case "ping":
+		s.t.Reply(Pong{Type: "pong", Ref: cmd.Ref})
+	case "subscribe":
+		s.subscribe(cmd)
+	case "unsubscribe":
+		s.unsubscribe(cmd)
+	case "publish":
+		s.publish(cmd)
+	case "refresh":
+		s.refresh(cmd)
+	}
+	return false
+}
+
+// AllowPing takes a transport-level ping (a WebSocket ping frame) from the
+// session's command rate. answer is false over the rate: the ping is not
+// answered; closed is true when the session was closed for going over it
+// repeatedly.
+func (s *Session) AllowPing() (answer, closed bool) {
+	ok, abuse := s.allowOp()
+	if ok {
+		return true, false
+	}
+	return false, abuse && s.opRefused("", abuse)
+}
+
+func (s *Session) subscribe(cmd Command) {
+	if err := s.bs.Subscribe(s.ctx, cmd.Ref, cmd.Topic, cmd.Since); err != nil {
+		if errors.Is(err, broker.ErrUnavailable) {
+			s.info.Log().Warn("subscribe failed", "err", err)
+		}
+		s.countRefusal(err)
+		s.replyError(cmd.Ref, err)
+	}
+}
+
+func (s *Session) unsubscribe(cmd Command) {
+	if _, err := broker.ValidatePattern(cmd.Topic); err != nil {
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	if err := s.bs.Unsubscribe(cmd.Topic); err != nil {
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	s.t.Reply(Unsubscribed{Type: "unsubscribed", Ref: cmd.Ref, Topic: cmd.Topic})
+}
+
+// publish runs a publish for a session allowed to publish.
+func (s *Session) publish(cmd Command) {
+	s.mu.Lock()
+	perms := s.info.Permissions
+	s.mu.Unlock()
+	if err := broker.CheckPublish(perms, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}}); err != nil {
+		if errors.Is(err, broker.ErrForbidden) && s.cfg.Tokens == nil {
+			err = broker.NewError(broker.ErrForbidden, "publishing needs a loopback connection or a token that allows it")
+		}
+		s.countRefusal(err)
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	if !s.cfg.Publishes.Enter() {
+		s.replyError(cmd.Ref, broker.NewError(broker.ErrUnavailable, "server shutting down"))
+		return
+	}
+	defer s.cfg.Publishes.Leave()
+	ctx, end := s.startPublish(cmd.Topic)
+	msgs, err := s.cfg.Broker.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data, IdempotencyKey: cmd.IdempotencyKey}})
+	end(msgs, err)
+	if err != nil {
+		if code := broker.ClientError(err).Code; code == broker.CodeUnavailable || code == broker.CodeInternal {
+			s.info.Log().Warn("publish failed", "err", err)
+		}
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	m := msgs[0]
+	s.t.Reply(Published{Type: "published", Ref: cmd.Ref, ID: m.ID, Offset: m.Offset, Epoch: m.Epoch})
+}
+
+// replyError queues an `error` reply: what the client is told of err.
+func (s *Session) replyError(ref string, err error) {
+	e := broker.ClientError(err)
+	s.t.Reply(Error{Type: "error", Ref: ref, Code: e.Code, Message: e.Message})
+}
+
+// countRefusal counts an error of a subscribe or publish that is a
+// refusal by permission or limit.
+func (s *Session) countRefusal(err error) {
+	switch {
+	case errors.Is(err, broker.ErrForbidden):
+		s.cfg.Refused.Add(RefusedForbidden)
+	case errors.Is(err, broker.ErrTooManySubscriptions):
+		s.cfg.Refused.Add(RefusedSubscriptions)
+	}
+}
+
+// allowOp takes one command (or ping) from the session's rate. When the
+// rate is exceeded it counts the refusal and reports whether the session
+// has now used up its allowance of refusals: then it must be closed.
+func (s *Session) allowOp() (ok, abuse bool) {
+	if s.ops == nil || s.ops.Allow() {
+		return true, false
+	}
+	if s.strikes.Allow() {
+		s.cfg.Refused.Add(RefusedOpRate)
+		return false, false
+	}
+	s.cfg.Refused.Add(RefusedOpAbuse)
+	return false, true
+}
+
+// opRefused answers a command over the rate, or closes an abusive
+// session; it reports whether the session was closed.
+func (s *Session) opRefused(ref string, abuse bool) bool {
+	if abuse {
+		s.info.Log().Info("rate limit exceeded repeatedly", "sub", s.info.Subject)
+		s.t.Close(CauseRateLimited)
+		return true
+	}
+	s.replyError(ref, broker.NewError(broker.ErrRateLimited, "too many commands: at most %g per second", s.cfg.OpRate))
+	return false
+}
+
+// ArmExpiry (re)schedules the close of the session at its token's expiry,
+// exp (plus the verifier's leeway).
+func (s *Session) ArmExpiry(exp time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	d := time.Until(exp.Add(s.cfg.Tokens.Leeway()))
+	if s.expiry == nil {
+		s.expiry = time.AfterFunc(d, s.expire)
+		return
+	}
+	s.expiry.Reset(d)
+}
+
+// expire closes the session: its token has expired.
+func (s *Session) expire() {
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		return
+	}
+	s.cfg.Refused.Add(RefusedTokenExpired)
+	s.info.Log().Info("token expired", "sub", s.info.Subject)
+	s.t.Close(CauseTokenExpired)
+}
+
+// End stops what the session has scheduled (its token's expiry). The
+// transport calls it when the session ends.
+func (s *Session) End() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+}
+
+// refresh replaces the session's token. Subscriptions the new token does
+// not allow are dropped, each announced by an `unsubscribed` without ref;
+// then `refreshed` answers. A refused token leaves the session as it was.
+func (s *Session) refresh(cmd Command) {
+	if s.cfg.Tokens == nil {
+		s.replyError(cmd.Ref, broker.NewError(broker.ErrBadRequest, "refresh needs token authentication, which this server does not use"))
+		return
+	}
+	claims, err := s.cfg.Tokens.Verify(s.ctx, cmd.Token)
+	if err != nil {
+		s.cfg.Refused.Add(RefusedRefresh)
+		if broker.ClientError(err).Code != broker.CodeUnauthorized {
+			err = broker.WrapErrorf(broker.ErrUnauthorized, err, "token is not valid")
+		}
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	if claims.Subject != s.info.Subject {
+		s.cfg.Refused.Add(RefusedRefresh)
+		s.replyError(cmd.Ref, broker.NewError(broker.ErrForbidden, "the token is for another subject than the session's"))
+		return
+	}
+	s.mu.Lock()
+	s.info.Permissions = claims.Permissions
+	s.mu.Unlock()
+	for _, p := range s.bs.SetPermissions(claims.Permissions) {
+		s.t.Reply(Unsubscribed{Type: "unsubscribed", Topic: p})
+	}
+	s.ArmExpiry(claims.Expires)
+	s.t.Reply(Refreshed{Type: "refreshed", Ref: cmd.Ref, Expires: claims.Expires.UTC().Format(time.RFC3339)})
+}
+
+// startPublish starts the span of a publish: a new trace (a session is
+// long; its publishes are not one operation), linked to the trace of the
+// request that opened the session when it had one. With tracing off it
+// returns the session's publish context and a no-op.
+func (s *Session) startPublish(topic string) (context.Context, func([]*broker.Message, error)) {
+	if s.cfg.Tracer == nil {
+		return s.pubCx, func([]*broker.Message, error) {}
+	}
+	opts := []trace.SpanStartOption{
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String(broker.MessagingSystem),
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("publish"),
+			semconv.MessagingDestinationName(topic),
+			semconv.NetworkProtocolName(s.cfg.Protocol),
+			semconv.NetworkPeerAddress(s.info.Remote),
+			attribute.String("tidings.session", s.info.ID),
+		),
+	}
+	if s.info.Link.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: s.info.Link}))
+	}
+	ctx, span := s.cfg.Tracer.Start(s.pubCx, "publish", opts...)
+	return ctx, func(msgs []*broker.Message, err error) {
+		if err != nil {
+			code := broker.ClientError(err).Code
+			span.SetStatus(codes.Error, code)
+			span.SetAttributes(semconv.ErrorTypeKey.String(code))
+		} else if len(msgs) == 1 {
+			span.SetAttributes(semconv.MessagingMessageID(msgs[0].ID), broker.AttrOffset.Int64(int64(msgs[0].Offset)))
+		}
+		span.End()
+	}
+}
