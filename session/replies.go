@@ -1,9 +1,27 @@
 package session
 
 // The replies a session sends, as JSON objects; a transport frames them
-// (Transport.Reply). Messages, `subscribed` and resets are encoded by
-// the transport's broker.Encoder instead, once for every subscriber.
+// (Transport.Reply). Messages (AppendMessageStart), Subscribed and Reset
+// are encoded by the transport's broker.Encoder, which the broker calls.
 type (
+	// Subscribed answers a subscribe.
+	Subscribed struct {
+		Type      string  `json:"type"`
+		Ref       string  `json:"ref,omitempty"`
+		Topic     string  `json:"topic"`
+		Recovered bool    `json:"recovered"`
+		Offset    *uint64 `json:"offset,omitempty"`
+		Epoch     string  `json:"epoch,omitempty"`
+	}
+	// Reset tells that a subscription's stream continues after a gap.
+	Reset struct {
+		Type   string `json:"type"`
+		Topic  string `json:"topic"`
+		Sub    string `json:"sub,omitempty"`
+		Epoch  string `json:"epoch"`
+		Offset uint64 `json:"offset"`
+		Reason string `json:"reason"`
+	}
 	// Welcome is the first frame of a session.
 	Welcome struct {
 		Type      string  `json:"type"`

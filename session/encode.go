@@ -1,0 +1,86 @@
+package session
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidings-io/tidings/broker"
+)
+
+// The encoding of a `message` reply, shared by the transports: each
+// frames it its own way (a WebSocket frame header, an SSE `data:` line),
+// around the same JSON, built without encoding/json on the
+// per-subscriber path.
+
+// AppendMessageStart appends the JSON of a `message` reply up to and
+// including its data: the part that every delivery of m shares, whatever
+// pattern it came through. Topic, id and epoch are names the broker
+// validated; data is copied byte for byte.
+func AppendMessageStart(b []byte, m *broker.Message) []byte {
+	b = append(b, `{"type":"message","topic":`...)
+	b = AppendString(b, m.Topic)
+	b = append(b, `,"id":`...)
+	b = AppendString(b, m.ID)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, m.Offset, 10)
+	b = append(b, `,"epoch":`...)
+	b = AppendString(b, m.Epoch)
+	b = append(b, `,"time":"`...)
+	b = m.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","data":`...)
+	return append(b, m.Data...)
+}
+
+// AppendMessageEnd appends what closes a `message` reply after
+// AppendMessageStart: the pattern it was delivered through (`"sub"`,
+// none for an exact subscription) and the closing brace.
+func AppendMessageEnd(b []byte, sub string) []byte {
+	if sub != "" {
+		b = append(b, `,"sub":`...)
+		b = AppendString(b, sub)
+	}
+	return append(b, '}')
+}
+
+// AppendString appends s as a JSON string. Names the broker produces need
+// no escaping, so the common case is a plain copy.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			if c < 0x20 {
+				b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+			} else {
+				b = append(b, `\ufffd`...)
+			}
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
