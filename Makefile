@@ -57,7 +57,7 @@ define gofmt-check
 @echo 'gofmt -l .'; out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):" >&2; echo "$$out" >&2; exit 1; fi
 endef
 
-.PHONY: help run build deps tools test lint bench fuzz helm-test loadtest
+.PHONY: help run build deps tools test lint bench fuzz helm-test loadtest dist dist-test
 
 help:
 	@echo 'make run        start the broker on :8080 (in-memory store)'
@@ -70,6 +70,8 @@ help:
 	@echo 'make fuzz       run each fuzz target for 60s (FUZZTIME=... to change)'
 	@echo 'make loadtest   run every load scenario at a small size (a few minutes) and print the tables'
 	@echo 'make helm-test  lint, render and schema-check the Helm chart, test it and the Dockerfile'
+	@echo 'make dist       release archives in dist/ for VERSION=$(VERSION): linux and darwin, amd64 and arm64, checksums, SBOM, chart'
+	@echo 'make dist-test  build the release archives of a test version and check them (part of make test)'
 
 run:
 	$(GO) run ./cmd/broker
@@ -105,6 +107,18 @@ test: deps
 	$(GO) test -count=1 -run TestHostileClients ./internal/abuse -abuse
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz-one,$(t),$(FUZZTIME)))
 	$(MAKE) --no-print-directory helm-test
+	$(MAKE) --no-print-directory dist-test
+
+# dist builds the release archives (scripts/dist.sh); the chart is packaged
+# with appVersion $(VERSION) when helm is installed (make helm-test does).
+dist:
+	HELM='$(HELM)' GO='$(GO)' scripts/dist.sh '$(VERSION)' dist
+
+# dist-test builds the archives of a test version in a temporary directory
+# and checks them: the four archives, checksums, the SBOM, the chart's
+# appVersion and the binary's -version.
+dist-test:
+	HELM='$(HELM)' GO='$(GO)' scripts/dist-test.sh
 
 lint: tools
 	$(gofmt-check)
@@ -124,14 +138,19 @@ fuzz:
 # registry or a schema download: helm lint --strict and helm template over
 # the default values and every ci/*-values.yaml, kubeconform -strict on what
 # they render against JSON schemas generated from the OpenAPI spec of pinned
-# Kubernetes releases (the oldest the chart supports and a current one), then
-# the Go tests of deploy/tools, a module of its own. helm and kubeconform are
-# built with go install into GOBIN_DIR when missing or of another version.
+# Kubernetes releases (the oldest the chart supports and a current one),
+# promtool on the PrometheusRule's rule groups (check rules on every values
+# file's, test rules on the defaults'), then the Go tests of deploy/tools, a
+# module of its own. helm, kubeconform and promtool are built with go
+# install into GOBIN_DIR when missing or of another version (promtool, the
+# first time, takes several minutes).
 HELM_VERSION        := v3.22.0
 KUBECONFORM_VERSION := v0.8.0
+PROMTOOL_VERSION    := v0.316.0
 KUBE_VERSIONS       := 1.30.14 1.37.2
 HELM                := $(GOBIN_DIR)/helm
 KUBECONFORM         := $(GOBIN_DIR)/kubeconform
+PROMTOOL            := $(GOBIN_DIR)/promtool
 CHART               := deploy/helm/tidings
 K8S_SCHEMAS         := '$(CURDIR)/deploy/tools/.schemas/{{ .NormalizedKubernetesVersion }}{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json'
 CRD_SCHEMAS         := '$(CURDIR)/deploy/tools/crd-schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json'
@@ -149,6 +168,7 @@ endef
 helm-test:
 	$(call go-tool,helm,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
 	$(call go-tool,kubeconform,github.com/yannh/kubeconform/cmd/kubeconform,$(KUBECONFORM_VERSION))
+	$(call go-tool,promtool,github.com/prometheus/prometheus/cmd/promtool,$(PROMTOOL_VERSION))
 	cd deploy/tools && $(GO) run ./cmd/k8s-schemas -out .schemas $(KUBE_VERSIONS)
 	@for values in '' $(CHART)/ci/*-values.yaml; do \
 		echo "helm lint --strict $(CHART) $${values:+-f $$values}"; \
@@ -160,6 +180,21 @@ helm-test:
 				-schema-location $(K8S_SCHEMAS) -schema-location $(CRD_SCHEMAS); \
 		done; \
 	done
+	@# The PrometheusRule's spec.groups, as a Prometheus rule file
+	@# (deploy/tools/cmd/prom-rules), for every values file with the rule on.
+	@dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT; \
+	(cd deploy/tools && $(GO) build -o "$$dir/prom-rules" ./cmd/prom-rules); \
+	for values in '' $(CHART)/ci/*-values.yaml; do \
+		echo "helm template $(CHART) $${values:+-f $$values} --set prometheusRule.enabled=true | prom-rules | promtool check rules"; \
+		'$(HELM)' template tidings $(CHART) --namespace tidings --kube-version $(firstword $(KUBE_VERSIONS)) \
+			$${values:+-f "$$values"} --set prometheusRule.enabled=true | "$$dir/prom-rules" > "$$dir/rules.yaml"; \
+		'$(PROMTOOL)' check rules --lint-fatal "$$dir/rules.yaml"; \
+	done; \
+	echo 'helm template $(CHART) --set prometheusRule.enabled=true | prom-rules | promtool test rules deploy/tools/prometheus/rules-test.yaml'; \
+	'$(HELM)' template tidings $(CHART) --namespace tidings --kube-version $(firstword $(KUBE_VERSIONS)) \
+		--set prometheusRule.enabled=true | "$$dir/prom-rules" > "$$dir/rules.yaml"; \
+	cp deploy/tools/prometheus/rules-test.yaml "$$dir/"; \
+	'$(PROMTOOL)' test rules "$$dir/rules-test.yaml"
 	cd deploy/tools && $(GO) vet ./... && HELM='$(HELM)' $(GO) test -count=1 ./...
 
 # loadtest runs every cmd/loadgen scenario at a size that takes a few

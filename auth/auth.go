@@ -19,6 +19,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
 )
 
 // Errors of Verify and New. Verify's errors are broker.ErrUnauthorized
@@ -81,15 +82,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Leeway <= 0 {
-		c.Leeway = 5 * time.Second
-	}
-	if c.JWKSRefresh <= 0 {
-		c.JWKSRefresh = time.Hour
-	}
-	if c.JWKSMinInterval <= 0 {
-		c.JWKSMinInterval = 10 * time.Second
-	}
+	defaults.Positive(&c.Leeway, 5*time.Second)
+	defaults.Positive(&c.JWKSRefresh, time.Hour)
+	defaults.Positive(&c.JWKSMinInterval, 10*time.Second)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}

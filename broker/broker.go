@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -88,7 +89,7 @@ type Config struct {
 	// consumers, resumes, resets). Nil (the default) turns metrics off.
 	MeterProvider metric.MeterProvider
 	// Propagator writes and reads the trace context a message carries
-	// between nodes (Message.Trace). Nil means W3C(): W3C trace context
+	// between nodes (Message.Trace). Nil means W3C trace context
 	// and baggage.
 	Propagator propagation.TextMapPropagator
 }
@@ -96,30 +97,14 @@ type Config struct {
 // withDefaults returns c with every zero (or negative) field set to its
 // default.
 func (c Config) withDefaults() Config {
-	if c.Shards <= 0 {
-		c.Shards = DefaultShards
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = DefaultQueueSize
-	}
-	if c.QueueBytes <= 0 {
-		c.QueueBytes = DefaultQueueBytes
-	}
-	if c.MaxSubscriptions <= 0 {
-		c.MaxSubscriptions = DefaultMaxSubscriptions
-	}
-	if c.OutboundBytes <= 0 {
-		c.OutboundBytes = DefaultOutboundBytes
-	}
-	if c.MaxPatternSegments <= 0 {
-		c.MaxPatternSegments = DefaultMaxPatternSegments
-	}
-	if c.MaxSessionPatternSegments <= 0 {
-		c.MaxSessionPatternSegments = DefaultMaxSessionPatternSegments
-	}
-	if c.MaxPatternNodes <= 0 {
-		c.MaxPatternNodes = DefaultMaxPatternNodes
-	}
+	defaults.Positive(&c.Shards, DefaultShards)
+	defaults.Positive(&c.QueueSize, DefaultQueueSize)
+	defaults.Positive(&c.QueueBytes, DefaultQueueBytes)
+	defaults.Positive(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	defaults.Positive(&c.OutboundBytes, DefaultOutboundBytes)
+	defaults.Positive(&c.MaxPatternSegments, DefaultMaxPatternSegments)
+	defaults.Positive(&c.MaxSessionPatternSegments, DefaultMaxSessionPatternSegments)
+	defaults.Positive(&c.MaxPatternNodes, DefaultMaxPatternNodes)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

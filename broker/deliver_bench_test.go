@@ -103,7 +103,7 @@ func benchFanout(b *testing.B, cfg broker.Config, n int) (*benchBroker, func() i
 		}
 	})
 	spare := make([][][]byte, n)
-	return &benchBroker{br, st.Epoch("bench.topic")}, func() int {
+	return &benchBroker{br, epochOf(b, st, "bench.topic")}, func() int {
 		frames := 0
 		for i, s := range sessions {
 			spare[i], _ = s.Outbox().Drain(spare[i])

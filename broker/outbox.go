@@ -18,12 +18,8 @@ type Outbox struct {
 	// its bytes against.
 	budget *Budget
 
-	// mu guards ready, notify, frames, bytes, oldest, overflowed and
-	// closed.
+	// mu guards notify, frames, bytes, oldest, overflowed and closed.
 	mu sync.Mutex
-	// ready is made by the first Ready call; nil until then, so that a
-	// session whose writer uses Notify holds no channel.
-	ready chan struct{}
 	// notify, when set, is called when a push finds the outbox empty and
 	// on overflow.
 	notify func()
@@ -136,11 +132,11 @@ func (o *Outbox) pushFanout(head, body, tail []byte, at int64, charge int, f *fa
 		// longest: the queue is FIFO.
 		o.oldest = at
 	}
-	ready, notify := o.ready, o.notify
+	notify := o.notify
 	o.mu.Unlock()
-	if first {
+	if first && notify != nil {
 		// Later pushes find the writer signalled and not yet drained.
-		signal(ready, notify)
+		notify()
 	}
 	return true
 }
@@ -244,51 +240,27 @@ func (b *Budget) release(had int) {
 	b.busy.Add(-1)
 }
 
-func signal(ready chan struct{}, notify func()) {
-	if notify != nil {
-		notify()
-	}
-	if ready != nil {
-		select {
-		case ready <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // Overflow marks the outbox overflowed, as a push that does not fit does.
 func (o *Outbox) Overflow() {
 	o.mu.Lock()
 	first := !o.overflowed && !o.closed
 	o.overflowed = true
-	ready, notify := o.ready, o.notify
+	notify := o.notify
 	o.mu.Unlock()
 	if first {
 		if o.onOverflow != nil {
 			o.onOverflow()
 		}
-		signal(ready, notify)
-	}
-}
-
-// Ready is signalled when a push finds the outbox empty and on overflow;
-// the writer then drains everything.
-func (o *Outbox) Ready() <-chan struct{} {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.ready == nil {
-		o.ready = make(chan struct{}, 1)
-		if len(o.frames) > 0 || o.overflowed {
-			o.ready <- struct{}{}
+		if notify != nil {
+			notify()
 		}
 	}
-	return o.ready
 }
 
 // Notify sets fn to be called when a push finds the outbox empty (later
 // pushes find it already signalled and not yet drained) and on overflow,
-// from the goroutine that pushed: a writer started on demand uses it in
-// place of Ready. fn must not block or push.
+// from the goroutine that pushed: the session's writer then drains
+// everything. fn must not block or push.
 func (o *Outbox) Notify(fn func()) {
 	o.mu.Lock()
 	o.notify = fn
@@ -347,13 +319,6 @@ func (o *Outbox) Overflowed() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.overflowed
-}
-
-// Len returns the number of queued frames.
-func (o *Outbox) Len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.count
 }
 
 // Close makes every later push fail. Queued frames stay for Drain, but no

@@ -2,21 +2,22 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
+	telem "github.com/tidings-io/tidings/internal/telemetry"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// ScopeName is the instrumentation scope of the broker's spans and metrics.
-const ScopeName = "github.com/tidings-io/tidings/broker"
+// scope is the instrumentation scope of the broker's spans and metrics.
+var scope = telem.Scope("broker")
 
 // Publishing APIs: the api attribute of tidings_messages_published_total.
 const (
@@ -62,32 +63,6 @@ const (
 	AttrSubscribers = attribute.Key("tidings.subscribers")
 )
 
-// W3C is the default propagator: W3C trace context and baggage.
-func W3C() propagation.TextMapPropagator {
-	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-}
-
-// Tracer returns the tracer of scope from tp, or nil when tp is nil or a
-// no-op provider: nil means tracing is off, and callers skip every span
-// operation, so tracing off costs one nil check.
-func Tracer(tp trace.TracerProvider, scope string) trace.Tracer {
-	if tp == nil {
-		return nil
-	}
-	if _, ok := tp.(tracenoop.TracerProvider); ok {
-		return nil
-	}
-	return tp.Tracer(scope)
-}
-
-// Meter returns the meter of scope from mp, or a no-op meter when mp is nil.
-func Meter(mp metric.MeterProvider, scope string) metric.Meter {
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	return mp.Meter(scope)
-}
-
 // telemetry is the broker's tracer, propagator and metric registrations.
 type telemetry struct {
 	tracer trace.Tracer // nil when tracing is off
@@ -102,40 +77,40 @@ type outcomeStats struct {
 }
 
 func (b *Broker) setupTelemetry() {
-	b.tel.tracer = Tracer(b.cfg.TracerProvider, ScopeName)
+	b.tel.tracer = telem.Tracer(b.cfg.TracerProvider, scope)
 	b.tel.prop = b.cfg.Propagator
 	if b.tel.prop == nil {
-		b.tel.prop = W3C()
+		b.tel.prop = telem.W3C()
 	}
 	if b.cfg.MeterProvider == nil {
 		return
 	}
-	m := Meter(b.cfg.MeterProvider, ScopeName)
+	in := telem.NewInstruments(telem.Meter(b.cfg.MeterProvider, scope))
 	// Every broker metric is read from its counters when scraped, so
 	// publishing and delivering pay nothing for them.
-	sessions, _ := m.Int64ObservableUpDownCounter("tidings.sessions",
+	sessions := in.Int64ObservableUpDownCounter("tidings.sessions",
 		metric.WithUnit("{session}"), metric.WithDescription("Sessions open on this node."))
-	subs, _ := m.Int64ObservableUpDownCounter("tidings.subscriptions",
+	subs := in.Int64ObservableUpDownCounter("tidings.subscriptions",
 		metric.WithUnit("{subscription}"), metric.WithDescription("Subscriptions held on this node, by kind (exact or wildcard)."))
-	topics, _ := m.Int64ObservableUpDownCounter("tidings.topics",
+	topics := in.Int64ObservableUpDownCounter("tidings.topics",
 		metric.WithUnit("{topic}"), metric.WithDescription("Topics with at least one local exact subscriber."))
-	published, _ := m.Int64ObservableCounter("tidings.messages.published",
+	published := in.Int64ObservableCounter("tidings.messages.published",
 		metric.WithUnit("{message}"), metric.WithDescription("Messages accepted for publishing on this node, by api (http, ws)."))
-	delivered, _ := m.Int64ObservableCounter("tidings.messages.delivered",
+	delivered := in.Int64ObservableCounter("tidings.messages.delivered",
 		metric.WithUnit("{message}"), metric.WithDescription("Message frames queued to subscribers on this node (one per matching subscription)."))
-	slow, _ := m.Int64ObservableCounter("tidings.slow_consumers",
+	slow := in.Int64ObservableCounter("tidings.slow_consumers",
 		metric.WithUnit("{session}"), metric.WithDescription("Sessions whose outbound queue overflowed (closed with 1008 slow consumer)."))
-	resumes, _ := m.Int64ObservableCounter("tidings.resumes",
+	resumes := in.Int64ObservableCounter("tidings.resumes",
 		metric.WithUnit("{subscription}"), metric.WithDescription("Subscribes with since, by outcome (recovered true or false)."))
-	patternNodes, _ := m.Int64ObservableUpDownCounter("tidings.pattern_nodes",
+	patternNodes := in.Int64ObservableUpDownCounter("tidings.pattern_nodes",
 		metric.WithUnit("{node}"), metric.WithDescription("Nodes of the wildcard pattern index on this node (bounded by MaxPatternNodes)."))
-	patternRefusals, _ := m.Int64ObservableCounter("tidings.pattern_refusals",
+	patternRefusals := in.Int64ObservableCounter("tidings.pattern_refusals",
 		metric.WithUnit("{subscription}"), metric.WithDescription("Wildcard subscriptions refused because the pattern index was full."))
-	outbound, _ := m.Int64ObservableUpDownCounter("tidings.outbound.bytes",
+	outbound := in.Int64ObservableUpDownCounter("tidings.outbound.bytes",
 		metric.WithUnit("By"), metric.WithDescription("Bytes queued to be written to every session on this node (bounded by -outbound-bytes)."))
-	budgetCuts, _ := m.Int64ObservableCounter("tidings.outbound.budget_cuts",
+	budgetCuts := in.Int64ObservableCounter("tidings.outbound.budget_cuts",
 		metric.WithUnit("{session}"), metric.WithDescription("Sessions cut as slow consumers because the node's outbound queues held -outbound-bytes."))
-	resets, _ := m.Int64ObservableCounter("tidings.resets",
+	resets := in.Int64ObservableCounter("tidings.resets",
 		metric.WithUnit("{reset}"), metric.WithDescription("Reset notices to local subscribers, by reason (history_lost, gap)."))
 
 	kindExact := metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "exact")))
@@ -150,7 +125,7 @@ func (b *Broker) setupTelemetry() {
 	}
 	lost := metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", ResetHistoryLost)))
 	gap := metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", ResetGap)))
-	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := &b.stats
 		o.ObserveInt64(sessions, st.sessions.Load())
 		o.ObserveInt64(subs, st.exactSubs.Load(), kindExact)
@@ -172,6 +147,11 @@ func (b *Broker) setupTelemetry() {
 		o.ObserveInt64(resets, int64(st.outcomes.gap.Load()), gap)
 		return nil
 	}, sessions, subs, topics, published, delivered, slow, resumes, resets, patternNodes, patternRefusals, outbound, budgetCuts)
+	// The broker has no logger: OpenTelemetry's error handler reports it
+	// (on stderr unless the program installs its own).
+	if err := in.Err(); err != nil {
+		otel.Handle(fmt.Errorf("broker: metrics: %w", err))
+	}
 }
 
 // startAppend runs when tracing is on: it records the publishing span's

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/tidings-io/tidings/internal/defaults"
 )
 
 // FailureConfig sets how failed authentications of one address are
@@ -33,21 +35,13 @@ type FailureConfig struct {
 }
 
 func (c FailureConfig) withDefaults() FailureConfig {
-	if c.Max <= 0 {
-		c.Max = 20
-	}
-	if c.Window <= 0 {
-		c.Window = time.Minute
-	}
-	if c.Backoff <= 0 {
-		c.Backoff = 5 * time.Second
-	}
+	defaults.Positive(&c.Max, 20)
+	defaults.Positive(&c.Window, time.Minute)
+	defaults.Positive(&c.Backoff, 5*time.Second)
 	if c.MaxBackoff < c.Backoff {
 		c.MaxBackoff = max(c.Backoff, 10*time.Minute)
 	}
-	if c.MaxAddrs <= 0 {
-		c.MaxAddrs = 10000
-	}
+	defaults.Positive(&c.MaxAddrs, 10000)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -3,16 +3,17 @@
 // many at once, and (Failures) how many failed authentications before it
 // is refused for a growing while. Addresses are grouped as attackers hold them: an IPv4
 // address alone, an IPv6 address by its /64 prefix. The invalid address,
-// a client whose address is unknown (for example an X-Forwarded-For hop
-// that a trusted proxy could not name), is one group of its own: every
-// unknown client shares its allowance, so that not being known is no way
-// around a limit.
+// a client whose address is unknown (for example an X-Forwarded-For or
+// Forwarded hop that a trusted proxy could not name), is one group of its
+// own: every unknown client shares its allowance, so that not being known
+// is no way around a limit.
 package limit
 
 import (
 	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
@@ -64,6 +65,8 @@ type PerAddr struct {
 	mu        sync.Mutex
 	entries   map[netip.Prefix]*entry
 	lastSweep time.Time
+
+	crowded atomic.Bool // FirstCrowd has reported true
 }
 
 // entry is one address group's state.
@@ -103,8 +106,18 @@ func Group(a netip.Addr) netip.Prefix {
 // connection ends. Every invalid (unknown) address is counted in one
 // group.
 func (l *PerAddr) Acquire(a netip.Addr) (release func(), err error) {
+	release, _, err = l.AcquireActive(a)
+	return release, err
+}
+
+// AcquireActive is Acquire that also tells, on success, how many
+// connections a's group holds with this one: the count the limits use,
+// read under the same lock, for a caller that wants to notice crowded
+// addresses. It is 0 when Config sets neither Rate nor Max: nothing is
+// counted then.
+func (l *PerAddr) AcquireActive(a netip.Addr) (release func(), active int, err error) {
 	if l.cfg.Rate <= 0 && l.cfg.Max <= 0 {
-		return func() {}, nil
+		return func() {}, 0, nil
 	}
 	key := Group(a)
 	now := l.cfg.Now()
@@ -120,11 +133,11 @@ func (l *PerAddr) Acquire(a netip.Addr) (release func(), err error) {
 		l.entries[key] = e
 	}
 	if l.cfg.Max > 0 && e.active >= l.cfg.Max {
-		return nil, &Refusal{Err: ErrConcurrent, RetryAfter: time.Second}
+		return nil, 0, &Refusal{Err: ErrConcurrent, RetryAfter: time.Second}
 	}
 	if e.bucket != nil && !e.bucket.AllowN(now, 1) {
 		wait := time.Duration((1 - e.bucket.TokensAt(now)) / l.cfg.Rate * float64(time.Second))
-		return nil, &Refusal{Err: ErrRate, RetryAfter: max(time.Second, wait.Round(time.Second))}
+		return nil, 0, &Refusal{Err: ErrRate, RetryAfter: max(time.Second, wait.Round(time.Second))}
 	}
 	e.active++
 	var once sync.Once
@@ -134,7 +147,18 @@ func (l *PerAddr) Acquire(a netip.Addr) (release func(), err error) {
 			e.active--
 			l.mu.Unlock()
 		})
-	}, nil
+	}, e.active, nil
+}
+
+// FirstCrowd reports whether active, a count AcquireActive returned, is
+// over crowd for the first time in l's life: it is true once, for the
+// first connection that takes a group over crowd, and false after, so
+// that a caller warns once of an address that holds many connections
+// (the sign, say, of a proxy in front that is not trusted). It costs a
+// comparison, and an atomic load once the crowd has been seen. A caller
+// with conditions of its own checks them first.
+func (l *PerAddr) FirstCrowd(active, crowd int) bool {
+	return active > crowd && !l.crowded.Load() && l.crowded.CompareAndSwap(false, true)
 }
 
 // Len returns the number of address groups tracked.

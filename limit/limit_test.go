@@ -154,6 +154,38 @@ func TestInvalidAddressesShareOneGroup(t *testing.T) {
 	}
 }
 
+// TestAcquireActiveCountsTheGroup: AcquireActive tells how many
+// connections the address's group holds with the new one (an IPv6 /64
+// as one), releases and refusals included; with no limit nothing is
+// counted.
+func TestAcquireActiveCountsTheGroup(t *testing.T) {
+	t.Parallel()
+	l := limit.New(limit.Config{Max: 3})
+	var releases []func()
+	for i, a := range []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"} {
+		release, active, err := l.AcquireActive(netip.MustParseAddr(a))
+		if err != nil || active != i+1 {
+			t.Fatalf("connection %d from one /64: active %d, %v; want %d", i, active, err, i+1)
+		}
+		releases = append(releases, release)
+	}
+	if _, active, err := l.AcquireActive(netip.MustParseAddr("2001:db8::4")); !errors.Is(err, limit.ErrConcurrent) || active != 0 {
+		t.Fatalf("over Max: active %d, %v; want 0, ErrConcurrent", active, err)
+	}
+	if _, active, err := l.AcquireActive(a1); err != nil || active != 1 {
+		t.Fatalf("another address: active %d, %v; want 1", active, err)
+	}
+	releases[0]()
+	releases[0]()
+	if _, active, err := l.AcquireActive(netip.MustParseAddr("2001:db8::5")); err != nil || active != 3 {
+		t.Fatalf("after one release: active %d, %v; want 3", active, err)
+	}
+	off := limit.New(limit.Config{})
+	if _, active, err := off.AcquireActive(a1); err != nil || active != 0 {
+		t.Fatalf("no limits: active %d, %v; want 0, nil", active, err)
+	}
+}
+
 func TestTallyCountsEachReasonAndIgnoresOthers(t *testing.T) {
 	a, b := limit.ReasonOrigin, limit.ReasonHTTPRate
 	tally := limit.NewTally(a, b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/tidings-io/tidings/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -137,21 +138,22 @@ func (t *Tally) Snapshot() map[Reason]uint64 {
 // (tidings_refused_total on /metrics): every reason of the tally, zeros
 // included. Each transport registers its own tally.
 func (t *Tally) RegisterMetric(m metric.Meter) error {
-	refused, err := m.Int64ObservableCounter("tidings.refused",
+	in := telemetry.NewInstruments(m)
+	refused := in.Int64ObservableCounter("tidings.refused",
 		metric.WithUnit("{refusal}"),
 		metric.WithDescription("Upgrades, sessions, commands and publishes refused by a security rule or limit, by reason."))
-	if err != nil {
+	if err := in.Err(); err != nil {
 		return err
 	}
 	attrs := make([]metric.ObserveOption, len(t.reasons))
 	for i, r := range t.reasons {
 		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r.String())))
 	}
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for i, r := range t.reasons {
 			o.ObserveInt64(refused, int64(t.counts[r].Load()), attrs[i])
 		}
 		return nil
 	}, refused)
-	return err
+	return in.Err()
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,9 +18,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/tracing"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
@@ -149,7 +152,7 @@ func TestSetupParentBased(t *testing.T) {
 		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true},
 		{"00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00", false},
 	} {
-		ctx := tracing.Extract(t.Context(), map[string]string{"traceparent": tc.traceparent})
+		ctx := tel.Propagator.Extract(t.Context(), propagation.MapCarrier{"traceparent": tc.traceparent})
 		_, span := tr.Start(ctx, "child")
 		if span.SpanContext().IsSampled() != tc.sampled || span.SpanContext().TraceID() != trace.SpanContextFromContext(ctx).TraceID() {
 			t.Errorf("parent %s: child sampled %v trace %s", tc.traceparent, span.SpanContext().IsSampled(), span.SpanContext().TraceID())
@@ -191,10 +194,18 @@ func TestSetupBadEnv(t *testing.T) {
 	}
 }
 
-func TestPropagationHelpers(t *testing.T) {
+// TestSetupDefaultPropagator: with no OTEL_PROPAGATORS, the propagator
+// reads and writes W3C trace context and baggage under their W3C names,
+// the form a message carries in broker.Message.Trace and in the Redis
+// relay envelope, as the default propagator of the other packages does.
+func TestSetupDefaultPropagator(t *testing.T) {
 	t.Parallel()
+	p := setup(t, nil, tracing.Config{}).Propagator
+	if got, want := slices.Sorted(slices.Values(p.Fields())), slices.Sorted(slices.Values(telemetry.W3C().Fields())); !slices.Equal(got, want) {
+		t.Errorf("fields %v, want those of telemetry.W3C: %v", got, want)
+	}
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	ctx := tracing.Extract(t.Context(), map[string]string{"traceparent": tp, "tracestate": "vendor=x", "baggage": "tenant=acme"})
+	ctx := p.Extract(t.Context(), propagation.MapCarrier{"traceparent": tp, "tracestate": "vendor=x", "baggage": "tenant=acme"})
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsRemote() || sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().Get("vendor") != "x" {
 		t.Errorf("extracted %v", sc)
@@ -202,13 +213,13 @@ func TestPropagationHelpers(t *testing.T) {
 	if m := baggage.FromContext(ctx).Member("tenant"); m.Value() != "acme" {
 		t.Errorf("baggage tenant = %q", m.Value())
 	}
-	out := map[string]string{}
-	tracing.Inject(ctx, out)
+	out := propagation.MapCarrier{}
+	p.Inject(ctx, out)
 	if out["traceparent"] != tp || out["tracestate"] != "vendor=x" || out["baggage"] != "tenant=acme" {
 		t.Errorf("injected %v", out)
 	}
-	empty := map[string]string{}
-	tracing.Inject(context.Background(), empty)
+	empty := propagation.MapCarrier{}
+	p.Inject(context.Background(), empty)
 	if len(empty) != 0 {
 		t.Errorf("injected %v from a context with no trace", empty)
 	}

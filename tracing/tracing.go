@@ -1,7 +1,7 @@
 // Package tracing sets up the broker's observability: structured logging with
-// log/slog, and OpenTelemetry traces and metrics configured from the standard
-// OTEL_* environment variables (Setup), with the Prometheus handler behind
-// /metrics and the W3C propagation helpers. It is the only package besides
+// log/slog, and OpenTelemetry traces, metrics and propagation configured from
+// the standard OTEL_* environment variables (Setup), with the Prometheus
+// handler behind /metrics. It is the only package besides
 // cmd/broker that may import the OpenTelemetry SDK and exporters; every other
 // package receives its *slog.Logger, tracer provider and meter provider from
 // the caller and uses the OpenTelemetry API only.
@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"go.opentelemetry.io/otel"
 )
 
 // Sentinel errors returned by NewLogger, wrapped with the offending value.
@@ -57,4 +59,15 @@ func parseLevel(s string) (slog.Level, error) {
 	default:
 		return 0, fmt.Errorf("%w %q", ErrLogLevel, s)
 	}
+}
+
+// RouteOTelErrors sends what the OpenTelemetry SDK and API report through
+// their global error handler (a failed export, an instrument that could
+// not be registered) to log, at warn level, instead of plain lines on
+// stderr: every line the broker writes is in the chosen format. The
+// handler is process-wide; the last call wins.
+func RouteOTelErrors(log *slog.Logger) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("opentelemetry", "err", err)
+	}))
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/tracing"
+	"go.opentelemetry.io/otel"
 )
 
 func TestNewLoggerLevels(t *testing.T) {
@@ -137,5 +138,24 @@ func TestNewLoggerBadInput(t *testing.T) {
 				t.Errorf("wrote %q on error", buf.String())
 			}
 		})
+	}
+}
+
+// An error the OpenTelemetry SDK reports comes out as a record of the
+// broker's logger, in its format, not as a plain line on stderr.
+func TestOTelErrorsAreLogRecords(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := tracing.NewLogger(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracing.RouteOTelErrors(log)
+	otel.Handle(errors.New("export failed: collector unreachable"))
+	var rec struct{ Level, Msg, Err string }
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("not one JSON record: %q: %v", buf.String(), err)
+	}
+	if rec.Level != "WARN" || rec.Msg != "opentelemetry" || rec.Err != "export failed: collector unreachable" {
+		t.Errorf("record %+v", rec)
 	}
 }

@@ -24,14 +24,15 @@ import (
 
 // config is the broker's command line, after flags and environment.
 type config struct {
-	addr            string
-	nodeID          string
-	redisURL        string
-	redisCluster    []string
-	sentinelMaster  string
-	sentinelAddrs   []string
-	redisTimeout    time.Duration
-	redisPrefix     string
+	addr           string
+	nodeID         string
+	redisURL       string
+	redisCluster   []string
+	sentinelMaster string
+	sentinelAddrs  []string
+	redisTimeout   time.Duration
+	redisPrefix    string
+	redisAuthFlags
 	demo            bool
 	shutdownTimeout time.Duration
 	apiKeys         []string
@@ -70,6 +71,9 @@ func (e usageError) Error() string { return e.msg }
 // errHelp reports that -h was asked for and the usage was printed.
 var errHelp = errors.New("help requested")
 
+// errVersion reports that -version was asked for and the version printed.
+var errVersion = errors.New("version requested")
+
 // envName is the environment variable that sets flag name.
 func envName(name string) string {
 	return "TIDINGS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
@@ -89,6 +93,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&redisSentinel, "redis-sentinel", "", "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)")
 	fs.DurationVar(&c.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on every Redis operation; a publish fails with 503 after it")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key and channel")
+	c.redisAuthFlags.flags(fs)
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")
@@ -100,11 +105,11 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.Int64Var(&c.historyBytes, "history-bytes", memory.DefaultHistoryBytes, "bytes the in-memory store's history holds on the node, every topic together; over it the oldest messages go first")
 	fs.Int64Var(&c.outboundBytes, "outbound-bytes", broker.DefaultOutboundBytes, "bytes every session's outbound queue holds on the node together; over it the sessions with the fullest queues are cut as slow consumers")
 	fs.DurationVar(&c.idemWindow, "idempotency-window", memory.DefaultIdempotencyWindow, "how long a publish's idempotency key is remembered on its topic: a retry within it is answered as the first publish and stored once")
-	fs.IntVar(&c.maxMessageSize, "max-message-size", 65536, "largest inbound WebSocket message in bytes, after reassembly")
+	fs.IntVar(&c.maxMessageSize, "max-message-size", ws.DefaultMaxMessageSize, "largest inbound WebSocket message in bytes, after reassembly")
 	fs.IntVar(&c.maxBodySize, "max-body-size", httpapi.DefaultMaxBodySize, "largest HTTP publish body in bytes")
 	fs.IntVar(&c.queueSize, "queue-size", broker.DefaultQueueSize, "per-session outbound queue bound in frames")
 	fs.IntVar(&c.queueBytes, "queue-bytes", broker.DefaultQueueBytes, "per-session outbound queue bound in bytes")
-	fs.DurationVar(&c.heartbeat, "heartbeat", 25*time.Second, "server ping interval; a session silent for two intervals is closed")
+	fs.DurationVar(&c.heartbeat, "heartbeat", ws.DefaultHeartbeat, "server ping interval; a session silent for two intervals is closed")
 	fs.IntVar(&c.shards, "shards", broker.DefaultShards, "topic hub shards")
 	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -115,6 +120,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.IntVar(&c.httpIPMaxIdle, "http-ip-max-idle", 64, "idle HTTP keep-alive connections one peer address may hold (IPv6: one /64; trusted proxies exempt); beyond it a response says Connection: close and a connection that turns idle is closed (0: no limit)")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "client connections the node holds at once, HTTP and WebSocket; the last eighth are kept for addresses that hold fewer than 8, and beyond it a new connection is closed at once (default 0: the open-file limit less a reserve of an eighth of it, at least 32 and at most 1024)")
 	proxies := c.security.flags(fs)
+	// -version has no environment variable: it is a command, not a setting.
+	showVersion := fs.Bool("version", false, "print the version (stamped at build time) and exit")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,6 +130,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 		}
 		return c, usageError{err.Error()}
 	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version)
+		return c, errVersion
+	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
@@ -130,7 +141,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil {
+		if given[f.Name] || envErr != nil || f.Name == "version" {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -158,7 +169,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	return c, c.loadRedisAuth()
 }
 
 // validate checks the values flag parsing accepts but the broker does not.
@@ -235,6 +249,9 @@ func (c config) validate() error {
 	}
 	if c.redisPrefix == "" {
 		return bad("redis-prefix", "must not be empty")
+	}
+	if err := c.validateRedisAuth(); err != nil {
+		return err
 	}
 	for _, o := range c.allowedOrigins {
 		if err := ws.ValidOrigin(o); err != nil {
@@ -329,8 +346,12 @@ func defaultNodeID() string {
 // printUsage lists every flag with its environment variable and default.
 func printUsage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintln(w, "Usage: broker [flags]")
-	fmt.Fprintln(w, "Every flag can also be set by its environment variable; a flag on the command line wins.")
+	fmt.Fprintln(w, "Every flag but -version can also be set by its environment variable; a flag on the command line wins.")
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "version" {
+			fmt.Fprintf(w, "  -version\n    \t%s\n", f.Usage)
+			return
+		}
 		def := f.DefValue
 		if def == "" {
 			def = `""`

@@ -3,19 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testcert"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/ws"
 )
 
 // flagCase is one flag of the command line: its default, and two valid
@@ -31,6 +37,9 @@ type flagCase struct {
 	flagValue  string
 	wantFlag   string
 	skipDefGet bool
+	// with are arguments the flag needs to be valid (the Redis mode it
+	// applies to, say), given in the env and flag forms alike.
+	with []string
 }
 
 func str(v any) string { return fmt.Sprint(v) }
@@ -51,6 +60,28 @@ var flagCases = []flagCase{
 		envValue: "500ms", wantEnv: "500ms", flagValue: "3s", wantFlag: "3s"},
 	{name: "redis-prefix", def: "tidings:", get: func(c config) string { return c.redisPrefix }, wantDef: "tidings:",
 		envValue: "app1:", wantEnv: "app1:", flagValue: "app2:", wantFlag: "app2:"},
+	// Redis credentials and TLS. The file flags need files:
+	// TestRedisAuthFiles has them.
+	{name: "redis-username", def: `""`, get: func(c config) string { return c.redisAuth.Username }, wantDef: "",
+		envValue: "env-user", wantEnv: "env-user", flagValue: "flag-user", wantFlag: "flag-user", with: []string{"-redis", "redis://127.0.0.1:1"}},
+	{name: "redis-password", def: `""`, get: func(c config) string { return c.redisAuth.Password }, wantDef: "",
+		envValue: "env-pass", wantEnv: "env-pass", flagValue: "flag-pass", wantFlag: "flag-pass", with: []string{"-redis-cluster", "127.0.0.1:1"}},
+	{name: "redis-password-file", def: `""`, get: func(c config) string { return c.redisPasswordFile }, wantDef: ""},
+	{name: "redis-tls", def: "false", get: func(c config) string { return str(c.redisAuth.TLS != nil) }, wantDef: "false",
+		envValue: "true", wantEnv: "true", flagValue: "true", wantFlag: "true", with: []string{"-redis", "redis://127.0.0.1:1"}},
+	{name: "redis-tls-ca", def: `""`, get: func(c config) string { return c.redisTLSCA }, wantDef: ""},
+	{name: "redis-tls-cert", def: `""`, get: func(c config) string { return c.redisTLSCert }, wantDef: ""},
+	{name: "redis-tls-key", def: `""`, get: func(c config) string { return c.redisTLSKey }, wantDef: ""},
+	{name: "redis-tls-server-name", def: `""`, get: func(c config) string { return c.redisAuth.TLS.ServerName }, skipDefGet: true,
+		envValue: "redis.env.example", wantEnv: "redis.env.example", flagValue: "redis.flag.example", wantFlag: "redis.flag.example",
+		with: []string{"-redis", "rediss://127.0.0.1:1"}},
+	{name: "redis-tls-insecure-skip-verify", def: "false", get: func(c config) string { return str(c.redisAuth.TLS.InsecureSkipVerify) }, skipDefGet: true,
+		envValue: "true", wantEnv: "true", flagValue: "true", wantFlag: "true", with: []string{"-redis", "redis://127.0.0.1:1", "-redis-tls"}},
+	{name: "redis-sentinel-username", def: `""`, get: func(c config) string { return c.redisAuth.SentinelUsername }, wantDef: "",
+		envValue: "env-sentry", wantEnv: "env-sentry", flagValue: "flag-sentry", wantFlag: "flag-sentry", with: []string{"-redis-sentinel", "m@127.0.0.1:1"}},
+	{name: "redis-sentinel-password", def: `""`, get: func(c config) string { return c.redisAuth.SentinelPassword }, wantDef: "",
+		envValue: "env-spass", wantEnv: "env-spass", flagValue: "flag-spass", wantFlag: "flag-spass", with: []string{"-redis-sentinel", "m@127.0.0.1:1"}},
+	{name: "redis-sentinel-password-file", def: `""`, get: func(c config) string { return c.sentinelPasswordFile }, wantDef: ""},
 	{name: "shutdown-timeout", def: "30s", get: func(c config) string { return str(c.shutdownTimeout) }, wantDef: "30s",
 		envValue: "7s", wantEnv: "7s", flagValue: "1m", wantFlag: "1m0s"},
 	{name: "api-keys", def: `""`, get: func(c config) string { return str(c.apiKeys) }, wantDef: "[]",
@@ -192,7 +223,7 @@ func TestConfigEnvForm(t *testing.T) {
 		t.Run(fc.name, func(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{envName(fc.name): fc.envValue}
-			c, err := parseConfig(nil, envOf(env), &bytes.Buffer{})
+			c, err := parseConfig(fc.with, envOf(env), &bytes.Buffer{})
 			if err != nil {
 				t.Fatalf("%s=%q: %v", envName(fc.name), fc.envValue, err)
 			}
@@ -216,10 +247,11 @@ func TestConfigFlagWinsOverEnv(t *testing.T) {
 				{"-" + fc.name + "=" + fc.flagValue},
 				{"--" + fc.name + "=" + fc.flagValue},
 			}
-			if fc.name != "demo" { // a boolean flag takes its value only after '='
+			if fc.def != "true" && fc.def != "false" { // a boolean flag takes its value only after '='
 				forms = append(forms, []string{"-" + fc.name, fc.flagValue}, []string{"--" + fc.name, fc.flagValue})
 			}
 			for _, args := range forms {
+				args = append(slices.Clone(fc.with), args...)
 				c, err := parseConfig(args, envOf(env), &bytes.Buffer{})
 				if err != nil {
 					t.Fatalf("%v with %s=%q: %v", args, envName(fc.name), fc.envValue, err)
@@ -276,6 +308,10 @@ func TestHelp(t *testing.T) {
 				}
 				delete(listed, fc.name)
 			}
+			if !strings.Contains(out, "  -version\n") {
+				t.Errorf("%s output lacks -version", arg)
+			}
+			delete(listed, "version")
 			for name := range listed {
 				t.Errorf("%s lists -%s, which this test does not know: add it to flagCases", arg, name)
 			}
@@ -283,6 +319,29 @@ func TestHelp(t *testing.T) {
 				t.Logf("output:\n%s", out)
 			}
 		})
+	}
+}
+
+// -version prints the stamped version alone and exits 0, whatever else
+// is set; TIDINGS_VERSION is no setting and starts nothing.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-version"}, func(string) string { return "x" }, &stdout)
+	if code := exitCode(err, &stderr); code != 0 || stderr.Len() != 0 {
+		t.Fatalf("exit code %d, stderr %q (err %v), want 0 and nothing", code, stderr.String(), err)
+	}
+	if got := stdout.String(); got != version+"\n" {
+		t.Errorf("-version printed %q, want %q", got, version+"\n")
+	}
+	c, err := parseConfig(nil, func(name string) string {
+		if name == "TIDINGS_VERSION" {
+			return "true"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil || c.fromEnv["version"] != "" {
+		t.Errorf("TIDINGS_VERSION=true: err %v, from env %v; want a normal start", err, c.fromEnv)
 	}
 }
 
@@ -546,6 +605,15 @@ func TestFlagDefaultsArePackageDefaults(t *testing.T) {
 		{"redis-prefix", c.redisPrefix, redisstore.DefaultPrefix},
 		{"max-body-size", c.maxBodySize, httpapi.DefaultMaxBodySize},
 		{"publish-rate", c.publishRate, float64(httpapi.DefaultPublishRate)},
+		{"max-message-size", c.maxMessageSize, ws.DefaultMaxMessageSize},
+		{"heartbeat", c.heartbeat, ws.DefaultHeartbeat},
+		{"max-sessions", c.maxSessions, ws.DefaultMaxSessions},
+		{"ip-conn-rate", c.ipConnRate, float64(ws.DefaultIPConnRate)},
+		{"ip-conn-burst", c.ipConnBurst, ws.DefaultIPConnBurst},
+		{"ip-max-conns", c.ipMaxConns, ws.DefaultIPMaxConns},
+		{"op-rate", c.opRate, float64(ws.DefaultOpRate)},
+		{"op-burst", c.opBurst, ws.DefaultOpBurst},
+		{"write-timeout", c.writeTimeout, ws.DefaultWriteTimeout},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("-%s defaults to %v, want the package's %v", tc.flag, tc.got, tc.want)
@@ -565,4 +633,175 @@ func TestStoreDefaultsAgree(t *testing.T) {
 			memory.DefaultHistorySize, memory.DefaultHistoryTTL, memory.DefaultIdempotencyWindow,
 			redisstore.DefaultHistorySize, redisstore.DefaultHistoryTTL, redisstore.DefaultIdempotencyWindow)
 	}
+}
+
+// TestInvalidRedisAuth runs the broker with each invalid Redis credential
+// or TLS setting: it must exit 2 with one line on stderr that names the
+// flag (and the variable, when the value came from the environment) and
+// never shows a password.
+func TestInvalidRedisAuth(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, dir)
+	certFile, keyFile := ca.Issue("client")
+	_, otherKey := ca.Issue("other")
+	notPEM := filepath.Join(dir, "not.pem")
+	empty := filepath.Join(dir, "empty")
+	for name, body := range map[string]string{notPEM: "hello", empty: "\n"} {
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const url = "redis://127.0.0.1:1"
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // substrings of the stderr line
+	}{
+		{"password without redis", []string{"-redis-password", "pw-secret-1"}, nil, []string{"-redis-password", "-redis,"}},
+		{"env password without redis", nil, map[string]string{"TIDINGS_REDIS_PASSWORD": "pw-secret-1"}, []string{"-redis-password", "TIDINGS_REDIS_PASSWORD", "not in use"}},
+		{"username without redis", []string{"-redis-username", "alice"}, nil, []string{"-redis-username", "not in use"}},
+		{"tls without redis", []string{"-redis-tls"}, nil, []string{"-redis-tls", "not in use"}},
+		{"password and password file", []string{"-redis", url, "-redis-password", "pw-secret-1", "-redis-password-file", empty}, nil, []string{"-redis-password", "not both"}},
+		{"password in the URL and the flag", []string{"-redis", "redis://:pw-secret-2@127.0.0.1:1", "-redis-password", "pw-secret-1"}, nil, []string{"-redis-password", "URL has a password"}},
+		{"env password in the URL and the variable", nil, map[string]string{"TIDINGS_REDIS": "rediss://u:pw-secret-2@127.0.0.1:1", "TIDINGS_REDIS_PASSWORD": "pw-secret-1"},
+			[]string{"-redis-password", "TIDINGS_REDIS_PASSWORD", "give it once"}},
+		{"password in the URL and a file", []string{"-redis", "redis://:pw-secret-2@127.0.0.1:1", "-redis-password-file", empty}, nil, []string{"-redis-password", "URL has a password"}},
+		{"username in the URL and the flag", []string{"-redis", "redis://bob@127.0.0.1:1", "-redis-username", "alice"}, nil, []string{"-redis-username", "username too"}},
+		{"sentinel password without sentinel", []string{"-redis", url, "-redis-sentinel-password", "pw-secret-1"}, nil, []string{"-redis-sentinel-password", "only for -redis-sentinel"}},
+		{"sentinel username without sentinel", []string{"-redis-cluster", "127.0.0.1:1", "-redis-sentinel-username", "sentry"}, nil, []string{"-redis-sentinel-username", "only for -redis-sentinel"}},
+		{"sentinel password file without sentinel", []string{"-redis", url, "-redis-sentinel-password-file", empty}, nil, []string{"-redis-sentinel-password-file", "only for -redis-sentinel"}},
+		{"sentinel password and file", []string{"-redis-sentinel", "m@127.0.0.1:1", "-redis-sentinel-password", "pw-secret-1", "-redis-sentinel-password-file", empty}, nil,
+			[]string{"-redis-sentinel-password", "not both"}},
+		{"tls ca without tls", []string{"-redis", url, "-redis-tls-ca", ca.CertFile}, nil, []string{"-redis-tls-ca", "give -redis-tls"}},
+		{"env tls ca without tls", nil, map[string]string{"TIDINGS_REDIS": url, "TIDINGS_REDIS_TLS_CA": ca.CertFile}, []string{"-redis-tls-ca", "TIDINGS_REDIS_TLS_CA", "TLS is off"}},
+		{"tls cert without tls", []string{"-redis", url, "-redis-tls-cert", certFile, "-redis-tls-key", keyFile}, nil, []string{"-redis-tls-cert", "give -redis-tls"}},
+		{"tls server name without tls", []string{"-redis-cluster", "127.0.0.1:1", "-redis-tls-server-name", "redis.example"}, nil, []string{"-redis-tls-server-name", "TLS is off"}},
+		{"insecure skip verify without tls", []string{"-redis", url, "-redis-tls-insecure-skip-verify"}, nil, []string{"-redis-tls-insecure-skip-verify", "TLS is off"}},
+		{"tls cert without key", []string{"-redis", url, "-redis-tls", "-redis-tls-cert", certFile}, nil, []string{"-redis-tls-cert", "together"}},
+		{"tls key without cert", []string{"-redis", "rediss://127.0.0.1:1", "-redis-tls-key", keyFile}, nil, []string{"-redis-tls-cert", "together"}},
+		{"unreadable tls ca", []string{"-redis", url, "-redis-tls", "-redis-tls-ca", filepath.Join(dir, "missing.crt")}, nil, []string{"-redis-tls-ca", "missing.crt"}},
+		{"tls ca not PEM", []string{"-redis", url, "-redis-tls", "-redis-tls-ca", notPEM}, nil, []string{"-redis-tls-ca", "no PEM certificate"}},
+		{"tls key of another certificate", []string{"-redis", url, "-redis-tls", "-redis-tls-cert", certFile, "-redis-tls-key", otherKey}, nil, []string{"-redis-tls-cert", "client certificate"}},
+		{"unreadable tls cert", []string{"-redis", url, "-redis-tls", "-redis-tls-cert", filepath.Join(dir, "gone.crt"), "-redis-tls-key", keyFile}, nil, []string{"-redis-tls-cert", "gone.crt"}},
+		{"insecure with a ca", []string{"-redis", url, "-redis-tls", "-redis-tls-ca", ca.CertFile, "-redis-tls-insecure-skip-verify"}, nil, []string{"-redis-tls-insecure-skip-verify", "-redis-tls-ca"}},
+		{"missing password file", []string{"-redis", url, "-redis-password-file", filepath.Join(dir, "nope")}, nil, []string{"-redis-password-file", "nope"}},
+		{"empty password file", []string{"-redis", url, "-redis-password-file", empty}, nil, []string{"-redis-password-file", "empty"}},
+		{"env empty sentinel password file", []string{"-redis-sentinel", "m@127.0.0.1:1"}, map[string]string{"TIDINGS_REDIS_SENTINEL_PASSWORD_FILE": empty},
+			[]string{"-redis-sentinel-password-file", "TIDINGS_REDIS_SENTINEL_PASSWORD_FILE", "empty"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-addr", "127.0.0.1:0"}, tc.args...)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, args, envOf(tc.env), &stdout)
+			if code := exitCode(err, &stderr); code != 2 {
+				t.Fatalf("args %q env %v: exit code %d (err %v), want 2", args, tc.env, code, err)
+			}
+			line := stderr.String()
+			if strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "broker: invalid value for flag ") {
+				t.Errorf("stderr is %q, want one line about an invalid flag", line)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("stderr %q does not mention %q", line, w)
+				}
+			}
+			if strings.Contains(line+stdout.String(), "pw-secret") {
+				t.Errorf("the password shows: stderr %q, stdout %q", line, stdout.String())
+			}
+		})
+	}
+}
+
+// TestRedisAuthFiles: the password files (a final newline dropped) and
+// the TLS files, from flags or the environment, become what the store is
+// given.
+func TestRedisAuthFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, dir)
+	certFile, keyFile := ca.Issue("client")
+	passFile, sentinelFile := filepath.Join(dir, "password"), filepath.Join(dir, "sentinel-password")
+	for name, body := range map[string]string{passFile: "from-file\n", sentinelFile: "sentinel-from-file\r\n"} {
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(t *testing.T, c config) {
+		t.Helper()
+		a := c.redisAuth
+		if a.Password != "from-file" || a.SentinelPassword != "sentinel-from-file" || a.Username != "alice" || a.SentinelUsername != "sentry" {
+			t.Errorf("auth %q:%q, sentinel %q:%q; want alice:from-file and sentry:sentinel-from-file",
+				a.Username, a.Password, a.SentinelUsername, a.SentinelPassword)
+		}
+		if a.TLS == nil || a.TLS.RootCAs == nil || a.TLS.GetClientCertificate == nil || a.TLS.ServerName != "redis.internal" || a.TLS.InsecureSkipVerify {
+			t.Fatalf("TLS %+v, want the CA, the client certificate and the server name", a.TLS)
+		}
+		cert, err := a.TLS.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil || cert.Leaf == nil || cert.Leaf.Subject.CommonName != "client" {
+			t.Errorf("client certificate %v, %v; want the one of %s", cert, err, certFile)
+		}
+	}
+	t.Run("flags", func(t *testing.T) {
+		t.Parallel()
+		c, err := parseConfig([]string{"-redis-sentinel", "m@127.0.0.1:1",
+			"-redis-username", "alice", "-redis-password-file", passFile,
+			"-redis-sentinel-username", "sentry", "-redis-sentinel-password-file", sentinelFile,
+			"-redis-tls", "-redis-tls-ca", ca.CertFile, "-redis-tls-cert", certFile, "-redis-tls-key", keyFile,
+			"-redis-tls-server-name", "redis.internal"}, noEnv, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, c)
+	})
+	t.Run("environment", func(t *testing.T) {
+		t.Parallel()
+		c, err := parseConfig(nil, envOf(map[string]string{
+			"TIDINGS_REDIS_SENTINEL":               "m@127.0.0.1:1",
+			"TIDINGS_REDIS_USERNAME":               "alice",
+			"TIDINGS_REDIS_PASSWORD_FILE":          passFile,
+			"TIDINGS_REDIS_SENTINEL_USERNAME":      "sentry",
+			"TIDINGS_REDIS_SENTINEL_PASSWORD_FILE": sentinelFile,
+			"TIDINGS_REDIS_TLS":                    "true",
+			"TIDINGS_REDIS_TLS_CA":                 ca.CertFile,
+			"TIDINGS_REDIS_TLS_CERT":               certFile,
+			"TIDINGS_REDIS_TLS_KEY":                keyFile,
+			"TIDINGS_REDIS_TLS_SERVER_NAME":        "redis.internal",
+		}), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, c)
+		for _, name := range []string{"redis-password-file", "redis-tls-ca", "redis-tls-cert", "redis-tls-key"} {
+			if c.fromEnv[name] != envName(name) {
+				t.Errorf("-%s not recorded as set from %s", name, envName(name))
+			}
+		}
+	})
+	// A rediss:// URL turns TLS on: the TLS flags need no -redis-tls then.
+	// A URL's username goes with a password from a flag.
+	t.Run("rediss URL", func(t *testing.T) {
+		t.Parallel()
+		c, err := parseConfig([]string{"-redis", "rediss://alice@127.0.0.1:1", "-redis-password-file", passFile, "-redis-tls-ca", ca.CertFile}, noEnv, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.redisAuth.TLS == nil || c.redisAuth.TLS.RootCAs == nil || c.redisAuth.Password != "from-file" || c.redisAuth.Username != "" {
+			t.Errorf("auth %+v, want the CA and the password from the file, the username left to the URL", c.redisAuth)
+		}
+	})
+	// No TLS flag: the store is given no TLS configuration (a rediss://
+	// URL alone is its business).
+	t.Run("no TLS flags", func(t *testing.T) {
+		t.Parallel()
+		c, err := parseConfig([]string{"-redis", "rediss://127.0.0.1:1"}, noEnv, &bytes.Buffer{})
+		if err != nil || c.redisAuth.TLS != nil {
+			t.Errorf("TLS %+v (%v), want none", c.redisAuth.TLS, err)
+		}
+	})
 }

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/limit"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -266,13 +266,14 @@ func (g *connGuard) instrument(mp metric.MeterProvider) {
 	if mp == nil {
 		return
 	}
-	m := broker.Meter(mp, "github.com/tidings-io/tidings/cmd/broker")
-	open, _ := m.Int64ObservableGauge("tidings.connections",
+	scope := telemetry.Scope("cmd/broker")
+	in := telemetry.NewInstruments(telemetry.Meter(mp, scope))
+	open := in.Int64ObservableGauge("tidings.connections",
 		metric.WithUnit("{connection}"), metric.WithDescription("Client connections the node holds, HTTP and WebSocket (bound: -max-conns)."))
-	refused, _ := m.Int64ObservableCounter("tidings.connections.refused",
+	refused := in.Int64ObservableCounter("tidings.connections.refused",
 		metric.WithUnit("{connection}"), metric.WithDescription("Client connections closed by the node's bounds, by reason: idle (turned idle over -http-ip-max-idle), reserve (a hoarding address near -max-conns), capacity (-max-conns)."))
 	byReason := map[string]*atomic.Uint64{"idle": &g.refusedIdle, "reserve": &g.refusedReserve, "capacity": &g.refusedFull}
-	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		g.mu.Lock()
 		n := g.open
 		g.mu.Unlock()
@@ -282,6 +283,9 @@ func (g *connGuard) instrument(mp metric.MeterProvider) {
 		}
 		return nil
 	}, open, refused)
+	if err := in.Err(); err != nil {
+		g.log.Error("metrics: registering instruments", "scope", scope, "err", err)
+	}
 }
 
 // guardedConn is an accepted connection that connGuard counts until it

@@ -42,7 +42,7 @@ func main() {
 func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
 	switch {
-	case err == nil, errors.Is(err, errHelp):
+	case err == nil, errors.Is(err, errHelp), errors.Is(err, errVersion):
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "broker: %v\n", err)
@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return cfg.invalid(name, err.Error())
 	}
+	tracing.RouteOTelErrors(log)
 	// The WebSocket server adds node itself, in front of each session's
 	// attributes.
 	sessionLog := log
@@ -409,6 +410,7 @@ func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore,
 		HistorySize:       cfg.historySize,
 		HistoryTTL:        cfg.historyTTL,
 		IdempotencyWindow: cfg.idemWindow,
+		Auth:              cfg.redisAuth,
 		Logger:            log,
 		// The store's metrics; its publishes are traced by the broker.
 		MeterProvider: tel.MeterProvider,

@@ -17,6 +17,7 @@ import (
 	"github.com/tidings-io/tidings/transport/clientip"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/tlsreload"
+	"github.com/tidings-io/tidings/transport/ws"
 )
 
 // security is the part of the command line about authentication, limits,
@@ -57,17 +58,17 @@ func (s *security) flags(fs *flag.FlagSet) *string {
 	fs.DurationVar(&s.jwtLeeway, "jwt-leeway", 5*time.Second, "clock skew allowed on token exp, nbf and iat")
 	fs.StringVar(&s.apiKeysFile, "api-keys-file", "", "JSON file of publisher API keys, each with optional topic patterns and rate")
 	fs.Float64Var(&s.publishRate, "publish-rate", httpapi.DefaultPublishRate, "HTTP publish requests per second per API key (0: no limit)")
-	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none)")
-	fs.IntVar(&s.maxSessions, "max-sessions", 100000, "WebSocket sessions per node; beyond it 503 (0: no limit)")
-	fs.Float64Var(&s.ipConnRate, "ip-conn-rate", 100, "new WebSocket sessions per second per client address (0: no limit)")
-	fs.IntVar(&s.ipConnBurst, "ip-conn-burst", 1000, "new WebSocket sessions a client address may open at once above -ip-conn-rate")
-	fs.IntVar(&s.ipMaxConns, "ip-max-conns", 1000, "WebSocket sessions per client address at once (0: no limit)")
+	proxies := fs.String("trusted-proxies", "", "comma-separated reverse proxies whose X-Forwarded-For or Forwarded names the client: CIDRs, addresses, private (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7), loopback (127.0.0.0/8, ::1), or none alone for no proxy (default, when empty: private)")
+	fs.IntVar(&s.maxSessions, "max-sessions", ws.DefaultMaxSessions, "WebSocket sessions per node; beyond it 503 (0: no limit)")
+	fs.Float64Var(&s.ipConnRate, "ip-conn-rate", ws.DefaultIPConnRate, "new WebSocket sessions per second per client address (0: no limit)")
+	fs.IntVar(&s.ipConnBurst, "ip-conn-burst", ws.DefaultIPConnBurst, "new WebSocket sessions a client address may open at once above -ip-conn-rate")
+	fs.IntVar(&s.ipMaxConns, "ip-max-conns", ws.DefaultIPMaxConns, "WebSocket sessions per client address at once (0: no limit)")
 	fs.IntVar(&s.maxSubscriptions, "max-subscriptions", broker.DefaultMaxSubscriptions, "subscriptions per session; beyond it error too_large")
-	fs.Float64Var(&s.opRate, "op-rate", 500, "commands per second per session; beyond it error rate_limited, repeatedly 1008 (0: no limit)")
-	fs.IntVar(&s.opBurst, "op-burst", 1000, "commands a session may send at once above -op-rate")
+	fs.Float64Var(&s.opRate, "op-rate", ws.DefaultOpRate, "commands per second per session; beyond it error rate_limited, repeatedly 1008 (0: no limit)")
+	fs.IntVar(&s.opBurst, "op-burst", ws.DefaultOpBurst, "commands a session may send at once above -op-rate")
 	fs.DurationVar(&s.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a connection has to send its request headers (the WebSocket upgrade)")
 	fs.DurationVar(&s.readTimeout, "read-timeout", 30*time.Second, "time an HTTP request has to arrive whole, body included")
-	fs.DurationVar(&s.writeTimeout, "write-timeout", 10*time.Second, "how long a WebSocket write may wait while the client reads nothing, and bound on writing an HTTP response")
+	fs.DurationVar(&s.writeTimeout, "write-timeout", ws.DefaultWriteTimeout, "how long a WebSocket write may wait while the client reads nothing, and bound on writing an HTTP response")
 	fs.IntVar(&s.maxHeaderBytes, "max-header-bytes", 16384, "largest HTTP request header in bytes")
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain file: serve HTTPS and WSS (with -tls-key; reloaded on SIGHUP or change)")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
@@ -95,7 +96,7 @@ func (s security) validate(c config) error {
 	if _, err := auth.ParseAPIKeys(c.apiKeys); err != nil {
 		return bad("api-keys", "%s", trimAuth(err))
 	}
-	if _, err := clientip.ParsePrefixes(s.trustedProxies); err != nil {
+	if _, err := trustedProxies(s.trustedProxies); err != nil {
 		return bad("trusted-proxies", "%v", err)
 	}
 	for _, p := range []struct {
@@ -124,6 +125,27 @@ func (s security) validate(c config) error {
 		}
 	}
 	return nil
+}
+
+// defaultTrustedProxies is what an empty -trusted-proxies stands for:
+// the private ranges, where load balancers and ingress controllers live.
+// A public peer is never trusted, so a client on the internet that
+// connects directly cannot choose its address with a header; loopback is
+// not either, so the node's own host (tools, probes, publishers that use
+// the loopback right) is still counted and bounded per address, and a
+// proxy on the same host is named on purpose (loopback).
+var defaultTrustedProxies = []string{clientip.KeywordPrivate}
+
+// trustedProxies reads -trusted-proxies: CIDRs, addresses, the keywords
+// private and loopback, or none alone; empty is defaultTrustedProxies.
+// (The flag's own default is empty rather than "private" so that an
+// empty TIDINGS_TRUSTED_PROXIES, which counts as unset, and an empty
+// flag mean the same.)
+func trustedProxies(list []string) ([]netip.Prefix, error) {
+	if len(list) == 0 {
+		list = defaultTrustedProxies
+	}
+	return clientip.ParseTrusted(list)
 }
 
 // trimAuth drops the auth package's sentinel prefix from an error.
@@ -159,7 +181,7 @@ func (s security) build(ctx context.Context, c config, log *slog.Logger) (secure
 	if s.jwtKey == "" && s.jwtPublicKeyFile == "" && s.jwtJWKSURL == "" && (s.jwtAudience != "" || s.jwtIssuer != "") {
 		return out, c.invalid("jwt-audience", "-jwt-audience and -jwt-issuer need -jwt-key, -jwt-public-key-file or -jwt-jwks-url")
 	}
-	if out.proxies, err = clientip.ParsePrefixes(s.trustedProxies); err != nil {
+	if out.proxies, err = trustedProxies(s.trustedProxies); err != nil {
 		return out, c.invalid("trusted-proxies", err.Error())
 	}
 	if out.apiKeys, err = auth.ParseAPIKeys(c.apiKeys); err != nil {

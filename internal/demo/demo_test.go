@@ -15,6 +15,23 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// notified returns a channel signalled when a push finds o empty and on
+// overflow, through o.Notify, and at once when o has work already.
+func notified(o *broker.Outbox) <-chan struct{} {
+	ready := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+	}
+	o.Notify(signal)
+	if o.Pending() {
+		signal()
+	}
+	return ready
+}
+
 // textEncoder encodes deliveries as "topic data" so the test can read the
 // session's outbox without WebSocket framing.
 type textEncoder struct{}
@@ -115,10 +132,11 @@ func TestRunPublishesUntilCancelled(t *testing.T) {
 
 	seen := map[string]int{}
 	deadline := time.After(10 * time.Second)
+	ready := notified(sess.Outbox())
 	var frames [][]byte
 	for seen[ChatTopic] < 2 || len(seen) < len(instruments())+1 || seen[PricesPrefix+"eur-usd"] < 3 {
 		select {
-		case <-sess.Outbox().Ready():
+		case <-ready:
 			frames, _ = sess.Outbox().Drain(frames[:0])
 			for _, f := range frames {
 				topic, _, _ := strings.Cut(string(f), " ")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,11 +68,36 @@ func subscribers(b *testing.B, nodes []*broker.Broker, topics ...string) []*brok
 	return out
 }
 
+// readyChans holds the channel of each session awaitFrames waited on.
+var readyChans sync.Map // *broker.Session -> chan struct{}
+
+// ready returns a channel signalled when a push finds s's outbox empty
+// and on overflow, through its Notify, made on first use for s (and
+// signalled then when the outbox has work already).
+func ready(s *broker.Session) <-chan struct{} {
+	if ch, ok := readyChans.Load(s); ok {
+		return ch.(chan struct{})
+	}
+	ch := make(chan struct{}, 1)
+	readyChans.Store(s, ch)
+	signal := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	s.Outbox().Notify(signal)
+	if s.Outbox().Pending() {
+		signal()
+	}
+	return ch
+}
+
 // awaitFrames waits until n frames in all were queued to s.
 func awaitFrames(b *testing.B, s *broker.Session, n int, spare [][]byte) [][]byte {
 	for got := 0; got < n; {
 		select {
-		case <-s.Outbox().Ready():
+		case <-ready(s):
 		case <-time.After(10 * time.Second):
 			b.Fatalf("delivered %d of %d", got, n)
 		}

@@ -10,6 +10,9 @@
 //     SDK or exporter;
 //   - only tracing and cmd/broker import the OpenTelemetry SDK and
 //     exporters;
+//   - internal/telemetry, which every package may use, imports the
+//     OpenTelemetry API only: no package of the module, no SDK or
+//     exporter, no Redis client;
 //   - store and transport packages do not import each other.
 //
 // It has no code of its own; run it with `go test ./internal/importrules`.

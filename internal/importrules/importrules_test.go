@@ -74,6 +74,14 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
+			// Every package may use it, broker first: it must not bring
+			// any of them, or the SDK, along.
+			Name:      "internal/telemetry imports the OpenTelemetry API only: no package of the module, no SDK/exporter or Redis client",
+			From:      []string{mod + "/internal/telemetry"},
+			Forbid:    []string{mod, otelSDK, otelExporters, goRedis},
+			MustMatch: true,
+		},
+		{
 			Name:      "store packages do not import transport packages",
 			From:      []string{mod + "/store"},
 			Forbid:    []string{mod + "/transport"},
@@ -248,14 +256,15 @@ func TestCheck(t *testing.T) {
 	const mod = "example.com/tidings"
 	// base is a graph that keeps every rule.
 	base := map[string][]string{
-		mod + "/broker":            {"context", "github.com/google/uuid", "go.opentelemetry.io/otel/trace"},
-		mod + "/session":           {"go.opentelemetry.io/otel/trace"},
-		mod + "/transport/ws":      {mod + "/broker", mod + "/session", "github.com/gobwas/ws"},
-		mod + "/transport/httpapi": {mod + "/broker"},
-		mod + "/store/memory":      {mod + "/broker"},
-		mod + "/store/redis":       {mod + "/broker", goRedis + "/v9"},
-		mod + "/store/storetest":   {mod + "/broker", "testing"},
-		mod + "/tracing":           {otelSDK + "/trace", otelExporters + "/prometheus"},
+		mod + "/broker":             {"context", "github.com/google/uuid", "go.opentelemetry.io/otel/trace", mod + "/internal/telemetry"},
+		mod + "/internal/telemetry": {"go.opentelemetry.io/otel/metric", "go.opentelemetry.io/otel/trace"},
+		mod + "/session":            {"go.opentelemetry.io/otel/trace"},
+		mod + "/transport/ws":       {mod + "/broker", mod + "/session", "github.com/gobwas/ws"},
+		mod + "/transport/httpapi":  {mod + "/broker"},
+		mod + "/store/memory":       {mod + "/broker"},
+		mod + "/store/redis":        {mod + "/broker", goRedis + "/v9"},
+		mod + "/store/storetest":    {mod + "/broker", "testing"},
+		mod + "/tracing":            {otelSDK + "/trace", otelExporters + "/prometheus"},
 		mod + "/cmd/broker": {mod + "/broker", mod + "/transport/ws", mod + "/transport/httpapi",
 			mod + "/store/memory", mod + "/store/redis", mod + "/tracing", otelSDK + "/metric"},
 		"go.opentelemetry.io/otel/trace": {"go.opentelemetry.io/otel/attribute"},
@@ -374,6 +383,28 @@ func TestCheck(t *testing.T) {
 			name:  "another command imports an exporter",
 			graph: with(map[string][]string{mod + "/cmd/loadgen": {otelExporters + "/prometheus"}}),
 			want:  []string{mod + "/cmd/loadgen imports " + otelExporters + "/prometheus"},
+		},
+		{
+			// broker, which imports it, is left out so that only the
+			// telemetry package's own problems are reported.
+			name:  "telemetry imports the OpenTelemetry SDK",
+			graph: with(map[string][]string{mod + "/broker": {"context"}, mod + "/internal/telemetry": {otelSDK + "/metric"}}),
+			want: []string{
+				mod + "/internal/telemetry imports " + otelSDK + "/metric (" + mod + "/internal/telemetry -> " + otelSDK + "/metric): breaks rule \"only tracing",
+				mod + "/internal/telemetry imports " + otelSDK + "/metric (" + mod + "/internal/telemetry -> " + otelSDK + "/metric): breaks rule \"internal/telemetry",
+			},
+		},
+		{
+			name:  "telemetry imports a package of the module",
+			graph: with(map[string][]string{mod + "/broker": {"context"}, mod + "/internal/telemetry": {mod + "/auth"}}),
+			want: []string{
+				mod + "/internal/telemetry imports " + mod + "/auth (" + mod + "/internal/telemetry -> " + mod + "/auth): breaks rule \"internal/telemetry",
+			},
+		},
+		{
+			name:  "no telemetry package",
+			graph: with(map[string][]string{mod + "/internal/telemetry": nil, mod + "/broker": {"context"}}),
+			want:  []string{`rule "internal/telemetry imports the OpenTelemetry API only`},
 		},
 		{
 			name:  "store imports a transport",

@@ -10,12 +10,16 @@ package memory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
+	"github.com/tidings-io/tidings/internal/telemetry"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -65,18 +69,10 @@ type Config struct {
 // withDefaults returns c with every zero (or negative) field set to its
 // default.
 func (c Config) withDefaults() Config {
-	if c.HistorySize <= 0 {
-		c.HistorySize = DefaultHistorySize
-	}
-	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = DefaultHistoryTTL
-	}
-	if c.HistoryBytes <= 0 {
-		c.HistoryBytes = DefaultHistoryBytes
-	}
-	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = DefaultIdempotencyWindow
-	}
+	defaults.Positive(&c.HistorySize, DefaultHistorySize)
+	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
+	defaults.Positive(&c.HistoryBytes, DefaultHistoryBytes)
+	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -150,27 +146,29 @@ func New(cfg Config) *Store {
 	return s
 }
 
-// scopeName is the instrumentation scope of the store's metrics.
-const scopeName = "github.com/tidings-io/tidings/store/memory"
-
 // setupMetrics registers the store's metrics, read when scraped.
 func (s *Store) setupMetrics() {
 	if s.cfg.MeterProvider == nil {
 		return
 	}
-	m := broker.Meter(s.cfg.MeterProvider, scopeName)
-	bytes, _ := m.Int64ObservableUpDownCounter("tidings.history.bytes",
+	in := telemetry.NewInstruments(telemetry.Meter(s.cfg.MeterProvider, telemetry.Scope("store/memory")))
+	bytes := in.Int64ObservableUpDownCounter("tidings.history.bytes",
 		metric.WithUnit("By"), metric.WithDescription("Bytes history holds on this node (bounded by -history-bytes)."))
-	evicted, _ := m.Int64ObservableCounter("tidings.history.evicted",
+	evicted := in.Int64ObservableCounter("tidings.history.evicted",
 		metric.WithUnit("{message}"), metric.WithDescription("Messages, and records of topics left empty, dropped from history, oldest first, to stay within -history-bytes."))
-	topics, _ := m.Int64ObservableUpDownCounter("tidings.store.topics",
+	topics := in.Int64ObservableUpDownCounter("tidings.store.topics",
 		metric.WithUnit("{topic}"), metric.WithDescription("Topics the store keeps a sequence and history for."))
-	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(bytes, s.historyBytes.Load())
 		o.ObserveInt64(evicted, int64(s.evicted.Load()))
 		o.ObserveInt64(topics, int64(s.Topics()))
 		return nil
 	}, bytes, evicted, topics)
+	// The store has no logger: OpenTelemetry's error handler reports it
+	// (on stderr unless the program installs its own).
+	if err := in.Err(); err != nil {
+		otel.Handle(fmt.Errorf("store/memory: metrics: %w", err))
+	}
 }
 
 func newEpoch() string { return uuid.NewString()[:8] }
@@ -325,16 +323,6 @@ func (s *Store) Since(ctx context.Context, name string, since broker.Position) (
 		out = append(out, h.at(i))
 	}
 	return out, pos, true, nil
-}
-
-// Epoch returns the topic's current epoch, starting the topic if it has
-// none, or "" once the store is closed.
-func (s *Store) Epoch(topic string) string {
-	pos, err := s.Position(context.Background(), topic)
-	if err != nil {
-		return ""
-	}
-	return pos.Epoch
 }
 
 // Topics returns how many topics the store holds.

@@ -20,6 +20,11 @@ import (
 // set. A timed-out run may have been stored: a retry with the same
 // idempotency keys answers as it did.
 func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
+	return s.red.err(s.publish(ctx, msgs))
+}
+
+// publish is Publish, its error not yet redacted.
+func (s *Store) publish(ctx context.Context, msgs []*broker.Message) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}

@@ -1,6 +1,11 @@
 // Package redis is the Redis store: one offset sequence per topic across
 // every node, shared history in a stream per topic, and pub/sub relay
-// between nodes, on a single Redis or a Redis Cluster (sharded pub/sub).
+// between nodes, on a single Redis, a Redis Cluster (sharded pub/sub) or
+// through Redis Sentinel, with authentication and TLS (Auth).
+//
+// What the store says, in its errors and its log, never names a Redis
+// address, username or password; go-redis's own log lines come out, so
+// redacted, as records of the store's Logger (see goRedisLogger).
 //
 // Publish is one script run (one round trip): it assigns the offset, appends
 // to history, refreshes TTLs and publishes the envelope. A node subscribes
@@ -23,6 +28,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -68,9 +74,11 @@ type Config struct {
 	// instead of URL and ClusterAddrs.
 	SentinelMaster string
 	SentinelAddrs  []string
-	// ClusterUsername and ClusterPassword authenticate to the cluster (ACL).
-	// Empty (the default): no authentication.
-	ClusterUsername, ClusterPassword string
+	// Auth has the credentials and TLS settings, for every mode: with
+	// a URL, explicit ones and the URL's may not both give a username, or
+	// a password (ErrConfig). Zero: no authentication, no TLS (but for a
+	// rediss:// URL).
+	Auth
 	// Prefix starts every key and channel. Empty means DefaultPrefix
 	// ("tidings:").
 	Prefix string
@@ -101,24 +109,12 @@ type Config struct {
 // withDefaults returns c with every zero (or negative) field set to its
 // default.
 func (c Config) withDefaults() Config {
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.HistorySize <= 0 {
-		c.HistorySize = DefaultHistorySize
-	}
-	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = DefaultHistoryTTL
-	}
-	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = DefaultIdempotencyWindow
-	}
-	if c.MetaTTL <= 0 {
-		c.MetaTTL = DefaultMetaTTL
-	}
+	defaults.Zero(&c.Prefix, DefaultPrefix)
+	defaults.Positive(&c.Timeout, DefaultTimeout)
+	defaults.Positive(&c.HistorySize, DefaultHistorySize)
+	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
+	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
+	defaults.Positive(&c.MetaTTL, DefaultMetaTTL)
 	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -135,6 +131,7 @@ type Store struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	red     *redactor
 	health  atomic.Pointer[error]
 	closed  atomic.Bool
 	relay   *relay
@@ -151,46 +148,25 @@ var (
 
 // New connects to Redis as cfg says. It does not wait for Redis to be up:
 // until it answers, Healthy reports an error and operations fail within
-// the timeout. Close releases everything.
+// the timeout. It pings Redis once though, within the timeout, and fails
+// with an error wrapping ErrAuth or ErrTLS when Redis answers by refusing
+// the credentials or the certificates. Close releases everything.
 func New(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, log: cfg.Logger, tel: newTelemetry(cfg.MeterProvider)}
-	switch {
-	case cfg.URL != "" && len(cfg.ClusterAddrs) > 0:
-		return nil, fmt.Errorf("%w: set a Redis URL or cluster addresses, not both", ErrConfig)
-	case cfg.SentinelMaster != "" && (cfg.URL != "" || len(cfg.ClusterAddrs) > 0):
-		return nil, fmt.Errorf("%w: set Sentinel, a Redis URL or cluster addresses, only one", ErrConfig)
-	case cfg.SentinelMaster != "":
-		if len(cfg.SentinelAddrs) == 0 {
-			return nil, fmt.Errorf("%w: Sentinel needs at least one sentinel address", ErrConfig)
-		}
-		opt := &goredis.FailoverOptions{MasterName: cfg.SentinelMaster, SentinelAddrs: cfg.SentinelAddrs, MaxRetries: 1}
-		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
-		s.client = goredis.NewFailoverClient(opt)
-	case cfg.URL != "":
-		opt, err := goredis.ParseURL(cfg.URL)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
-		opt.MaxRetries = 1
-		s.client = goredis.NewClient(opt)
-	case len(cfg.ClusterAddrs) > 0:
-		opt := &goredis.ClusterOptions{
-			Addrs:      cfg.ClusterAddrs,
-			Username:   cfg.ClusterUsername,
-			Password:   cfg.ClusterPassword,
-			MaxRetries: 1,
-		}
-		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
-		s.cluster = goredis.NewClusterClient(opt)
-		s.client = s.cluster
-	default:
-		return nil, fmt.Errorf("%w: no Redis URL or cluster addresses", ErrConfig)
+	s := &Store{cfg: cfg, log: cfg.Logger, tel: newTelemetry(cfg.MeterProvider, cfg.Logger), red: newRedactor(cfg)}
+	if err := s.newClient(); err != nil {
+		return nil, s.red.err(err)
+	}
+	logGoRedisTo(s)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.probe(); err != nil {
+		stopLoggingGoRedisTo(s)
+		s.cancel()
+		_ = s.client.Close()
+		return nil, err
 	}
 	notYet := fmt.Errorf("%w: no health check yet", ErrNotReady)
 	s.health.Store(&notYet)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.relay = newRelay(s)
 	s.wg.Add(1)
 	go s.watchHealth()
@@ -245,13 +221,20 @@ func (s *Store) watchHealth() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		if err != nil {
-			err = fmt.Errorf("%w: %v", ErrNotReady, err)
+		refused := s.refused(err)
+		switch {
+		case refused != nil:
+			err = fmt.Errorf("%w: %w", ErrNotReady, refused)
+		case err != nil:
+			err = fmt.Errorf("%w: %w", ErrNotReady, s.red.err(err))
 		}
 		if prev := *s.health.Load(); (prev == nil) != (err == nil) {
-			if err != nil {
+			switch {
+			case refused != nil:
+				s.log.Error("redis refuses the credentials or the TLS handshake", "err", err)
+			case err != nil:
 				s.log.Warn("redis unreachable", "err", err)
-			} else {
+			default:
 				s.log.Info("redis reachable")
 				if everUp {
 					s.tel.reconnects.Add(s.ctx, 1, s.tel.connCommands)
@@ -273,10 +256,11 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	stopLoggingGoRedisTo(s)
 	s.cancel()
 	s.relay.close()
 	s.wg.Wait()
-	return s.client.Close()
+	return s.red.err(s.client.Close())
 }
 
 // keys returns the meta, log and channel names of topic.
@@ -304,7 +288,7 @@ func ms(d time.Duration) int64 { return d.Milliseconds() }
 // Position returns the topic's position, creating its epoch if needed.
 func (s *Store) Position(ctx context.Context, topic string) (broker.Position, error) {
 	pos, _, err := s.since(ctx, topic, "", 0)
-	return pos, err
+	return pos, s.red.err(err)
 }
 
 // Since returns history after since.Offset when since.Epoch is current and
@@ -313,7 +297,7 @@ func (s *Store) Position(ctx context.Context, topic string) (broker.Position, er
 func (s *Store) Since(ctx context.Context, topic string, since broker.Position) ([]*broker.Message, broker.Position, bool, error) {
 	pos, entries, err := s.since(ctx, topic, since.Epoch, since.Offset)
 	if err != nil {
-		return nil, pos, false, err
+		return nil, pos, false, s.red.err(err)
 	}
 	if since.Epoch != pos.Epoch || since.Offset > pos.Offset {
 		return nil, pos, false, nil

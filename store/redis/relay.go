@@ -131,7 +131,7 @@ func (r *relay) receive(c *conn) {
 				return
 			}
 			if !failed {
-				r.s.log.Warn("redis: pub/sub receive failed", "sharded", c.sharded, "err", err)
+				r.s.log.Warn("redis: pub/sub receive failed", "sharded", c.sharded, "err", r.s.red.err(err))
 			}
 			failed = true
 			var refused goredis.Error
@@ -231,7 +231,7 @@ func (r *relay) resubscribe(c *conn) {
 		r.wireMu.Unlock()
 		cancel()
 		if err != nil {
-			r.s.log.Warn("redis: cannot subscribe again", "channel", s.name, "err", err)
+			r.s.log.Warn("redis: cannot subscribe again", "channel", s.name, "err", r.s.red.err(err))
 		}
 	}
 }
@@ -243,7 +243,7 @@ func (r *relay) reroute(pattern, channel string) {
 	defer cancel()
 	c, err := r.shardConn(ctx, channel)
 	if err != nil {
-		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", err)
+		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", r.s.red.err(err))
 		return
 	}
 	r.mu.Lock()
@@ -259,7 +259,7 @@ func (r *relay) reroute(pattern, channel string) {
 	err = c.ps.SSubscribe(ctx, channel)
 	r.wireMu.Unlock()
 	if err != nil {
-		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", err)
+		r.s.log.Warn("redis: cannot follow a moved channel", "channel", channel, "err", r.s.red.err(err))
 		return
 	}
 	r.repairPattern(pattern, false)

@@ -2,17 +2,15 @@ package redis
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
-	"github.com/tidings-io/tidings/broker"
+	telem "github.com/tidings-io/tidings/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
-
-// scopeName is the instrumentation scope of the store's metrics.
-const scopeName = "github.com/tidings-io/tidings/store/redis"
 
 // telemetry holds the store's instruments; with no MeterProvider they are
 // no-ops.
@@ -26,19 +24,26 @@ type telemetry struct {
 	repaired, gapReset         metric.AddOption
 }
 
-func newTelemetry(mp metric.MeterProvider) telemetry {
-	m := broker.Meter(mp, scopeName)
+// newTelemetry creates the store's instruments on mp and logs on log what
+// could not be registered.
+func newTelemetry(mp metric.MeterProvider, log *slog.Logger) telemetry {
+	scope := telem.Scope("store/redis")
+	in := telem.NewInstruments(telem.Meter(mp, scope))
 	var t telemetry
-	t.roundTrip, _ = m.Float64Histogram("tidings.redis.round_trip",
+	// Its buckets stop at 2.5 s, just above DefaultTimeout (2 s).
+	t.roundTrip = in.Float64Histogram("tidings.redis.round_trip",
 		metric.WithUnit("s"),
 		metric.WithDescription("Round trip of a Redis script or ping, by op (publish, since, ping)."),
-		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-	t.reconnects, _ = m.Int64Counter("tidings.redis.reconnects",
+		metric.WithExplicitBucketBoundaries(telem.LatencyBucketsUpTo(2.5)...))
+	t.reconnects = in.Int64Counter("tidings.redis.reconnects",
 		metric.WithUnit("{reconnect}"),
 		metric.WithDescription("Times Redis answered again after failing: conn=commands (health check) or pubsub (a relay connection)."))
-	t.repairs, _ = m.Int64Counter("tidings.gap_repairs",
+	t.repairs = in.Int64Counter("tidings.gap_repairs",
 		metric.WithUnit("{repair}"),
 		metric.WithDescription("Missed relayed messages caught up: outcome=recovered (from history) or reset (history no longer had them)."))
+	if err := in.Err(); err != nil {
+		log.Error("metrics: registering instruments", "scope", scope, "err", err)
+	}
 	rec := func(k, v string) metric.MeasurementOption {
 		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
 	}

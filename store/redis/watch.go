@@ -11,6 +11,11 @@ import (
 // is confirmed and, for an exact topic, delivery tracking starts at the
 // topic's current position.
 func (s *Store) Watch(ctx context.Context, pattern string) error {
+	return s.red.err(s.watch(ctx, pattern))
+}
+
+// watch is Watch, its error not yet redacted.
+func (s *Store) watch(ctx context.Context, pattern string) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}

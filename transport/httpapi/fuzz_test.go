@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/gobwas/ws"
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/transport/httpapi"
 )
@@ -70,11 +72,11 @@ func FuzzPublishBody(f *testing.F) {
 		r := e.serve(req)
 		after := e.b.Stats()
 		// A delivery through a pattern is queued in parts: count frames.
-		delivered := sess.Outbox().Len()
-		_, overflowed := sess.Outbox().Drain(nil)
+		parts, overflowed := sess.Outbox().Drain(nil)
 		if overflowed {
 			t.Fatal("the test subscriber overflowed")
 		}
+		delivered := countFrames(t, parts)
 		published := after.Published - before.Published
 
 		if r.status >= 500 || (r.status != http.StatusOK && r.status < 400) {
@@ -116,7 +118,7 @@ func FuzzPublishBody(f *testing.F) {
 			if res.Offset == 0 {
 				t.Fatalf("200 with offset 0: %s", r.body)
 			}
-			if _, err := uuid.Parse(res.ID); err != nil || res.Epoch != e.store.Epoch(res.Topic) || res.Topic == "" {
+			if _, err := uuid.Parse(res.ID); err != nil || res.Epoch != epochOf(t, e.store, res.Topic) || res.Topic == "" {
 				t.Fatalf("200 with a bad result %+v", res)
 			}
 		}
@@ -124,6 +126,29 @@ func FuzzPublishBody(f *testing.F) {
 			t.Fatalf("200 with %d results, yet %d published and %d delivered", len(results), published, delivered)
 		}
 	})
+}
+
+// countFrames returns how many WebSocket frames parts hold, read in
+// order as the writer sends them: a delivery through a pattern is queued
+// as three parts of one frame. Each must be a whole final text frame.
+func countFrames(t *testing.T, parts [][]byte) int {
+	t.Helper()
+	r := bytes.NewReader(bytes.Join(parts, nil))
+	n := 0
+	for r.Len() > 0 {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			t.Fatalf("frame %d of the queued parts: %v", n+1, err)
+		}
+		if !h.Fin || h.OpCode != ws.OpText || h.Masked || h.Length > int64(r.Len()) {
+			t.Fatalf("frame %d of the queued parts: %+v with %d bytes left, want a whole final text frame", n+1, h, r.Len())
+		}
+		if _, err := r.Seek(h.Length, io.SeekCurrent); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
 }
 
 // codeOf is the error code that goes with a status.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/transport/clientip"
@@ -46,15 +47,19 @@ type Config struct {
 	// APIKeys are the publisher keys accepted as `Authorization: Bearer`,
 	// each limited to its topic patterns (403 outside them) and to its
 	// rate. Empty (the default): publishing is accepted from loopback
-	// addresses only.
+	// only: a loopback TCP peer whose request names no other client (no
+	// X-Forwarded-For, Forwarded or X-Real-IP).
 	APIKeys []auth.APIKey
 	// PublishRate is the publish requests per second of each API key that
 	// sets no rate of its own; beyond it 429 with Retry-After. A key may
 	// send one second's worth at once. Zero means DefaultPublishRate
 	// (1000); negative: no limit.
 	PublishRate float64
-	// TrustedProxies are the peers whose X-Forwarded-For names the client,
-	// for the loopback rule. Empty (the default): none.
+	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
+	// names the client (see package clientip), for the throttle of wrong
+	// API keys per address and the logs. The loopback rule needs the TCP
+	// peer itself on loopback and no proxy header, trusted or not. Empty
+	// (the default): none.
 	TrustedProxies []netip.Prefix
 	// MaxBodySize is the largest publish body in bytes, inclusive. Zero or
 	// negative means DefaultMaxBodySize (1 MiB).
@@ -74,8 +79,7 @@ type Config struct {
 	// none.
 	MeterProvider metric.MeterProvider
 	// Propagator reads the trace context of publish requests (traceparent,
-	// tracestate, baggage). Nil means broker.W3C(): W3C trace context and
-	// baggage.
+	// tracestate, baggage). Nil means W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
 	// Logger receives failed publishes with their cause, which clients
 	// are not told. Nil means discard.
@@ -85,15 +89,9 @@ type Config struct {
 // withDefaults returns c with its zero fields, and the negative ones that
 // cannot be turned off, set to their defaults.
 func (c Config) withDefaults() Config {
-	if c.MaxBodySize <= 0 {
-		c.MaxBodySize = DefaultMaxBodySize
-	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
-	if c.PublishRate == 0 {
-		c.PublishRate = DefaultPublishRate
-	}
+	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
+	defaults.Positive(&c.MaxBatch, DefaultMaxBatch)
+	defaults.Zero(&c.PublishRate, DefaultPublishRate)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -190,32 +188,44 @@ type errorBody struct {
 }
 
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
-	r, end := a.startPublish(w, r)
-	defer end()
-	body, key, ok := a.admit(w, r)
-	if !ok {
-		return
-	}
-	defer a.publishes.Leave()
 	var p publishBody
-	if err := decodeStrict(body, &p); err != nil {
-		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
-		return
-	}
-	if header := r.Header.Get("Idempotency-Key"); header != "" {
-		if p.IdempotencyKey != "" && p.IdempotencyKey != header {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "the Idempotency-Key header and idempotency_key differ")
-			return
+	a.accept(w, r, &p, func(r *http.Request, key *apiKey) {
+		if header := r.Header.Get("Idempotency-Key"); header != "" {
+			if p.IdempotencyKey != "" && p.IdempotencyKey != header {
+				writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "the Idempotency-Key header and idempotency_key differ")
+				return
+			}
+			p.IdempotencyKey = header
 		}
-		p.IdempotencyKey = header
-	}
-	msgs, ok := a.run(w, r, key, []publishBody{p})
-	if ok {
-		writeJSON(w, http.StatusOK, msgs[0])
-	}
+		msgs, ok := a.run(w, r, key, []publishBody{p})
+		if ok {
+			writeJSON(w, http.StatusOK, msgs[0])
+		}
+	})
 }
 
 func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
+	var batch struct {
+		Messages []publishBody `json:"messages"`
+	}
+	a.accept(w, r, &batch, func(r *http.Request, key *apiKey) {
+		if len(batch.Messages) > a.cfg.MaxBatch {
+			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("a batch holds at most %d messages", a.cfg.MaxBatch))
+			return
+		}
+		results, ok := a.run(w, r, key, batch.Messages)
+		if ok {
+			writeJSON(w, http.StatusOK, map[string]any{"results": results})
+		}
+	})
+}
+
+// accept does what both publish routes do first: it starts the publish
+// span, admits the request (its key, rate and body) and decodes the body
+// into v, answering the request itself when any of that fails; then it
+// runs publish with the request (carrying the span) and its key, while
+// the shutdown gate counts the request.
+func (a *API) accept(w http.ResponseWriter, r *http.Request, v any, publish func(*http.Request, *apiKey)) {
 	r, end := a.startPublish(w, r)
 	defer end()
 	body, key, ok := a.admit(w, r)
@@ -223,21 +233,11 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.publishes.Leave()
-	var batch struct {
-		Messages []publishBody `json:"messages"`
-	}
-	if err := decodeStrict(body, &batch); err != nil {
+	if err := decodeStrict(body, v); err != nil {
 		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
 		return
 	}
-	if len(batch.Messages) > a.cfg.MaxBatch {
-		writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("a batch holds at most %d messages", a.cfg.MaxBatch))
-		return
-	}
-	results, ok := a.run(w, r, key, batch.Messages)
-	if ok {
-		writeJSON(w, http.StatusOK, map[string]any{"results": results})
-	}
+	publish(r, key)
 }
 
 // run publishes ps as one batch, within key's scope (nil: any topic), and
@@ -303,9 +303,9 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return nil, nil, false
 	}
-	client := a.resolver.ClientIP(r)
+	client := a.resolver.Resolve(r)
 	if len(a.keys) > 0 {
-		if wait, blocked := a.keyFails.Blocked(client); blocked {
+		if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
 			a.refused.Add(RefusedKeyFailures)
 			w.Header().Set("Retry-After", retrySeconds(wait))
 			writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
@@ -359,11 +359,12 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 }
 
 // authorize returns the caller's key (nil when no key is configured and
-// client, r's client address, is on loopback) and 0, or the HTTP status
-// and message refusing r.
-func (a *API) authorize(r *http.Request, client netip.Addr) (*apiKey, int, string) {
+// client, r's client, is local: its TCP peer is loopback and no proxy
+// header names another client; an address a proxy names, 127.0.0.1
+// included, never is) and 0, or the HTTP status and message refusing r.
+func (a *API) authorize(r *http.Request, client clientip.Client) (*apiKey, int, string) {
 	if len(a.keys) == 0 {
-		if client.IsLoopback() {
+		if client.Local() {
 			return nil, 0, ""
 		}
 		return nil, http.StatusForbidden, "with no API key configured, publishing is accepted from loopback only"
@@ -375,7 +376,7 @@ func (a *API) authorize(r *http.Request, client netip.Addr) (*apiKey, int, strin
 	}
 	key := lookupKey(a.keys, secret)
 	if key == nil {
-		a.keyFails.Fail(client) // a guess: counted against the address
+		a.keyFails.Fail(client.Addr) // a guess: counted against the address
 		return nil, http.StatusUnauthorized, "API key is not valid"
 	}
 	return key, 0, ""

@@ -18,7 +18,8 @@ const (
 	// RefusedKey: 401, no API key or an unknown one.
 	RefusedKey = limit.ReasonHTTPKey
 	// RefusedLoopback: 403, no API key configured and the client is not on
-	// loopback.
+	// loopback: its TCP peer is not, or a proxy header names another
+	// client.
 	RefusedLoopback = limit.ReasonHTTPLoopback
 	// RefusedScope: 403, a topic outside the key's patterns.
 	RefusedScope = limit.ReasonHTTPScope

@@ -135,7 +135,8 @@ func TestRefusedKeysAndLoopbackAreCounted(t *testing.T) {
 }
 
 // TestLoopbackRuleFollowsTrustedProxies: behind a reverse proxy on the
-// same host, the loopback rule applies to the client, not the proxy.
+// same host, the loopback rule applies to the client, not the proxy, and
+// a forwarded client is never loopback: only a direct peer is.
 func TestLoopbackRuleFollowsTrustedProxies(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, httpapi.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
@@ -146,7 +147,7 @@ func TestLoopbackRuleFollowsTrustedProxies(t *testing.T) {
 		{"127.0.0.1:1000", "", 200},
 		{"127.0.0.1:1000", "203.0.113.7", 403},
 		{"127.0.0.1:1000", "203.0.113.7, 127.0.0.1", 403},
-		{"127.0.0.1:1000", "127.0.0.5", 200},
+		{"127.0.0.1:1000", "127.0.0.5", 403},   // forwarded: not the peer itself
 		{"203.0.113.9:1000", "127.0.0.1", 403}, // an untrusted peer cannot claim loopback
 		// A hop the proxy could not name makes the client unknown, not
 		// the proxy on loopback.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	telem "github.com/tidings-io/tidings/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -17,8 +18,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// scopeName is the instrumentation scope of the API's spans and metrics.
-const scopeName = "github.com/tidings-io/tidings/transport/httpapi"
+// scope is the instrumentation scope of the API's spans and metrics.
+var scope = telem.Scope("transport/httpapi")
 
 // telemetry is the API's tracer and instruments.
 type telemetry struct {
@@ -30,19 +31,23 @@ type telemetry struct {
 
 func (a *API) setupTelemetry() {
 	t := &a.tel
-	t.tracer = broker.Tracer(a.cfg.TracerProvider, scopeName)
+	t.tracer = telem.Tracer(a.cfg.TracerProvider, scope)
 	t.prop = a.cfg.Propagator
 	if t.prop == nil {
-		t.prop = broker.W3C()
+		t.prop = telem.W3C()
 	}
-	m := broker.Meter(a.cfg.MeterProvider, scopeName)
-	t.requests, _ = m.Int64Counter("tidings.http.requests",
+	m := telem.Meter(a.cfg.MeterProvider, scope)
+	in := telem.NewInstruments(m)
+	t.requests = in.Int64Counter("tidings.http.requests",
 		metric.WithUnit("{request}"),
 		metric.WithDescription("HTTP requests answered, by route (the matched pattern) and status; WebSocket upgrades count as 101 when the session ends."))
-	t.duration, _ = m.Float64Histogram("tidings.http.request.duration",
+	t.duration = in.Float64Histogram("tidings.http.request.duration",
 		metric.WithUnit("s"),
 		metric.WithDescription("Time to answer an HTTP request, by route (WebSocket sessions excluded)."),
-		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+		metric.WithExplicitBucketBoundaries(telem.LatencyBuckets()...))
+	if err := in.Err(); err != nil {
+		a.cfg.Logger.Error("metrics: registering instruments", "scope", scope, "err", err)
+	}
 	if a.cfg.MeterProvider == nil {
 		return
 	}

@@ -54,7 +54,7 @@ type conn struct {
 	wsState ws.State      // fragmentation state between frames
 	msg     []byte        // a message being reassembled (fragments, or a frame split across reads)
 	part    *partialFrame // a frame split across reads; nil between frames
-	client  netip.Addr    // the client's address (X-Forwarded-For from trusted proxies)
+	client  netip.Addr    // the client's address (forwarded by trusted proxies)
 	// The reader sets this, or the event loop once the reader is done;
 	// the release reads it after both.
 	peerCode ws.StatusCode // the code of the peer's close frame

@@ -252,9 +252,9 @@ func TestResumeReplaysHistoryThenLiveWithoutGapOrDuplicate(t *testing.T) {
 		<-done
 	})
 
-	c.send(resumeCmd(topic, since, h.store.Epoch(topic)))
+	c.send(resumeCmd(topic, since, epochOf(t, h.store, topic)))
 	s := c.expect("subscribed")
-	if !s.Recovered || s.Ref != "r" || s.Epoch != h.store.Epoch(topic) || s.Offset < before {
+	if !s.Recovered || s.Ref != "r" || s.Epoch != epochOf(t, h.store, topic) || s.Offset < before {
 		t.Fatalf("subscribed = %s, want recovered:true at offset >= %d", s, before)
 	}
 	want := uint64(since + 1)

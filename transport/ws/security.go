@@ -16,6 +16,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/clientip"
 )
 
 // TokenVerifier checks session tokens; *auth.Verifier implements it.
@@ -70,10 +71,10 @@ func (s *Server) refuse(w http.ResponseWriter, reason limit.Reason, status int, 
 }
 
 // admit applies the session and address limits and the token check to an
-// upgrade request. On success it returns what to release when the session
-// ends and the token's claims (nil without a verifier); on refusal it has
-// answered the request.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr) (release func(), claims *auth.Claims, ok bool) {
+// upgrade request from client. On success it returns what to release when
+// the session ends and the token's claims (nil without a verifier); on
+// refusal it has answered the request.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, client clientip.Client) (release func(), claims *auth.Claims, ok bool) {
 	if max := s.cfg.MaxSessions; max > 0 {
 		if s.admitted.Add(1) > int64(max) {
 			s.admitted.Add(-1)
@@ -84,7 +85,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr
 	} else {
 		s.admitted.Add(1)
 	}
-	releaseIP, err := s.perIP.Acquire(client)
+	releaseIP, active, err := s.perIP.AcquireActive(client.Addr)
 	if err != nil {
 		s.admitted.Add(-1)
 		var retry time.Duration
@@ -97,6 +98,12 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr
 		}
 		s.refuse(w, reason, http.StatusTooManyRequests, broker.CodeRateLimited, broker.ClientError(err).Message, retry)
 		return nil, nil, false
+	}
+	if active > crowdSessions && !client.Forwarded && !s.resolver.Trusted(client.Peer) && s.perIP.FirstCrowd(active, crowdSessions) {
+		// Behind a reverse proxy that is not trusted every client has
+		// the proxy's address, and the address limits throttle them all
+		// as one. Logged once for the server's life (limit.FirstCrowd).
+		s.log.Warn(crowdWarning, "addr", client.Addr.String(), "sessions", active, "threshold", crowdSessions)
 	}
 	release = func() {
 		releaseIP()
@@ -115,6 +122,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client netip.Addr
 
 // maxSessionsRetry is the Retry-After of a 503 for a full server.
 const maxSessionsRetry = 5 * time.Second
+
+// crowdSessions is how many sessions one client address, a TCP peer that
+// no trusted proxy covers, may hold before admit wonders, in a warning
+// logged once, whether a proxy stands in front of the node unnamed. A
+// forwarded client, or a trusted peer that names no client, is not the
+// sign of it.
+const crowdSessions = 100
+
+// crowdWarning is that warning.
+const crowdWarning = "many sessions from one address; is a proxy in front without -trusted-proxies?"
 
 // originMatches reports whether origin (scheme://host[:port]) matches an
 // allow-list entry: an exact origin, or a pattern whose host starts with
@@ -160,6 +177,11 @@ func originMatches(entry, origin string) bool {
 // address, the address the connection came in on, or one of PublicHosts.
 // Host alone proves nothing: after DNS rebinding, a page at
 // http://evil.example:8080 reaches the node with Host evil.example:8080.
+// A loopback name or address (the one the connection came in on
+// included) counts only for a local client (clientip.Client.Local: the
+// TCP peer itself is loopback, and no proxy header names another
+// client): through a proxy, "localhost" is the browser's host, not the
+// node's. PublicHosts count for every client.
 func (s *Server) ownOrigin(r *http.Request, origin string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -168,15 +190,16 @@ func (s *Server) ownOrigin(r *http.Request, origin string) bool {
 		return false
 	}
 	host := strings.ToLower(u.Hostname())
-	if host == "localhost" {
+	if host == "localhost" && s.resolver.Resolve(r).Local() {
 		return true
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		a = a.Unmap()
 		if a.IsLoopback() {
-			return true
-		}
-		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if s.resolver.Resolve(r).Local() {
+				return true
+			}
+		} else if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 			if ap, err := netip.ParseAddrPort(local.String()); err == nil && ap.Addr().WithZone("").Unmap() == a {
 				return true
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -427,6 +428,162 @@ func TestAnonymousPublishUsesTheClientBehindTrustedProxies(t *testing.T) {
 	if e := publish(spoof); e.Code != "forbidden" {
 		t.Fatalf("untrusted peer claiming 127.0.0.1: %s, want forbidden", e)
 	}
+
+	// A loopback address that a trusted proxy names is not the node's
+	// own host: only the TCP peer itself can be loopback.
+	for _, header := range []http.Header{
+		{"X-Forwarded-For": {"127.0.0.1"}},
+		{"X-Forwarded-For": {"::1"}},
+		{"Forwarded": {"for=127.0.0.1"}},
+		{"Forwarded": {`for="[::1]:4711"`}},
+		{"X-Forwarded-For": {"127.0.0.1"}, "Forwarded": {"for=127.0.0.1"}},
+	} {
+		c, ref := h.handshake(t, "", header)
+		if ref != nil {
+			t.Fatal(ref.status)
+		}
+		c.expect("welcome")
+		if e := publish(c); e.Code != "forbidden" {
+			t.Fatalf("client named loopback by a trusted proxy (%v): %s, want forbidden", header, e)
+		}
+	}
+	// Nor does a proxy on the same host that is not trusted make its
+	// clients local: its header says the client is elsewhere.
+	untrusting := newHarness(t, config{})
+	for _, header := range []http.Header{
+		{"X-Forwarded-For": {"203.0.113.9"}},
+		{"Forwarded": {"for=203.0.113.9"}},
+		{"X-Real-Ip": {"203.0.113.9"}},
+	} {
+		c, ref := untrusting.handshake(t, "", header)
+		if ref != nil {
+			t.Fatal(ref.status)
+		}
+		c.expect("welcome")
+		if e := publish(c); e.Code != "forbidden" {
+			t.Fatalf("loopback peer, not trusted, with %v: %s, want forbidden", header, e)
+		}
+	}
+	c, _ := untrusting.dialWelcome(t)
+	if e := publish(c); e.Type != "published" {
+		t.Fatalf("loopback client with no proxy header: %s, want published", e)
+	}
+}
+
+// TestLoopbackOriginNeedsALocalClient: the default Origin rule takes a
+// page on a loopback name for the node's own only from a local client
+// (a loopback TCP peer, no proxy header): through a proxy, "localhost"
+// names the browser's host.
+func TestLoopbackOriginNeedsALocalClient(t *testing.T) {
+	t.Parallel()
+	for _, trusted := range [][]netip.Prefix{nil, {netip.MustParsePrefix("127.0.0.0/8")}} {
+		h := newHarness(t, config{ws: wsserver.Config{TrustedProxies: trusted}})
+		addr := h.ts.Listener.Addr().String()
+		_, port, _ := net.SplitHostPort(addr)
+		for _, tc := range []struct {
+			host, origin string
+			header       http.Header
+			want         int
+		}{
+			{"localhost:" + port, "http://localhost:" + port, nil, http.StatusSwitchingProtocols},
+			{"127.0.0.1:" + port, "http://127.0.0.1:" + port, nil, http.StatusSwitchingProtocols},
+			{"localhost:" + port, "http://localhost:" + port, http.Header{"X-Forwarded-For": {"198.51.100.7"}}, http.StatusForbidden},
+			{"localhost:" + port, "http://localhost:" + port, http.Header{"X-Forwarded-For": {"127.0.0.1"}}, http.StatusForbidden},
+			{"[::1]:" + port, "http://[::1]:" + port, http.Header{"Forwarded": {`for="[::1]"`}}, http.StatusForbidden},
+			{"127.0.0.1:" + port, "http://127.0.0.1:" + port, http.Header{"Forwarded": {"for=127.0.0.1"}}, http.StatusForbidden},
+			{"localhost:" + port, "http://localhost:" + port, http.Header{"X-Real-Ip": {"127.0.0.1"}}, http.StatusForbidden},
+		} {
+			header := http.Header{"Origin": {tc.origin}}
+			for k, v := range tc.header {
+				header[k] = v
+			}
+			d := ws.Dialer{
+				Timeout: ioTimeout,
+				NetDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					var nd net.Dialer
+					return nd.DialContext(ctx, network, addr)
+				},
+				Header: ws.HandshakeHeaderHTTP(header),
+			}
+			got := http.StatusSwitchingProtocols
+			conn, _, _, err := d.Dial(context.Background(), "ws://"+tc.host+"/v1/ws")
+			var se ws.StatusError
+			switch {
+			case err == nil:
+				_ = conn.Close()
+			case errors.As(err, &se):
+				got = int(se)
+			default:
+				t.Fatalf("dial: %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("trusted %v: Host %s, Origin %s, %v: %d, want %d", trusted, tc.host, tc.origin, tc.header, got, tc.want)
+			}
+		}
+	}
+}
+
+// TestCrowdWarning: more than 100 sessions from one TCP peer that no
+// trusted proxy covers log the warning that a proxy may stand in front
+// unnamed, once for the server's life; sessions from a trusted proxy, or
+// clients it names, do not.
+func TestCrowdWarning(t *testing.T) {
+	t.Parallel()
+	const crowd = 100
+	const warning = "many sessions from one address; is a proxy in front without -trusted-proxies?"
+	open := func(t *testing.T, trusted []netip.Prefix, n int, header func(i int) http.Header) *logRecords {
+		logs := &logRecords{}
+		h := newHarness(t, config{ws: wsserver.Config{TrustedProxies: trusted, Logger: slog.New(slog.NewJSONHandler(logs, nil))}})
+		for i := range n {
+			c, ref := h.handshake(t, "", header(i))
+			if ref != nil {
+				t.Fatalf("session %d: %d %s", i, ref.status, ref.body)
+			}
+			c.expect("welcome")
+		}
+		return logs
+	}
+	warnings := func(t *testing.T, logs *logRecords) []map[string]any {
+		var out []map[string]any
+		for _, r := range logs.all(t) {
+			if r["msg"] == warning {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	noHeader := func(int) http.Header { return nil }
+
+	t.Run("untrusted peer", func(t *testing.T) {
+		t.Parallel()
+		logs := open(t, nil, crowd+20, noHeader)
+		got := warnings(t, logs)
+		if len(got) != 1 {
+			t.Fatalf("%d warnings, want 1: %v", len(got), got)
+		}
+		if got[0]["level"] != "WARN" || got[0]["addr"] != "127.0.0.1" || got[0]["sessions"] != float64(crowd+1) {
+			t.Errorf("warning %v, want level WARN, addr 127.0.0.1, sessions %d", got[0], crowd+1)
+		}
+	})
+	t.Run("at the threshold", func(t *testing.T) {
+		t.Parallel()
+		if got := warnings(t, open(t, nil, crowd, noHeader)); len(got) != 0 {
+			t.Fatalf("%d sessions: warned %v", crowd, got)
+		}
+	})
+	t.Run("trusted peer", func(t *testing.T) {
+		t.Parallel()
+		if got := warnings(t, open(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, crowd+1, noHeader)); len(got) != 0 {
+			t.Fatalf("a trusted proxy's own sessions: warned %v", got)
+		}
+	})
+	t.Run("forwarded clients", func(t *testing.T) {
+		t.Parallel()
+		one := func(int) http.Header { return http.Header{"X-Forwarded-For": {"198.51.100.1"}} }
+		if got := warnings(t, open(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, crowd+1, one)); len(got) != 0 {
+			t.Fatalf("one forwarded client with many sessions: warned %v", got)
+		}
+	})
 }
 
 func TestOriginPatterns(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
@@ -84,8 +85,10 @@ type Config struct {
 	// gets 401. Default (nil): sessions are anonymous, may subscribe to
 	// anything and may publish only from a loopback address.
 	Tokens TokenVerifier
-	// TrustedProxies are the peers whose X-Forwarded-For names the client,
-	// for the address limits and the loopback rule. Default: none.
+	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
+	// names the client, for the address limits. Only a direct loopback
+	// peer is loopback for the loopback rules. Empty: none (cmd/broker
+	// defaults its flag to the private ranges).
 	TrustedProxies []netip.Prefix
 	// MaxSessions bounds the sessions of the server; beyond it an upgrade
 	// gets 503 with Retry-After. Default 100000; negative: no limit.
@@ -120,46 +123,37 @@ type Config struct {
 	OpRefusals int
 }
 
+// The defaults of Config, which cmd/broker's flags take too.
+const (
+	DefaultNodeID         = "tidings"
+	DefaultMaxMessageSize = 65536
+	DefaultHeartbeat      = 25 * time.Second
+	DefaultCloseTimeout   = 5 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultMaxSessions    = 100000
+	DefaultIPConnRate     = 100
+	DefaultIPConnBurst    = 1000
+	DefaultIPMaxConns     = 1000
+	DefaultOpRate         = 500
+	DefaultOpBurst        = 1000
+)
+
 func (c Config) withDefaults() Config {
-	if c.NodeID == "" {
-		c.NodeID = "tidings"
-	}
-	if c.MaxMessageSize <= 0 {
-		c.MaxMessageSize = 65536
-	}
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = 25 * time.Second
-	}
-	if c.CloseTimeout <= 0 {
-		c.CloseTimeout = 5 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
+	defaults.Zero(&c.NodeID, DefaultNodeID)
+	defaults.Positive(&c.MaxMessageSize, DefaultMaxMessageSize)
+	defaults.Positive(&c.Heartbeat, DefaultHeartbeat)
+	defaults.Positive(&c.CloseTimeout, DefaultCloseTimeout)
+	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxSessions == 0 {
-		c.MaxSessions = 100000
-	}
-	if c.IPConnRate == 0 {
-		c.IPConnRate = 100
-	}
-	if c.IPConnBurst <= 0 {
-		c.IPConnBurst = 1000
-	}
-	if c.IPMaxConns == 0 {
-		c.IPMaxConns = 1000
-	}
-	if c.OpRate == 0 {
-		c.OpRate = 500
-	}
-	if c.OpBurst <= 0 {
-		c.OpBurst = 1000
-	}
-	if c.OpRefusals <= 0 {
-		c.OpRefusals = c.OpBurst
-	}
+	defaults.Zero(&c.MaxSessions, DefaultMaxSessions)
+	defaults.Zero(&c.IPConnRate, DefaultIPConnRate)
+	defaults.Positive(&c.IPConnBurst, DefaultIPConnBurst)
+	defaults.Zero(&c.IPMaxConns, DefaultIPMaxConns)
+	defaults.Zero(&c.OpRate, DefaultOpRate)
+	defaults.Positive(&c.OpBurst, DefaultOpBurst)
+	defaults.Positive(&c.OpRefusals, c.OpBurst)
 	return c
 }
 
@@ -290,7 +284,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	client := s.resolver.ClientIP(r)
+	client := s.resolver.Resolve(r)
 	release, claims, ok := s.admit(w, r, client)
 	if !ok {
 		return
@@ -311,12 +305,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newConn(nc, r.RemoteAddr)
 	c.traceFrom(r.Header)
-	c.client = client
+	c.client = client.Addr
 	info := session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger}
 	if claims != nil {
 		info.Subject, info.Permissions = claims.Subject, claims.Permissions
 	} else {
-		info.Permissions = auth.Anonymous(client.IsLoopback())
+		// Publishing from loopback needs the TCP peer itself on loopback:
+		// an address a proxy names, 127.0.0.1 included, never has it.
+		info.Permissions = auth.Anonymous(client.Local())
 	}
 	c.session = session.New(c.ctx, &s.sessionCfg, c, c.sess, info)
 	registered, pollErr := s.register(c)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/tidings-io/tidings/broker"
+	telem "github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/session"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -17,9 +17,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// scopeName is the instrumentation scope of the transport's spans and
+// scope is the instrumentation scope of the transport's spans and
 // metrics.
-const scopeName = "github.com/tidings-io/tidings/transport/ws"
+var scope = telem.Scope("transport/ws")
 
 // telemetry is the server's tracer and instruments. The per-message path
 // pays for none of it: counters are atomics read when metrics are
@@ -41,22 +41,28 @@ func (s *Server) setupTelemetry() {
 	// Every line the server logs names its node.
 	s.log = s.log.With("node", s.cfg.NodeID)
 	t := &s.tel
-	t.tracer = broker.Tracer(s.cfg.TracerProvider, scopeName)
+	t.tracer = telem.Tracer(s.cfg.TracerProvider, scope)
 	t.prop = s.cfg.Propagator
 	if t.prop == nil {
-		t.prop = broker.W3C()
+		t.prop = telem.W3C()
 	}
-	m := broker.Meter(s.cfg.MeterProvider, scopeName)
-	t.opened, _ = m.Int64Counter("tidings.sessions.opened",
+	m := telem.Meter(s.cfg.MeterProvider, scope)
+	in := telem.NewInstruments(m)
+	defer func() {
+		if err := in.Err(); err != nil {
+			s.log.Error("metrics: registering instruments", "scope", scope, "err", err)
+		}
+	}()
+	t.opened = in.Int64Counter("tidings.sessions.opened",
 		metric.WithUnit("{session}"), metric.WithDescription("WebSocket sessions opened (welcome sent)."))
-	t.closed, _ = m.Int64Counter("tidings.sessions.closed",
+	t.closed = in.Int64Counter("tidings.sessions.closed",
 		metric.WithUnit("{session}"),
 		metric.WithDescription("WebSocket sessions ended, by close code (1006: dropped without a close frame; 1005: the client's close frame had no code) and reason."))
-	t.latency, _ = m.Float64Histogram("tidings.delivery.latency",
+	t.latency = in.Float64Histogram("tidings.delivery.latency",
 		metric.WithUnit("s"),
 		metric.WithDescription("From a message's acceptance by the publishing node to its frame written to a subscriber's socket; recorded once per written batch, for its longest-waiting message."),
-		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-	t.depth, _ = m.Int64Histogram("tidings.outbound.queue.depth",
+		metric.WithExplicitBucketBoundaries(telem.LatencyBuckets()...))
+	t.depth = in.Int64Histogram("tidings.outbound.queue.depth",
 		metric.WithUnit("{frame}"),
 		metric.WithDescription("Frames a session writer found queued and wrote in one batch."),
 		metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
@@ -66,11 +72,11 @@ func (s *Server) setupTelemetry() {
 	if err := s.refused.RegisterMetric(m); err != nil {
 		s.log.Error("metrics: tidings.refused", "err", err)
 	}
-	bytes, _ := m.Int64ObservableCounter("tidings.ws.io",
+	bytes := in.Int64ObservableCounter("tidings.ws.io",
 		metric.WithUnit("By"), metric.WithDescription("WebSocket bytes, frame headers included, by direction (in, out)."))
-	sent, _ := m.Int64ObservableCounter("tidings.close.sent",
+	sent := in.Int64ObservableCounter("tidings.close.sent",
 		metric.WithUnit("{frame}"), metric.WithDescription("Close frames sent, by close code."))
-	received, _ := m.Int64ObservableCounter("tidings.close.received",
+	received := in.Int64ObservableCounter("tidings.close.received",
 		metric.WithUnit("{session}"), metric.WithDescription("Sessions ended by the peer, by close code (1005: no code, 1006: dropped)."))
 	dirIn := metric.WithAttributeSet(attribute.NewSet(attribute.String("direction", "in")))
 	dirOut := metric.WithAttributeSet(attribute.NewSet(attribute.String("direction", "out")))
@@ -78,7 +84,7 @@ func (s *Server) setupTelemetry() {
 	for i := range byCode {
 		byCode[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("code", strconv.Itoa(1000+i))))
 	}
-	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(bytes, int64(t.bytesIn.Load()), dirIn)
 		o.ObserveInt64(bytes, int64(t.bytesOut.Load()), dirOut)
 		for i := range byCode {

@@ -127,9 +127,12 @@ func TestChartDefaultsAreBrokerDefaults(t *testing.T) {
 	r := render(t, nil)
 	cm := named(r.ConfigMaps, fullname)
 	// The chart's deliberate choices: no demo page or demo traffic in a
-	// deployment (the broker serves them by default, for `go run`), and
-	// memory budgets that fit under the pod's default memory limit.
-	deliberate := map[string]bool{"TIDINGS_DEMO": true, "TIDINGS_HISTORY_BYTES": true, "TIDINGS_OUTBOUND_BYTES": true}
+	// deployment (the broker serves them by default, for `go run`), memory
+	// budgets that fit under the pod's default memory limit, and the
+	// private ranges, where an in-cluster ingress controller is, as trusted
+	// proxies.
+	deliberate := map[string]bool{"TIDINGS_DEMO": true, "TIDINGS_HISTORY_BYTES": true, "TIDINGS_OUTBOUND_BYTES": true,
+		"TIDINGS_TRUSTED_PROXIES": true}
 	for name, v := range cm.Data {
 		f, ok := flags[name]
 		if !ok || deliberate[name] {
@@ -177,53 +180,77 @@ func TestChartConfigStartsBroker(t *testing.T) {
 			r := render(t, values)
 			ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
 			env := brokerEnv(t, r, c, ctr)
-			addr := freeAddr(t)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			// The command line wins over the environment: listen on loopback
-			// instead of the chart's :8080.
-			cmd := exec.CommandContext(ctx, bin, "-addr", addr)
-			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-			for k, v := range env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			var output bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &output, &output
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-
-			ready := false
-			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !ready; {
-				select {
-				case err := <-exited:
-					t.Fatalf("broker exited before it was ready: %v\n%s", err, output.String())
-				case <-time.After(50 * time.Millisecond):
-				}
-				resp, err := http.Get("http://" + addr + "/readyz")
-				if err == nil {
-					resp.Body.Close()
-					ready = resp.StatusCode == http.StatusOK
-				}
-			}
-			if !ready {
-				t.Fatalf("broker not ready on %s within 20s\n%s", addr, output.String())
-			}
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			timeout, _ := time.ParseDuration(env["TIDINGS_SHUTDOWN_TIMEOUT"])
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Fatalf("broker exited with %v after SIGTERM, want 0\n%s", err, output.String())
-				}
-			case <-time.After(timeout + 5*time.Second):
-				t.Fatalf("broker still running %v after SIGTERM\n%s", timeout+5*time.Second, output.String())
-			}
+			b := startBroker(t, bin, env, http.DefaultClient, "http")
+			b.stop(t)
 		})
+	}
+}
+
+// runningBroker is a broker process started by startBroker.
+type runningBroker struct {
+	addr    string
+	cmd     *exec.Cmd
+	exited  chan error
+	output  *bytes.Buffer
+	timeout time.Duration // its shutdown timeout
+}
+
+// startBroker runs the broker with env, listening on loopback, and waits
+// until client gets 200 from its /readyz over scheme (http or https).
+func startBroker(t *testing.T, bin string, env map[string]string, client *http.Client, scheme string) *runningBroker {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	// The command line wins over the environment: listen on loopback
+	// instead of the chart's :8080.
+	cmd := exec.CommandContext(ctx, bin, "-addr", addr)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	b := &runningBroker{addr: addr, cmd: cmd, exited: make(chan error, 1), output: &bytes.Buffer{}}
+	b.timeout, _ = time.ParseDuration(env["TIDINGS_SHUTDOWN_TIMEOUT"])
+	cmd.Stdout, cmd.Stderr = b.output, b.output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.exited <- cmd.Wait() }()
+
+	ready := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !ready; {
+		select {
+		case err := <-b.exited:
+			t.Fatalf("broker exited before it was ready: %v\n%s", err, b.output.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		resp, err := client.Get(scheme + "://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			ready = resp.StatusCode == http.StatusOK
+		}
+	}
+	if !ready {
+		cmd.Process.Kill()
+		t.Fatalf("broker not ready on %s within 20s\n%s", addr, b.output.String())
+	}
+	return b
+}
+
+// stop sends SIGTERM, as the kubelet does, and checks that the broker
+// exits 0 within its shutdown timeout.
+func (b *runningBroker) stop(t *testing.T) {
+	t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-b.exited:
+		if err != nil {
+			t.Fatalf("broker exited with %v after SIGTERM, want 0\n%s", err, b.output.String())
+		}
+	case <-time.After(b.timeout + 5*time.Second):
+		t.Fatalf("broker still running %v after SIGTERM\n%s", b.timeout+5*time.Second, b.output.String())
 	}
 }
 

@@ -28,12 +28,18 @@ type chartCase struct {
 	// replicas is the Deployment's replica count; 0 when an HPA owns it.
 	replicas int32
 	// redis is how the broker reaches Redis: "", "url", "existingSecret",
-	// "cluster" or "embedded".
+	// "cluster", "sentinel" or "embedded".
 	redis string
-	// existingSecrets are the Secrets the release uses but does not create.
+	// jwt is the key source of session tokens: "", "key", "publicKey" or
+	// "jwks".
+	jwt string
+	// existingSecrets are the Secrets the release uses but does not create,
+	// read with secretKeyRef or mounted.
 	existingSecrets                                  []string
 	hpa, ingress, serviceMonitor, netpol, headless   bool
 	sessionsMetric, apiKeys, createsSecret, persists bool
+	// tls: the broker serves TLS itself; prometheusRule: the release has one.
+	tls, prometheusRule bool
 }
 
 // cases covers the default values and every file in ci/.
@@ -47,6 +53,11 @@ var cases = []chartCase{
 	{values: "ci/autoscaling-ingress-values.yaml", redis: "existingSecret", existingSecrets: []string{"tidings-redis"},
 		hpa: true, sessionsMetric: true, ingress: true, serviceMonitor: true, netpol: true, apiKeys: true, createsSecret: true,
 		headless: true},
+	{values: "ci/secure-values.yaml", replicas: 3, redis: "url", jwt: "key", createsSecret: true, apiKeys: true,
+		ingress: true, serviceMonitor: true, prometheusRule: true, tls: true,
+		existingSecrets: []string{"tidings-api-keys", "tidings-jwt", "tidings-redis-auth", "tidings-redis-tls", "tidings-serving-tls"}},
+	{values: "ci/sentinel-public-key-values.yaml", replicas: 2, redis: "sentinel", jwt: "publicKey", netpol: true,
+		existingSecrets: []string{"tidings-redis-auth", "tidings-scoped-keys", "tidings-jwt-public-key"}},
 }
 
 // caseName names a case in test output.
@@ -64,8 +75,8 @@ func TestEveryCIValuesFileHasACase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 5 {
-		t.Fatalf("ci/ has %d values files, want at least 5", len(files))
+	if len(files) < 7 {
+		t.Fatalf("ci/ has %d values files, want at least 7", len(files))
 	}
 	for _, f := range files {
 		name := "ci/" + filepath.Base(f)
@@ -111,7 +122,7 @@ func checkRelease(t *testing.T, c chartCase, r *release) {
 	}
 	env := brokerEnv(t, r, c, broker)
 
-	checkProbes(t, broker)
+	checkProbes(t, broker, c)
 	checkGracePeriod(t, d, broker, env)
 	checkHardened(t, "Deployment "+d.Name, pod.Spec)
 	checkRollout(t, d, c)
@@ -122,6 +133,9 @@ func checkRelease(t *testing.T, c chartCase, r *release) {
 	checkIngress(t, r, c)
 	checkServiceMonitor(t, r, c)
 	checkNetworkPolicies(t, r, c, d)
+	checkMountedFiles(t, c, pod.Spec, broker, cm, env)
+	checkJWT(t, c, env)
+	checkPrometheusRule(t, r, c)
 
 	if env["TIDINGS_DEMO"] != "false" {
 		t.Errorf("TIDINGS_DEMO = %q, want false", env["TIDINGS_DEMO"])
@@ -208,8 +222,12 @@ func brokerEnv(t *testing.T, r *release, c chartCase, ctr *corev1.Container) map
 	return env
 }
 
-func checkProbes(t *testing.T, ctr *corev1.Container) {
+func checkProbes(t *testing.T, ctr *corev1.Container, c chartCase) {
 	t.Helper()
+	scheme := corev1.URISchemeHTTP
+	if c.tls {
+		scheme = corev1.URISchemeHTTPS
+	}
 	for _, p := range []struct {
 		name  string
 		probe *corev1.Probe
@@ -226,6 +244,9 @@ func checkProbes(t *testing.T, ctr *corev1.Container) {
 		g := p.probe.HTTPGet
 		if g.Path != p.path {
 			t.Errorf("%s probe path %q, want %q", p.name, g.Path, p.path)
+		}
+		if g.Scheme != "" && g.Scheme != scheme || g.Scheme == "" && scheme != corev1.URISchemeHTTP {
+			t.Errorf("%s probe scheme %q, want %s: the broker serves TLS: %v", p.name, g.Scheme, scheme, c.tls)
 		}
 		if port := g.Port; !(port.Type == intstr.String && containerPort(ctr, port.StrVal) == 8080) && port.IntValue() != 8080 {
 			t.Errorf("%s probe port %s is not the broker's port 8080", p.name, port.String())
@@ -395,10 +416,16 @@ func checkServices(t *testing.T, r *release, c chartCase, d *appsv1.Deployment) 
 
 func checkRedis(t *testing.T, r *release, c chartCase, env map[string]string) {
 	t.Helper()
-	url, cluster := env["TIDINGS_REDIS"], env["TIDINGS_REDIS_CLUSTER"]
+	url, cluster, sentinel := env["TIDINGS_REDIS"], env["TIDINGS_REDIS_CLUSTER"], env["TIDINGS_REDIS_SENTINEL"]
 	if c.redis == "" {
-		if url != "" || cluster != "" || len(r.StatefulSets) > 0 {
-			t.Errorf("no Redis configured, yet TIDINGS_REDIS=%q TIDINGS_REDIS_CLUSTER=%q, %d StatefulSets", url, cluster, len(r.StatefulSets))
+		if url != "" || cluster != "" || sentinel != "" || len(r.StatefulSets) > 0 {
+			t.Errorf("no Redis configured, yet TIDINGS_REDIS=%q TIDINGS_REDIS_CLUSTER=%q TIDINGS_REDIS_SENTINEL=%q, %d StatefulSets",
+				url, cluster, sentinel, len(r.StatefulSets))
+		}
+		for name := range env {
+			if strings.HasPrefix(name, "TIDINGS_REDIS_") {
+				t.Errorf("%s set without Redis", name)
+			}
 		}
 		if _, ok := env["TIDINGS_REDIS_PREFIX"]; ok {
 			t.Error("TIDINGS_REDIS_PREFIX set without Redis")
@@ -411,8 +438,8 @@ func checkRedis(t *testing.T, r *release, c chartCase, env map[string]string) {
 	if env["TIDINGS_REDIS_PREFIX"] == "" {
 		t.Error("TIDINGS_REDIS_PREFIX is empty")
 	}
-	if (url != "") == (cluster != "") {
-		t.Fatalf("want exactly one of TIDINGS_REDIS (%q) and TIDINGS_REDIS_CLUSTER (%q)", url, cluster)
+	if n := len(slices.DeleteFunc([]string{url, cluster, sentinel}, func(s string) bool { return s == "" })); n != 1 {
+		t.Fatalf("want exactly one of TIDINGS_REDIS (%q), TIDINGS_REDIS_CLUSTER (%q) and TIDINGS_REDIS_SENTINEL (%q)", url, cluster, sentinel)
 	}
 	switch c.redis {
 	case "url", "embedded":
@@ -425,6 +452,23 @@ func checkRedis(t *testing.T, r *release, c chartCase, env map[string]string) {
 		for _, a := range strings.Split(cluster, ",") {
 			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 				t.Errorf("TIDINGS_REDIS_CLUSTER address %q is not host:port", a)
+			}
+		}
+	case "sentinel":
+		master, addrs, ok := strings.Cut(sentinel, "@")
+		if !ok || master == "" {
+			t.Errorf("TIDINGS_REDIS_SENTINEL %q is not master@host:port,…", sentinel)
+		}
+		for _, a := range strings.Split(addrs, ",") {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				t.Errorf("TIDINGS_REDIS_SENTINEL address %q is not host:port", a)
+			}
+		}
+	}
+	if c.redis != "sentinel" {
+		for _, name := range []string{"TIDINGS_REDIS_SENTINEL_USERNAME", "TIDINGS_REDIS_SENTINEL_PASSWORD"} {
+			if _, ok := env[name]; ok {
+				t.Errorf("%s set without Redis Sentinel", name)
 			}
 		}
 	}
@@ -562,6 +606,12 @@ func checkIngress(t *testing.T, r *release, c chartCase) {
 		}
 		for _, rule := range ing.Spec.Rules {
 			for _, p := range rule.HTTP.Paths {
+				if routes(p, "/metrics") || routes(p, "/healthz") {
+					t.Errorf("Ingress path %s (%s) routes the operations endpoints", p.Path, *p.PathType)
+				}
+				if !routes(p, "/v1/ws") || !routes(p, "/v1/publish") {
+					t.Errorf("Ingress path %s (%s) does not route /v1/ws and /v1/publish", p.Path, *p.PathType)
+				}
 				b := p.Backend.Service
 				if b == nil || b.Name != fullname || named(r.Services, b.Name) == nil {
 					t.Errorf("Ingress path %s: backend %+v is not the broker Service", p.Path, b)
@@ -600,6 +650,9 @@ func checkServiceMonitor(t *testing.T, r *release, c chartCase) {
 		ep := sm.Spec.Endpoints[0]
 		if ep.Path != "/metrics" || !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port }) {
 			t.Errorf("ServiceMonitor scrapes port %q path %q, want a Service port and /metrics", ep.Port, ep.Path)
+		}
+		if want := map[bool]string{true: "https", false: ""}[c.tls]; ep.Scheme != want {
+			t.Errorf("ServiceMonitor scheme %q, want %q (the broker serves TLS: %v)", ep.Scheme, want, c.tls)
 		}
 		if !slices.Equal(sm.Spec.NamespaceSelector.MatchNames, []string{namespace}) {
 			t.Errorf("ServiceMonitor namespaces %v", sm.Spec.NamespaceSelector.MatchNames)
@@ -677,7 +730,7 @@ func TestMultipleReplicasNeedRedis(t *testing.T) {
 		{"replicas", []string{"replicaCount=3"}, "replicaCount > 1 or autoscaling.enabled needs Redis"},
 		{"autoscaling", []string{"autoscaling.enabled=true"}, "replicaCount > 1 or autoscaling.enabled needs Redis"},
 		{"two Redis", []string{"redis.url=redis://r:6379/0", "redis.embedded.enabled=true"},
-			"set only one of redis.url, redis.existingSecret, redis.cluster and redis.embedded.enabled"},
+			"set only one of redis.url, redis.existingSecret, redis.cluster, redis.sentinel and redis.embedded.enabled"},
 		{"two key sources", []string{"auth.apiKeys={abcdefgh12}", "auth.existingSecret=keys"}, "set auth.apiKeys or auth.existingSecret, not both"},
 		{"autoscaling without metric", []string{"redis.url=redis://r:6379/0", "autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"},
 			"autoscaling.enabled needs a metric"},
@@ -740,6 +793,29 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"ingress:\n  hosts:\n    - host: x\n      paths: [{path: /, pathType: Regex}]", "/ingress/hosts/0/paths/0/pathType"},
 		{"serviceMonitor:\n  interval: 30", "/serviceMonitor/interval"},
 		{"networkPolicy:\n  redisPorts: [70000]", "/networkPolicy/redisPorts/0"},
+		{"broker:\n  trustedProxies: 10.0.0.0/8;192.168.0.0/16", "/broker/trustedProxies"},
+		{"broker:\n  trustedProxies: none private", "/broker/trustedProxies"}, // (a comma would split the file name helm -f gets)
+		{"auth:\n  jwt:\n    jwksURL: auth.example.com/jwks", "/auth/jwt/jwksURL"},
+		{"auth:\n  jwt:\n    leeway: 5", "/auth/jwt/leeway"},
+		{"auth:\n  jwt:\n    existingSecret: Not_A_Name", "/auth/jwt/existingSecret"},
+		{"auth:\n  jwt:\n    publicKey:\n      path: keys/jwt.pem", "/auth/jwt/publicKey/path"},
+		{"auth:\n  apiKeysFile:\n    secret: keys", "secret"}, // unknown key
+		{"redis:\n  password: s3cret", "/redis/password"},
+		{"redis:\n  tls:\n    enabled: \"true\"", "/redis/tls/enabled"},
+		{"redis:\n  sentinel:\n    addresses: [sentinel-0]", "/redis/sentinel/addresses/0"},
+		{"limits:\n  maxSessions: -1", "/limits/maxSessions"},
+		{"limits:\n  opRate: fast", "/limits/opRate"},
+		{"limits:\n  maxConns: 1.5", "/limits/maxConns"},
+		{"tls:\n  secretName: tidings-tls", "secretName"}, // unknown key
+		{"otel:\n  tracesExporter: jaeger", "/otel/tracesExporter"},
+		{"otel:\n  protocol: http", "/otel/protocol"},
+		{"extraVolumeMounts:\n  - name: x\n    mountPath: relative", "/extraVolumeMounts/0/mountPath"},
+		{"prometheusRule:\n  enabled: 1", "/prometheusRule/enabled"},
+		{"prometheusRule:\n  rules:\n    down:\n      enabled: true\n      for: 5 minutes\n      severity: critical",
+			"/prometheusRule/rules/down/for"},
+		{"prometheusRule:\n  rules:\n    connectionsNearLimit:\n      enabled: true\n      for: 5m\n      severity: warning\n      threshold: 85",
+			"/prometheusRule/rules/connectionsNearLimit/threshold"},
+		{"prometheusRule:\n  rules:\n    slowConsumer:\n      enabled: true", "slowConsumer"}, // unknown rule
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			t.Parallel()

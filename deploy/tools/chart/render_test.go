@@ -89,12 +89,39 @@ type serviceMonitor struct {
 			MatchNames []string `json:"matchNames"`
 		} `json:"namespaceSelector"`
 		Endpoints []struct {
-			Port          string `json:"port"`
-			Path          string `json:"path"`
-			Interval      string `json:"interval"`
-			ScrapeTimeout string `json:"scrapeTimeout"`
+			Port          string         `json:"port"`
+			Path          string         `json:"path"`
+			Interval      string         `json:"interval"`
+			ScrapeTimeout string         `json:"scrapeTimeout"`
+			Scheme        string         `json:"scheme"`
+			TLSConfig     map[string]any `json:"tlsConfig"`
 		} `json:"endpoints"`
 	} `json:"spec"`
+}
+
+// prometheusRule is the part of a Prometheus Operator PrometheusRule the
+// chart renders.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []ruleGroup `json:"groups"`
+	} `json:"spec"`
+}
+
+// ruleGroup is a Prometheus rule group.
+type ruleGroup struct {
+	Name  string `json:"name"`
+	Rules []rule `json:"rules"`
+}
+
+// rule is an alerting rule.
+type rule struct {
+	Alert       string            `json:"alert"`
+	Expr        string            `json:"expr"`
+	For         string            `json:"for"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
 }
 
 // release is a rendered chart, decoded into the Kubernetes API types.
@@ -110,6 +137,7 @@ type release struct {
 	Ingresses       []*networkingv1.Ingress
 	NetworkPolicies []*networkingv1.NetworkPolicy
 	ServiceMonitors []*serviceMonitor
+	PrometheusRules []*prometheusRule
 	// objects is every object's metadata, in the order rendered.
 	objects []objectRef
 }
@@ -192,6 +220,9 @@ func decode(manifests string) (*release, error) {
 		case "monitoring.coreos.com/v1 ServiceMonitor":
 			o := &serviceMonitor{}
 			r.ServiceMonitors, obj = append(r.ServiceMonitors, o), o
+		case "monitoring.coreos.com/v1 PrometheusRule":
+			o := &prometheusRule{}
+			r.PrometheusRules, obj = append(r.PrometheusRules, o), o
 		default:
 			return nil, fmt.Errorf("unexpected object %s %s %s", head.APIVersion, head.Kind, head.Name)
 		}

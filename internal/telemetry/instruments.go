@@ -1,0 +1,115 @@
+package telemetry
+
+import (
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+)
+
+// Instruments creates instruments on a meter and keeps the errors that the
+// meter reports, so that a package registers its instruments in a row and
+// reports what failed once, through Err, instead of discarding each error.
+//
+// An instrument whose creation fails is still returned: the one the meter
+// returned with its error (the OpenTelemetry SDK returns a working
+// instrument for an invalid name), or a no-op instrument when the meter
+// returned none, so that recording never meets a nil instrument.
+//
+// An Instruments is meant for a package's setup, on one goroutine; it is
+// not safe for concurrent use.
+type Instruments struct {
+	m    metric.Meter
+	errs []error
+}
+
+// NewInstruments returns an Instruments that creates its instruments on m.
+func NewInstruments(m metric.Meter) *Instruments { return &Instruments{m: m} }
+
+// Meter returns the meter the instruments are created on.
+func (in *Instruments) Meter() metric.Meter { return in.m }
+
+// Err returns every error the meter reported, each naming its instrument,
+// joined; nil when there were none.
+func (in *Instruments) Err() error { return errors.Join(in.errs...) }
+
+// keep records err, if any, for the instrument name.
+func (in *Instruments) keep(name string, err error) {
+	if err != nil {
+		in.errs = append(in.errs, fmt.Errorf("instrument %s: %w", name, err))
+	}
+}
+
+// Int64Counter creates a synchronous int64 counter.
+func (in *Instruments) Int64Counter(name string, opts ...metric.Int64CounterOption) metric.Int64Counter {
+	i, err := in.m.Int64Counter(name, opts...)
+	in.keep(name, err)
+	if i == nil {
+		i, _ = metricnoop.Meter{}.Int64Counter(name)
+	}
+	return i
+}
+
+// Int64Histogram creates a synchronous int64 histogram.
+func (in *Instruments) Int64Histogram(name string, opts ...metric.Int64HistogramOption) metric.Int64Histogram {
+	i, err := in.m.Int64Histogram(name, opts...)
+	in.keep(name, err)
+	if i == nil {
+		i, _ = metricnoop.Meter{}.Int64Histogram(name)
+	}
+	return i
+}
+
+// Float64Histogram creates a synchronous float64 histogram.
+func (in *Instruments) Float64Histogram(name string, opts ...metric.Float64HistogramOption) metric.Float64Histogram {
+	i, err := in.m.Float64Histogram(name, opts...)
+	in.keep(name, err)
+	if i == nil {
+		i, _ = metricnoop.Meter{}.Float64Histogram(name)
+	}
+	return i
+}
+
+// Int64ObservableCounter creates an asynchronous int64 counter, observed
+// by a callback given to RegisterCallback.
+func (in *Instruments) Int64ObservableCounter(name string, opts ...metric.Int64ObservableCounterOption) metric.Int64ObservableCounter {
+	i, err := in.m.Int64ObservableCounter(name, opts...)
+	in.keep(name, err)
+	if i == nil {
+		i, _ = metricnoop.Meter{}.Int64ObservableCounter(name)
+	}
+	return i
+}
+
+// Int64ObservableUpDownCounter creates an asynchronous int64 up-down
+// counter, observed by a callback given to RegisterCallback.
+func (in *Instruments) Int64ObservableUpDownCounter(name string, opts ...metric.Int64ObservableUpDownCounterOption) metric.Int64ObservableUpDownCounter {
+	i, err := in.m.Int64ObservableUpDownCounter(name, opts...)
+	in.keep(name, err)
+	if i == nil {
+		i, _ = metricnoop.Meter{}.Int64ObservableUpDownCounter(name)
+	}
+	return i
+}
+
+// Int64ObservableGauge creates an asynchronous int64 gauge, observed by a
+// callback given to RegisterCallback.
+func (in *Instruments) Int64ObservableGauge(name string, opts ...metric.Int64ObservableGaugeOption) metric.Int64ObservableGauge {
+	i, err := in.m.Int64ObservableGauge(name, opts...)
+	in.keep(name, err)
+	if i == nil {
+		i, _ = metricnoop.Meter{}.Int64ObservableGauge(name)
+	}
+	return i
+}
+
+// RegisterCallback registers f to observe insts when the metrics are
+// read. The registration is not returned: the module's callbacks last as
+// long as their meter provider.
+func (in *Instruments) RegisterCallback(f metric.Callback, insts ...metric.Observable) {
+	_, err := in.m.RegisterCallback(f, insts...)
+	if err != nil {
+		in.errs = append(in.errs, fmt.Errorf("registering a callback: %w", err))
+	}
+}
