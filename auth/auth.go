@@ -9,11 +9,14 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,15 +107,33 @@ type Claims struct {
 	// Expires is the token's exp. The session ends at Expires plus the
 	// verifier's leeway unless it is refreshed.
 	Expires time.Time
-	// Permissions are the token's subscribe and publish patterns.
+	// Permissions are the token's subscribe and publish patterns; the
+	// topics of its channels claim may be subscribed to as well.
 	Permissions Permissions
+	// Info is the token's info claim, a JSON object of at most
+	// MaxInfoBytes that travels with the session (presence, join and
+	// leave); nil without one.
+	Info json.RawMessage
+	// Channels are the exact topics of the token's channels claim: the
+	// session is subscribed to them when it opens (at most MaxChannels).
+	Channels []string
 }
+
+// Bounds of the identity claims.
+const (
+	// MaxInfoBytes bounds the info claim.
+	MaxInfoBytes = 1024
+	// MaxChannels bounds the channels claim.
+	MaxChannels = 100
+)
 
 // tokenClaims is the JSON payload of a session token.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Subscribe []string `json:"subscribe"`
-	Publish   []string `json:"publish"`
+	Subscribe []string        `json:"subscribe"`
+	Publish   []string        `json:"publish"`
+	Info      json.RawMessage `json:"info"`
+	Channels  []string        `json:"channels"`
 }
 
 // Verifier checks session tokens. It is safe for concurrent use.
@@ -204,11 +225,44 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, refusal(err)
 	}
-	perms, err := NewPermissions(tc.Subscribe, tc.Publish)
+	info, channels, err := identity(tc)
 	if err != nil {
 		return nil, invalid(err.Error(), err)
 	}
-	return &Claims{Subject: tc.Subject, Expires: tc.ExpiresAt.Time, Permissions: perms}, nil
+	perms, err := NewPermissions(append(slices.Clip(tc.Subscribe), channels...), tc.Publish)
+	if err != nil {
+		return nil, invalid(err.Error(), err)
+	}
+	return &Claims{Subject: tc.Subject, Expires: tc.ExpiresAt.Time, Permissions: perms, Info: info, Channels: channels}, nil
+}
+
+// identity checks the token's info and channels claims: info a JSON
+// object of at most MaxInfoBytes (null counts as none), channels at most
+// MaxChannels exact topics, each once.
+func identity(tc tokenClaims) (json.RawMessage, []string, error) {
+	var info json.RawMessage
+	if trimmed := bytes.TrimSpace(tc.Info); len(trimmed) > 0 && string(trimmed) != "null" {
+		if trimmed[0] != '{' {
+			return nil, nil, errors.New("token info claim is not a JSON object")
+		}
+		if len(trimmed) > MaxInfoBytes {
+			return nil, nil, fmt.Errorf("token info claim is larger than %d bytes", MaxInfoBytes)
+		}
+		info = bytes.Clone(trimmed)
+	}
+	if len(tc.Channels) > MaxChannels {
+		return nil, nil, fmt.Errorf("token channels claim lists more than %d topics", MaxChannels)
+	}
+	channels := make([]string, 0, len(tc.Channels))
+	for _, t := range tc.Channels {
+		if err := broker.ValidateTopic(t); err != nil {
+			return nil, nil, fmt.Errorf("token channels claim holds an invalid topic: %w", err)
+		}
+		if !slices.Contains(channels, t) {
+			channels = append(channels, t)
+		}
+	}
+	return info, channels, nil
 }
 
 // invalid is a refused token: its text is the reason, safe for the

@@ -11,7 +11,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -350,5 +352,49 @@ func TestPermissions(t *testing.T) {
 	}
 	if !lo.AllowPublish("a.b") {
 		t.Error("Anonymous(true) may not publish")
+	}
+}
+
+// The identity claims: info, a JSON object of at most MaxInfoBytes, travels
+// with the claims as sent; channels are exact topics, each once, that the
+// token may subscribe to besides its subscribe patterns. Anything else in
+// them refuses the token.
+func TestIdentityClaims(t *testing.T) {
+	v := newVerifier(t, auth.Config{HMACKey: hmacKey})
+	c := valid()
+	c.Extra = map[string]any{"info": map[string]any{"name": "Ada"}, "channels": []string{"room.1", "room.2", "room.1"}}
+	got, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodHS256, hmacKey, "", c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Info) != `{"name":"Ada"}` || !slices.Equal(got.Channels, []string{"room.1", "room.2"}) {
+		t.Fatalf("info %s, channels %v", got.Info, got.Channels)
+	}
+	if !got.Permissions.AllowSubscribe("room.2") || got.Permissions.AllowSubscribe("room.3") || !got.Permissions.AllowSubscribe("prices.x") {
+		t.Error("the channels must be allowed besides the subscribe patterns, and nothing else")
+	}
+	for name, extra := range map[string]map[string]any{
+		"info not an object": {"info": []int{1}},
+		"info too large":     {"info": map[string]any{"pad": strings.Repeat("x", auth.MaxInfoBytes)}},
+		"a wildcard channel": {"channels": []string{"room.*"}},
+		"too many channels": {"channels": func() []string {
+			s := make([]string, auth.MaxChannels+1)
+			for i := range s {
+				s[i] = fmt.Sprintf("c.%d", i)
+			}
+			return s
+		}()},
+		"an invalid channel": {"channels": []string{"a..b"}},
+	} {
+		c := valid()
+		c.Extra = extra
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodHS256, hmacKey, "", c)); !errors.Is(err, auth.ErrInvalidToken) || !strings.Contains(err.Error(), "token") {
+			t.Errorf("%s: %v, want a refused token", name, err)
+		}
+	}
+	c = valid()
+	c.Extra = map[string]any{"info": nil}
+	if got, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodHS256, hmacKey, "", c)); err != nil || got.Info != nil || len(got.Channels) != 0 {
+		t.Errorf("info null: %v %+v, want no info", err, got)
 	}
 }

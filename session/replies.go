@@ -22,12 +22,14 @@ type (
 		Offset uint64 `json:"offset"`
 		Reason string `json:"reason"`
 	}
-	// Welcome is the first frame of a session.
+	// Welcome is the first frame of a session; User is the token's sub
+	// (none for an anonymous session).
 	Welcome struct {
 		Type      string  `json:"type"`
 		Session   string  `json:"session"`
 		Node      string  `json:"node"`
 		Heartbeat float64 `json:"heartbeat"`
+		User      string  `json:"user,omitempty"`
 	}
 	// Pong answers a ping.
 	Pong struct {

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -100,8 +101,11 @@ type Info struct {
 	ID string
 	// Remote is the peer's address, for spans and logs.
 	Remote string
-	// Subject is the token's sub; "" for anonymous sessions.
+	// Subject is the token's sub, the session's user; "" for anonymous
+	// sessions.
 	Subject string
+	// UserInfo is the token's info claim (a JSON object), or nil.
+	UserInfo json.RawMessage
 	// Permissions are what the session may subscribe and publish to.
 	Permissions broker.Permissions
 	// Link is the trace of the request that opened the session, when it
@@ -146,8 +150,29 @@ func New(ctx context.Context, cfg *Config, t Transport, bs *broker.Session, info
 // Broker returns the broker session.
 func (s *Session) Broker() *broker.Session { return s.bs }
 
-// Subject returns the subject of the session's token ("" when anonymous).
+// Subject returns the subject of the session's token, its user ("" when
+// anonymous).
 func (s *Session) Subject() string { return s.info.Subject }
+
+// UserInfo returns the token's info claim, or nil.
+func (s *Session) UserInfo() json.RawMessage { return s.info.UserInfo }
+
+// SubscribeChannels subscribes the session to the exact topics of its
+// token's channels claim (server-side subscriptions): each answered with
+// `subscribed` without ref. The transport calls it once the welcome is
+// queued, before the client's first command. A subscription that fails
+// is answered with an `error` without ref that names the topic.
+func (s *Session) SubscribeChannels(topics []string) {
+	for _, t := range topics {
+		if err := s.bs.Subscribe(s.ctx, "", t, nil); err != nil {
+			if errors.Is(err, broker.ErrUnavailable) {
+				s.info.Log().Warn("server-side subscription failed", "topic", t, "err", err)
+			}
+			e := broker.ClientError(err)
+			s.t.Reply(Error{Type: "error", Code: e.Code, Message: "subscription to " + t + " from the token: " + e.Message})
+		}
+	}
+}
 
 // Handle runs one client message, a command. It reports whether the
 // session was closed (the message was not a JSON object, or the client

@@ -159,6 +159,8 @@ export declare class Subscription {
 export interface TidingsOpenEvent extends Event {
   readonly session: string;
   readonly node: string;
+  /** The token's `sub`; "" for an anonymous session. */
+  readonly user: string;
   /** Seconds between the server's pings. */
   readonly heartbeat: number;
 }
@@ -196,9 +198,10 @@ export declare class Tidings extends EventTarget {
   readonly url: string;
   readonly options: TidingsOptions;
   readonly state: State;
-  /** Session id and node of the current connection. */
+  /** Session id, node and user (the token's `sub`, "" when anonymous) of the current connection. */
   readonly session: string | undefined;
   readonly node: string | undefined;
+  readonly user: string | undefined;
   /** Subscribes to an exact topic or a wildcard pattern (`*`, `>`). */
   subscribe<T = unknown>(pattern: string, callback: (message: Message<T>) => void, options?: SubscribeOptions): Subscription;
   /** Publishes data to an exact topic; rejects with a TidingsError. */

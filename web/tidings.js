@@ -118,7 +118,7 @@ export class Tidings extends EventTarget {
     this._refusals = 0;
     this._needToken = !this._token && !!options.getToken;
     this._state = 'connecting';
-    this.session = this.node = undefined;
+    this.session = this.node = this.user = undefined;
     queueMicrotask(() => this._open());
   }
 
@@ -376,13 +376,14 @@ export class Tidings extends EventTarget {
     this._backoff.connected();
     this.session = f.session;
     this.node = f.node;
+    this.user = f.user || '';
     const hb = f.heartbeat * 1000;
     if (hb > 0) {
       this._ping = 0;
       this._beat = setInterval(() => this._watch(hb), hb / 2);
     }
     this._setState('open');
-    this._emit('open', { session: f.session, node: f.node, heartbeat: f.heartbeat });
+    this._emit('open', { session: f.session, node: f.node, heartbeat: f.heartbeat, user: this.user });
     this._plan();
     for (const w of this._subs.values()) this._sub(w);
     const q = this._queue;

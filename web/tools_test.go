@@ -120,7 +120,7 @@ try {
   if (e instanceof TidingsError) console.log(e.code, e.message, e.status);
 }
 
-c.addEventListener("open", (e) => console.log(e.session, e.node, e.heartbeat));
+c.addEventListener("open", (e) => console.log(e.session, e.node, e.user, e.heartbeat));
 c.addEventListener("close", (e) => console.log(e.code === CLOSE_HEARTBEAT, e.reason));
 c.addEventListener("error", (e) => console.log(e.error.code, e.fatal));
 c.addEventListener("state", (e) => {

@@ -47,6 +47,7 @@ type Frame struct {
 	Session   string          `json:"session"`
 	Node      string          `json:"node"`
 	Heartbeat float64         `json:"heartbeat"`
+	User      string          `json:"user"`
 	Ref       string          `json:"ref"`
 	Topic     string          `json:"topic"`
 	Sub       string          `json:"sub"`

@@ -92,7 +92,9 @@ type conn struct {
 	readerDone chan struct{} // closed when the reader ends
 }
 
-func (s *Server) newConn(nc net.Conn, remote string) *conn {
+// newConn returns the session of nc, its welcome queued (naming user, the
+// token's sub, when there is one).
+func (s *Server) newConn(nc net.Conn, remote, user string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		srv:        s,
@@ -120,6 +122,7 @@ func (s *Server) newConn(nc net.Conn, remote string) *conn {
 		Session:   c.id,
 		Node:      s.cfg.NodeID,
 		Heartbeat: s.cfg.Heartbeat.Seconds(),
+		User:      user,
 	}))
 	return c
 }

@@ -36,6 +36,9 @@ type token struct {
 	sub                string
 	exp                time.Time
 	subscribe, publish []string
+	// info and channels are the identity claims, when not nil.
+	info     any
+	channels []string
 }
 
 // mint signs tk with testJWTKey. exp is sent in whole seconds, as the
@@ -54,6 +57,12 @@ func mint(t testing.TB, tk token) string {
 	}
 	if tk.publish != nil {
 		c["publish"] = tk.publish
+	}
+	if tk.info != nil {
+		c["info"] = tk.info
+	}
+	if tk.channels != nil {
+		c["channels"] = tk.channels
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(testJWTKey)
 	if err != nil {
@@ -248,6 +257,52 @@ func TestTokenForPricesCannotSubscribeNewsNorEverything(t *testing.T) {
 	m := h.mustPublish(t, "prices.eur.usd", `2`)
 	if e := c.expect("message"); e.Topic != "prices.eur.usd" || e.ID != m.ID {
 		t.Fatalf("first delivery %s, want prices.eur.usd (news.x was never subscribed)", e)
+	}
+}
+
+// A token's sub is the session's user, named in the welcome; its channels
+// claim subscribes the session (`subscribed` without ref, right after the
+// welcome) to topics its subscribe claim alone would not allow; a token
+// whose info or channels claim is not valid is refused at the upgrade.
+func TestTokenIdentityAndServerSideSubscriptions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withTokens(t, config{}))
+	tk := mint(t, token{sub: "ada", subscribe: []string{"news.>"}, info: map[string]any{"name": "Ada"},
+		channels: []string{"room.1", "room.2", "room.1"}})
+	c, ref := h.handshake(t, "token="+url.QueryEscape(tk), nil)
+	if ref != nil {
+		t.Fatalf("handshake refused: %d %s", ref.status, ref.body)
+	}
+	if w := c.expect("welcome"); w.User != "ada" {
+		t.Fatalf("welcome %s, want user ada", w.Raw)
+	}
+	for _, topic := range []string{"room.1", "room.2"} {
+		if s := c.expect("subscribed"); s.Topic != topic || s.Ref != "" || !strings.Contains(string(s.Raw), `"offset"`) {
+			t.Fatalf("%s, want subscribed to %s without ref, with its position", s.Raw, topic)
+		}
+	}
+	m := h.mustPublish(t, "room.2", `"hi"`)
+	if e := c.expect("message"); e.Topic != "room.2" || e.ID != m.ID {
+		t.Fatalf("%s, want the message on room.2", e.Raw)
+	}
+	c.send(`{"op":"subscribe","topic":"room.3","ref":"r3"}`)
+	if e := c.expect("error"); e.Code != "forbidden" || e.Ref != "r3" {
+		t.Fatalf("%s: a topic in neither claim must stay forbidden", e.Raw)
+	}
+
+	if _, w := newHarness(t, config{}).dialWelcome(t); strings.Contains(string(w.Raw), `"user"`) {
+		t.Errorf("anonymous welcome %s names a user", w.Raw)
+	}
+
+	for _, bad := range []token{
+		{sub: "x", info: "a string"},
+		{sub: "x", info: map[string]any{"pad": strings.Repeat("x", auth.MaxInfoBytes)}},
+		{sub: "x", channels: []string{"room.*"}},
+	} {
+		_, ref := h.handshake(t, "token="+url.QueryEscape(mint(t, bad)), nil)
+		if ref == nil || ref.status != http.StatusUnauthorized || !strings.Contains(string(ref.body), "token") {
+			t.Errorf("token %+v: %+v, want 401 naming the token", bad, ref)
+		}
 	}
 }
 

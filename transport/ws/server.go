@@ -303,12 +303,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := s.newConn(nc, r.RemoteAddr)
+	var user string
+	if claims != nil {
+		user = claims.Subject
+	}
+	c := s.newConn(nc, r.RemoteAddr, user)
 	c.traceFrom(r.Header)
 	c.client = client.Addr
 	info := session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger}
 	if claims != nil {
-		info.Subject, info.Permissions = claims.Subject, claims.Permissions
+		info.Subject, info.Permissions, info.UserInfo = claims.Subject, claims.Permissions, claims.Info
 	} else {
 		// Publishing from loopback needs the TCP peer itself on loopback:
 		// an address a proxy names, 127.0.0.1 included, never has it.
@@ -326,6 +330,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Armed once the session is registered: its close needs the
 		// event loop.
 		c.session.ArmExpiry(claims.Expires)
+		// Right after the welcome, before the client's first command.
+		c.session.SubscribeChannels(claims.Channels)
 	}
 	c.start(rw.Reader, pollErr)
 }
