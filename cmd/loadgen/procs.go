@@ -260,13 +260,7 @@ func (b *brokerProc) stop() {
 	if b == nil || b.cmd.Process == nil {
 		return
 	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.exited:
-	case <-time.After(10 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.exited
-	}
+	terminate(b.cmd.Process, b.exited, 10*time.Second)
 	_ = b.log.Close()
 }
 
@@ -326,12 +320,18 @@ func (r *redisProc) stop() {
 	if r == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	terminate(r.cmd.Process, r.exited, 5*time.Second)
+}
+
+// terminate sends p SIGTERM and, when it has not exited (exited closed)
+// within grace, SIGKILL; it returns once p has exited.
+func terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
+	_ = p.Signal(syscall.SIGTERM)
 	select {
-	case <-r.exited:
-	case <-time.After(5 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
+	case <-exited:
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-exited
 	}
 }
 
