@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	"go.uber.org/goleak"
 )
@@ -54,17 +55,6 @@ func newBroker(t testing.TB, cfg broker.Config, mcfg memory.Config) (*broker.Bro
 	st := memory.New(mcfg)
 	t.Cleanup(func() { _ = st.Close() })
 	return broker.New(cfg, st, textEncoder{}), st
-}
-
-// epochOf returns topic's current epoch in st, starting the topic if it
-// has none.
-func epochOf(t testing.TB, st broker.History, topic string) string {
-	t.Helper()
-	pos, err := st.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatalf("Position(%q): %v", topic, err)
-	}
-	return pos.Epoch
 }
 
 // drain returns every frame queued to s as strings, without their
@@ -194,7 +184,7 @@ func TestSubscribeAnswersWithCurrentPosition(t *testing.T) {
 	got := drain(s)
 	want := []string{"sub r1 a.b 3 false", "sub r2 a.* - false"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("got %q, want %q (epoch %s)", got, want, epochOf(t, st, "a.b"))
+		t.Fatalf("got %q, want %q (epoch %s)", got, want, testkit.EpochOf(t, st, "a.b"))
 	}
 }
 
@@ -213,7 +203,7 @@ func TestResumeReplaysHistoryThenLiveWithNoGapOrDuplicate(t *testing.T) {
 	}()
 	s := b.NewSession()
 	t.Cleanup(s.Close)
-	if err := s.Subscribe(context.Background(), "r", "a.b", &broker.Position{Offset: 20, Epoch: epochOf(t, st, "a.b")}); err != nil {
+	if err := s.Subscribe(context.Background(), "r", "a.b", &broker.Position{Offset: 20, Epoch: testkit.EpochOf(t, st, "a.b")}); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -242,8 +232,8 @@ func TestResumeNotRecovered(t *testing.T) {
 		since broker.Position
 	}{
 		{"other epoch", broker.Position{Offset: 8, Epoch: "other"}},
-		{"history no longer reaches", broker.Position{Offset: 2, Epoch: epochOf(t, st, "a.b")}},
-		{"offset in the future", broker.Position{Offset: 1000, Epoch: epochOf(t, st, "a.b")}},
+		{"history no longer reaches", broker.Position{Offset: 2, Epoch: testkit.EpochOf(t, st, "a.b")}},
+		{"offset in the future", broker.Position{Offset: 1000, Epoch: testkit.EpochOf(t, st, "a.b")}},
 	}
 	for _, tc := range tests {
 		s := b.NewSession()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/ws"
 )
@@ -103,7 +104,7 @@ func benchFanout(b *testing.B, cfg broker.Config, n int) (*benchBroker, func() i
 		}
 	})
 	spare := make([][][]byte, n)
-	return &benchBroker{br, epochOf(b, st, "bench.topic")}, func() int {
+	return &benchBroker{br, testkit.EpochOf(b, st, "bench.topic")}, func() int {
 		frames := 0
 		for i, s := range sessions {
 			spare[i], _ = s.Outbox().Drain(spare[i])

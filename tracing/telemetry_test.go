@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +21,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/tracing"
-	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -204,24 +204,14 @@ func TestSetupDefaultPropagator(t *testing.T) {
 	if got, want := slices.Sorted(slices.Values(p.Fields())), slices.Sorted(slices.Values(telemetry.W3C().Fields())); !slices.Equal(got, want) {
 		t.Errorf("fields %v, want those of telemetry.W3C: %v", got, want)
 	}
-	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	ctx := p.Extract(t.Context(), propagation.MapCarrier{"traceparent": tp, "tracestate": "vendor=x", "baggage": "tenant=acme"})
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsRemote() || sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().Get("vendor") != "x" {
-		t.Errorf("extracted %v", sc)
-	}
-	if m := baggage.FromContext(ctx).Member("tenant"); m.Value() != "acme" {
-		t.Errorf("baggage tenant = %q", m.Value())
-	}
+	// What it reads it writes back, trace state and baggage included
+	// (internal/telemetry's TestW3C checks the propagator itself).
+	in := propagation.MapCarrier{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"tracestate": "vendor=x", "baggage": "tenant=acme"}
 	out := propagation.MapCarrier{}
-	p.Inject(ctx, out)
-	if out["traceparent"] != tp || out["tracestate"] != "vendor=x" || out["baggage"] != "tenant=acme" {
-		t.Errorf("injected %v", out)
-	}
-	empty := propagation.MapCarrier{}
-	p.Inject(context.Background(), empty)
-	if len(empty) != 0 {
-		t.Errorf("injected %v from a context with no trace", empty)
+	p.Inject(p.Extract(t.Context(), in), out)
+	if !maps.Equal(out, in) {
+		t.Errorf("injected %v, want %v", out, in)
 	}
 }
 

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/store/redis"
 )
@@ -24,17 +23,6 @@ func seq(from, to uint64) []uint64 {
 		out = append(out, i)
 	}
 	return out
-}
-
-// epochOf returns topic's current epoch in st, starting the topic if it
-// has none.
-func epochOf(t testing.TB, st broker.History, topic string) string {
-	t.Helper()
-	pos, err := st.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatalf("Position(%q): %v", topic, err)
-	}
-	return pos.Epoch
 }
 
 func TestSubscribeReceiveWildcardsAndPublish(t *testing.T) {
@@ -238,12 +226,12 @@ func TestNotRecoveredCallsOnReset(t *testing.T) {
 		t.Errorf("t.r delivered offsets %v, want 1 2 11 12", got)
 	}
 	reset := r.Resets[0]
-	if reset["name"] != "t.r" || reset["reason"] != "not_recovered" || reset["offset"] != float64(10) || reset["epoch"] != epochOf(t, st, "t.r") {
-		t.Errorf("onReset got %v, want not_recovered at offset 10 of epoch %s", reset, epochOf(t, st, "t.r"))
+	if reset["name"] != "t.r" || reset["reason"] != "not_recovered" || reset["offset"] != float64(10) || reset["epoch"] != testkit.EpochOf(t, st, "t.r") {
+		t.Errorf("onReset got %v, want not_recovered at offset 10 of epoch %s", reset, testkit.EpochOf(t, st, "t.r"))
 	}
 	var pos recPos
 	p.eval(`subs['t.r'].position`, &pos)
-	if pos.Offset != 12 || pos.Epoch != epochOf(t, st, "t.r") {
+	if pos.Offset != 12 || pos.Epoch != testkit.EpochOf(t, st, "t.r") {
 		t.Errorf("subscription position %+v, want offset 12", pos)
 	}
 	if r.Closes[0]["code"] != float64(1006) {

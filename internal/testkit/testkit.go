@@ -4,8 +4,11 @@
 package testkit
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/tidings-io/tidings/broker"
 )
 
 // Backoff bounds for Eventually: the first pause between tries, and the
@@ -37,4 +40,15 @@ func Eventually(t testing.TB, within time.Duration, cond func() error) {
 		time.Sleep(min(pause, left))
 		pause = min(2*pause, maxPause)
 	}
+}
+
+// EpochOf returns topic's current epoch in st, starting the topic if it
+// has none; an error fails the test.
+func EpochOf(t testing.TB, st broker.History, topic string) string {
+	t.Helper()
+	pos, err := st.Position(context.Background(), topic)
+	if err != nil {
+		t.Fatalf("Position(%q): %v", topic, err)
+	}
+	return pos.Epoch
 }

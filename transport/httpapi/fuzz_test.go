@@ -12,6 +12,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/transport/httpapi"
 )
 
@@ -118,7 +119,7 @@ func FuzzPublishBody(f *testing.F) {
 			if res.Offset == 0 {
 				t.Fatalf("200 with offset 0: %s", r.body)
 			}
-			if _, err := uuid.Parse(res.ID); err != nil || res.Epoch != epochOf(t, e.store, res.Topic) || res.Topic == "" {
+			if _, err := uuid.Parse(res.ID); err != nil || res.Epoch != testkit.EpochOf(t, e.store, res.Topic) || res.Topic == "" {
 				t.Fatalf("200 with a bad result %+v", res)
 			}
 		}

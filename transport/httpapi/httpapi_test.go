@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/transport/httpapi"
 )
 
@@ -27,8 +28,8 @@ func TestPublishOK(t *testing.T) {
 		if _, err := uuid.Parse(res.ID); err != nil {
 			t.Errorf("id %q is not a UUID: %v", res.ID, err)
 		}
-		if res.Topic != "ok.a" || res.Offset != i || res.Epoch != epochOf(t, e.store, "ok.a") {
-			t.Errorf("reply %+v, want topic ok.a, offset %d, epoch %s", res, i, epochOf(t, e.store, "ok.a"))
+		if res.Topic != "ok.a" || res.Offset != i || res.Epoch != testkit.EpochOf(t, e.store, "ok.a") {
+			t.Errorf("reply %+v, want topic ok.a, offset %d, epoch %s", res, i, testkit.EpochOf(t, e.store, "ok.a"))
 		}
 	}
 	// Another topic has its own sequence.
@@ -389,8 +390,8 @@ func TestBatch(t *testing.T) {
 	ids := map[string]bool{}
 	for i, res := range results {
 		next[topics[i]]++
-		if res.Topic != topics[i] || res.Offset != next[topics[i]] || res.Epoch != epochOf(t, e.store, topics[i]) {
-			t.Errorf("result %d: %+v, want topic %s offset %d epoch %s", i, res, topics[i], next[topics[i]], epochOf(t, e.store, topics[i]))
+		if res.Topic != topics[i] || res.Offset != next[topics[i]] || res.Epoch != testkit.EpochOf(t, e.store, topics[i]) {
+			t.Errorf("result %d: %+v, want topic %s offset %d epoch %s", i, res, topics[i], next[topics[i]], testkit.EpochOf(t, e.store, topics[i]))
 		}
 		if _, err := uuid.Parse(res.ID); err != nil || ids[res.ID] {
 			t.Errorf("result %d: id %q is not a fresh UUID", i, res.ID)

@@ -58,17 +58,6 @@ func newEnv(t testing.TB, cfg httpapi.Config) *testEnv {
 	return e
 }
 
-// epochOf returns topic's current epoch in st, starting the topic if it
-// has none.
-func epochOf(t testing.TB, st broker.History, topic string) string {
-	t.Helper()
-	pos, err := st.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatalf("Position(%q): %v", topic, err)
-	}
-	return pos.Epoch
-}
-
 // reply is a response read whole.
 type reply struct {
 	status int

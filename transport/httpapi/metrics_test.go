@@ -250,7 +250,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// Resumes: one recovered, one not.
-	c.Send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": epochOf(t, e.store, "r.a")}})
+	c.Send(map[string]any{"op": "subscribe", "topic": "r.a", "since": map[string]any{"offset": 0, "epoch": testkit.EpochOf(t, e.store, "r.a")}})
 	c.Send(map[string]any{"op": "subscribe", "topic": "n.a", "since": map[string]any{"offset": 0, "epoch": "stale"}})
 	testkit.Eventually(t, waitTimeout, func() error {
 		return errors.Join(scrape(t, e).mismatches(map[string]float64{

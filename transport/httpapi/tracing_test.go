@@ -165,7 +165,7 @@ func TestTraceOfHTTPPublish(t *testing.T) {
 		t.Errorf("deliver links %v, want one link to the publish span", del.Links)
 	}
 	// The message carries the publish span's context and the baggage on.
-	msgs, _, _, err := e.store.Since(context.Background(), "tr.a", broker.Position{Offset: 0, Epoch: epochOf(t, e.store, "tr.a")})
+	msgs, _, _, err := e.store.Since(context.Background(), "tr.a", broker.Position{Offset: 0, Epoch: testkit.EpochOf(t, e.store, "tr.a")})
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("history: %v %v", msgs, err)
 	}
@@ -204,7 +204,7 @@ func TestTraceSampledOut(t *testing.T) {
 	}
 	// The sampled-out message carries no trace context, so no other node
 	// records anything for it; the sampled one carries its trace.
-	msgs, _, _, err := e.store.Since(context.Background(), "so.a", broker.Position{Offset: 0, Epoch: epochOf(t, e.store, "so.a")})
+	msgs, _, _, err := e.store.Since(context.Background(), "so.a", broker.Position{Offset: 0, Epoch: testkit.EpochOf(t, e.store, "so.a")})
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("history: %v %v", msgs, err)
 	}
@@ -282,7 +282,7 @@ func TestTracingOff(t *testing.T) {
 		t.Fatal("tracing is on by default")
 	}
 	wantResult(t, e.post(t, "/v1/publish", `{"topic":"off.a","data":1}`, "traceparent", sampledParent))
-	msgs, _, _, err := e.store.Since(context.Background(), "off.a", broker.Position{Offset: 0, Epoch: epochOf(t, e.store, "off.a")})
+	msgs, _, _, err := e.store.Since(context.Background(), "off.a", broker.Position{Offset: 0, Epoch: testkit.EpochOf(t, e.store, "off.a")})
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("history: %v %v", msgs, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
@@ -252,9 +253,9 @@ func TestResumeReplaysHistoryThenLiveWithoutGapOrDuplicate(t *testing.T) {
 		<-done
 	})
 
-	c.send(resumeCmd(topic, since, epochOf(t, h.store, topic)))
+	c.send(resumeCmd(topic, since, testkit.EpochOf(t, h.store, topic)))
 	s := c.expect("subscribed")
-	if !s.Recovered || s.Ref != "r" || s.Epoch != epochOf(t, h.store, topic) || s.Offset < before {
+	if !s.Recovered || s.Ref != "r" || s.Epoch != testkit.EpochOf(t, h.store, topic) || s.Offset < before {
 		t.Fatalf("subscribed = %s, want recovered:true at offset >= %d", s, before)
 	}
 	want := uint64(since + 1)

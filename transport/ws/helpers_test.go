@@ -99,17 +99,6 @@ func newHarness(t testing.TB, cfg config) *harness {
 	}
 }
 
-// epochOf returns topic's current epoch in st, starting the topic if it
-// has none.
-func epochOf(t testing.TB, st broker.History, topic string) string {
-	t.Helper()
-	pos, err := st.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatalf("Position(%q): %v", topic, err)
-	}
-	return pos.Epoch
-}
-
 // publish publishes data to topic through the broker, as the HTTP API
 // does. It is safe to call from any goroutine.
 func (h *harness) publish(topic, data string) (*broker.Message, error) {

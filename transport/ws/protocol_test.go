@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -110,8 +111,8 @@ func TestSubscribedCarriesPositionForExactTopicsOnly(t *testing.T) {
 			if !e.Has("offset") || e.Offset != tt.wantOffset {
 				t.Errorf("subscribed = %s, want offset %d", e, tt.wantOffset)
 			}
-			if e.Epoch != epochOf(t, h.store, tt.wantTopic) {
-				t.Errorf("subscribed epoch = %q, want the topic's epoch %q", e.Epoch, epochOf(t, h.store, tt.wantTopic))
+			if e.Epoch != testkit.EpochOf(t, h.store, tt.wantTopic) {
+				t.Errorf("subscribed epoch = %q, want the topic's epoch %q", e.Epoch, testkit.EpochOf(t, h.store, tt.wantTopic))
 			}
 			c.ping("alive")
 		})
@@ -161,8 +162,8 @@ func TestPublishOverWebSocketAnswersPublishedAndDelivers(t *testing.T) {
 		before := time.Now()
 		pub.send(`{"op":"publish","topic":"pub.t","data":{"n":` + strconv.Itoa(i) + `},"ref":"` + ref + `"}`)
 		ack := pub.expect("published")
-		if ack.Ref != ref || !isUUID(ack.ID) || ack.Offset != uint64(i+1) || ack.Epoch != epochOf(t, h.store, "pub.t") {
-			t.Fatalf("published = %s, want ref %s, a UUID id, offset %d, epoch %s", ack, ref, i+1, epochOf(t, h.store, "pub.t"))
+		if ack.Ref != ref || !isUUID(ack.ID) || ack.Offset != uint64(i+1) || ack.Epoch != testkit.EpochOf(t, h.store, "pub.t") {
+			t.Fatalf("published = %s, want ref %s, a UUID id, offset %d, epoch %s", ack, ref, i+1, testkit.EpochOf(t, h.store, "pub.t"))
 		}
 		for _, f := range []string{"id", "offset", "epoch"} {
 			if !ack.Has(f) {
