@@ -115,6 +115,9 @@ func TestTokenRefreshKeepsTheSessionOpen(t *testing.T) {
 	if len(r.Closes) != 0 || len(r.Opens) != 1 || evalString(p, `c.state`) != "open" {
 		t.Errorf("closes %v, opens %v: want one connection, still open", r.Closes, r.Opens)
 	}
+	if got := evalString(p, `c.user`); got != "u1" {
+		t.Errorf("c.user = %q, want the token's sub, u1 (welcome names it)", got)
+	}
 	if got := countLog(r, "getToken"); got != 1 {
 		t.Errorf("getToken called %d times, want 1: %v", got, r.Log)
 	}
