@@ -28,6 +28,9 @@ type APIKey struct {
 	// Rate is the key's publish requests per second; 0 means the API's
 	// default.
 	Rate float64 `json:"rate,omitempty"`
+	// Admin lets the key call the server API (GET /v1/history, …); only
+	// a keys file can set it.
+	Admin bool `json:"admin,omitempty"`
 }
 
 // AllowPublish reports whether the key may publish to topic.

@@ -464,3 +464,27 @@ func (b *Broker) watch(ctx context.Context, s *subscription) error {
 	}
 	return nil
 }
+
+// History returns a topic's messages still in history, for the server
+// API: with since, those after since.Offset (recovered is false, and no
+// message returned, when since.Epoch is not current or history no longer
+// reaches since.Offset+1); without, the last ones. At most limit, in
+// offset order; pos is the topic's current position.
+func (b *Broker) History(ctx context.Context, topic string, since *Position, limit int) (msgs []*Message, pos Position, recovered bool, err error) {
+	if err := ValidateTopic(topic); err != nil {
+		return nil, Position{}, false, err
+	}
+	if since == nil {
+		msgs, pos, err = b.store.Recent(ctx, topic, limit)
+		recovered = true
+	} else {
+		msgs, pos, recovered, err = b.store.Since(ctx, topic, *since)
+		if len(msgs) > limit {
+			msgs = msgs[:limit]
+		}
+	}
+	if err != nil {
+		return nil, Position{}, false, WrapError(ErrUnavailable, err)
+	}
+	return msgs, pos, recovered, nil
+}

@@ -143,6 +143,9 @@ type History interface {
 	// not the current epoch or history no longer reaches since.Offset+1; no
 	// messages are returned then.
 	Since(ctx context.Context, topic string, since Position) (msgs []*Message, pos Position, recovered bool, err error)
+	// Recent returns at most limit of the topic's last messages still in
+	// history, in offset order, and the topic's current position.
+	Recent(ctx context.Context, topic string, limit int) (msgs []*Message, pos Position, err error)
 }
 
 // Store is a Relay with the History behind it: one backend does both.

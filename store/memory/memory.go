@@ -325,6 +325,27 @@ func (s *Store) Since(ctx context.Context, name string, since broker.Position) (
 	return out, pos, true, nil
 }
 
+// Recent returns at most limit of the topic's last messages still in
+// history, in offset order, and its current position.
+func (s *Store) Recent(ctx context.Context, name string, limit int) ([]*broker.Message, broker.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, broker.Position{}, err
+	}
+	t, _, err := s.lock(name)
+	if err != nil {
+		return nil, broker.Position{}, err
+	}
+	defer t.mu.Unlock()
+	pos := broker.Position{Offset: t.offset, Epoch: t.epoch}
+	h := &t.history
+	from := max(h.expired(s.cutoff()), h.n-max(limit, 0))
+	out := make([]*broker.Message, 0, h.n-from)
+	for i := from; i < h.n; i++ {
+		out = append(out, h.at(i))
+	}
+	return out, pos, nil
+}
+
 // Topics returns how many topics the store holds.
 func (s *Store) Topics() int {
 	s.mu.RLock()

@@ -330,6 +330,40 @@ func (s *Store) Since(ctx context.Context, topic string, since broker.Position) 
 	return msgs, pos, true, nil
 }
 
+// Recent returns at most limit of the topic's last messages still in
+// history (the last HistorySize messages younger than HistoryTTL), in
+// offset order, and its current position.
+func (s *Store) Recent(ctx context.Context, topic string, limit int) ([]*broker.Message, broker.Position, error) {
+	pos, _, err := s.since(ctx, topic, "", 0)
+	if err != nil {
+		return nil, pos, s.red.err(err)
+	}
+	limit = min(limit, s.cfg.HistorySize)
+	if limit <= 0 || pos.Offset == 0 {
+		return nil, pos, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	entries, err := s.client.XRevRangeN(ctx, s.keys(topic)[1], "+", "-", int64(limit)).Result()
+	if err != nil {
+		return nil, pos, s.red.err(fmt.Errorf("redis: reading history: %w", err))
+	}
+	cutoff := time.Now().Add(-s.cfg.HistoryTTL)
+	msgs := make([]*broker.Message, 0, len(entries))
+	for i := len(entries) - 1; i >= 0; i-- {
+		m, err := decodeEntry(entries[i], pos.Epoch)
+		if err != nil {
+			return nil, pos, err
+		}
+		// A message published meanwhile is past pos: left for the next read.
+		if m.Offset+uint64(s.cfg.HistorySize) <= pos.Offset || m.Offset > pos.Offset || !m.Time.After(cutoff) {
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, pos, nil
+}
+
 // since runs the since script: the position, and the entries after offset
 // when epoch is current.
 func (s *Store) since(ctx context.Context, topic, epoch string, offset uint64) (broker.Position, []goredis.XMessage, error) {

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SinceFromTheFutureIsNotRecovered", testSinceFuture},
 		{"SinceBeyondHistorySizeIsNotRecovered", testSinceTooOld},
 		{"HistoryKeepsTheLastSizeMessages", testHistoryKeepsLast},
+		{"RecentReturnsTheLastMessagesInHistory", testRecent},
 		{"MessagesExpireAfterTheTTL", testTTL},
 		{"CancelledContextIsAnError", testCancelled},
 		{"RetryWithAnIdempotencyKeyIsStoredOnce", testIdempotentRetry},
@@ -354,6 +355,32 @@ func testHistoryKeepsLast(t *testing.T, newStore Factory) {
 	msgs, _, ok, err := s.Since(context.Background(), topic, broker.Position{Offset: 7, Epoch: sent[0].Epoch})
 	if err != nil || !ok || len(msgs) != 5 || msgs[0].Offset != 8 || msgs[4].Offset != 12 {
 		t.Fatalf("Since(7) with history 5 of 12: %d msgs, recovered %v, err %v; want offsets 8..12", len(msgs), ok, err)
+	}
+}
+
+func testRecent(t *testing.T, newStore Factory) {
+	s, _ := setup(t, newStore, Options{HistorySize: 5})
+	topic := topicName(t, s)
+	ctx := context.Background()
+	msgs, pos, err := s.Recent(ctx, topic, 3)
+	if err != nil || len(msgs) != 0 || pos.Offset != 0 || pos.Epoch == "" {
+		t.Fatalf("Recent on a new topic: %d msgs, position %+v, err %v; want none at offset 0 of an epoch", len(msgs), pos, err)
+	}
+	sent := publish(t, s, topic, numbers(12)...)
+	for _, tc := range []struct{ limit, first int }{{3, 10}, {5, 8}, {100, 8}, {0, 13}} {
+		msgs, pos, err := s.Recent(ctx, topic, tc.limit)
+		if err != nil || pos != (broker.Position{Offset: 12, Epoch: sent[0].Epoch}) {
+			t.Fatalf("Recent(%d): position %+v, err %v; want offset 12 of the topic's epoch", tc.limit, pos, err)
+		}
+		if want := 13 - tc.first; len(msgs) != want {
+			t.Fatalf("Recent(%d) with history 5 of 12: %d msgs, want %d", tc.limit, len(msgs), want)
+		}
+		for i, m := range msgs {
+			w := sent[tc.first-1+i]
+			if m.Offset != w.Offset || m.ID != w.ID || string(m.Data) != string(w.Data) || m.Topic != topic {
+				t.Fatalf("Recent(%d)[%d] = %+v, want %+v", tc.limit, i, m, w)
+			}
+		}
 	}
 }
 

@@ -125,6 +125,7 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a.mux.Handle("/v1/ws", wsrv)
 	a.mux.HandleFunc("/v1/publish", a.publish)
 	a.mux.HandleFunc("/v1/publish/batch", a.publishBatch)
+	a.mux.HandleFunc("/v1/history", a.history)
 	a.mux.HandleFunc("/healthz", a.healthz)
 	a.mux.HandleFunc("/readyz", a.readyz)
 	a.mux.HandleFunc("/metrics", a.metrics)
@@ -303,25 +304,8 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return nil, nil, false
 	}
-	client := a.resolver.Resolve(r)
-	if len(a.keys) > 0 {
-		if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
-			a.refused.Add(RefusedKeyFailures)
-			w.Header().Set("Retry-After", retrySeconds(wait))
-			writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
-			return nil, nil, false
-		}
-	}
-	key, code, msg := a.authorize(r, client)
-	if code != 0 {
-		if code == http.StatusUnauthorized {
-			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
-			a.refused.Add(RefusedKey)
-		} else {
-			a.refused.Add(RefusedLoopback)
-		}
-		writeError(w, code, statusCode(code), msg)
+	key, ok := a.authenticate(w, r)
+	if !ok {
 		return nil, nil, false
 	}
 	if retry, ok := key.allow(); !ok {
@@ -362,6 +346,34 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 // client, r's client, is local: its TCP peer is loopback and no proxy
 // header names another client; an address a proxy names, 127.0.0.1
 // included, never is) and 0, or the HTTP status and message refusing r.
+// authenticate finds the API key of r (nil when none is configured and
+// the client is on loopback), or answers r: an address blocked for wrong
+// keys, a missing or wrong key, a client not on loopback.
+func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*apiKey, bool) {
+	client := a.resolver.Resolve(r)
+	if len(a.keys) > 0 {
+		if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
+			a.refused.Add(RefusedKeyFailures)
+			w.Header().Set("Retry-After", retrySeconds(wait))
+			writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
+			return nil, false
+		}
+	}
+	key, code, msg := a.authorize(r, client)
+	if code != 0 {
+		if code == http.StatusUnauthorized {
+			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
+			a.refused.Add(RefusedKey)
+		} else {
+			a.refused.Add(RefusedLoopback)
+		}
+		writeError(w, code, statusCode(code), msg)
+		return nil, false
+	}
+	return key, true
+}
+
 func (a *API) authorize(r *http.Request, client clientip.Client) (*apiKey, int, string) {
 	if len(a.keys) == 0 {
 		if client.Local() {

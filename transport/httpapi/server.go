@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+)
+
+// The server API (CONTROL.md): calls an operator's backend makes with an
+// API key marked admin (with no key configured, from loopback only).
+
+// History API bounds.
+const (
+	// DefaultHistoryLimit is how many messages GET /v1/history returns
+	// without a limit.
+	DefaultHistoryLimit = 100
+	// MaxHistoryLimit is the largest limit it takes.
+	MaxHistoryLimit = 1000
+)
+
+// admitAdmin checks that r may call the server API with method: the
+// address is not blocked for wrong keys, the key is valid and marked
+// admin (with no key configured: a loopback client). Otherwise it has
+// answered r.
+func (a *API) admitAdmin(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
+		return false
+	}
+	key, ok := a.authenticate(w, r)
+	if !ok {
+		return false
+	}
+	if key != nil && !key.Admin {
+		a.refused.Add(RefusedScope)
+		writeError(w, http.StatusForbidden, broker.CodeForbidden, fmt.Sprintf("API key %s may not call the server API", key.Name))
+		return false
+	}
+	return true
+}
+
+// historyAnswer is the body of a GET /v1/history answer.
+type historyAnswer struct {
+	Topic     string           `json:"topic"`
+	Offset    uint64           `json:"offset"`
+	Epoch     string           `json:"epoch"`
+	Recovered bool             `json:"recovered"`
+	Messages  []historyMessage `json:"messages"`
+}
+
+// historyMessage is a message as in a `message` frame, without "type".
+type historyMessage struct {
+	Topic  string          `json:"topic"`
+	ID     string          `json:"id"`
+	Offset uint64          `json:"offset"`
+	Epoch  string          `json:"epoch"`
+	Time   string          `json:"time"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// history answers GET /v1/history?topic=T[&since=N&epoch=E][&limit=L][&reverse=true]:
+// the topic's messages still in history (after since, when given), at
+// most limit, oldest first unless reverse; a since whose epoch is not
+// current answers recovered: false and no messages.
+func (a *API) history(w http.ResponseWriter, r *http.Request) {
+	if !a.admitAdmin(w, r, http.MethodGet) {
+		return
+	}
+	q := r.URL.Query()
+	topic := q.Get("topic")
+	if err := broker.ValidateTopic(topic); err != nil {
+		writeClientError(w, err)
+		return
+	}
+	limit := DefaultHistoryLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxHistoryLimit {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxHistoryLimit))
+			return
+		}
+		limit = n
+	}
+	var since *broker.Position
+	if s, e := q.Get("since"), q.Get("epoch"); s != "" || e != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || e == "" {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "since needs a whole number and epoch")
+			return
+		}
+		since = &broker.Position{Offset: n, Epoch: e}
+	}
+	reverse := false
+	if s := q.Get("reverse"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "reverse must be true or false")
+			return
+		}
+		reverse = b
+	}
+	msgs, pos, recovered, err := a.b.History(r.Context(), topic, since, limit)
+	if err != nil {
+		if broker.ClientError(err).Code == broker.CodeUnavailable {
+			a.cfg.Logger.Warn("history failed", "topic", topic, "err", err)
+		}
+		writeClientError(w, err)
+		return
+	}
+	out := historyAnswer{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch, Recovered: recovered, Messages: make([]historyMessage, len(msgs))}
+	for i, m := range msgs {
+		j := i
+		if reverse {
+			j = len(msgs) - 1 - i
+		}
+		out.Messages[j] = historyMessage{Topic: m.Topic, ID: m.ID, Offset: m.Offset, Epoch: m.Epoch,
+			Time: m.Time.UTC().Format(time.RFC3339Nano), Data: m.Data}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
