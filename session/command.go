@@ -20,20 +20,26 @@ var (
 
 // Command is one decoded client command.
 type Command struct {
-	// Op is subscribe, unsubscribe, publish, ping or refresh.
+	// Op is subscribe, unsubscribe, publish, ping, refresh or history.
 	Op string
 	// Ref is echoed in the answer ("" when absent).
 	Ref string
-	// Topic is the topic or pattern of subscribe, unsubscribe and publish.
+	// Topic is the topic or pattern of subscribe, unsubscribe, publish
+	// and history.
 	Topic string
 	// Data is the published value, byte for byte (publish only).
 	Data json.RawMessage
 	// IdempotencyKey makes a publish idempotent (publish only; "" for none).
 	IdempotencyKey string
-	// Since is the resume position of a subscribe, or nil.
+	// Since is the resume position of a subscribe, or where a history
+	// starts after; nil for none.
 	Since *broker.Position
 	// Token is the new session token of a refresh.
 	Token string
+	// Limit bounds the messages of a history (0: the default).
+	Limit int
+	// Reverse asks a history for the newest messages first.
+	Reverse bool
 }
 
 // wireCommand is a command as it appears on the wire.
@@ -49,6 +55,8 @@ type wireCommand struct {
 		Offset *uint64 `json:"offset"`
 		Epoch  *string `json:"epoch"`
 	} `json:"since"`
+	Limit   int  `json:"limit"`
+	Reverse bool `json:"reverse"`
 }
 
 // DecodeCommand decodes one text frame. It returns an error wrapping
@@ -80,7 +88,7 @@ func DecodeCommand(p []byte) (Command, error) {
 	}
 	c.Op, c.Topic = w.Op, w.Topic
 	switch w.Op {
-	case "subscribe", "unsubscribe", "publish":
+	case "subscribe", "unsubscribe", "publish", "history":
 		if w.Topic == "" {
 			return c, broker.NewError(ErrBadCommand, "bad command: %s needs a topic", w.Op)
 		}
@@ -102,7 +110,13 @@ func DecodeCommand(p []byte) (Command, error) {
 		c.Data = w.Data
 		c.IdempotencyKey = w.IdempotencyKey
 	}
-	if w.Since != nil && w.Op == "subscribe" {
+	if w.Op == "history" {
+		if w.Limit < 0 || w.Limit > MaxHistoryLimit {
+			return c, broker.NewError(ErrBadCommand, "bad command: limit must be from 1 to %d", MaxHistoryLimit)
+		}
+		c.Limit, c.Reverse = w.Limit, w.Reverse
+	}
+	if w.Since != nil && (w.Op == "subscribe" || w.Op == "history") {
 		if w.Since.Offset == nil || w.Since.Epoch == nil {
 			return c, broker.NewError(ErrBadCommand, "bad command: since needs offset and epoch")
 		}

@@ -27,6 +27,10 @@ var commandSeeds = []string{
 	`{"op":"subscribe","topic":5,"ref":"t"}`,
 	`{"op":"subscribe"}`,
 	`{"op":"unsubscribe","topic":"a.b","ref":"u"}`,
+	`{"op":"history","topic":"a.b","ref":"h","limit":10,"reverse":true,"since":{"offset":2,"epoch":"e"}}`,
+	`{"op":"history","topic":"a.b","limit":1001}`,
+	`{"op":"history","topic":"a.b","limit":-1}`,
+	`{"op":"history"}`,
 	`{"op":"unsubscribe","topic":"a..b"}`,
 	`{"op":"publish","topic":"a.b","data":{"a" :  [1, 2 ]},"ref":"p"}`,
 	`{"op":"publish","topic":"a.b","data":null}`,
@@ -91,7 +95,7 @@ func FuzzCommand(f *testing.F) {
 			return
 		}
 		switch cmd.Op {
-		case "subscribe", "unsubscribe", "publish":
+		case "subscribe", "unsubscribe", "publish", "history":
 			if cmd.Topic == "" {
 				t.Fatalf("%q: %s without a topic", p, cmd.Op)
 			}
@@ -116,8 +120,14 @@ func FuzzCommand(f *testing.F) {
 		} else if cmd.Data != nil {
 			t.Fatalf("%q: %s carries data %q", p, cmd.Op, cmd.Data)
 		}
-		if cmd.Since != nil && cmd.Op != "subscribe" {
+		if cmd.Since != nil && cmd.Op != "subscribe" && cmd.Op != "history" {
 			t.Fatalf("%q: %s carries since", p, cmd.Op)
+		}
+		if (cmd.Limit != 0 || cmd.Reverse) && cmd.Op != "history" {
+			t.Fatalf("%q: %s carries limit or reverse", p, cmd.Op)
+		}
+		if cmd.Limit < 0 || cmd.Limit > session.MaxHistoryLimit {
+			t.Fatalf("%q: limit %d out of range", p, cmd.Limit)
 		}
 		// The command outlives the frame buffer it was decoded from.
 		data, ref, topic := bytes.Clone(cmd.Data), cmd.Ref, cmd.Topic

@@ -201,6 +201,8 @@ func (s *Session) Handle(p []byte) (closed bool) {
 		s.publish(cmd)
 	case "refresh":
 		s.refresh(cmd)
+	case "history":
+		s.history(cmd)
 	}
 	return false
 }

@@ -1,26 +1,16 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/session"
 )
 
 // The server API (CONTROL.md): calls an operator's backend makes with an
 // API key marked admin (with no key configured, from loopback only).
-
-// History API bounds.
-const (
-	// DefaultHistoryLimit is how many messages GET /v1/history returns
-	// without a limit.
-	DefaultHistoryLimit = 100
-	// MaxHistoryLimit is the largest limit it takes.
-	MaxHistoryLimit = 1000
-)
 
 // admitAdmin checks that r may call the server API with method: the
 // address is not blocked for wrong keys, the key is valid and marked
@@ -44,25 +34,6 @@ func (a *API) admitAdmin(w http.ResponseWriter, r *http.Request, method string) 
 	return true
 }
 
-// historyAnswer is the body of a GET /v1/history answer.
-type historyAnswer struct {
-	Topic     string           `json:"topic"`
-	Offset    uint64           `json:"offset"`
-	Epoch     string           `json:"epoch"`
-	Recovered bool             `json:"recovered"`
-	Messages  []historyMessage `json:"messages"`
-}
-
-// historyMessage is a message as in a `message` frame, without "type".
-type historyMessage struct {
-	Topic  string          `json:"topic"`
-	ID     string          `json:"id"`
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Time   string          `json:"time"`
-	Data   json.RawMessage `json:"data"`
-}
-
 // history answers GET /v1/history?topic=T[&since=N&epoch=E][&limit=L][&reverse=true]:
 // the topic's messages still in history (after since, when given), at
 // most limit, oldest first unless reverse; a since whose epoch is not
@@ -77,11 +48,11 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		writeClientError(w, err)
 		return
 	}
-	limit := DefaultHistoryLimit
+	limit := session.DefaultHistoryLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxHistoryLimit {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", MaxHistoryLimit))
+		if err != nil || n < 1 || n > session.MaxHistoryLimit {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", session.MaxHistoryLimit))
 			return
 		}
 		limit = n
@@ -104,7 +75,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		}
 		reverse = b
 	}
-	msgs, pos, recovered, err := a.b.History(r.Context(), topic, since, limit)
+	h, err := session.ReadHistory(r.Context(), a.b, topic, since, limit, reverse)
 	if err != nil {
 		if broker.ClientError(err).Code == broker.CodeUnavailable {
 			a.cfg.Logger.Warn("history failed", "topic", topic, "err", err)
@@ -112,14 +83,5 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		writeClientError(w, err)
 		return
 	}
-	out := historyAnswer{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch, Recovered: recovered, Messages: make([]historyMessage, len(msgs))}
-	for i, m := range msgs {
-		j := i
-		if reverse {
-			j = len(msgs) - 1 - i
-		}
-		out.Messages[j] = historyMessage{Topic: m.Topic, ID: m.ID, Offset: m.Offset, Epoch: m.Epoch,
-			Time: m.Time.UTC().Format(time.RFC3339Nano), Data: m.Data}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, h)
 }

@@ -1,0 +1,93 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+)
+
+// History bounds, the same for the `history` op and GET /v1/history.
+const (
+	// DefaultHistoryLimit is how many messages a history returns without
+	// a limit.
+	DefaultHistoryLimit = 100
+	// MaxHistoryLimit is the largest limit a history takes.
+	MaxHistoryLimit = 1000
+)
+
+// History answers a `history` op (with Type and Ref) and GET /v1/history
+// (without): the topic's current position and its messages still in
+// history. Recovered is false, with no messages, when the since asked for
+// is of another epoch or older than history.
+type History struct {
+	Type      string           `json:"type,omitempty"`
+	Ref       string           `json:"ref,omitempty"`
+	Topic     string           `json:"topic"`
+	Offset    uint64           `json:"offset"`
+	Epoch     string           `json:"epoch"`
+	Recovered bool             `json:"recovered"`
+	Messages  []HistoryMessage `json:"messages"`
+}
+
+// HistoryMessage is a message as in a `message` frame, without "type".
+type HistoryMessage struct {
+	Topic  string          `json:"topic"`
+	ID     string          `json:"id"`
+	Offset uint64          `json:"offset"`
+	Epoch  string          `json:"epoch"`
+	Time   string          `json:"time"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// ReadHistory reads topic's history from b: after since when not nil,
+// else the last messages; at most limit (0: DefaultHistoryLimit), oldest
+// first unless reverse. The caller has checked that it may.
+func ReadHistory(ctx context.Context, b *broker.Broker, topic string, since *broker.Position, limit int, reverse bool) (History, error) {
+	if limit <= 0 {
+		limit = DefaultHistoryLimit
+	}
+	msgs, pos, recovered, err := b.History(ctx, topic, since, limit)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Topic: topic, Offset: pos.Offset, Epoch: pos.Epoch, Recovered: recovered, Messages: make([]HistoryMessage, len(msgs))}
+	for i, m := range msgs {
+		j := i
+		if reverse {
+			j = len(msgs) - 1 - i
+		}
+		h.Messages[j] = HistoryMessage{Topic: m.Topic, ID: m.ID, Offset: m.Offset, Epoch: m.Epoch,
+			Time: m.Time.UTC().Format(time.RFC3339Nano), Data: m.Data}
+	}
+	return h, nil
+}
+
+// history runs a `history` op: it needs subscribe permission on the
+// topic, an exact topic.
+func (s *Session) history(cmd Command) {
+	if err := broker.ValidateTopic(cmd.Topic); err != nil {
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	s.mu.Lock()
+	perms := s.info.Permissions
+	s.mu.Unlock()
+	if perms != nil && !perms.AllowSubscribe(cmd.Topic) {
+		err := broker.NewError(broker.ErrForbidden, "forbidden: may not read the history of %s", cmd.Topic)
+		s.countRefusal(err)
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	h, err := ReadHistory(s.ctx, s.cfg.Broker, cmd.Topic, cmd.Since, cmd.Limit, cmd.Reverse)
+	if err != nil {
+		if broker.ClientError(err).Code == broker.CodeUnavailable {
+			s.info.Log().Warn("history failed", "topic", cmd.Topic, "err", err)
+		}
+		s.replyError(cmd.Ref, err)
+		return
+	}
+	h.Type, h.Ref = "history", cmd.Ref
+	s.t.Reply(h)
+}
