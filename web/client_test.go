@@ -80,6 +80,21 @@ func TestSubscribeReceiveWildcardsAndPublish(t *testing.T) {
 	if got := string(p.rec().Msgs["chat"][1].Data); got != `{"text":"hi from the page"}` {
 		t.Errorf("the page's own message came back as %s", got)
 	}
+	// history() reads what the topic still keeps: the two chat messages.
+	var hist struct {
+		Topic     string                  `json:"topic"`
+		Position  struct{ Offset uint64 } `json:"position"`
+		Recovered bool                    `json:"recovered"`
+		Messages  []struct {
+			Offset uint64          `json:"offset"`
+			Data   json.RawMessage `json:"data"`
+		} `json:"messages"`
+	}
+	p.eval(`c.history('chat', {limit: 5, reverse: true})`, &hist)
+	if hist.Topic != "chat" || hist.Position.Offset != 2 || !hist.Recovered || len(hist.Messages) != 2 ||
+		hist.Messages[0].Offset != 2 || string(hist.Messages[0].Data) != `{"text":"hi from the page"}` || hist.Messages[1].Offset != 1 {
+		t.Errorf("history resolved %+v, want chat's two messages, newest first", hist)
+	}
 	var rejected map[string]string
 	p.eval(`c.publish('prices.*', 1).then(() => ({}), (e) => ({name: e.name, code: e.code, message: e.message}))`, &rejected)
 	if rejected["name"] != "TidingsError" || rejected["code"] != "bad_request" || rejected["message"] == "" {

@@ -46,6 +46,26 @@ export interface Published {
   epoch: string;
 }
 
+/** Options of history(). */
+export interface HistoryOptions {
+  /** Read the messages after this position (as position() returns). */
+  since?: Position;
+  /** At most this many messages (1–1000; default 100). */
+  limit?: number;
+  /** Newest first. */
+  reverse?: boolean;
+}
+
+/** What history() resolves with. */
+export interface History<T = unknown> {
+  topic: string;
+  /** The topic's current position. */
+  position: Position;
+  /** False, with no messages, when since is of another epoch or older than history. */
+  recovered: boolean;
+  messages: Message<T>[];
+}
+
 /** A delivered message. */
 export interface Message<T = unknown> {
   /** The exact topic it was published to. */
@@ -206,6 +226,8 @@ export declare class Tidings extends EventTarget {
   subscribe<T = unknown>(pattern: string, callback: (message: Message<T>) => void, options?: SubscribeOptions): Subscription;
   /** Publishes data to an exact topic; rejects with a TidingsError. */
   publish(topic: string, data: unknown): Promise<Published>;
+  /** Reads the history of an exact topic the session may subscribe to. */
+  history<T = unknown>(topic: string, options?: HistoryOptions): Promise<History<T>>;
   /** The last delivered position of an exact topic subscribed to. */
   position(topic: string): Position | undefined;
   /** The token for the next connection; on an open connection that has a token, also sent with `refresh` (a refusal is an `error` event). */

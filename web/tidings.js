@@ -165,13 +165,40 @@ export class Tidings extends EventTarget {
 
   /** Publishes data (any JSON value) to an exact topic; resolves with {id, offset, epoch}. */
   publish(topic, data) {
+    return this._request({ op: 'publish', topic, data }, (f) => ({ id: f.id, offset: f.offset, epoch: f.epoch }));
+  }
+
+  /**
+   * Reads the history of an exact topic the session may subscribe to: the
+   * messages the broker still keeps, the last ones or those after
+   * options.since ({offset, epoch}), at most options.limit (default 100),
+   * newest first with options.reverse. Resolves with {topic, position,
+   * recovered, messages}; recovered is false, with no messages, when since
+   * is of another epoch or older than history.
+   */
+  history(topic, options = {}) {
+    const cmd = { op: 'history', topic };
+    if (options.since) cmd.since = { offset: options.since.offset, epoch: options.since.epoch };
+    if (options.limit) cmd.limit = options.limit;
+    if (options.reverse) cmd.reverse = true;
+    return this._request(cmd, (f) => ({
+      topic: f.topic,
+      position: { offset: f.offset, epoch: f.epoch },
+      recovered: f.recovered,
+      messages: f.messages,
+    }));
+  }
+
+  // _request sends cmd once the connection is up and resolves with
+  // answer(frame) of its answer, or rejects with its error, or on timeout.
+  _request(cmd, answer) {
     return new Promise((resolve, reject) => {
       if (this._state === 'closed') return reject(new TidingsError('closed', 'client is closed'));
       const job = {
-        cmd: { op: 'publish', topic, data },
+        cmd,
         ok: (f) => {
           clearTimeout(timer);
-          resolve({ id: f.id, offset: f.offset, epoch: f.epoch });
+          resolve(answer(f));
         },
         fail: (e) => {
           clearTimeout(timer);
@@ -181,7 +208,7 @@ export class Tidings extends EventTarget {
       const timer = setTimeout(() => {
         this._refs.delete(job.cmd.ref);
         this._queue = this._queue.filter((j) => j !== job);
-        reject(new TidingsError('timeout', 'publish timed out'));
+        reject(new TidingsError('timeout', cmd.op + ' timed out'));
       }, this.options.publishTimeout || 10000);
       this._up ? this._exec(job) : this._queue.push(job);
     });

@@ -86,7 +86,7 @@ func fileExists(p string) bool {
 // package's exports; the @ts-expect-error lines check that the types are
 // not loose.
 const usageTS = `import Tidings, { Tidings as Named, TidingsError, Backoff, CLOSE_HEARTBEAT,
-  type Message, type ResetInfo, type State, type Published } from "@tidings-io/client";
+  type Message, type ResetInfo, type State, type Published, type History } from "@tidings-io/client";
 
 interface Price { bid: number }
 
@@ -114,6 +114,8 @@ sub.unsubscribe();
 
 const res: Published = await c.publish("prices.eur.usd", { bid: 1.0842 });
 console.log(res.id, res.offset, res.epoch);
+const hist: History<{ bid: number }> = await c.history<{ bid: number }>("prices.eur.usd", { since: res, limit: 10, reverse: true });
+if (hist.recovered) console.log(hist.position.offset, hist.messages[0].data.bid);
 try {
   await c.publish("prices.*", 1);
 } catch (e) {
