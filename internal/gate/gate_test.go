@@ -3,6 +3,7 @@ package gate_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,7 +111,7 @@ func TestWaitWakesEveryWaiter(t *testing.T) {
 func TestGateConcurrent(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var g gate.Gate
-	var inside atomic.Int64
+	var inside, entered atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 8 {
@@ -123,13 +124,17 @@ func TestGateConcurrent(t *testing.T) {
 				}
 				if g.Enter() {
 					inside.Add(1)
+					entered.Add(1)
 					inside.Add(-1)
 					g.Leave()
 				}
 			}
 		})
 	}
-	time.Sleep(10 * time.Millisecond)
+	// Close while the goroutines are busy entering and leaving.
+	for entered.Load() < 1000 {
+		runtime.Gosched()
+	}
 	g.Close()
 	if err := g.Wait(context.Background()); err != nil {
 		t.Fatalf("Wait = %v, want nil", err)

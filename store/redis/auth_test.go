@@ -13,6 +13,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
 	"github.com/tidings-io/tidings/internal/testcert"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/store/storetest"
 )
@@ -335,12 +336,13 @@ func TestErrorsAndLogsAreRedacted(t *testing.T) {
 	s := newStore(t, redis.Config{URL: "redis://carol@" + srv.Addr(), Timeout: 300 * time.Millisecond,
 		Auth: redis.Auth{Password: "pa55word-xyz"}, Logger: logs.logger()})
 	srv.Kill()
-	var health error
-	deadline := time.Now().Add(10 * time.Second)
-	for health == nil && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // polling the health loop: no event to wait on
-		health = s.Healthy()
-	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if s.Healthy() == nil {
+			return errors.New("the store still reports healthy with its Redis killed")
+		}
+		return nil
+	})
+	health := s.Healthy()
 	if !errors.Is(health, redis.ErrNotReady) {
 		t.Fatalf("Healthy: %v, want ErrNotReady", health)
 	}
