@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/web"
 )
 
@@ -52,17 +52,6 @@ type brokerProcess struct {
 	node string
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit status, once done is closed
-}
-
-// buildBroker builds cmd/broker into a temp dir.
-func buildBroker(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "broker")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tidings-io/tidings/cmd/broker").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // startBroker runs the binary and waits for its listening line.
@@ -202,7 +191,7 @@ func TestDrainMovesClientsToTheOtherNode(t *testing.T) {
 	t.Parallel()
 	const clients, topic = 200, "drain.feed"
 	srv := redistest.Start(t)
-	bin := buildBroker(t)
+	bin := testkit.BuildBroker(t)
 	// History must cover what is published while a client reconnects:
 	// here 50 messages/s for up to a few seconds of backoff.
 	a := startBroker(t, bin, "node-a", "-redis", srv.URL(), "-history-size", "2000")

@@ -247,7 +247,7 @@ func TestHostileClients(t *testing.T) {
 	}
 	bin := *brokerBinary
 	if bin == "" {
-		bin = buildBroker(t, t.TempDir())
+		bin = testkit.BuildBroker(t)
 	}
 	// The churn attack, and the mixed one that includes it, run with a
 	// history TTL and idempotency window of 2 s instead of 5 minutes, so

@@ -3,7 +3,6 @@ package abuse
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,21 +17,6 @@ import (
 	"testing"
 	"time"
 )
-
-// buildBroker builds cmd/broker, as shipped (no race detector: the node
-// is what is measured, and the detector would inflate its memory and
-// slow it), into dir.
-func buildBroker(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "broker")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tidings-io/tidings/cmd/broker").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/broker: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // logTail keeps the last lines a process wrote, for the failure report;
 // the broker's "session closed" lines are left out.

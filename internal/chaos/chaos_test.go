@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/internal/redistest"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -66,7 +67,7 @@ func TestChaos(t *testing.T) {
 	default:
 		t.Fatalf("-chaos.keys %q: want all, header or none", *flagKeys)
 	}
-	bin := buildBroker(t, t.TempDir())
+	bin := testkit.BuildBroker(t)
 	cases := defaultSeeds
 	if *flagSeed != 0 {
 		cases = cases[:0:0]

@@ -22,17 +22,6 @@ import (
 	"github.com/tidings-io/tidings/internal/redistest"
 )
 
-// buildBroker builds cmd/broker into dir and returns the binary's path.
-func buildBroker(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "broker")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tidings-io/tidings/cmd/broker").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/broker: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // freePort returns a loopback port that is free now; never 6379.
 func freePort(t *testing.T) int {
 	t.Helper()

@@ -5,6 +5,8 @@ package testkit
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -51,4 +53,19 @@ func EpochOf(t testing.TB, st broker.History, topic string) string {
 		t.Fatalf("Position(%q): %v", topic, err)
 	}
 	return pos.Epoch
+}
+
+// BuildBroker builds cmd/broker as shipped (no race detector) into a
+// directory of the test's own and returns the binary's path: for tests
+// that run brokers as processes of their own.
+func BuildBroker(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "broker")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tidings-io/tidings/cmd/broker").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/broker: %v\n%s", err, out)
+	}
+	return bin
 }
