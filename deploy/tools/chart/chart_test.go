@@ -741,17 +741,7 @@ func TestMultipleReplicasNeedRedis(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var extra []string
-			for _, s := range tc.set {
-				extra = append(extra, "--set", s)
-			}
-			out, stderr, err := helm(t, templateArgs(nil, extra...)...)
-			if err == nil {
-				t.Fatalf("rendered without error:\n%.500s", out)
-			}
-			if !strings.Contains(stderr, tc.want) {
-				t.Errorf("error %q does not say %q", strings.TrimSpace(stderr), tc.want)
-			}
+			wantRenderRefused(t, tc.set, tc.want)
 		})
 	}
 	t.Run("the message says why", func(t *testing.T) {
@@ -894,5 +884,22 @@ func TestConfigChangeRollsPods(t *testing.T) {
 	sort.Strings(keys)
 	if !slices.Contains(keys, "checksum/config") || !slices.Contains(keys, "checksum/secret") {
 		t.Errorf("pod annotations %v lack the checksums", keys)
+	}
+}
+
+// wantRenderRefused renders the chart with the --set values given and
+// checks that helm refuses, saying want.
+func wantRenderRefused(t *testing.T, set []string, want string) {
+	t.Helper()
+	var extra []string
+	for _, s := range set {
+		extra = append(extra, "--set", s)
+	}
+	out, stderr, err := helm(t, templateArgs(nil, extra...)...)
+	if err == nil {
+		t.Fatalf("rendered without error:\n%.500s", out)
+	}
+	if !strings.Contains(stderr, want) {
+		t.Errorf("error %q does not say %q", strings.TrimSpace(stderr), want)
 	}
 }

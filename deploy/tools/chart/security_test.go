@@ -558,17 +558,7 @@ func TestSecurityValuesRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var extra []string
-			for _, s := range tc.set {
-				extra = append(extra, "--set", s)
-			}
-			out, stderr, err := helm(t, templateArgs(nil, extra...)...)
-			if err == nil {
-				t.Fatalf("rendered without error:\n%.500s", out)
-			}
-			if !strings.Contains(stderr, tc.want) {
-				t.Errorf("error %q does not say %q", strings.TrimSpace(stderr), tc.want)
-			}
+			wantRenderRefused(t, tc.set, tc.want)
 		})
 	}
 }
