@@ -139,7 +139,19 @@ type Store struct {
 	// wildcardsSeen is set in cluster mode while some node has wildcard
 	// subscriptions, so publishes also go to the wildcard channels.
 	wildcardsSeen atomic.Bool
+	// wildcardsAbsentSince is when the health loop first read the
+	// wildcards key as absent, in a run of such reads (0: it was present).
+	// Only the health loop uses it.
+	wildcardsAbsentSince time.Time
 }
+
+// wildcardsLinger is how long the wildcards key must read as absent, in
+// successful reads, before publishes stop going to the wildcard channels.
+// The key can vanish while wildcard subscriptions still exist (a flushed
+// or failed-over master, or a pause that outlasted its TTL); their nodes
+// set it again within one health tick of Redis answering, so a linger of
+// several ticks never drops a wildcard delivery in that gap.
+const wildcardsLinger = 3 * time.Second
 
 var (
 	_ broker.Store   = (*Store)(nil)
@@ -465,8 +477,23 @@ func (s *Store) refreshWildcards(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.wildcardsSeen.Store(n > 0)
+	s.noteWildcards(n > 0, time.Now())
 	return nil
+}
+
+// noteWildcards records one successful read of the wildcards key: present
+// turns the flag on at once; absent turns it off only once the key has
+// read absent for wildcardsLinger.
+func (s *Store) noteWildcards(present bool, now time.Time) {
+	switch {
+	case present:
+		s.wildcardsAbsentSince = time.Time{}
+		s.wildcardsSeen.Store(true)
+	case s.wildcardsAbsentSince.IsZero():
+		s.wildcardsAbsentSince = now
+	case now.Sub(s.wildcardsAbsentSince) >= wildcardsLinger:
+		s.wildcardsSeen.Store(false)
+	}
 }
 
 // announceWildcards marks that this node has wildcard subscriptions and

@@ -193,3 +193,69 @@ func TestRewatchDuringARepairDeliversOnce(t *testing.T) {
 	s.relay.process(&broker.Message{ID: uuid.NewString(), Topic: "d.a", Offset: 4, Epoch: first.Epoch, Time: time.Now(), Data: json.RawMessage(`4`)})
 	ev.await(t, 10*time.Second, "msg d.a 1", "reset d.a 2 gap", "msg d.a 3", "msg d.a 4")
 }
+
+// The wildcards key can read absent while wildcard subscriptions exist (a
+// flushed master, a pause longer than its TTL); publishers keep the
+// wildcard channels until it has read absent for wildcardsLinger.
+func TestWildcardsFlagOutlivesAMissingKey(t *testing.T) {
+	s := &Store{}
+	start := time.Unix(1_000, 0)
+	steps := []struct {
+		present bool
+		after   time.Duration
+		want    bool
+	}{
+		{present: false, after: 0, want: false},
+		{present: true, after: time.Second, want: true},
+		{present: false, after: 1500 * time.Millisecond, want: true},
+		{present: false, after: 4 * time.Second, want: true}, // absent for 2.5 s
+		{present: true, after: 4500 * time.Millisecond, want: true},
+		{present: false, after: 5 * time.Second, want: true},
+		{present: false, after: 8 * time.Second, want: false}, // absent for 3 s
+		{present: true, after: 9 * time.Second, want: true},
+	}
+	for i, st := range steps {
+		s.noteWildcards(st.present, start.Add(st.after))
+		if got := s.wildcardsSeen.Load(); got != st.want {
+			t.Fatalf("step %d (present %v at +%v): flag %v, want %v", i, st.present, st.after, got, st.want)
+		}
+	}
+}
+
+// A publisher that reads the wildcards key as absent just after it was
+// lost still publishes on the wildcard channel: a wildcard subscriber on
+// another node misses nothing.
+func TestClusterWildcardDeliveryOutlivesTheLostKey(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	open := func() (*Store, *events) {
+		s, err := New(Config{ClusterAddrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		ev := newEvents()
+		s.Listen(ev)
+		testkit.Eventually(t, 10*time.Second, s.Healthy) // polling the health loop: no event to wait on
+		return s, ev
+	}
+	sub, ev := open()
+	pub, _ := open()
+	ctx := context.Background()
+	if err := sub.Watch(ctx, "lk.*"); err != nil {
+		t.Fatal(err)
+	}
+	if !pub.wildcardsSeen.Load() {
+		t.Fatal("the publisher has not seen the wildcards key after Watch returned")
+	}
+	if err := pub.client.Del(ctx, pub.wildcardsKey()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.refreshWildcards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := &broker.Message{ID: uuid.NewString(), Topic: "lk.a", Time: time.Now(), Data: json.RawMessage(`1`)}
+	if err := pub.Publish(ctx, []*broker.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	ev.await(t, 10*time.Second, "msg lk.a 1")
+}
