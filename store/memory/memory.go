@@ -83,6 +83,8 @@ func (c Config) withDefaults() Config {
 // to keep the topics that exact subscriptions follow.
 type Store struct {
 	cfg Config
+	// ctl is the store's control plane (control.Backend).
+	ctl *controlState
 	// idle is how long a topic stays unused before it is forgotten: the
 	// longer of the history TTL and the idempotency window.
 	idle time.Duration
@@ -141,6 +143,7 @@ func New(cfg Config) *Store {
 		topics:  make(map[string]*topic),
 		watched: make(map[string]int),
 	}
+	s.ctl = newControlState(cfg.Now)
 	s.setupMetrics()
 	go s.sweep()
 	return s

@@ -46,6 +46,10 @@ type relay struct {
 	trackMu sync.Mutex
 	tracks  map[string]*track
 	wg      sync.WaitGroup
+
+	// control hands the control channel's messages, received on main, to
+	// the OnBroadcast handler (control.go).
+	control controlBus
 }
 
 // unsub is a channel or glob that no watch needs any more.
@@ -87,8 +91,9 @@ func newRelay(s *Store) *relay {
 		tracks:    make(map[string]*track),
 		unsubWake: make(chan struct{}, 1),
 	}
-	// Patterns are subscribed on the main connection in both modes.
-	r.main = r.startConn(s.client.Subscribe(s.ctx), false)
+	// Patterns, and the control channel, are subscribed on the main
+	// connection in both modes.
+	r.main = r.startConn(s.client.Subscribe(s.ctx, s.controlChannel()), false)
 	r.wg.Add(1)
 	go r.unsubscriber()
 	return r
@@ -267,6 +272,10 @@ func (r *relay) reroute(pattern, channel string) {
 
 // onMessage delivers a relayed message in offset order.
 func (r *relay) onMessage(m *goredis.Message) {
+	if r.isControl(m.Channel) {
+		r.onControl(m.Payload)
+		return
+	}
 	msg, err := decodePayload(m.Payload)
 	if err != nil {
 		r.s.log.Warn("redis: dropping a malformed relayed message", "channel", m.Channel)
