@@ -19,6 +19,7 @@ FUZZ_TARGETS := \
 	./session:FuzzCommand \
 	./transport/ws:FuzzFrame \
 	./transport/httpapi:FuzzPublishBody \
+	./transport/httpapi:FuzzControlBody \
 	./store/redis:FuzzEnvelopeRoundTrip \
 	./transport/clientip:FuzzClientIP \
 	./cmd/loadgen:FuzzServerFrame \

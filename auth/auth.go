@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -35,6 +36,8 @@ var (
 	ErrInvalidToken = broker.NewError(broker.ErrUnauthorized, "token is not valid")
 	// ErrTokenExpired: the token's exp has passed (beyond the leeway).
 	ErrTokenExpired = broker.NewError(broker.ErrUnauthorized, "token expired")
+	// ErrTokenRevoked: the token, or its user's tokens, were revoked.
+	ErrTokenRevoked = broker.NewError(broker.ErrUnauthorized, "token revoked")
 	// ErrConfig: the verifier's configuration cannot work.
 	ErrConfig = errors.New("auth: bad configuration")
 )
@@ -104,6 +107,9 @@ func (c Config) withDefaults() Config {
 type Claims struct {
 	// Subject is the token's sub: the user id, shown in logs.
 	Subject string
+	// TokenID is the token's jti, "" without one: what a revocation of
+	// one token names.
+	TokenID string
 	// Expires is the token's exp. The session ends at Expires plus the
 	// verifier's leeway unless it is refreshed.
 	Expires time.Time
@@ -142,6 +148,15 @@ type Verifier struct {
 	parser  *jwt.Parser
 	keyfunc func(ctx context.Context, t *jwt.Token) (any, error)
 	jwks    *jwks // nil unless JWKSURL is set
+	// revoked, when set, reports whether valid claims were revoked.
+	revoked atomic.Pointer[func(*Claims) bool]
+}
+
+// CheckRevocation makes Verify refuse, with ErrTokenRevoked, the tokens
+// for which revoked reports true (a revoked user or jti). It is safe to
+// call while Verify runs.
+func (v *Verifier) CheckRevocation(revoked func(*Claims) bool) {
+	v.revoked.Store(&revoked)
 }
 
 // New returns a verifier for cfg. It fails, with an error wrapping
@@ -233,7 +248,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, invalid(err.Error(), err)
 	}
-	return &Claims{Subject: tc.Subject, Expires: tc.ExpiresAt.Time, Permissions: perms, Info: info, Channels: channels}, nil
+	c := &Claims{Subject: tc.Subject, TokenID: tc.ID, Expires: tc.ExpiresAt.Time, Permissions: perms, Info: info, Channels: channels}
+	if f := v.revoked.Load(); f != nil && (*f)(c) {
+		return nil, invalid("token revoked", ErrTokenRevoked)
+	}
+	return c, nil
 }
 
 // identity checks the token's info and channels claims: info a JSON

@@ -116,6 +116,7 @@ type Broker struct {
 	cfg      Config
 	store    Store
 	watcher  Watcher // nil when the store relays every topic everywhere
+	observer SubscriptionObserver
 	enc      Encoder
 	shards   []shard
 	patterns *patternIndex[*subscription]
@@ -188,6 +189,7 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 		shards:   make([]shard, cfg.Shards),
 		patterns: newPatternIndex[*subscription](cfg.MaxPatternNodes),
 		budget:   NewBudget(cfg.OutboundBytes),
+		observer: noObserver{},
 	}
 	for i := range b.shards {
 		b.shards[i].hubs = make(map[string]*hub)
@@ -438,10 +440,14 @@ func (b *Broker) remove(s *subscription) {
 	}
 	s.mu.Lock()
 	s.removed = true
-	watched := s.watched
+	watched, observed := s.watched, s.observed
+	s.observed = false
 	s.mu.Unlock()
 	if watched {
 		b.watcher.Unwatch(s.pattern)
+	}
+	if observed {
+		b.observer.Unsubscribed(s.sess, s.pattern)
 	}
 }
 

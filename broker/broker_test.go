@@ -45,6 +45,8 @@ func (textEncoder) Subscribed(ref, topic string, pos *broker.Position, recovered
 	return fmt.Appendf(nil, "sub %s %s %s %v\n", ref, topic, off, recovered)
 }
 
+func (textEncoder) Event(v any) []byte { return fmt.Appendf(nil, "event %v\n", v) }
+
 func (textEncoder) Reset(topic, sub string, pos broker.Position, reason string) []byte {
 	return fmt.Appendf(nil, "reset %s %d %s %s\n", topic, pos.Offset, reason, sub)
 }

@@ -174,4 +174,7 @@ type Encoder interface {
 	// Reset encodes a reset notice for topic delivered through sub ("" for
 	// an exact subscription): the stream continues after pos.
 	Reset(topic, sub string, pos Position, reason string) []byte
+	// Event encodes a frame that is not part of a topic's stream (join,
+	// leave): v marshals to its JSON object.
+	Event(v any) []byte
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -25,7 +26,28 @@ type Session struct {
 	// patternSegments sums the segments of the session's wildcard
 	// patterns, bounded by Config.MaxSessionPatternSegments.
 	patternSegments int
+
+	// id, user and info name the session for presence and join/leave;
+	// set once, before its first subscribe.
+	id, user string
+	info     json.RawMessage
 }
+
+// SetIdentity names the session: its id, its user ("" when anonymous) and
+// the user's info (a JSON object, or nil), which the subscription
+// observer reports. Call it before the session's first subscribe.
+func (s *Session) SetIdentity(id, user string, info json.RawMessage) {
+	s.id, s.user, s.info = id, user, info
+}
+
+// ID returns the session's id (see SetIdentity).
+func (s *Session) ID() string { return s.id }
+
+// User returns the session's user (see SetIdentity).
+func (s *Session) User() string { return s.user }
+
+// UserInfo returns the session's user info (see SetIdentity).
+func (s *Session) UserInfo() json.RawMessage { return s.info }
 
 // subscription is one session's interest in a topic or pattern. It starts
 // pending: deliveries are buffered while the subscribe answer and any
@@ -43,10 +65,11 @@ type subscription struct {
 	index int
 
 	// mu guards pending, the switch from pending, watched and removed.
-	mu      sync.Mutex
-	pending []pendingFrame
-	watched bool // the relay was asked to carry pattern for this subscription
-	removed bool // the subscription left the hubs
+	mu       sync.Mutex
+	pending  []pendingFrame
+	watched  bool // the relay was asked to carry pattern for this subscription
+	removed  bool // the subscription left the hubs
+	observed bool // the observer was told of it (exact topics)
 
 	// epoch and last are an exact subscription's position while it
 	// catches up: what the subscribe queued (answer, replay and buffered
@@ -118,6 +141,17 @@ func (s *Session) Send(frame []byte) bool { return s.out.Push(frame) }
 // then the live stream; nothing is lost or repeated in between. On error
 // nothing is queued.
 func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Position) error {
+	return s.subscribe(ctx, ref, pattern, since, true)
+}
+
+// ServerSubscribe subscribes the session as Subscribe does, for the
+// server API: the answer has no ref and the session's permissions are
+// not consulted (a later refresh that does not allow the topic ends it).
+func (s *Session) ServerSubscribe(ctx context.Context, pattern string, since *Position) error {
+	return s.subscribe(ctx, "", pattern, since, false)
+}
+
+func (s *Session) subscribe(ctx context.Context, ref, pattern string, since *Position, checkPerms bool) error {
 	wildcard, err := ValidatePattern(pattern)
 	if err != nil {
 		return err
@@ -139,7 +173,7 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
-	if s.perms != nil && !s.perms.AllowSubscribe(pattern) {
+	if checkPerms && s.perms != nil && !s.perms.AllowSubscribe(pattern) {
 		s.mu.Unlock()
 		return NewError(ErrForbidden, "forbidden: may not subscribe to %s", pattern)
 	}
@@ -205,6 +239,7 @@ func (s *Session) Subscribe(ctx context.Context, ref, pattern string, since *Pos
 		last = since.Offset
 	}
 	sub.activate(s.b.enc.Subscribed(ref, pattern, &pos, recovered), &pos, replay, last)
+	s.b.observe(sub)
 	return nil
 }
 

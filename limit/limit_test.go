@@ -211,7 +211,7 @@ func TestReasonsHaveDistinctLabels(t *testing.T) {
 		}
 		seen[r.String()] = r
 	}
-	if len(seen) != 17 {
-		t.Fatalf("%d labels, want 17 (none and 16 reasons)", len(seen))
+	if len(seen) != 18 {
+		t.Fatalf("%d labels, want 18 (none and 17 reasons)", len(seen))
 	}
 }

@@ -47,6 +47,9 @@ const (
 	ReasonTokenExpired
 	// ReasonRefresh: a `refresh` whose token was refused.
 	ReasonRefresh
+	// ReasonTokenRevoked: a revoked token, refused at the upgrade (401) or
+	// a refresh, or a live session closed for it (1008).
+	ReasonTokenRevoked
 
 	// ReasonHTTPKey: an HTTP publish refused with 401, no API key or an
 	// unknown one.
@@ -81,6 +84,7 @@ var reasonLabels = [reasonCount]string{
 	ReasonSubscriptions:   "subscriptions",
 	ReasonTokenExpired:    "token_expired",
 	ReasonRefresh:         "refresh",
+	ReasonTokenRevoked:    "token_revoked",
 	ReasonHTTPKey:         "http_unauthorized",
 	ReasonHTTPLoopback:    "http_loopback",
 	ReasonHTTPScope:       "http_forbidden",

@@ -42,6 +42,12 @@ const (
 	CauseTooBig
 	// CauseInternal: a fault in the session (1011).
 	CauseInternal
+	// CauseDisconnected: the server API disconnected the session (its
+	// code, 4000–4999, default 4000, and reason replace these).
+	CauseDisconnected
+	// CauseRevoked: the session's token, or its user's tokens, were
+	// revoked (1008).
+	CauseRevoked
 
 	causeCount
 )
@@ -69,6 +75,8 @@ var causes = [causeCount]causeInfo{
 	CauseNotObject:       {1007, "frame is not a JSON object", "invalid_payload"},
 	CauseTooBig:          {1009, "message too big", "message_too_big"},
 	CauseInternal:        {1011, "internal error", "internal_error"},
+	CauseDisconnected:    {4000, "disconnected", "disconnected"},
+	CauseRevoked:         {1008, "token revoked", "token_revoked"},
 }
 
 func (c Cause) info() causeInfo {

@@ -20,7 +20,8 @@ var (
 
 // Command is one decoded client command.
 type Command struct {
-	// Op is subscribe, unsubscribe, publish, ping, refresh or history.
+	// Op is subscribe, unsubscribe, publish, ping, refresh, history,
+	// presence or presence_stats.
 	Op string
 	// Ref is echoed in the answer ("" when absent).
 	Ref string
@@ -88,7 +89,7 @@ func DecodeCommand(p []byte) (Command, error) {
 	}
 	c.Op, c.Topic = w.Op, w.Topic
 	switch w.Op {
-	case "subscribe", "unsubscribe", "publish", "history":
+	case "subscribe", "unsubscribe", "publish", "history", "presence", "presence_stats":
 		if w.Topic == "" {
 			return c, broker.NewError(ErrBadCommand, "bad command: %s needs a topic", w.Op)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"go.opentelemetry.io/otel/attribute"
@@ -28,6 +29,27 @@ type Transport interface {
 	// (on a WebSocket, a close frame with the cause's code and reason)
 	// and closes the connection. The first close wins.
 	Close(cause Cause)
+	// Disconnect closes as Close(CauseDisconnected) does, with code
+	// (4000–4999) and reason in place of the cause's.
+	Disconnect(code uint16, reason string)
+}
+
+// Registry is told of every session of a transport while it lives: the
+// node's control plane, which finds sessions by id and user.
+type Registry interface {
+	// Add registers s, a session that has begun.
+	Add(s *Session)
+	// Remove unregisters s, a session that has ended.
+	Remove(s *Session)
+}
+
+// PresenceReader reads presence for the presence ops.
+type PresenceReader interface {
+	// Presence lists the sessions on topic; an error wrapping
+	// broker.ErrBadRequest when the topic has no presence.
+	Presence(ctx context.Context, topic string) ([]control.PresenceEntry, error)
+	// PresenceStats counts them.
+	PresenceStats(ctx context.Context, topic string) (control.PresenceStats, error)
 }
 
 // TokenVerifier checks session tokens; *auth.Verifier implements it.
@@ -59,13 +81,16 @@ const (
 	RefusedTokenExpired = limit.ReasonTokenExpired
 	// RefusedRefresh: a `refresh` whose token was refused.
 	RefusedRefresh = limit.ReasonRefresh
+	// RefusedTokenRevoked: a refresh to a revoked token, or a session
+	// closed because its token was revoked.
+	RefusedTokenRevoked = limit.ReasonTokenRevoked
 )
 
 // RefusalReasons lists the sessions' refusal reasons, for a transport's
 // tally.
 var RefusalReasons = []limit.Reason{
 	RefusedOpRate, RefusedOpAbuse, RefusedForbidden, RefusedSubscriptions,
-	RefusedTokenExpired, RefusedRefresh,
+	RefusedTokenExpired, RefusedRefresh, RefusedTokenRevoked,
 }
 
 // Config is what every session of a transport shares.
@@ -93,6 +118,10 @@ type Config struct {
 	Protocol string
 	// API is what the transport's publishes are counted under (broker.APIWS, …).
 	API string
+	// Registry, when set, is told of each session (see Registry).
+	Registry Registry
+	// Presence answers the presence ops; nil: presence is off.
+	Presence PresenceReader
 }
 
 // Info is what a transport knows of a session when it begins.
@@ -106,6 +135,8 @@ type Info struct {
 	Subject string
 	// UserInfo is the token's info claim (a JSON object), or nil.
 	UserInfo json.RawMessage
+	// TokenID is the token's jti, or "".
+	TokenID string
 	// Permissions are what the session may subscribe and publish to.
 	Permissions broker.Permissions
 	// Link is the trace of the request that opened the session, when it
@@ -144,7 +175,22 @@ func New(ctx context.Context, cfg *Config, t Transport, bs *broker.Session, info
 		s.strikes = rate.NewLimiter(rate.Limit(cfg.OpRate/10), cfg.OpRefusals)
 	}
 	bs.SetPermissions(info.Permissions)
+	bs.SetIdentity(info.ID, info.Subject, info.UserInfo)
+	if cfg.Registry != nil {
+		cfg.Registry.Add(s)
+	}
 	return s
+}
+
+// ID returns the session's id.
+func (s *Session) ID() string { return s.info.ID }
+
+// TokenID returns the jti of the session's token, or "" ("" too for an
+// anonymous session). A refresh may change it.
+func (s *Session) TokenID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info.TokenID
 }
 
 // Broker returns the broker session.
@@ -203,6 +249,8 @@ func (s *Session) Handle(p []byte) (closed bool) {
 		s.refresh(cmd)
 	case "history":
 		s.history(cmd)
+	case "presence", "presence_stats":
+		s.presence(cmd)
 	}
 	return false
 }
@@ -350,10 +398,14 @@ func (s *Session) expire() {
 // transport calls it when the session ends.
 func (s *Session) End() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	already := s.ended
 	s.ended = true
 	if s.expiry != nil {
 		s.expiry.Stop()
+	}
+	s.mu.Unlock()
+	if !already && s.cfg.Registry != nil {
+		s.cfg.Registry.Remove(s)
 	}
 }
 
@@ -367,7 +419,11 @@ func (s *Session) refresh(cmd Command) {
 	}
 	claims, err := s.cfg.Tokens.Verify(s.ctx, cmd.Token)
 	if err != nil {
-		s.cfg.Refused.Add(RefusedRefresh)
+		if errors.Is(err, auth.ErrTokenRevoked) {
+			s.cfg.Refused.Add(RefusedTokenRevoked)
+		} else {
+			s.cfg.Refused.Add(RefusedRefresh)
+		}
 		if broker.ClientError(err).Code != broker.CodeUnauthorized {
 			err = broker.WrapErrorf(broker.ErrUnauthorized, err, "token is not valid")
 		}
@@ -381,6 +437,7 @@ func (s *Session) refresh(cmd Command) {
 	}
 	s.mu.Lock()
 	s.info.Permissions = claims.Permissions
+	s.info.TokenID = claims.TokenID
 	s.mu.Unlock()
 	for _, p := range s.bs.SetPermissions(claims.Permissions) {
 		s.t.Reply(Unsubscribed{Type: "unsubscribed", Topic: p})

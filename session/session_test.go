@@ -35,6 +35,8 @@ func TestCausesCarryTheirCodeReasonAndLabel(t *testing.T) {
 		session.CauseNotObject:       {1007, "invalid_payload"},
 		session.CauseTooBig:          {1009, "message_too_big"},
 		session.CauseInternal:        {1011, "internal_error"},
+		session.CauseDisconnected:    {4000, "disconnected"},
+		session.CauseRevoked:         {1008, "token_revoked"},
 	}
 	for c, w := range want {
 		if c.Code() != w.code || c.Label() != w.label {
@@ -45,7 +47,7 @@ func TestCausesCarryTheirCodeReasonAndLabel(t *testing.T) {
 			t.Errorf("%v: a close the server sends has no reason", c)
 		}
 	}
-	if got, n := session.Labels(), 13; len(got) != n {
+	if got, n := session.Labels(), 15; len(got) != n {
 		t.Errorf("labels %v: want %d distinct ones", got, n)
 	}
 	if l := session.Cause(200).Label(); l != "other" {
@@ -73,6 +75,8 @@ func (t *transport) Close(c session.Cause) {
 	t.closed = append(t.closed, c)
 	t.mu.Unlock()
 }
+
+func (t *transport) Disconnect(uint16, string) { t.Close(session.CauseDisconnected) }
 
 // A session answers its commands through the transport, whatever the
 // transport is: replies for ping, publish, unsubscribe and errors, and a

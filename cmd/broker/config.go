@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/transport/httpapi"
@@ -53,6 +54,11 @@ type config struct {
 	logFormat       string
 	pprofAddr       string
 	wsReaders       string
+	// The control plane (package control/node).
+	presence    bool
+	joinLeave   bool
+	presenceTTL time.Duration
+	revokeFor   time.Duration
 	// The HTTP server's hold on connections (see connGuard).
 	httpIdleTimeout time.Duration
 	httpIPMaxIdle   int
@@ -115,6 +121,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.wsReaders, "ws-readers", "poll", "how idle sessions wait for input: poll (one epoll set; a reader goroutine only while bytes arrive) or goroutine (a reader goroutine per session)")
+	fs.BoolVar(&c.presence, "presence", false, "keep the presence of every topic (who is subscribed, on every node) for GET /v1/presence and the presence ops")
+	fs.BoolVar(&c.joinLeave, "join-leave", false, "send join and leave frames to every topic's subscribers when a session subscribes, unsubscribes or ends, on any node")
+	fs.DurationVar(&c.presenceTTL, "presence-ttl", ctlnode.DefaultPresenceTTL, "how long a presence entry lives unless its node refreshes it (every third of it): how long the sessions of a node that died stay listed")
+	fs.DurationVar(&c.revokeFor, "revoke-for", ctlnode.DefaultRevokeFor, "how long a revocation without until lasts: the longest lifetime of the tokens you issue")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from -addr (default: off)")
 	fs.DurationVar(&c.httpIdleTimeout, "http-idle-timeout", 15*time.Second, "how long an HTTP keep-alive connection may wait idle for its next request before it is closed")
 	fs.IntVar(&c.httpIPMaxIdle, "http-ip-max-idle", 64, "idle HTTP keep-alive connections one peer address may hold (IPv6: one /64; trusted proxies exempt); beyond it a response says Connection: close and a connection that turns idle is closed (0: no limit)")
@@ -210,6 +220,7 @@ func (c config) validate() error {
 		v    time.Duration
 	}{
 		{"shutdown-timeout", c.shutdownTimeout}, {"history-ttl", c.historyTTL}, {"heartbeat", c.heartbeat},
+		{"presence-ttl", c.presenceTTL}, {"revoke-for", c.revokeFor},
 		{"redis-timeout", c.redisTimeout}, {"idempotency-window", c.idemWindow},
 		{"http-idle-timeout", c.httpIdleTimeout},
 	}

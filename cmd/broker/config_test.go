@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testcert"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
@@ -108,6 +109,14 @@ var flagCases = []flagCase{
 		envValue: "10", wantEnv: "10", flagValue: "11", wantFlag: "11"},
 	{name: "queue-bytes", def: "4194304", get: func(c config) string { return str(c.queueBytes) }, wantDef: "4194304",
 		envValue: "20000", wantEnv: "20000", flagValue: "30000", wantFlag: "30000"},
+	{name: "presence", def: "false", get: func(c config) string { return str(c.presence) }, wantDef: "false",
+		envValue: "true", wantEnv: "true", flagValue: "true", wantFlag: "true"},
+	{name: "join-leave", def: "false", get: func(c config) string { return str(c.joinLeave) }, wantDef: "false",
+		envValue: "true", wantEnv: "true", flagValue: "true", wantFlag: "true"},
+	{name: "presence-ttl", def: "30s", get: func(c config) string { return str(c.presenceTTL) }, wantDef: "30s",
+		envValue: "10s", wantEnv: "10s", flagValue: "1m", wantFlag: "1m0s"},
+	{name: "revoke-for", def: "24h0m0s", get: func(c config) string { return str(c.revokeFor) }, wantDef: "24h0m0s",
+		envValue: "1h", wantEnv: "1h0m0s", flagValue: "48h", wantFlag: "48h0m0s"},
 	{name: "heartbeat", def: "25s", get: func(c config) string { return str(c.heartbeat) }, wantDef: "25s",
 		envValue: "3s", wantEnv: "3s", flagValue: "4s", wantFlag: "4s"},
 	{name: "shards", def: "64", get: func(c config) string { return str(c.shards) }, wantDef: "64",
@@ -388,6 +397,9 @@ func TestInvalidValues(t *testing.T) {
 		{"zero shutdown timeout", []string{"-shutdown-timeout", "0s"}, nil, []string{"-shutdown-timeout", "positive"}},
 		{"negative heartbeat", []string{"-heartbeat", "-1s"}, nil, []string{"-heartbeat", "positive"}},
 		{"negative history ttl", []string{"-history-ttl", "-5m"}, nil, []string{"-history-ttl", "positive"}},
+		{"zero presence ttl", []string{"-presence-ttl", "0s"}, nil, []string{"-presence-ttl", "positive"}},
+		{"negative revoke-for", []string{"-revoke-for", "-1h"}, nil, []string{"-revoke-for", "positive"}},
+		{"bad presence", []string{"-presence=maybe"}, nil, []string{"-presence"}},
 		{"zero idempotency window", []string{"-idempotency-window", "0s"}, nil, []string{"-idempotency-window", "positive"}},
 		{"zero history bytes", []string{"-history-bytes", "0"}, nil, []string{"-history-bytes", "positive"}},
 		{"negative outbound bytes", nil, map[string]string{"TIDINGS_OUTBOUND_BYTES": "-1"}, []string{"-outbound-bytes", "TIDINGS_OUTBOUND_BYTES"}},
@@ -602,6 +614,8 @@ func TestFlagDefaultsArePackageDefaults(t *testing.T) {
 		{"history-bytes", c.historyBytes, int64(memory.DefaultHistoryBytes)},
 		{"idempotency-window", c.idemWindow, memory.DefaultIdempotencyWindow},
 		{"redis-timeout", c.redisTimeout, redisstore.DefaultTimeout},
+		{"presence-ttl", c.presenceTTL, ctlnode.DefaultPresenceTTL},
+		{"revoke-for", c.revokeFor, ctlnode.DefaultRevokeFor},
 		{"redis-prefix", c.redisPrefix, redisstore.DefaultPrefix},
 		{"max-body-size", c.maxBodySize, httpapi.DefaultMaxBodySize},
 		{"publish-rate", c.publishRate, float64(httpapi.DefaultPublishRate)},

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control"
+	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/demo"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
@@ -139,8 +141,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 		GoroutineReaders: cfg.wsReaders == "goroutine",
 	}
+	ctl := ctlnode.New(ctlnode.Config{Broker: b, Backend: store, ID: cfg.nodeID, Version: version,
+		Presence: cfg.presence, JoinLeave: cfg.joinLeave, PresenceTTL: cfg.presenceTTL, RevokeFor: cfg.revokeFor, Logger: log})
+	if err := ctl.Start(ctx); err != nil {
+		_ = store.Close()
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	wcfg.Registry = ctl
+	if cfg.presence {
+		wcfg.Presence = ctl
+	}
 	if sec.verifier != nil {
 		wcfg.Tokens = sec.verifier
+		sec.verifier.CheckRevocation(ctl.Check)
 	}
 	wsrv := ws.New(wcfg, b)
 	api := httpapi.New(httpapi.Config{
@@ -154,6 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MeterProvider:  tel.MeterProvider,
 		Propagator:     tel.Propagator,
 		Logger:         log,
+		Control:        ctl,
 	}, b, wsrv)
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
@@ -243,7 +257,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 	stopDemo()
-	if err := shutdown(api, srv, psrv, wsrv, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
+	if err := shutdown(api, srv, psrv, wsrv, ctl, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
 		cause = err
 	}
 	return cause
@@ -256,7 +270,8 @@ var errShutdownTimeout = errors.New("graceful shutdown timed out")
 // shutdown runs the graceful shutdown order: readiness fails, the listener
 // stops and in-flight HTTP requests finish, every session is flushed and
 // closed with 1001 once the publishes in flight have been delivered, then
-// the store closes; all within timeout. The profiling server, psrv (nil
+// the control plane writes its last presence changes and the store
+// closes; all within timeout. The profiling server, psrv (nil
 // when -pprof-addr is not set), stops alongside the HTTP server: its
 // listener closes at once, a profile being taken may finish. What is
 // still open at the deadline is cut.
@@ -265,7 +280,7 @@ var errShutdownTimeout = errors.New("graceful shutdown timed out")
 // Otherwise its error names the steps still waiting at the deadline,
 // wrapped with errShutdownTimeout, and those that failed (closing the
 // store, say).
-func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, store io.Closer, timeout time.Duration, log *slog.Logger) error {
+func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, ctl *ctlnode.Node, store io.Closer, timeout time.Duration, log *slog.Logger) error {
 	start := time.Now()
 	api.BeginShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -306,6 +321,11 @@ func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, store i
 	if pprofErr := <-pprofDone; pprofErr != nil {
 		_ = psrv.Close()
 		check("profiling server", pprofErr)
+	}
+	// The sessions' presence is removed, and their leaves are sent,
+	// before the store closes.
+	if ctl != nil {
+		ctl.Close()
 	}
 	check("closing the store", store.Close())
 	after := time.Since(start).String()
@@ -373,6 +393,7 @@ func pprofHandler() http.Handler {
 // every interface the store implements (broker.Watcher for Redis).
 type nodeStore interface {
 	broker.Store
+	control.Backend
 	io.Closer
 	// Healthy returns nil while the store can be reached.
 	Healthy() error

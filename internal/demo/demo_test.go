@@ -46,6 +46,8 @@ func (textEncoder) MessageEnds(shared []byte, sub string) (head, tail []byte) { 
 func (textEncoder) Subscribed(ref, topic string, pos *broker.Position, recovered bool) []byte {
 	return []byte("subscribed " + topic)
 }
+func (textEncoder) Event(v any) []byte { return []byte("event") }
+
 func (textEncoder) Reset(topic, sub string, pos broker.Position, reason string) []byte {
 	return []byte("reset " + topic)
 }

@@ -15,7 +15,7 @@ import (
 const wait = 10 * time.Second
 
 // backend starts a single Redis or a three-master cluster.
-func backend(t *testing.T, kind string) redis.Config {
+func backend(t testing.TB, kind string) redis.Config {
 	t.Helper()
 	if kind == "cluster" {
 		return redis.Config{ClusterAddrs: redistest.StartCluster(t).Addrs()}

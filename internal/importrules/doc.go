@@ -13,6 +13,11 @@
 //   - internal/telemetry, which every package may use, imports the
 //     OpenTelemetry API only: no package of the module, no SDK or
 //     exporter, no Redis client;
+//   - control, the control plane's store contract, imports no package of
+//     the module (control/node and the control/controltest suite aside);
+//   - control/node (a node's control plane) depends on no transport or
+//     store package, no Redis client and no OpenTelemetry SDK or
+//     exporter;
 //   - store and transport packages do not import each other.
 //
 // It has no code of its own; run it with `go test ./internal/importrules`.

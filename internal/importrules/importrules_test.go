@@ -82,6 +82,21 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
+			// The stores implement it: it must bring none of the module
+			// along.
+			Name:      "control (the control plane's store contract) imports no package of the module",
+			From:      []string{mod + "/control"},
+			Except:    []string{mod + "/control/node", mod + "/control/controltest"},
+			Forbid:    []string{mod, goRedis},
+			MustMatch: true,
+		},
+		{
+			Name:      "control/node imports no transport, store, Redis client or OpenTelemetry SDK/exporter",
+			From:      []string{mod + "/control/node"},
+			Forbid:    []string{mod + "/transport", mod + "/store", goRedis, otelSDK, otelExporters},
+			MustMatch: true,
+		},
+		{
 			Name:      "store packages do not import transport packages",
 			From:      []string{mod + "/store"},
 			Forbid:    []string{mod + "/transport"},
@@ -270,6 +285,8 @@ func TestCheck(t *testing.T) {
 		"go.opentelemetry.io/otel/trace": {"go.opentelemetry.io/otel/attribute"},
 		mod + "/auth":                    {"github.com/golang-jwt/jwt/v5"},
 		mod + "/limit":                   {"golang.org/x/time/rate"},
+		mod + "/control":                 {"context"},
+		mod + "/control/node":            {mod + "/control"},
 	}
 	// with returns base with the given packages' imports replaced.
 	with := func(changes map[string][]string) map[string][]string {

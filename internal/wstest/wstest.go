@@ -342,6 +342,8 @@ type Client struct {
 	t testing.TB
 	// Conn is the session, for what the Client does not offer.
 	Conn *Conn
+	// Welcome is the session's welcome frame.
+	Welcome Frame
 }
 
 // Dial opens a session at url and reads its welcome frame, failing the
@@ -357,7 +359,7 @@ func (d Dialer) Dial(t testing.TB, url string) *Client {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	c := &Client{t: t, Conn: conn}
-	c.Expect("welcome")
+	c.Welcome = c.Expect("welcome")
 	return c
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
@@ -84,6 +85,9 @@ type Config struct {
 	// Logger receives failed publishes with their cause, which clients
 	// are not told. Nil means discard.
 	Logger *slog.Logger
+	// Control runs the server API's calls (disconnect, presence, …). Nil:
+	// those calls answer 503 (GET /v1/history needs only the broker).
+	Control *node.Node
 }
 
 // withDefaults returns c with its zero fields, and the negative ones that
@@ -125,7 +129,7 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a.mux.Handle("/v1/ws", wsrv)
 	a.mux.HandleFunc("/v1/publish", a.publish)
 	a.mux.HandleFunc("/v1/publish/batch", a.publishBatch)
-	a.mux.HandleFunc("/v1/history", a.history)
+	a.routeControl()
 	a.mux.HandleFunc("/healthz", a.healthz)
 	a.mux.HandleFunc("/readyz", a.readyz)
 	a.mux.HandleFunc("/metrics", a.metrics)

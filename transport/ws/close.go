@@ -52,12 +52,18 @@ func modeOf(cause session.Cause) closeMode {
 // not empty, replaces the cause's own on the wire (a protocol error's
 // detail, the reason of a client's close echoed). The first request wins.
 func (c *conn) requestClose(cause session.Cause, reason string) {
+	c.requestCloseCode(cause, 0, reason)
+}
+
+// requestCloseCode is requestClose with code, when not 0, in place of the
+// cause's own (the server API's disconnect).
+func (c *conn) requestCloseCode(cause session.Cause, code ws.StatusCode, reason string) {
 	c.mu.Lock()
 	if c.closeRequested.Load() {
 		c.mu.Unlock()
 		return
 	}
-	c.closeCause, c.closeReason = cause, reason
+	c.closeCause, c.closeReason, c.closeCode = cause, reason, code
 	c.closeRequested.Store(true)
 	c.mu.Unlock()
 	c.wake()
@@ -69,9 +75,11 @@ func (c *conn) closing() bool { return c.closeRequested.Load() }
 // code and reason.
 func (c *conn) closeState() (session.Cause, ws.StatusCode, string) {
 	c.mu.Lock()
-	cause, reason := c.closeCause, c.closeReason
+	cause, reason, code := c.closeCause, c.closeReason, c.closeCode
 	c.mu.Unlock()
-	code := ws.StatusCode(cause.Code())
+	if code == 0 {
+		code = ws.StatusCode(cause.Code())
+	}
 	if cause == session.CauseClient {
 		// Echo the client's code; a close frame without one is answered
 		// with 1000.

@@ -87,7 +87,8 @@ type conn struct {
 	mu             sync.Mutex
 	closeRequested atomic.Bool
 	closeCause     session.Cause
-	closeReason    string // the reason to send when not the cause's own
+	closeReason    string        // the reason to send when not the cause's own
+	closeCode      ws.StatusCode // the code to send when not the cause's own
 
 	readerDone chan struct{} // closed when the reader ends
 }
@@ -156,6 +157,7 @@ func (c *conn) start(buffered *bufio.Reader, pollErr error) {
 
 // shutdownNow ends a session that was never registered.
 func (c *conn) shutdownNow() {
+	c.session.End()
 	c.sess.Outbox().Drain(nil) // the welcome
 	cause := session.CauseShutdown
 	c.sess.Send(closeFrame(ws.StatusCode(cause.Code()), cause.Reason()))
@@ -193,6 +195,12 @@ func (c *conn) Reply(reply any) { c.sess.Send(jsonFrame(reply)) }
 // Close ends the session for cause (session.Transport). The reader, when
 // the session closes it, reads no more (see handle).
 func (c *conn) Close(cause session.Cause) { c.requestClose(cause, "") }
+
+// Disconnect ends the session for the server API with code and reason
+// (session.Transport).
+func (c *conn) Disconnect(code uint16, reason string) {
+	c.requestCloseCode(session.CauseDisconnected, ws.StatusCode(code), reason)
+}
 
 // handle runs one client message. It reports whether the reader is done.
 func (c *conn) handle(p []byte) bool {

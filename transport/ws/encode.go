@@ -30,6 +30,10 @@ func (Encoder) Message(m *broker.Message, sub string) []byte {
 	return frame(ws.OpText, b)
 }
 
+// Event encodes a frame that is not part of a topic's stream (join,
+// leave) as one text frame.
+func (Encoder) Event(v any) []byte { return jsonFrame(v) }
+
 // MessageShared encodes the payload of a `message` frame up to and
 // including data: the part that every delivery through a wildcard
 // pattern shares. It has no frame header.

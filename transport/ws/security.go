@@ -28,6 +28,9 @@ const (
 	RefusedOrigin = limit.ReasonOrigin
 	// RefusedToken: upgrade refused with 401, token missing or not valid.
 	RefusedToken = limit.ReasonToken
+	// RefusedTokenRevoked: upgrade refused with 401, the token was
+	// revoked.
+	RefusedTokenRevoked = limit.ReasonTokenRevoked
 	// RefusedMaxSessions: upgrade refused with 503, the server is full.
 	RefusedMaxSessions = limit.ReasonMaxSessions
 	// RefusedIPRate: upgrade refused with 429, the address opens sessions
@@ -113,7 +116,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client clientip.C
 		claims, err = s.cfg.Tokens.Verify(r.Context(), tokenOf(r))
 		if err != nil {
 			release()
-			s.refuse(w, RefusedToken, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
+			reason := RefusedToken
+			if errors.Is(err, auth.ErrTokenRevoked) {
+				reason = RefusedTokenRevoked
+			}
+			s.refuse(w, reason, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
 			return nil, nil, false
 		}
 	}

@@ -121,6 +121,11 @@ type Config struct {
 	// allowance that refills at a tenth of OpRate, before it is closed with
 	// 1008 `rate limit exceeded`. Default OpBurst.
 	OpRefusals int
+	// Registry, when set, is told of every session (the node's control
+	// plane: disconnect, revoke, server-side subscriptions).
+	Registry session.Registry
+	// Presence answers the presence ops; nil: presence is off.
+	Presence session.PresenceReader
 }
 
 // The defaults of Config, which cmd/broker's flags take too.
@@ -242,6 +247,8 @@ func New(cfg Config, b *broker.Broker) *Server {
 		Tracer:     s.tel.tracer,
 		Protocol:   "websocket",
 		API:        broker.APIWS,
+		Registry:   cfg.Registry,
+		Presence:   cfg.Presence,
 	}
 	return s
 }
@@ -312,7 +319,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.client = client.Addr
 	info := session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger}
 	if claims != nil {
-		info.Subject, info.Permissions, info.UserInfo = claims.Subject, claims.Permissions, claims.Info
+		info.Subject, info.Permissions, info.UserInfo, info.TokenID = claims.Subject, claims.Permissions, claims.Info, claims.TokenID
 	} else {
 		// Publishing from loopback needs the TCP peer itself on loopback:
 		// an address a proxy names, 127.0.0.1 included, never has it.

@@ -1,0 +1,248 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control"
+	"github.com/tidings-io/tidings/control/node"
+)
+
+// Bounds of the server API's requests.
+const (
+	// maxControlBody bounds the JSON body of a POST of the server API.
+	maxControlBody = 64 << 10
+	// DefaultTopicsLimit is how many topics GET /v1/topics lists without
+	// a limit; MaxTopicsLimit the most it lists.
+	DefaultTopicsLimit = 100
+	// MaxTopicsLimit is the largest limit GET /v1/topics takes.
+	MaxTopicsLimit = 10000
+)
+
+// controlRequest is the body of the server API's POST calls; each call
+// reads the fields it names.
+type controlRequest struct {
+	User    string `json:"user"`
+	Session string `json:"session"`
+	Topic   string `json:"topic"`
+	Since   *struct {
+		Offset *uint64 `json:"offset"`
+		Epoch  *string `json:"epoch"`
+	} `json:"since"`
+	Code   *int   `json:"code"`
+	Reason string `json:"reason"`
+	JTI    string `json:"jti"`
+	Until  string `json:"until"`
+}
+
+// routeControl adds the server API's routes.
+func (a *API) routeControl() {
+	a.mux.HandleFunc("/v1/history", a.history)
+	a.mux.HandleFunc("/v1/disconnect", a.controlPost(a.disconnect))
+	a.mux.HandleFunc("/v1/unsubscribe", a.controlPost(a.unsubscribe))
+	a.mux.HandleFunc("/v1/subscribe", a.controlPost(a.subscribe))
+	a.mux.HandleFunc("/v1/revoke", a.controlPost(a.revoke))
+	a.mux.HandleFunc("/v1/presence", a.controlGet(a.presence))
+	a.mux.HandleFunc("/v1/presence/stats", a.controlGet(a.presenceStats))
+	a.mux.HandleFunc("/v1/topics", a.controlGet(a.topics))
+	a.mux.HandleFunc("/v1/info", a.controlGet(a.info))
+}
+
+// controlPost admits a POST of the server API and decodes its body for
+// call, which answers with its result (200 {} when nil).
+func (a *API) controlPost(call func(*http.Request, controlRequest) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.admitAdmin(w, r, http.MethodPost) || !a.controlReady(w) {
+			return
+		}
+		req, ok := decodeControl(w, r)
+		if !ok {
+			return
+		}
+		if err := call(r, req); err != nil {
+			a.controlFailed(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
+	}
+}
+
+// controlGet admits a GET of the server API; call answers with the value
+// to send.
+func (a *API) controlGet(call func(*http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.admitAdmin(w, r, http.MethodGet) || !a.controlReady(w) {
+			return
+		}
+		v, err := call(r)
+		if err != nil {
+			a.controlFailed(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// controlReady answers 503 when the node runs no control plane.
+func (a *API) controlReady(w http.ResponseWriter) bool {
+	if a.cfg.Control == nil {
+		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "the server API is not available on this node")
+		return false
+	}
+	return true
+}
+
+func (a *API) controlFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if broker.ClientError(err).Code == broker.CodeUnavailable {
+		a.cfg.Logger.Warn("server API call failed", "path", r.URL.Path, "err", err)
+	}
+	writeClientError(w, err)
+}
+
+// decodeControl reads r's JSON body into a controlRequest, or answers r.
+func decodeControl(w http.ResponseWriter, r *http.Request) (controlRequest, bool) {
+	var req controlRequest
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return req, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", maxControlBody))
+		} else {
+			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body could not be read")
+		}
+		return req, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		msg := "body is not a JSON object"
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			msg = "field " + te.Field + " has the wrong type"
+		case err != nil && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")):
+			msg = "body is not valid: " + err.Error()
+		}
+		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, msg)
+		return req, false
+	}
+	return req, true
+}
+
+func (req controlRequest) target() node.Target {
+	return node.Target{User: req.User, Session: req.Session}
+}
+
+// disconnect serves POST /v1/disconnect {user|session, code, reason}.
+func (a *API) disconnect(r *http.Request, req controlRequest) error {
+	code := 0
+	if req.Code != nil {
+		code = *req.Code
+		if code < 4000 || code > 4999 {
+			return broker.NewError(broker.ErrBadRequest, "code must be from 4000 to 4999")
+		}
+	}
+	return a.cfg.Control.Disconnect(r.Context(), req.target(), uint16(code), req.Reason)
+}
+
+// unsubscribe serves POST /v1/unsubscribe {user|session, topic}.
+func (a *API) unsubscribe(r *http.Request, req controlRequest) error {
+	if req.Topic == "" {
+		return broker.NewError(broker.ErrBadRequest, "topic is missing")
+	}
+	return a.cfg.Control.Unsubscribe(r.Context(), req.target(), req.Topic)
+}
+
+// subscribe serves POST /v1/subscribe {user|session, topic, since}.
+func (a *API) subscribe(r *http.Request, req controlRequest) error {
+	if req.Topic == "" {
+		return broker.NewError(broker.ErrBadRequest, "topic is missing")
+	}
+	var since *broker.Position
+	if req.Since != nil {
+		if req.Since.Offset == nil || req.Since.Epoch == nil {
+			return broker.NewError(broker.ErrBadRequest, "since needs offset and epoch")
+		}
+		since = &broker.Position{Offset: *req.Since.Offset, Epoch: *req.Since.Epoch}
+	}
+	return a.cfg.Control.Subscribe(r.Context(), req.target(), req.Topic, since)
+}
+
+// revoke serves POST /v1/revoke {user|jti, until}.
+func (a *API) revoke(r *http.Request, req controlRequest) error {
+	rv := control.Revocation{User: req.User, TokenID: req.JTI}
+	if req.Session != "" {
+		return broker.NewError(broker.ErrBadRequest, "revoke names a user or a jti, not a session")
+	}
+	if req.Until != "" {
+		t, err := time.Parse(time.RFC3339, req.Until)
+		if err != nil {
+			return broker.NewError(broker.ErrBadRequest, "until must be an RFC 3339 time")
+		}
+		rv.Until = t
+	}
+	return a.cfg.Control.Revoke(r.Context(), rv)
+}
+
+// presence serves GET /v1/presence?topic=T.
+func (a *API) presence(r *http.Request) (any, error) {
+	topic := r.URL.Query().Get("topic")
+	clients, err := a.cfg.Control.Presence(r.Context(), topic)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"topic": topic, "clients": clients}, nil
+}
+
+// presenceStats serves GET /v1/presence/stats?topic=T.
+func (a *API) presenceStats(r *http.Request) (any, error) {
+	topic := r.URL.Query().Get("topic")
+	st, err := a.cfg.Control.PresenceStats(r.Context(), topic)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"topic": topic, "sessions": st.Sessions, "users": st.Users}, nil
+}
+
+// topics serves GET /v1/topics[?pattern=P][&limit=L].
+func (a *API) topics(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	limit := DefaultTopicsLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxTopicsLimit {
+			return nil, broker.NewError(broker.ErrBadRequest, "limit must be a whole number from 1 to %d", MaxTopicsLimit)
+		}
+		limit = n
+	}
+	topics, err := a.cfg.Control.Topics(r.Context(), q.Get("pattern"), limit)
+	if err != nil {
+		return nil, err
+	}
+	if topics == nil {
+		topics = []broker.TopicCount{}
+	}
+	return map[string]any{"topics": topics}, nil
+}
+
+// info serves GET /v1/info: the live nodes and their figures.
+func (a *API) info(r *http.Request) (any, error) {
+	nodes, err := a.cfg.Control.Nodes(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"nodes": nodes}, nil
+}
