@@ -26,6 +26,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control"
+	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -294,7 +296,8 @@ type node struct {
 	ws    *ws.Server
 	api   *httpapi.API
 	srv   *httptest.Server
-	close func() error // closes the store
+	ctl   *ctlnode.Node // nil without nodeConfig.control
+	close func() error  // closes the store
 	// URL is the node's http://host:port.
 	URL string
 
@@ -321,6 +324,9 @@ type nodeConfig struct {
 	// tokens, when set, makes sessions need a token it verifies
 	// (ws.Config.Tokens).
 	tokens ws.TokenVerifier
+	// control runs the node's control plane with presence and join/leave
+	// on (the store must be a control.Backend: the default one is).
+	control bool
 }
 
 // startNode starts a node; it is stopped at cleanup. With no store it
@@ -335,9 +341,18 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 		cfg.id = "node-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	}
 	b := broker.New(broker.Config{}, cfg.store, ws.Encoder{})
-	wsrv := ws.New(ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens}, b)
-	api := httpapi.New(httpapi.Config{}, b, wsrv)
-	n := &node{t: t, b: b, ws: wsrv, api: api, close: cfg.close}
+	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens}
+	var ctl *ctlnode.Node
+	if cfg.control {
+		ctl = ctlnode.New(ctlnode.Config{Broker: b, Backend: cfg.store.(control.Backend), ID: cfg.id, Presence: true, JoinLeave: true})
+		if err := ctl.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		wcfg.Registry, wcfg.Presence = ctl, ctl
+	}
+	wsrv := ws.New(wcfg, b)
+	api := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
+	n := &node{t: t, b: b, ws: wsrv, api: api, ctl: ctl, close: cfg.close}
 
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
@@ -391,6 +406,9 @@ func (n *node) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = n.ws.Shutdown(ctx)
+	if n.ctl != nil {
+		n.ctl.Close()
+	}
 	if n.srv.URL != "" {
 		n.srv.Close()
 	} else {

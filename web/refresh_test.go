@@ -23,11 +23,18 @@ var jwtKey = []byte("tidings-web-test-key-0123456789abcdef")
 // leeway of a millisecond: a session ends right at its token's exp.
 func tokenNode(t *testing.T) *node {
 	t.Helper()
+	return tokenNodeWith(t, nodeConfig{})
+}
+
+// tokenNodeWith is tokenNode with the rest of cfg.
+func tokenNodeWith(t *testing.T, cfg nodeConfig) *node {
+	t.Helper()
 	v, err := auth.New(auth.Config{HMACKey: jwtKey, Leeway: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startNode(t, nodeConfig{tokens: v})
+	cfg.tokens = v
+	return startNode(t, cfg)
 }
 
 // jwtToken signs a token for sub, expiring at exp (whole seconds), that

@@ -23,6 +23,7 @@ export type ErrorCode =
   | "timeout"
   | "closed"
   | "token"
+  | "disconnected"
   | (string & {});
 
 /** An error answered by the broker, or a failure of the client. */
@@ -95,19 +96,61 @@ export interface ResetInfo {
   reason: ResetReason;
 }
 
+/** A session that joined or left a topic (`join` and `leave` frames, when the broker has join/leave on for it). */
+export interface JoinInfo {
+  topic: string;
+  session: string;
+  /** The session's user (its token's `sub`); "" when anonymous. */
+  user: string;
+  /** The `info` claim of the session's token, if any. */
+  info?: Record<string, unknown>;
+}
+
+/** A session present on a topic. */
+export interface PresenceClient {
+  session: string;
+  /** The session's user (its token's `sub`); "" when anonymous. */
+  user: string;
+  /** The `info` claim of the session's token, if any. */
+  info?: Record<string, unknown>;
+  /** The broker node the session is connected to. */
+  node: string;
+}
+
+/** What presence() resolves with. */
+export interface Presence {
+  topic: string;
+  clients: PresenceClient[];
+}
+
+/** What presenceStats() resolves with. */
+export interface PresenceStats {
+  topic: string;
+  /** Sessions present on the topic. */
+  sessions: number;
+  /** Distinct users among them. */
+  users: number;
+}
+
 export interface SubscribeOptions {
   /** Called when messages may have been missed: refetch your state. */
   onReset?: (info: ResetInfo) => void;
   /**
-   * Called when the broker refuses the subscription, or ends it because a
-   * token sent with `refresh` no longer allows it (code "forbidden",
-   * message "the refreshed token does not allow <topic>"). Either way the
-   * subscription is dropped: no more messages, no resubscribe on reconnect.
+   * Called when the broker refuses the subscription, or ends it (an
+   * `unsubscribed` frame without `ref`: a token sent with `refresh` no
+   * longer allows it, or the server API unsubscribed the session; code
+   * "forbidden", message "the broker ended the subscription to <topic>").
+   * Either way the subscription is dropped: no more messages, no
+   * resubscribe on reconnect.
    * Without onError, the client's `error` event gets the error.
    */
   onError?: (error: TidingsError) => void;
   /** Exact topics: start after this position (e.g. one kept across page loads). */
   since?: Position;
+  /** Called when a session subscribes to the topic (only where the broker has join/leave on). */
+  onJoin?: (info: JoinInfo) => void;
+  /** Called when a session unsubscribes from the topic or ends (only where the broker has join/leave on). */
+  onLeave?: (info: JoinInfo) => void;
 }
 
 export interface BackoffOptions {
@@ -200,18 +243,64 @@ export interface TidingsStateEvent extends Event {
   readonly state: State;
   /** When reconnecting: the delay before the next attempt, in ms. */
   readonly delay?: number;
-  /** When reconnecting: the close code that caused it. */
+  /**
+   * When reconnecting: the close code that caused it. When closed because
+   * the server closed with 4500–4999 (do not reconnect): that code.
+   */
   readonly code?: number;
+  /** When closed because the server closed with 4500–4999: its reason. */
+  readonly reason?: string;
 }
+
+/** The broker subscribed the session to a topic (the token's `channels`, or the server API). */
+export interface TidingsSubscribedEvent extends Event {
+  readonly topic: string;
+}
+
+/** The broker ended a subscription it had made, or refused it again after a reconnect. */
+export interface TidingsUnsubscribedEvent extends Event {
+  readonly topic: string;
+  /** Code "forbidden" when the broker ended it; the broker's refusal otherwise. */
+  readonly error: TidingsError;
+}
+
+/** A message of a subscription the broker made. */
+export interface TidingsMessageEvent extends Event, Readonly<Message> {}
+
+/** A reset of a subscription the broker made. */
+export interface TidingsResetEvent extends Event, Readonly<ResetInfo> {}
+
+/** A join or leave on a subscription the broker made. */
+export interface TidingsJoinEvent extends Event, Readonly<JoinInfo> {}
 
 export interface TidingsEventMap {
   open: TidingsOpenEvent;
   close: TidingsCloseEvent;
   error: TidingsErrorEvent;
   state: TidingsStateEvent;
+  subscribed: TidingsSubscribedEvent;
+  unsubscribed: TidingsUnsubscribedEvent;
+  message: TidingsMessageEvent;
+  reset: TidingsResetEvent;
+  join: TidingsJoinEvent;
+  leave: TidingsJoinEvent;
 }
 
-/** A Tidings connection that reconnects and resumes on its own. */
+/**
+ * A Tidings connection that reconnects and resumes on its own.
+ *
+ * Subscriptions the broker makes (`subscribed` frames without `ref`: the
+ * token's `channels` claim at connect, or the server API) are reported with
+ * the `subscribed` event; their messages, resets, joins and leaves come as
+ * `message`, `reset`, `join` and `leave` events, and to the callbacks of any
+ * subscribe() to the same topic. They last until the broker ends them
+ * (`unsubscribed` event); unsubscribe() only removes that callback. After a
+ * reconnect the client subscribes to them again with `since`, as to its own.
+ *
+ * A close with code 4000–4499 is followed by a reconnect with backoff; one
+ * with 4500–4999 is final: an `error` event (code "disconnected", the
+ * reason as message, `fatal`) and the `closed` state with `code` and `reason`.
+ */
 export declare class Tidings extends EventTarget {
   /** url defaults to /v1/ws on the page's host; http(s) URLs are turned into ws(s). */
   constructor(url?: string | URL, options?: TidingsOptions);
@@ -228,6 +317,10 @@ export declare class Tidings extends EventTarget {
   publish(topic: string, data: unknown): Promise<Published>;
   /** Reads the history of an exact topic the session may subscribe to. */
   history<T = unknown>(topic: string, options?: HistoryOptions): Promise<History<T>>;
+  /** The sessions present on a topic the session may subscribe to (where the broker has presence on); rejects with a TidingsError. */
+  presence(topic: string): Promise<Presence>;
+  /** How many sessions and users are present on a topic the session may subscribe to; rejects with a TidingsError. */
+  presenceStats(topic: string): Promise<PresenceStats>;
   /** The last delivered position of an exact topic subscribed to. */
   position(topic: string): Position | undefined;
   /** The token for the next connection; on an open connection that has a token, also sent with `refresh` (a refusal is an `error` event). */

@@ -48,6 +48,8 @@ export class Backoff {
   }
 }
 
+// body is a frame without its type and ref.
+const body = ({ type, ref, ...rest }) => rest;
 const report = (e) => (globalThis.reportError || console.error)(e);
 const call = (f, ...a) => {
   try {
@@ -97,7 +99,12 @@ export class Subscription {
 
 /**
  * A Tidings connection. Events: `open` (session, node, heartbeat), `close`
- * (code, reason), `error` (error), `state` (state, delay when reconnecting).
+ * (code, reason), `error` (error), `state` (state, delay when reconnecting;
+ * code and reason when closed by the server for good). Subscriptions the
+ * broker makes (the token's channels, the server API) come as events too:
+ * `subscribed` (topic), `unsubscribed` (topic, error), and `message`,
+ * `reset`, `join` and `leave` with the fields the callbacks of subscribe()
+ * get.
  */
 export class Tidings extends EventTarget {
   constructor(url, options = {}) {
@@ -144,7 +151,8 @@ export class Tidings extends EventTarget {
    * Subscribes to an exact topic or a wildcard pattern. options: onReset(info)
    * when the stream jumps (history lost, gap, not recovered on resume, or a
    * wildcard resubscribed after a reconnect), onError(error) when the broker
-   * refuses, since: {offset, epoch} to start after a known position.
+   * refuses, since: {offset, epoch} to start after a known position,
+   * onJoin(info) and onLeave(info) when a session joins or leaves the topic.
    */
   subscribe(pattern, callback, options = {}) {
     let w = this._subs.get(pattern);
@@ -187,6 +195,16 @@ export class Tidings extends EventTarget {
       recovered: f.recovered,
       messages: f.messages,
     }));
+  }
+
+  /** The sessions present on a topic: resolves with {topic, clients: [{session, user, info, node}]}. */
+  presence(topic) {
+    return this._request({ op: 'presence', topic }, body);
+  }
+
+  /** How many sessions and users are present on a topic: resolves with {topic, sessions, users}. */
+  presenceStats(topic) {
+    return this._request({ op: 'presence_stats', topic }, body);
   }
 
   // _request sends cmd once the connection is up and resolves with
@@ -312,6 +330,8 @@ export class Tidings extends EventTarget {
     this._emit('close', { code, reason });
     if (run !== this._run) return; // closed by a listener
     const o = this.options;
+    // 4500–4999: the server asks the client not to come back.
+    if (code >= 4500 && code < 5000) return this._fatal(new TidingsError('disconnected', reason || 'disconnected'), { code, reason });
     if (up) this._backoff.disconnected();
     if (code === 1008 && /token/i.test(reason)) this._needToken = true;
     if (!up && o.probe !== false) {
@@ -320,16 +340,19 @@ export class Tidings extends EventTarget {
       if (run !== this._run) return;
       if (status === 401 || status === 403) {
         const err = new TidingsError(status === 401 ? 'unauthorized' : 'forbidden', 'connection refused with HTTP ' + status, status);
-        if (++this._refusals >= (o.maxRefusals || 3)) {
-          this._stop(err);
-          this._emit('error', { error: err, fatal: true });
-          return this._setState('closed');
-        }
+        if (++this._refusals >= (o.maxRefusals || 3)) return this._fatal(err);
         this._emit('error', { error: err });
         if (status === 401) this._needToken = true;
       }
     }
     this._retry(code === 1001 ? this._random() * (o.goingAwayDelay || 2000) : this._backoff.next(), code);
+  }
+
+  // _fatal gives up for good.
+  _fatal(error, props) {
+    this._stop(error);
+    this._emit('error', { error, fatal: true });
+    this._setState('closed', props);
   }
 
   _retry(delay, code) {
@@ -379,14 +402,21 @@ export class Tidings extends EventTarget {
       case 'reset':
         if (w && w.state === ACTIVE) {
           if (!w.wild) w.pos = { offset: f.offset, epoch: f.epoch };
-          w.reset({ topic: f.topic, sub: f.sub, epoch: f.epoch, offset: f.offset, reason: f.reason });
+          w.reset(body(f));
         }
         return;
+      case 'join':
+      case 'leave':
+        return w && w.each((h) => call(h.opts[f.type === 'join' ? 'onJoin' : 'onLeave'], body(f)));
+      case 'subscribed':
+        if (!f.ref) return this._server(w, f);
+        break;
       case 'unsubscribed':
-        // Without a ref: a refreshed token no longer allows the topic.
+        // Without a ref: the broker ended the subscription (a refreshed
+        // token no longer allows the topic, or the server API).
         if (!f.ref && w) {
           this._subs.delete(f.topic);
-          this._failSub(w, new TidingsError('forbidden', 'the refreshed token does not allow ' + f.topic));
+          this._failSub(w, new TidingsError('forbidden', 'the broker ended the subscription to ' + f.topic));
         }
     }
     const j = this._refs.get(f.ref);
@@ -478,7 +508,7 @@ export class Tidings extends EventTarget {
       cmd,
       ok: (f) => this._subscribed(w, f),
       fail: (e) => {
-        if (this._subs.get(w.pattern) !== w || e.code === 'unavailable' && !this._up) return;
+        if (this._subs.get(w.pattern) !== w || w.state === ACTIVE || e.code === 'unavailable' && !this._up) return;
         if (e.code === 'unavailable') {
           // The store is down: try again while the session lasts.
           w.state = IDLE;
@@ -489,6 +519,28 @@ export class Tidings extends EventTarget {
         this._failSub(w, e);
       },
     });
+  }
+
+  // _server takes a `subscribed` without ref: the broker subscribed the
+  // session (the token's channels at connect, or the server API). A new
+  // topic gets a handler that forwards to the client's events, and stays
+  // until the broker ends it; it is resubscribed with `since` after a
+  // reconnect like any other. A topic the client is subscribing to itself
+  // goes on with the broker's subscription, and the broker's answer to the
+  // client's own (`already subscribed`) is ignored.
+  _server(w, f) {
+    const t = f.topic;
+    if (w) return w.state !== ACTIVE && this._subscribed(w, f);
+    const fwd = (type) => (e) => this._emit(type, e);
+    this._subs.set(t, (w = new Wire(t)));
+    w.handlers.add({
+      cb: fwd('message'),
+      opts: { onReset: fwd('reset'), onJoin: fwd('join'), onLeave: fwd('leave'), onError: (error) => this._emit('unsubscribed', { topic: t, error }) },
+      ok() {},
+      fail() {},
+    });
+    this._subscribed(w, f);
+    this._emit('subscribed', { topic: t });
   }
 
   _subscribed(w, f) {
@@ -518,8 +570,7 @@ export class Tidings extends EventTarget {
       if (p && p.epoch === f.epoch && f.offset <= p.offset) return; // seen already
       w.pos = { offset: f.offset, epoch: f.epoch };
     }
-    const m = { topic: f.topic, id: f.id, offset: f.offset, epoch: f.epoch, time: f.time, data: f.data };
-    if (f.sub) m.sub = f.sub;
+    const m = body(f);
     w.each((h) => call(h.cb, m));
   }
 
