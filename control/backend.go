@@ -8,6 +8,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -97,6 +98,31 @@ type Revocation struct {
 	TokenID string `json:"jti,omitempty"`
 	// Until is when the revocation ends.
 	Until time.Time `json:"until"`
+}
+
+// Key is where a store keeps r: "user:<U>" or "jti:<J>"; "" when r does
+// not name exactly one of a user and a token id.
+func (r Revocation) Key() string {
+	switch {
+	case r.User != "" && r.TokenID == "":
+		return "user:" + r.User
+	case r.TokenID != "" && r.User == "":
+		return "jti:" + r.TokenID
+	default:
+		return ""
+	}
+}
+
+// RevocationOf is the revocation kept at key (see Key) until until; ok is
+// false for a key Key does not make.
+func RevocationOf(key string, until time.Time) (r Revocation, ok bool) {
+	if user, found := strings.CutPrefix(key, "user:"); found && user != "" {
+		return Revocation{User: user, Until: until}, true
+	}
+	if jti, found := strings.CutPrefix(key, "jti:"); found && jti != "" {
+		return Revocation{TokenID: jti, Until: until}, true
+	}
+	return Revocation{}, false
 }
 
 // NodeInfo is what a node announces of itself.

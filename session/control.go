@@ -30,17 +30,7 @@ type (
 // presence runs a `presence` or `presence_stats` op: like history, it
 // needs subscribe permission on the topic, an exact topic.
 func (s *Session) presence(cmd Command) {
-	if err := broker.ValidateTopic(cmd.Topic); err != nil {
-		s.replyError(cmd.Ref, err)
-		return
-	}
-	s.mu.Lock()
-	perms := s.info.Permissions
-	s.mu.Unlock()
-	if perms != nil && !perms.AllowSubscribe(cmd.Topic) {
-		err := broker.NewError(broker.ErrForbidden, "forbidden: may not read the presence of %s", cmd.Topic)
-		s.countRefusal(err)
-		s.replyError(cmd.Ref, err)
+	if !s.mayRead(cmd, "presence") {
 		return
 	}
 	if s.cfg.Presence == nil {

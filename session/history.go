@@ -67,17 +67,7 @@ func ReadHistory(ctx context.Context, b *broker.Broker, topic string, since *bro
 // history runs a `history` op: it needs subscribe permission on the
 // topic, an exact topic.
 func (s *Session) history(cmd Command) {
-	if err := broker.ValidateTopic(cmd.Topic); err != nil {
-		s.replyError(cmd.Ref, err)
-		return
-	}
-	s.mu.Lock()
-	perms := s.info.Permissions
-	s.mu.Unlock()
-	if perms != nil && !perms.AllowSubscribe(cmd.Topic) {
-		err := broker.NewError(broker.ErrForbidden, "forbidden: may not read the history of %s", cmd.Topic)
-		s.countRefusal(err)
-		s.replyError(cmd.Ref, err)
+	if !s.mayRead(cmd, "history") {
 		return
 	}
 	h, err := ReadHistory(s.ctx, s.cfg.Broker, cmd.Topic, cmd.Since, cmd.Limit, cmd.Reverse)
@@ -90,4 +80,24 @@ func (s *Session) history(cmd Command) {
 	}
 	h.Type, h.Ref = "history", cmd.Ref
 	s.t.Reply(h)
+}
+
+// mayRead checks that cmd names an exact topic the session may subscribe
+// to, for reading its what (history, presence); otherwise it answers the
+// command and returns false.
+func (s *Session) mayRead(cmd Command, what string) bool {
+	if err := broker.ValidateTopic(cmd.Topic); err != nil {
+		s.replyError(cmd.Ref, err)
+		return false
+	}
+	s.mu.Lock()
+	perms := s.info.Permissions
+	s.mu.Unlock()
+	if perms != nil && !perms.AllowSubscribe(cmd.Topic) {
+		err := broker.NewError(broker.ErrForbidden, "forbidden: may not read the %s of %s", what, cmd.Topic)
+		s.countRefusal(err)
+		s.replyError(cmd.Ref, err)
+		return false
+	}
+	return true
 }

@@ -14,9 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -772,27 +769,7 @@ console.log(bad);
 // as TestTypeScriptTypes does its usage file.
 func TestTypeScriptControlTypes(t *testing.T) {
 	t.Parallel()
-	dir := tools(t)
-	work := t.TempDir()
-	pkg := filepath.Join(work, "node_modules", "@tidings-io", "client")
-	if err := os.MkdirAll(pkg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"package.json", "tidings.js", "tidings.d.ts"} {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(pkg, name), string(b))
-	}
-	writeFile(t, filepath.Join(work, "package.json"), `{"type": "module", "private": true}`)
-	writeFile(t, filepath.Join(work, "tsconfig.json"), tsconfig)
-	writeFile(t, filepath.Join(work, "usage.ts"), controlUsageTS)
-	cmd := exec.Command(filepath.Join(dir, "node_modules", ".bin", "tsc"), "-p", work)
-	cmd.Dir = work
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("tsc --noEmit (typescript %s): %v\n%s", typescriptVersion, err, out)
-	}
+	checkTypeScript(t, controlUsageTS)
 }
 
 // readClientFrame reads one masked client frame of at most 1 MiB and

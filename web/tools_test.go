@@ -173,6 +173,13 @@ const tsconfig = `{
 // through package.json's exports, with tsc --noEmit.
 func TestTypeScriptTypes(t *testing.T) {
 	t.Parallel()
+	checkTypeScript(t, usageTS)
+}
+
+// checkTypeScript compiles usage against tidings.d.ts, resolved through
+// package.json's exports, with tsc --noEmit, and fails t on an error.
+func checkTypeScript(t *testing.T, usage string) {
+	t.Helper()
 	dir := tools(t)
 	work := t.TempDir()
 	pkg := filepath.Join(work, "node_modules", "@tidings-io", "client")
@@ -188,7 +195,7 @@ func TestTypeScriptTypes(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(work, "package.json"), `{"type": "module", "private": true}`)
 	writeFile(t, filepath.Join(work, "tsconfig.json"), tsconfig)
-	writeFile(t, filepath.Join(work, "usage.ts"), usageTS)
+	writeFile(t, filepath.Join(work, "usage.ts"), usage)
 	cmd := exec.Command(filepath.Join(dir, "node_modules", ".bin", "tsc"), "-p", work)
 	cmd.Dir = work
 	if out, err := cmd.CombinedOutput(); err != nil {

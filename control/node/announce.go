@@ -41,8 +41,15 @@ func (n *Node) announce(ctx context.Context) error {
 
 // announceLoop announces the node every AnnounceInterval.
 func (n *Node) announceLoop() {
+	n.every(n.cfg.AnnounceInterval, "announcing the node failed", n.announce)
+}
+
+// every runs f every interval, each run bounded by interval, until the
+// node closes; a failed run is logged with msg. It ends one of the node's
+// loops (wg).
+func (n *Node) every(interval time.Duration, msg string, f func(context.Context) error) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.AnnounceInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -50,11 +57,11 @@ func (n *Node) announceLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.AnnounceInterval)
-		err := n.announce(ctx)
+		ctx, cancel := context.WithTimeout(n.ctx, interval)
+		err := f(ctx)
 		cancel()
 		if err != nil && n.ctx.Err() == nil {
-			n.log.Warn("announcing the node failed", "err", err)
+			n.log.Warn(msg, "err", err)
 		}
 	}
 }

@@ -81,24 +81,11 @@ func (n *Node) syncRevocations(ctx context.Context) error {
 // revocationLoop reads the revocations again every RevocationSync and
 // closes the live sessions they name (a broadcast this node missed).
 func (n *Node) revocationLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.RevocationSync)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RevocationSync)
-		err := n.syncRevocations(ctx)
-		cancel()
-		if err != nil {
-			if n.ctx.Err() == nil {
-				n.log.Warn("reading revocations failed", "err", err)
-			}
-			continue
+	n.every(n.cfg.RevocationSync, "reading revocations failed", func(ctx context.Context) error {
+		if err := n.syncRevocations(ctx); err != nil {
+			return err
 		}
 		n.closeRevoked()
-	}
+		return nil
+	})
 }

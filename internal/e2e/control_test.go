@@ -350,6 +350,57 @@ func TestControlPlaneAcrossNodes(t *testing.T) {
 				pongNext(t, gina)
 			})
 
+			t.Run("HistoryIsTheSameOnEveryNode", func(t *testing.T) {
+				topic := topicFor(t, "log")
+				var ids []string
+				for i := 1; i <= 6; i++ {
+					ids = append(ids, []*controlNode{n1, n2}[i%2].mustPublish(t, topic, i).ID)
+				}
+				type history struct {
+					Topic     string `json:"topic"`
+					Offset    uint64 `json:"offset"`
+					Epoch     string `json:"epoch"`
+					Recovered bool   `json:"recovered"`
+					Messages  []struct {
+						ID     string          `json:"id"`
+						Offset uint64          `json:"offset"`
+						Data   json.RawMessage `json:"data"`
+					} `json:"messages"`
+				}
+				get := func(n *controlNode, query string) (h history, offsets []uint64) {
+					t.Helper()
+					n.mustCall(t, http.MethodGet, "/v1/history?topic="+topic+query, "", &h)
+					for _, m := range h.Messages {
+						if m.ID != ids[m.Offset-1] || string(m.Data) != fmt.Sprint(m.Offset) {
+							t.Fatalf("history%s on %s: message %+v is not what was published", query, n.HTTP, m)
+						}
+						offsets = append(offsets, m.Offset)
+					}
+					return h, offsets
+				}
+				all, offsets := get(n3, "")
+				if all.Offset != 6 || !all.Recovered || !slices.Equal(offsets, []uint64{1, 2, 3, 4, 5, 6}) {
+					t.Fatalf("history on n3: %+v", all)
+				}
+				for _, tc := range []struct {
+					n     *controlNode
+					query string
+					want  []uint64
+				}{
+					{n1, "&limit=2", []uint64{5, 6}},
+					{n2, "&limit=3&reverse=true", []uint64{6, 5, 4}},
+					{n3, "&since=4&epoch=" + all.Epoch, []uint64{5, 6}},
+					{n1, "&since=1&epoch=" + all.Epoch + "&limit=2", []uint64{2, 3}},
+				} {
+					if h, got := get(tc.n, tc.query); !h.Recovered || !slices.Equal(got, tc.want) {
+						t.Errorf("history%s: %v (recovered %v), want %v", tc.query, got, h.Recovered, tc.want)
+					}
+				}
+				if h, got := get(n2, "&since=3&epoch=stale"); h.Recovered || len(got) != 0 || h.Epoch != all.Epoch {
+					t.Errorf("history with a stale epoch: %+v, want recovered false, no messages and the current epoch", h)
+				}
+			})
+
 			t.Run("BadCallsGetJSONErrors", func(t *testing.T) {
 				for _, tc := range []struct{ method, path, body, code string }{
 					{http.MethodPost, "/v1/disconnect", `{}`, "bad_request"},

@@ -339,26 +339,13 @@ func (t *presenceTopic) dropUser(user string) {
 	}
 }
 
-// revocationField is where a revocation is kept: "user:<U>" or
-// "jti:<J>"; "" when r does not name exactly one of them.
-func revocationField(r control.Revocation) string {
-	switch {
-	case r.User != "" && r.TokenID == "":
-		return "user:" + r.User
-	case r.TokenID != "" && r.User == "":
-		return "jti:" + r.TokenID
-	default:
-		return ""
-	}
-}
-
 // Revoke records r until r.Until; when the user or token is revoked
 // already, the later Until is kept.
 func (s *Store) Revoke(ctx context.Context, r control.Revocation) error {
 	if err := s.controlReady(ctx); err != nil {
 		return err
 	}
-	field := revocationField(r)
+	field := r.Key()
 	if field == "" {
 		return errRevocation
 	}
@@ -381,15 +368,20 @@ func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]control.Revocation, 0, len(c.revoked))
-	for field, r := range c.revoked {
-		if !r.Until.After(now) {
-			delete(c.revoked, field)
+	return keepLive(c.revoked, func(r control.Revocation) bool { return r.Until.After(now) }), nil
+}
+
+// keepLive deletes from m the values live rejects and returns the others.
+func keepLive[K comparable, V any](m map[K]V, live func(V) bool) []V {
+	out := make([]V, 0, len(m))
+	for k, v := range m {
+		if !live(v) {
+			delete(m, k)
 			continue
 		}
-		out = append(out, r)
+		out = append(out, v)
 	}
-	return out, nil
+	return out
 }
 
 // Announce records n as live for ttl from now.
@@ -418,13 +410,10 @@ func (s *Store) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]control.NodeInfo, 0, len(c.nodes))
-	for id, a := range c.nodes {
-		if !now.Before(a.expires) {
-			delete(c.nodes, id)
-			continue
-		}
-		out = append(out, a.info)
+	live := keepLive(c.nodes, func(a announced) bool { return now.Before(a.expires) })
+	out := make([]control.NodeInfo, len(live))
+	for i, a := range live {
+		out[i] = a.info
 	}
 	return out, nil
 }

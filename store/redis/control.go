@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -259,49 +258,42 @@ end
 return out
 `)
 
-// revocationField is where a revocation is kept: "user:<U>" or
-// "jti:<J>"; "" when r does not name exactly one of them.
-func revocationField(r control.Revocation) string {
-	switch {
-	case r.User != "" && r.TokenID == "":
-		return "user:" + r.User
-	case r.TokenID != "" && r.User == "":
-		return "jti:" + r.TokenID
-	default:
-		return ""
-	}
-}
-
 // Revoke records r until r.Until; when the user or token is revoked
 // already, the later Until is kept.
 func (s *Store) Revoke(ctx context.Context, r control.Revocation) error {
-	if err := s.controlReady(ctx); err != nil {
-		return err
-	}
-	field := revocationField(r)
+	field := r.Key()
 	if field == "" {
 		return errRevocation
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	err := revokeScript.Run(ctx, s.client, []string{s.revokedKey()}, field, r.Until.UnixMilli(), ms(controlLinger)).Err()
-	if err != nil {
-		return s.red.err(fmt.Errorf("redis: revoking: %w", err))
-	}
-	return nil
+	_, err := s.runControl(ctx, "revoking", revokeScript, []string{s.revokedKey()}, field, r.Until.UnixMilli(), ms(controlLinger))
+	return err
 }
 
-// Revocations lists the revocations whose Until is ahead on Redis's
-// clock, and deletes the others.
-func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
+// runControl runs script on keys with args within the store's timeout;
+// what names the call in its error.
+func (s *Store) runControl(ctx context.Context, what string, script *goredis.Script, keys []string, args ...any) (*goredis.Cmd, error) {
 	if err := s.controlReady(ctx); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	res, err := revocationsScript.Run(ctx, s.client, []string{s.revokedKey()}).StringSlice()
+	cmd := script.Run(ctx, s.client, keys, args...)
+	if err := cmd.Err(); err != nil {
+		return nil, s.red.err(fmt.Errorf("redis: %s: %w", what, err))
+	}
+	return cmd, nil
+}
+
+// Revocations lists the revocations whose Until is ahead on Redis's
+// clock, and deletes the others.
+func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
+	cmd, err := s.runControl(ctx, "reading revocations", revocationsScript, []string{s.revokedKey()})
 	if err != nil {
-		return nil, s.red.err(fmt.Errorf("redis: reading revocations: %w", err))
+		return nil, err
+	}
+	res, err := cmd.StringSlice()
+	if err != nil {
+		return nil, errControlRecord
 	}
 	out := make([]control.Revocation, 0, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
@@ -309,12 +301,8 @@ func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
 		if err != nil {
 			return nil, errControlRecord
 		}
-		r := control.Revocation{Until: time.UnixMilli(until)}
-		if user, ok := strings.CutPrefix(res[i], "user:"); ok {
-			r.User = user
-		} else if jti, ok := strings.CutPrefix(res[i], "jti:"); ok {
-			r.TokenID = jti
-		} else {
+		r, ok := control.RevocationOf(res[i], time.UnixMilli(until))
+		if !ok {
 			return nil, errControlRecord
 		}
 		out = append(out, r)
@@ -331,9 +319,6 @@ type announcement struct {
 // Announce records n as live for ttl from now on Redis's clock;
 // announcing again extends it.
 func (s *Store) Announce(ctx context.Context, n control.NodeInfo, ttl time.Duration) error {
-	if err := s.controlReady(ctx); err != nil {
-		return err
-	}
 	if ms(ttl) <= 0 {
 		return errAnnounceTTL
 	}
@@ -341,26 +326,20 @@ func (s *Store) Announce(ctx context.Context, n control.NodeInfo, ttl time.Durat
 	if err != nil {
 		return fmt.Errorf("redis: encoding the announcement: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	err = announceScript.Run(ctx, s.client, []string{s.nodesKey()}, n.ID, ms(ttl), info, ms(controlLinger)).Err()
-	if err != nil {
-		return s.red.err(fmt.Errorf("redis: announcing: %w", err))
-	}
-	return nil
+	_, err = s.runControl(ctx, "announcing", announceScript, []string{s.nodesKey()}, n.ID, ms(ttl), info, ms(controlLinger))
+	return err
 }
 
 // Nodes lists the nodes whose last announcement has not expired on
 // Redis's clock, and deletes the others.
 func (s *Store) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
-	if err := s.controlReady(ctx); err != nil {
+	cmd, err := s.runControl(ctx, "reading nodes", nodesScript, []string{s.nodesKey()})
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	res, err := nodesScript.Run(ctx, s.client, []string{s.nodesKey()}).StringSlice()
+	res, err := cmd.StringSlice()
 	if err != nil {
-		return nil, s.red.err(fmt.Errorf("redis: reading nodes: %w", err))
+		return nil, errControlRecord
 	}
 	out := make([]control.NodeInfo, 0, len(res))
 	for _, v := range res {

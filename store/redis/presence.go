@@ -256,14 +256,13 @@ func (s *Store) runPresenceUpdate(ctx context.Context, keys [][]string, args [][
 
 // Presence lists topic's live entries.
 func (s *Store) Presence(ctx context.Context, topic string) ([]control.PresenceEntry, error) {
-	if err := s.controlReady(ctx); err != nil {
+	cmd, err := s.runControl(ctx, "reading presence", presenceListScript, s.presenceKeys(topic))
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	res, err := presenceListScript.Run(ctx, s.client, s.presenceKeys(topic)).StringSlice()
+	res, err := cmd.StringSlice()
 	if err != nil {
-		return nil, s.red.err(fmt.Errorf("redis: reading presence: %w", err))
+		return nil, errControlRecord
 	}
 	out := make([]control.PresenceEntry, 0, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
@@ -280,16 +279,12 @@ func (s *Store) Presence(ctx context.Context, topic string) ([]control.PresenceE
 // users: one script run that deletes the entries expired since the last
 // call, then reads two counters.
 func (s *Store) PresenceStats(ctx context.Context, topic string) (control.PresenceStats, error) {
-	if err := s.controlReady(ctx); err != nil {
+	cmd, err := s.runControl(ctx, "counting presence", presenceStatsScript, s.presenceKeys(topic))
+	if err != nil {
 		return control.PresenceStats{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	res, err := presenceStatsScript.Run(ctx, s.client, s.presenceKeys(topic)).Int64Slice()
-	if err != nil {
-		return control.PresenceStats{}, s.red.err(fmt.Errorf("redis: counting presence: %w", err))
-	}
-	if len(res) != 2 {
+	res, err := cmd.Int64Slice()
+	if err != nil || len(res) != 2 {
 		return control.PresenceStats{}, errControlRecord
 	}
 	return control.PresenceStats{Sessions: int(res[0]), Users: int(res[1])}, nil
