@@ -220,9 +220,16 @@ func (s *Store) watchHealth() {
 			err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
 				return c.Ping(ctx).Err()
 			})
-			if err == nil {
-				err = s.refreshWildcards(ctx)
+			// The wildcards key lives on one master: it is read and kept
+			// alive even while another master fails to answer, so that a
+			// publisher does not miss a node's new wildcard subscription
+			// for as long as some unrelated master is down.
+			// Its own timeout: a master that does not answer uses up ctx.
+			wctx, wcancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+			if werr := s.refreshWildcards(wctx); err == nil {
+				err = werr
 			}
+			wcancel()
 		} else {
 			err = s.client.Ping(ctx).Err()
 		}
