@@ -93,6 +93,38 @@ func (s otlpSettings) httpURL(path string) string {
 	return strings.TrimSuffix(s.endpoint, "/") + path
 }
 
+// otlpOptions are the option constructors of one OTLP exporter package,
+// so that one function turns the settings into options for each.
+type otlpOptions[O any] struct {
+	timeout     func(time.Duration) O
+	endpointURL func(string) O
+	endpoint    func(string) O // gRPC only: host:port without a scheme
+	insecure    func() O
+	headers     func(map[string]string) O
+}
+
+// options turns s into c's options. path is the signal's HTTP path, ""
+// for gRPC (whose endpoint is a URL or a host:port).
+func options[O any](s otlpSettings, c otlpOptions[O], path string) []O {
+	opts := []O{c.timeout(s.timeout)}
+	switch {
+	case s.endpoint == "":
+	case path != "":
+		opts = append(opts, c.endpointURL(s.httpURL(path)))
+	case strings.Contains(s.endpoint, "://"):
+		opts = append(opts, c.endpointURL(s.endpoint))
+	default:
+		opts = append(opts, c.endpoint(s.endpoint))
+	}
+	if s.insecure {
+		opts = append(opts, c.insecure())
+	}
+	if s.headers != nil {
+		opts = append(opts, c.headers(s.headers))
+	}
+	return opts
+}
+
 func otlpTraceExporter(ctx context.Context, env envReader) (sdktrace.SpanExporter, string, error) {
 	s, err := otlpFromEnv(env, "TRACES")
 	if err != nil {
@@ -100,32 +132,11 @@ func otlpTraceExporter(ctx context.Context, env envReader) (sdktrace.SpanExporte
 	}
 	var exp sdktrace.SpanExporter
 	if s.protocol == "grpc" {
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithTimeout(s.timeout)}
-		switch {
-		case strings.Contains(s.endpoint, "://"):
-			opts = append(opts, otlptracegrpc.WithEndpointURL(s.endpoint))
-		case s.endpoint != "":
-			opts = append(opts, otlptracegrpc.WithEndpoint(s.endpoint))
-		}
-		if s.insecure {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-		if s.headers != nil {
-			opts = append(opts, otlptracegrpc.WithHeaders(s.headers))
-		}
-		exp, err = otlptracegrpc.New(ctx, opts...)
+		exp, err = otlptracegrpc.New(ctx, options(s, otlpOptions[otlptracegrpc.Option]{otlptracegrpc.WithTimeout,
+			otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders}, "")...)
 	} else {
-		opts := []otlptracehttp.Option{otlptracehttp.WithTimeout(s.timeout)}
-		if s.endpoint != "" {
-			opts = append(opts, otlptracehttp.WithEndpointURL(s.httpURL("/v1/traces")))
-		}
-		if s.insecure {
-			opts = append(opts, otlptracehttp.WithInsecure())
-		}
-		if s.headers != nil {
-			opts = append(opts, otlptracehttp.WithHeaders(s.headers))
-		}
-		exp, err = otlptracehttp.New(ctx, opts...)
+		exp, err = otlptracehttp.New(ctx, options(s, otlpOptions[otlptracehttp.Option]{otlptracehttp.WithTimeout,
+			otlptracehttp.WithEndpointURL, nil, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders}, "/v1/traces")...)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("tracing: OTLP trace exporter: %w", err)
@@ -140,32 +151,11 @@ func otlpMetricExporter(ctx context.Context, env envReader) (sdkmetric.Exporter,
 	}
 	var exp sdkmetric.Exporter
 	if s.protocol == "grpc" {
-		opts := []otlpmetricgrpc.Option{otlpmetricgrpc.WithTimeout(s.timeout)}
-		switch {
-		case strings.Contains(s.endpoint, "://"):
-			opts = append(opts, otlpmetricgrpc.WithEndpointURL(s.endpoint))
-		case s.endpoint != "":
-			opts = append(opts, otlpmetricgrpc.WithEndpoint(s.endpoint))
-		}
-		if s.insecure {
-			opts = append(opts, otlpmetricgrpc.WithInsecure())
-		}
-		if s.headers != nil {
-			opts = append(opts, otlpmetricgrpc.WithHeaders(s.headers))
-		}
-		exp, err = otlpmetricgrpc.New(ctx, opts...)
+		exp, err = otlpmetricgrpc.New(ctx, options(s, otlpOptions[otlpmetricgrpc.Option]{otlpmetricgrpc.WithTimeout,
+			otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders}, "")...)
 	} else {
-		opts := []otlpmetrichttp.Option{otlpmetrichttp.WithTimeout(s.timeout)}
-		if s.endpoint != "" {
-			opts = append(opts, otlpmetrichttp.WithEndpointURL(s.httpURL("/v1/metrics")))
-		}
-		if s.insecure {
-			opts = append(opts, otlpmetrichttp.WithInsecure())
-		}
-		if s.headers != nil {
-			opts = append(opts, otlpmetrichttp.WithHeaders(s.headers))
-		}
-		exp, err = otlpmetrichttp.New(ctx, opts...)
+		exp, err = otlpmetrichttp.New(ctx, options(s, otlpOptions[otlpmetrichttp.Option]{otlpmetrichttp.WithTimeout,
+			otlpmetrichttp.WithEndpointURL, nil, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders}, "/v1/metrics")...)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("tracing: OTLP metric exporter: %w", err)

@@ -96,21 +96,11 @@ func parseMessage(p []byte) (topic, sub []byte, offset uint64, ts int64, err err
 		return nil, nil, 0, 0, errBadFormat
 	}
 	topic, rest = rest[:end], rest[end:]
-	i := bytes.Index(rest, offsetKey)
-	if i < 0 {
-		return nil, nil, 0, 0, errBadFormat
-	}
-	rest = rest[i+len(offsetKey):]
-	offset, rest, ok := parseUint(rest)
+	offset, rest, ok := uintAfter(rest, offsetKey)
 	if !ok {
 		return nil, nil, 0, 0, errBadFormat
 	}
-	i = bytes.Index(rest, dataTSKey)
-	if i < 0 {
-		return nil, nil, 0, 0, errBadFormat
-	}
-	rest = rest[i+len(dataTSKey):]
-	u, rest, ok := parseUint(rest)
+	u, rest, ok := uintAfter(rest, dataTSKey)
 	if !ok {
 		return nil, nil, 0, 0, errBadFormat
 	}
@@ -173,4 +163,14 @@ func appendInt(b []byte, v int64) []byte {
 		tmp[i] = '-'
 	}
 	return append(b, tmp[i:]...)
+}
+
+// uintAfter parses the unsigned number that follows the first key in b,
+// and returns it with the rest of b after it.
+func uintAfter(b, key []byte) (uint64, []byte, bool) {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return 0, nil, false
+	}
+	return parseUint(b[i+len(key):])
 }

@@ -27,18 +27,7 @@ func broadcastSeries(cs []combined) []plotSeries {
 		{"p99_ms", "p99", "#d95f02"}, {"p99.9_ms", "p99.9", "#e7298a"},
 	}
 	dashes := []string{"", "6 4", "2 3", "10 3 2 3"}
-	bySubs := map[float64][]combined{}
-	var subs []float64
-	for _, c := range cs {
-		if !strings.HasPrefix(c.Group, "broadcast ladder") {
-			continue
-		}
-		s := c.median("subscribers")
-		if _, ok := bySubs[s]; !ok {
-			subs = append(subs, s)
-		}
-		bySubs[s] = append(bySubs[s], c)
-	}
+	subs, bySubs := ladderBySubscribers(cs)
 	sort.Float64s(subs)
 	var out []plotSeries
 	for si, s := range subs {

@@ -41,67 +41,49 @@ func (in *Instruments) keep(name string, err error) {
 	}
 }
 
-// Int64Counter creates a synchronous int64 counter.
-func (in *Instruments) Int64Counter(name string, opts ...metric.Int64CounterOption) metric.Int64Counter {
-	i, err := in.m.Int64Counter(name, opts...)
+// create makes the instrument name with newInst on in's meter, keeping its
+// error; when the meter gives none, on the no-op meter, so that a caller
+// always gets one it can use.
+func create[I, O any](in *Instruments, name string, newInst func(metric.Meter, string, ...O) (I, error), opts []O) I {
+	i, err := newInst(in.m, name, opts...)
 	in.keep(name, err)
-	if i == nil {
-		i, _ = metricnoop.Meter{}.Int64Counter(name)
+	if any(i) == nil {
+		i, _ = newInst(metricnoop.Meter{}, name)
 	}
 	return i
+}
+
+// Int64Counter creates a synchronous int64 counter.
+func (in *Instruments) Int64Counter(name string, opts ...metric.Int64CounterOption) metric.Int64Counter {
+	return create(in, name, metric.Meter.Int64Counter, opts)
 }
 
 // Int64Histogram creates a synchronous int64 histogram.
 func (in *Instruments) Int64Histogram(name string, opts ...metric.Int64HistogramOption) metric.Int64Histogram {
-	i, err := in.m.Int64Histogram(name, opts...)
-	in.keep(name, err)
-	if i == nil {
-		i, _ = metricnoop.Meter{}.Int64Histogram(name)
-	}
-	return i
+	return create(in, name, metric.Meter.Int64Histogram, opts)
 }
 
 // Float64Histogram creates a synchronous float64 histogram.
 func (in *Instruments) Float64Histogram(name string, opts ...metric.Float64HistogramOption) metric.Float64Histogram {
-	i, err := in.m.Float64Histogram(name, opts...)
-	in.keep(name, err)
-	if i == nil {
-		i, _ = metricnoop.Meter{}.Float64Histogram(name)
-	}
-	return i
+	return create(in, name, metric.Meter.Float64Histogram, opts)
 }
 
 // Int64ObservableCounter creates an asynchronous int64 counter, observed
 // by a callback given to RegisterCallback.
 func (in *Instruments) Int64ObservableCounter(name string, opts ...metric.Int64ObservableCounterOption) metric.Int64ObservableCounter {
-	i, err := in.m.Int64ObservableCounter(name, opts...)
-	in.keep(name, err)
-	if i == nil {
-		i, _ = metricnoop.Meter{}.Int64ObservableCounter(name)
-	}
-	return i
+	return create(in, name, metric.Meter.Int64ObservableCounter, opts)
 }
 
 // Int64ObservableUpDownCounter creates an asynchronous int64 up-down
 // counter, observed by a callback given to RegisterCallback.
 func (in *Instruments) Int64ObservableUpDownCounter(name string, opts ...metric.Int64ObservableUpDownCounterOption) metric.Int64ObservableUpDownCounter {
-	i, err := in.m.Int64ObservableUpDownCounter(name, opts...)
-	in.keep(name, err)
-	if i == nil {
-		i, _ = metricnoop.Meter{}.Int64ObservableUpDownCounter(name)
-	}
-	return i
+	return create(in, name, metric.Meter.Int64ObservableUpDownCounter, opts)
 }
 
 // Int64ObservableGauge creates an asynchronous int64 gauge, observed by a
 // callback given to RegisterCallback.
 func (in *Instruments) Int64ObservableGauge(name string, opts ...metric.Int64ObservableGaugeOption) metric.Int64ObservableGauge {
-	i, err := in.m.Int64ObservableGauge(name, opts...)
-	in.keep(name, err)
-	if i == nil {
-		i, _ = metricnoop.Meter{}.Int64ObservableGauge(name)
-	}
-	return i
+	return create(in, name, metric.Meter.Int64ObservableGauge, opts)
 }
 
 // RegisterCallback registers f to observe insts when the metrics are

@@ -160,18 +160,7 @@ func (s *Store) newClient() error {
 		if len(cfg.SentinelAddrs) == 0 {
 			return fmt.Errorf("%w: Sentinel needs at least one sentinel address", ErrConfig)
 		}
-		opt := &goredis.FailoverOptions{
-			MasterName:       cfg.SentinelMaster,
-			SentinelAddrs:    cfg.SentinelAddrs,
-			Username:         cfg.Username,
-			Password:         cfg.Password,
-			SentinelUsername: cfg.SentinelUsername,
-			SentinelPassword: cfg.SentinelPassword,
-			TLSConfig:        cfg.TLS,
-			MaxRetries:       1,
-		}
-		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
-		s.client = goredis.NewFailoverClient(opt)
+		s.client = goredis.NewFailoverClient(s.universalOptions(cfg.SentinelAddrs).Failover())
 	case cfg.URL != "":
 		opt, err := goredis.ParseURL(cfg.URL)
 		if err != nil {
@@ -201,20 +190,31 @@ func (s *Store) newClient() error {
 		opt.MaxRetries = 1
 		s.client = goredis.NewClient(opt)
 	case len(cfg.ClusterAddrs) > 0:
-		opt := &goredis.ClusterOptions{
-			Addrs:      cfg.ClusterAddrs,
-			Username:   cfg.Username,
-			Password:   cfg.Password,
-			TLSConfig:  cfg.TLS,
-			MaxRetries: 1,
-		}
-		s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
-		s.cluster = goredis.NewClusterClient(opt)
+		s.cluster = goredis.NewClusterClient(s.universalOptions(cfg.ClusterAddrs).Cluster())
 		s.client = s.cluster
 	default:
 		return fmt.Errorf("%w: no Redis URL, cluster addresses or Sentinel", ErrConfig)
 	}
 	return nil
+}
+
+// universalOptions are the settings a Sentinel or cluster client is made
+// from: addrs (the sentinels' or the cluster's seeds), the credentials,
+// TLS, one retry and the store's timeouts.
+func (s *Store) universalOptions(addrs []string) *goredis.UniversalOptions {
+	cfg := s.cfg
+	opt := &goredis.UniversalOptions{
+		Addrs:            addrs,
+		MasterName:       cfg.SentinelMaster,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		SentinelUsername: cfg.SentinelUsername,
+		SentinelPassword: cfg.SentinelPassword,
+		TLSConfig:        cfg.TLS,
+		MaxRetries:       1,
+	}
+	s.applyTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+	return opt
 }
 
 // probe pings Redis once, within Timeout, and returns the error, wrapping
