@@ -182,6 +182,17 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 `
 
+// scriptKeepUntil defines keep_until(key, at): the key lives at least
+// until at (Unix ms), never less than it would already.
+const scriptKeepUntil = `
+local function keep_until(key, at)
+  local cur = redis.call('PEXPIRETIME', key)
+  if cur == -1 or cur < at then
+    redis.call('PEXPIREAT', key, string.format('%d', at))
+  end
+end
+`
+
 // revokeScript records a revocation, keeping the later Until of the one
 // recorded already, and keeps the hash until the last Until (and
 // controlLinger) has passed.
@@ -189,7 +200,7 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 //	KEYS[1] <prefix>revoked
 //	ARGV[1] field ("user:<U>" or "jti:<J>")   ARGV[2] until (Unix ms)
 //	ARGV[3] linger (ms)
-var revokeScript = goredis.NewScript(`
+var revokeScript = goredis.NewScript(scriptKeepUntil + `
 local upto = tonumber(ARGV[2])
 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
 if old and old >= upto then
@@ -197,10 +208,7 @@ if old and old >= upto then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local keep = upto + tonumber(ARGV[3])
-local at = redis.call('PEXPIRETIME', KEYS[1])
-if at == -1 or at < keep then
-  redis.call('PEXPIREAT', KEYS[1], string.format('%d', keep))
-end
+keep_until(KEYS[1], keep)
 return 1
 `)
 
@@ -229,14 +237,11 @@ return out
 //	KEYS[1] <prefix>nodes
 //	ARGV[1] node id   ARGV[2] ttl (ms)   ARGV[3] NodeInfo JSON
 //	ARGV[4] linger (ms)
-var announceScript = goredis.NewScript(scriptNow + `
+var announceScript = goredis.NewScript(scriptNow + scriptKeepUntil + `
 local expires = now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], ARGV[1], '{"expires":' .. string.format('%d', expires) .. ',"node":' .. ARGV[3] .. '}')
 local keep = expires + tonumber(ARGV[4])
-local at = redis.call('PEXPIRETIME', KEYS[1])
-if at == -1 or at < keep then
-  redis.call('PEXPIREAT', KEYS[1], string.format('%d', keep))
-end
+keep_until(KEYS[1], keep)
 return 1
 `)
 
