@@ -1,15 +1,21 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
+	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
 const adminKey = "admin-key-0123456789abcdef-0123"
@@ -127,5 +133,70 @@ func TestServerAPINeedsAnAdminKey(t *testing.T) {
 	req.RemoteAddr = "203.0.113.5:1000"
 	if r := newEnv(t, httpapi.Config{}).serve(req); r.status != http.StatusForbidden {
 		t.Errorf("no key configured, a client not on loopback: %d %s, want 403", r.status, r.body)
+	}
+}
+
+// Every call of the server API takes an admin key: none, a wrong one or a
+// publisher's is refused before the call runs; with no key configured, a
+// client not on loopback is refused.
+func TestEveryServerAPICallNeedsAnAdminKey(t *testing.T) {
+	t.Parallel()
+	st := memory.New(memory.Config{})
+	b := broker.New(broker.Config{}, st, wstransport.Encoder{})
+	ctl := node.New(node.Config{Broker: b, Backend: st, ID: "n1", Presence: true})
+	if err := ctl.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wsrv := wstransport.New(wstransport.Config{Registry: ctl}, b)
+	keys := []auth.APIKey{{Name: "ops", Secret: opsKey}, {Name: "root", Secret: adminKey, Admin: true}}
+	withKeys := httpapi.New(httpapi.Config{APIKeys: keys, Control: ctl}, b, wsrv)
+	withoutKeys := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
+	t.Cleanup(func() {
+		_ = wsrv.Shutdown(context.Background())
+		ctl.Close()
+		_ = st.Close()
+	})
+	calls := []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/history?topic=x.y", ""},
+		{http.MethodGet, "/v1/presence?topic=x.y", ""},
+		{http.MethodGet, "/v1/presence/stats?topic=x.y", ""},
+		{http.MethodGet, "/v1/topics", ""},
+		{http.MethodGet, "/v1/info", ""},
+		{http.MethodPost, "/v1/disconnect", `{"user":"u"}`},
+		{http.MethodPost, "/v1/unsubscribe", `{"user":"u","topic":"x.y"}`},
+		{http.MethodPost, "/v1/subscribe", `{"user":"u","topic":"x.y"}`},
+		{http.MethodPost, "/v1/revoke", `{"user":"u"}`},
+	}
+	serve := func(api *httpapi.API, method, path, body, remote string, header ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.RemoteAddr = remote
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, req)
+		return w
+	}
+	for _, c := range calls {
+		for _, tc := range []struct {
+			header []string
+			status int
+		}{
+			{nil, http.StatusUnauthorized},
+			{bearer("not-a-key-0123456789abcdef-0123"), http.StatusUnauthorized},
+			{bearer(opsKey), http.StatusForbidden},
+			{bearer(adminKey), http.StatusOK},
+		} {
+			if w := serve(withKeys, c.method, c.path, c.body, "127.0.0.1:1000", tc.header...); w.Code != tc.status {
+				t.Errorf("%s %s with %v: %d %s, want %d", c.method, c.path, tc.header, w.Code, w.Body, tc.status)
+			}
+		}
+		if w := serve(withoutKeys, c.method, c.path, c.body, "203.0.113.5:1000"); w.Code != http.StatusForbidden {
+			t.Errorf("%s %s, no key configured, not on loopback: %d %s, want 403", c.method, c.path, w.Code, w.Body)
+		}
+		if w := serve(withoutKeys, c.method, c.path, c.body, "127.0.0.1:1000"); w.Code != http.StatusOK {
+			t.Errorf("%s %s, no key configured, on loopback: %d %s, want 200", c.method, c.path, w.Code, w.Body)
+		}
 	}
 }
