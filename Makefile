@@ -22,6 +22,7 @@ FUZZ_TARGETS := \
 	./transport/httpapi:FuzzControlBody \
 	./store/redis:FuzzEnvelopeRoundTrip \
 	./transport/clientip:FuzzClientIP \
+	./config:FuzzConfig \
 	./cmd/loadgen:FuzzServerFrame \
 	./cmd/loadgen:FuzzMessageRoundTrip
 

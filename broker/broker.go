@@ -78,6 +78,10 @@ type Config struct {
 	// more is refused with ErrNodeFull. Zero or negative means
 	// DefaultMaxPatternNodes (262144, about 50 MB).
 	MaxPatternNodes int
+	// Topics returns the options of a topic's namespace that the broker
+	// applies (see TopicOptions). Nil: every topic has the zero
+	// TopicOptions.
+	Topics func(topic string) TopicOptions
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// TracerProvider traces publishes (store.append) and deliveries
@@ -123,6 +127,9 @@ type Broker struct {
 	budget   *Budget
 	stats    counters
 	tel      telemetry
+	// maxSubs is Config.MaxSubscriptions, which SetMaxSubscriptions
+	// changes.
+	maxSubs atomic.Int64
 }
 
 // shard holds the exact-topic hubs whose topic hashes to it.
@@ -194,6 +201,7 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 	for i := range b.shards {
 		b.shards[i].hubs = make(map[string]*hub)
 	}
+	b.maxSubs.Store(int64(cfg.MaxSubscriptions))
 	if w, ok := store.(Watcher); ok {
 		b.watcher = w
 	}
@@ -247,13 +255,7 @@ func (b *Broker) Publish(ctx context.Context, pubs []Publication) ([]*Message, e
 		return nil, ErrEmptyBatch
 	}
 	for i, p := range pubs {
-		if err := ValidateTopic(p.Topic); err != nil {
-			return nil, inMessage(i, err)
-		}
-		if len(p.Data) == 0 {
-			return nil, inMessage(i, ErrNoData)
-		}
-		if err := ValidateIdempotencyKey(p.IdempotencyKey); err != nil {
+		if err := b.check(p); err != nil {
 			return nil, inMessage(i, err)
 		}
 	}

@@ -46,6 +46,30 @@ func (b *Broker) observe(sub *subscription) {
 	b.observer.Subscribed(sub.sess, sub.pattern)
 }
 
+// EachObserved calls fn for every exact subscription the observer has
+// been told of and not yet of its end, as a reconfigured observer needs
+// (presence turned on for a topic). fn runs under the subscription's
+// lock, as Subscribed does, so that its Unsubscribed comes after: it must
+// not block nor call back into the session.
+func (b *Broker) EachObserved(fn func(s *Session, topic string)) {
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.RLock()
+		var subs []*subscription
+		for _, h := range sh.hubs {
+			subs = append(subs, h.subs...)
+		}
+		sh.mu.RUnlock()
+		for _, sub := range subs {
+			sub.mu.Lock()
+			if sub.observed && !sub.removed {
+				fn(sub.sess, sub.pattern)
+			}
+			sub.mu.Unlock()
+		}
+	}
+}
+
 // SendToTopic queues event, a frame that is not a message of the topic's
 // stream (join, leave; the Encoder's Event encodes it once), to every
 // session with an exact subscription to topic whose answer is queued, and

@@ -181,9 +181,9 @@ func (s *Session) subscribe(ctx context.Context, ref, pattern string, since *Pos
 		s.mu.Unlock()
 		return NewError(ErrAlreadySubscribed, "already subscribed to %s", pattern)
 	}
-	if len(s.subs) >= s.b.cfg.MaxSubscriptions {
+	if limit := int(s.b.maxSubs.Load()); len(s.subs) >= limit {
 		s.mu.Unlock()
-		return NewError(ErrTooManySubscriptions, "too many subscriptions: a session may hold %d", s.b.cfg.MaxSubscriptions)
+		return NewError(ErrTooManySubscriptions, "too many subscriptions: a session may hold %d", limit)
 	}
 	if s.patternSegments+segments > s.b.cfg.MaxSessionPatternSegments {
 		s.mu.Unlock()
@@ -218,7 +218,7 @@ func (s *Session) subscribe(ctx context.Context, ref, pattern string, since *Pos
 		replay    []*Message
 		recovered bool
 	)
-	if since != nil {
+	if since != nil && !s.b.topicOptions(pattern).NoRecovery {
 		replay, pos, recovered, err = s.b.store.Since(ctx, pattern, *since)
 	} else {
 		pos, err = s.b.store.Position(ctx, pattern)

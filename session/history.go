@@ -90,10 +90,7 @@ func (s *Session) mayRead(cmd Command, what string) bool {
 		s.replyError(cmd.Ref, err)
 		return false
 	}
-	s.mu.Lock()
-	perms := s.info.Permissions
-	s.mu.Unlock()
-	if perms != nil && !perms.AllowSubscribe(cmd.Topic) {
+	if perms := s.permissions(); perms != nil && !perms.AllowSubscribe(cmd.Topic) {
 		err := broker.NewError(broker.ErrForbidden, "forbidden: may not read the %s of %s", what, cmd.Topic)
 		s.countRefusal(err)
 		s.replyError(cmd.Ref, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
@@ -13,11 +14,7 @@ import (
 	"github.com/tidings-io/tidings/control"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 )
 
 // Transport is what a session needs of the connection that carries it.
@@ -122,6 +119,13 @@ type Config struct {
 	Registry Registry
 	// Presence answers the presence ops; nil: presence is off.
 	Presence PresenceReader
+	// Rules are the namespaces' rules on subscribing and publishing; nil:
+	// none.
+	Rules Rules
+	// Limits, when set, returns the command rate of a new session in
+	// place of OpRate, OpBurst and OpRefusals: the transport's current
+	// limits, which a reload may change.
+	Limits func() OpLimits
 }
 
 // Info is what a transport knows of a session when it begins.
@@ -158,8 +162,7 @@ type Session struct {
 	ctx   context.Context // ended with the session
 	pubCx context.Context // ctx, counted under cfg.API
 
-	ops     *rate.Limiter // commands and pings per second; nil: no limit
-	strikes *rate.Limiter // allowance of commands refused by ops
+	lim atomic.Pointer[opLimiter] // the command rate; SetOpLimits replaces it
 
 	// mu guards expiry and the permissions a refresh replaces.
 	mu     sync.Mutex
@@ -170,11 +173,12 @@ type Session struct {
 // New returns the session of bs carried by t; ctx ends with it.
 func New(ctx context.Context, cfg *Config, t Transport, bs *broker.Session, info Info) *Session {
 	s := &Session{cfg: cfg, t: t, bs: bs, info: info, ctx: ctx, pubCx: broker.WithAPI(ctx, cfg.API)}
-	if cfg.OpRate > 0 {
-		s.ops = rate.NewLimiter(rate.Limit(cfg.OpRate), cfg.OpBurst)
-		s.strikes = rate.NewLimiter(rate.Limit(cfg.OpRate/10), cfg.OpRefusals)
+	limits := OpLimits{Rate: cfg.OpRate, Burst: cfg.OpBurst, Refusals: cfg.OpRefusals}
+	if cfg.Limits != nil {
+		limits = cfg.Limits()
 	}
-	bs.SetPermissions(info.Permissions)
+	s.lim.Store(newOpLimiter(limits))
+	bs.SetPermissions(s.effective(info.Permissions))
 	bs.SetIdentity(info.ID, info.Subject, info.UserInfo)
 	if cfg.Registry != nil {
 		cfg.Registry.Add(s)
@@ -289,38 +293,6 @@ func (s *Session) unsubscribe(cmd Command) {
 	s.t.Reply(Unsubscribed{Type: "unsubscribed", Ref: cmd.Ref, Topic: cmd.Topic})
 }
 
-// publish runs a publish for a session allowed to publish.
-func (s *Session) publish(cmd Command) {
-	s.mu.Lock()
-	perms := s.info.Permissions
-	s.mu.Unlock()
-	if err := broker.CheckPublish(perms, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data}}); err != nil {
-		if errors.Is(err, broker.ErrForbidden) && s.cfg.Tokens == nil {
-			err = broker.NewError(broker.ErrForbidden, "publishing needs a loopback connection or a token that allows it")
-		}
-		s.countRefusal(err)
-		s.replyError(cmd.Ref, err)
-		return
-	}
-	if !s.cfg.Publishes.Enter() {
-		s.replyError(cmd.Ref, broker.NewError(broker.ErrUnavailable, "server shutting down"))
-		return
-	}
-	defer s.cfg.Publishes.Leave()
-	ctx, end := s.startPublish(cmd.Topic)
-	msgs, err := s.cfg.Broker.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data, IdempotencyKey: cmd.IdempotencyKey}})
-	end(msgs, err)
-	if err != nil {
-		if code := broker.ClientError(err).Code; code == broker.CodeUnavailable || code == broker.CodeInternal {
-			s.info.Log().Warn("publish failed", "err", err)
-		}
-		s.replyError(cmd.Ref, err)
-		return
-	}
-	m := msgs[0]
-	s.t.Reply(Published{Type: "published", Ref: cmd.Ref, ID: m.ID, Offset: m.Offset, Epoch: m.Epoch})
-}
-
 // replyError queues an `error` reply: what the client is told of err.
 func (s *Session) replyError(ref string, err error) {
 	e := broker.ClientError(err)
@@ -342,10 +314,11 @@ func (s *Session) countRefusal(err error) {
 // rate is exceeded it counts the refusal and reports whether the session
 // has now used up its allowance of refusals: then it must be closed.
 func (s *Session) allowOp() (ok, abuse bool) {
-	if s.ops == nil || s.ops.Allow() {
+	l := s.lim.Load()
+	if l.ops == nil || l.ops.Allow() {
 		return true, false
 	}
-	if s.strikes.Allow() {
+	if l.strikes.Allow() {
 		s.cfg.Refused.Add(RefusedOpRate)
 		return false, false
 	}
@@ -361,7 +334,11 @@ func (s *Session) opRefused(ref string, abuse bool) bool {
 		s.t.Close(CauseRateLimited)
 		return true
 	}
-	s.replyError(ref, broker.NewError(broker.ErrRateLimited, "too many commands: at most %g per second", s.cfg.OpRate))
+	var limit float64
+	if l := s.lim.Load(); l.ops != nil {
+		limit = float64(l.ops.Limit())
+	}
+	s.replyError(ref, broker.NewError(broker.ErrRateLimited, "too many commands: at most %g per second", limit))
 	return false
 }
 
@@ -438,47 +415,11 @@ func (s *Session) refresh(cmd Command) {
 	s.mu.Lock()
 	s.info.Permissions = claims.Permissions
 	s.info.TokenID = claims.TokenID
+	perms := s.effective(claims.Permissions)
 	s.mu.Unlock()
-	for _, p := range s.bs.SetPermissions(claims.Permissions) {
+	for _, p := range s.bs.SetPermissions(perms) {
 		s.t.Reply(Unsubscribed{Type: "unsubscribed", Topic: p})
 	}
 	s.ArmExpiry(claims.Expires)
 	s.t.Reply(Refreshed{Type: "refreshed", Ref: cmd.Ref, Expires: claims.Expires.UTC().Format(time.RFC3339)})
-}
-
-// startPublish starts the span of a publish: a new trace (a session is
-// long; its publishes are not one operation), linked to the trace of the
-// request that opened the session when it had one. With tracing off it
-// returns the session's publish context and a no-op.
-func (s *Session) startPublish(topic string) (context.Context, func([]*broker.Message, error)) {
-	if s.cfg.Tracer == nil {
-		return s.pubCx, func([]*broker.Message, error) {}
-	}
-	opts := []trace.SpanStartOption{
-		trace.WithNewRoot(),
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			semconv.MessagingSystemKey.String(broker.MessagingSystem),
-			semconv.MessagingOperationTypeSend,
-			semconv.MessagingOperationName("publish"),
-			semconv.MessagingDestinationName(topic),
-			semconv.NetworkProtocolName(s.cfg.Protocol),
-			semconv.NetworkPeerAddress(s.info.Remote),
-			attribute.String("tidings.session", s.info.ID),
-		),
-	}
-	if s.info.Link.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: s.info.Link}))
-	}
-	ctx, span := s.cfg.Tracer.Start(s.pubCx, "publish", opts...)
-	return ctx, func(msgs []*broker.Message, err error) {
-		if err != nil {
-			code := broker.ClientError(err).Code
-			span.SetStatus(codes.Error, code)
-			span.SetAttributes(semconv.ErrorTypeKey.String(code))
-		} else if len(msgs) == 1 {
-			span.SetAttributes(semconv.MessagingMessageID(msgs[0].ID), broker.AttrOffset.Int64(int64(msgs[0].Offset)))
-		}
-		span.End()
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	tdconfig "github.com/tidings-io/tidings/config"
 	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
@@ -23,8 +24,11 @@ import (
 	"github.com/tidings-io/tidings/transport/ws"
 )
 
-// config is the broker's command line, after flags and environment.
+// config is the broker's configuration: flags, then environment, then
+// the config file, then defaults.
 type config struct {
+	// configFile is -config: the YAML file read after the environment.
+	configFile     string
 	addr           string
 	nodeID         string
 	redisURL       string
@@ -65,8 +69,19 @@ type config struct {
 	maxConns        int
 	security
 	// fromEnv maps the name of each flag set from the environment to its
-	// variable, so that an invalid value names where it came from.
-	fromEnv map[string]string
+	// variable, and fromFile each set from the config file to its place
+	// (path:line), so that an invalid value names where it came from.
+	fromEnv  map[string]string
+	fromFile map[string]string
+	// The config file (nil without one), and its namespaces with what
+	// they leave unset taken from the flags.
+	file       *tdconfig.File
+	namespaces tdconfig.Namespaces
+	// settings holds every option's value as its flag holds it, sources
+	// where those not at their default came from (see fileLayer).
+	settings, sources map[string]string
+	// envWarnings are the TIDINGS_* variables that set nothing.
+	envWarnings []tdconfig.EnvWarning
 }
 
 // usageError is a bad command line or environment: exit status 2.
@@ -85,25 +100,33 @@ func envName(name string) string {
 	return "TIDINGS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// parseConfig reads args, then the TIDINGS_* environment for every flag not
-// given on the command line. -h prints the flags to stdout.
-func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
-	c := config{fromEnv: map[string]string{}}
-	var apiKeys, origins, publicHosts, redisCluster, redisSentinel string
+// rawLists are the flags given as comma-separated text, split after
+// parsing.
+type rawLists struct {
+	apiKeys, origins, publicHosts, redisCluster, redisSentinel string
+	proxies                                                    *string
+	showVersion                                                *bool
+}
+
+// flagSet declares every flag of the broker on a new flag set, bound to
+// c's fields (the comma-separated ones to lists).
+func (c *config) flagSet() (*flag.FlagSet, *rawLists) {
+	l := &rawLists{}
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.configFile, "config", "", "YAML file of settings (keys: these flags' names) and namespaces (options per topic pattern); a flag or TIDINGS_* variable wins over it, and SIGHUP rereads it")
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.nodeID, "node-id", "", "id reported in welcome frames and logs (default: hostname and a short random suffix)")
 	fs.StringVar(&c.redisURL, "redis", "", "Redis URL, redis://[user:pass@]host:port/db or rediss:// for TLS (default: in-memory, single node)")
-	fs.StringVar(&redisCluster, "redis-cluster", "", "comma-separated Redis Cluster seed addresses host:port (instead of -redis)")
-	fs.StringVar(&redisSentinel, "redis-sentinel", "", "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)")
+	fs.StringVar(&l.redisCluster, "redis-cluster", "", "comma-separated Redis Cluster seed addresses host:port (instead of -redis)")
+	fs.StringVar(&l.redisSentinel, "redis-sentinel", "", "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)")
 	fs.DurationVar(&c.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on every Redis operation; a publish fails with 503 after it")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key and channel")
 	c.redisAuthFlags.flags(fs)
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
-	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")
-	fs.StringVar(&publicHosts, "public-hosts", "", "comma-separated names browsers reach the node by (its DNS name, the name a proxy serves it under); with no -allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions")
+	fs.StringVar(&l.apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
+	fs.StringVar(&l.origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")
+	fs.StringVar(&l.publicHosts, "public-hosts", "", "comma-separated names browsers reach the node by (its DNS name, the name a proxy serves it under); with no -allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions")
 	// -history-size, -history-ttl and -idempotency-window apply to
 	// either store; the two stores' defaults agree (TestStoreDefaultsAgree).
 	fs.IntVar(&c.historySize, "history-size", memory.DefaultHistorySize, "messages kept per topic for resume")
@@ -129,10 +152,18 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&c.httpIdleTimeout, "http-idle-timeout", 15*time.Second, "how long an HTTP keep-alive connection may wait idle for its next request before it is closed")
 	fs.IntVar(&c.httpIPMaxIdle, "http-ip-max-idle", 64, "idle HTTP keep-alive connections one peer address may hold (IPv6: one /64; trusted proxies exempt); beyond it a response says Connection: close and a connection that turns idle is closed (0: no limit)")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "client connections the node holds at once, HTTP and WebSocket; the last eighth are kept for addresses that hold fewer than 8, and beyond it a new connection is closed at once (default 0: the open-file limit less a reserve of an eighth of it, at least 32 and at most 1024)")
-	proxies := c.security.flags(fs)
+	l.proxies = c.security.flags(fs)
 	// -version has no environment variable: it is a command, not a setting.
-	showVersion := fs.Bool("version", false, "print the version (stamped at build time) and exit")
+	l.showVersion = fs.Bool("version", false, "print the version (stamped at build time) and exit")
+	return fs, l
+}
 
+// parseConfig reads args, then the TIDINGS_* environment for every flag not
+// given on the command line, then the config file (-config) for every
+// flag set by neither. -h prints the flags to stdout.
+func parseConfig(args []string, env environment, stdout io.Writer) (config, error) {
+	c := config{fromEnv: map[string]string{}, fromFile: map[string]string{}}
+	fs, l := c.flagSet()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, stdout)
@@ -140,7 +171,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 		}
 		return c, usageError{err.Error()}
 	}
-	if *showVersion {
+	if *l.showVersion {
 		fmt.Fprintln(stdout, version)
 		return c, errVersion
 	}
@@ -154,7 +185,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 		if given[f.Name] || envErr != nil || f.Name == "version" {
 			return
 		}
-		if v := getenv(envName(f.Name)); v != "" {
+		if v := env.Getenv(envName(f.Name)); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = usageError{fmt.Sprintf("invalid value %q for flag -%s from %s: %v", v, f.Name, envName(f.Name), err)}
 			}
@@ -164,23 +195,30 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	if envErr != nil {
 		return c, envErr
 	}
-	c.apiKeys = splitList(apiKeys)
-	c.allowedOrigins = splitList(origins)
-	c.publicHosts = splitList(publicHosts)
-	c.redisCluster = splitList(redisCluster)
-	if redisSentinel != "" {
-		name, addrs, _ := strings.Cut(redisSentinel, "@")
+	if err := c.fileLayer(fs, given); err != nil {
+		return c, err
+	}
+	c.envWarnings = tdconfig.UnknownEnv(env.Environ())
+	c.apiKeys = splitList(l.apiKeys)
+	c.allowedOrigins = splitList(l.origins)
+	c.publicHosts = splitList(l.publicHosts)
+	c.redisCluster = splitList(l.redisCluster)
+	if l.redisSentinel != "" {
+		name, addrs, _ := strings.Cut(l.redisSentinel, "@")
 		c.sentinelMaster, c.sentinelAddrs = name, splitList(addrs)
 		if c.sentinelMaster == "" {
 			c.sentinelMaster = "-" // reported as invalid by validate
 		}
 	}
-	c.trustedProxies = splitList(*proxies)
+	c.trustedProxies = splitList(*l.proxies)
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
 	}
 	if err := c.validate(); err != nil {
 		return c, err
+	}
+	if c.file != nil {
+		c.namespaces = c.file.Namespaces(c.defaults())
 	}
 	return c, c.loadRedisAuth()
 }
@@ -315,10 +353,14 @@ func isLoopbackHost(host string) bool {
 }
 
 // invalid is the usage error for a bad value of flag name, naming the
-// environment variable too when the value came from there.
+// environment variable, or the config file and line, when the value came
+// from there.
 func (c config) invalid(name, detail string) error {
 	if env, ok := c.fromEnv[name]; ok {
 		return usageError{fmt.Sprintf("invalid value for flag -%s from %s: %s", name, env, detail)}
+	}
+	if where, ok := c.fromFile[name]; ok {
+		return usageError{fmt.Sprintf("invalid value for flag -%s from %s (key %s): %s", name, where, name, detail)}
 	}
 	return usageError{fmt.Sprintf("invalid value for flag -%s: %s", name, detail)}
 }
@@ -357,7 +399,8 @@ func defaultNodeID() string {
 // printUsage lists every flag with its environment variable and default.
 func printUsage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintln(w, "Usage: broker [flags]")
-	fmt.Fprintln(w, "Every flag but -version can also be set by its environment variable; a flag on the command line wins.")
+	fmt.Fprintln(w, "Every flag but -version can also be set by its environment variable, and every flag but -version and -config")
+	fmt.Fprintln(w, "by its name in the -config file; a flag on the command line wins over the environment, which wins over the file.")
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name == "version" {
 			fmt.Fprintf(w, "  -version\n    \t%s\n", f.Usage)

@@ -47,6 +47,8 @@ func str(v any) string { return fmt.Sprint(v) }
 
 // flagCases lists the broker's flags with their env forms and defaults.
 var flagCases = []flagCase{
+	// -config needs a file: configfile_test.go has it.
+	{name: "config", def: `""`, get: func(c config) string { return c.configFile }, wantDef: ""},
 	{name: "addr", def: ":8080", get: func(c config) string { return c.addr }, wantDef: ":8080",
 		envValue: "127.0.0.1:9001", wantEnv: "127.0.0.1:9001", flagValue: "127.0.0.1:9002", wantFlag: "127.0.0.1:9002"},
 	{name: "node-id", def: `""`, get: func(c config) string { return c.nodeID }, skipDefGet: true,
@@ -336,19 +338,14 @@ func TestHelp(t *testing.T) {
 func TestVersion(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-version"}, func(string) string { return "x" }, &stdout)
+	err := run(context.Background(), []string{"-version"}, everyVarX{}, &stdout)
 	if code := exitCode(err, &stderr); code != 0 || stderr.Len() != 0 {
 		t.Fatalf("exit code %d, stderr %q (err %v), want 0 and nothing", code, stderr.String(), err)
 	}
 	if got := stdout.String(); got != version+"\n" {
 		t.Errorf("-version printed %q, want %q", got, version+"\n")
 	}
-	c, err := parseConfig(nil, func(name string) string {
-		if name == "TIDINGS_VERSION" {
-			return "true"
-		}
-		return ""
-	}, io.Discard)
+	c, err := parseConfig(nil, envOf(map[string]string{"TIDINGS_VERSION": "true"}), io.Discard)
 	if err != nil || c.fromEnv["version"] != "" {
 		t.Errorf("TIDINGS_VERSION=true: err %v, from env %v; want a normal start", err, c.fromEnv)
 	}

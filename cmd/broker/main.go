@@ -35,7 +35,7 @@ import (
 var version = "dev"
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout)
+	err := run(context.Background(), os.Args[1:], osEnv{}, os.Stdout)
 	os.Exit(exitCode(err, os.Stderr))
 }
 
@@ -57,8 +57,9 @@ func exitCode(err error, stderr io.Writer) int {
 
 // run starts a node and serves until ctx is done or SIGINT or SIGTERM
 // arrives, then shuts down gracefully; a second signal exits at once.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stdout)
+// SIGHUP reloads the TLS certificate and the configuration.
+func run(ctx context.Context, args []string, env environment, stdout io.Writer) error {
+	cfg, err := parseConfig(args, env, stdout)
 	if err != nil {
 		return err
 	}
@@ -71,6 +72,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return cfg.invalid(name, err.Error())
 	}
 	tracing.RouteOTelErrors(log)
+	for _, w := range cfg.envWarnings {
+		log.Warn("unknown environment variable: it sets nothing", "name", w.Name, "closest", w.Closest)
+	}
 	// The WebSocket server adds node itself, in front of each session's
 	// attributes.
 	sessionLog := log
@@ -99,11 +103,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ln = guard
 	if sec.tls != nil {
 		ln = tls.NewListener(ln, sec.tls.TLSConfig())
-		stopTLS := watchTLS(sec.tls, log)
+		stopTLS := watchTLS(sec.tls)
 		defer stopTLS()
 	}
 
-	tel, err := tracing.Setup(ctx, getenv, tracing.Config{ServiceVersion: version, InstanceID: cfg.nodeID, Console: stdout})
+	tel, err := tracing.Setup(ctx, env.Getenv, tracing.Config{ServiceVersion: version, InstanceID: cfg.nodeID, Console: stdout})
 	if err != nil {
 		if errors.Is(err, tracing.ErrEnv) {
 			return usageError{err.Error()}
@@ -113,12 +117,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer shutdownTelemetry(tel, log)
 	guard.instrument(tel.MeterProvider)
 
-	store, storeName, err := openStore(cfg, log, tel)
+	lc := newLiveConfig(cfg)
+	store, storeName, err := openStore(cfg, lc, log, tel)
 	if err != nil {
 		return err
 	}
 	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes, MaxSubscriptions: cfg.maxSubscriptions,
-		OutboundBytes:  cfg.outboundBytes,
+		OutboundBytes: cfg.outboundBytes, Topics: lc.topicOptions,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, store, ws.Encoder{})
 	wcfg := ws.Config{
 		NodeID:         cfg.nodeID,
@@ -138,19 +143,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		IPMaxConns:     limitOf(cfg.ipMaxConns),
 		OpRate:         limitOf(cfg.opRate),
 		OpBurst:        cfg.opBurst,
+		Rules:          lc,
 
 		GoroutineReaders: cfg.wsReaders == "goroutine",
 	}
 	ctl := ctlnode.New(ctlnode.Config{Broker: b, Backend: store, ID: cfg.nodeID, Version: version,
-		Presence: cfg.presence, JoinLeave: cfg.joinLeave, PresenceTTL: cfg.presenceTTL, RevokeFor: cfg.revokeFor, Logger: log})
+		Topics: lc.presenceFor, PresenceTTL: cfg.presenceTTL, RevokeFor: cfg.revokeFor, Logger: log})
 	if err := ctl.Start(ctx); err != nil {
 		_ = store.Close()
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
-	wcfg.Registry = ctl
-	if cfg.presence {
-		wcfg.Presence = ctl
-	}
+	// Presence is on or off per topic (the namespaces, -presence): the
+	// node answers for each.
+	wcfg.Registry, wcfg.Presence = ctl, ctl
 	if sec.verifier != nil {
 		wcfg.Tokens = sec.verifier
 		sec.verifier.CheckRevocation(ctl.Check)
@@ -168,6 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Propagator:     tel.Propagator,
 		Logger:         log,
 		Control:        ctl,
+		Settings:       lc.settings,
 	}, b, wsrv)
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
@@ -223,6 +229,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	rl := &reloader{args: args, env: env, log: log, live: lc, b: b, wsrv: wsrv, api: api, ctl: ctl, cur: cfg}
+	reloads := []func(){func() { _ = rl.reload() }}
+	if sec.tls != nil {
+		reloads = append([]func(){func() {
+			log.Info("SIGHUP received, reloading the TLS certificate")
+			_ = sec.tls.Reload()
+		}}, reloads...)
+	}
+	stopHUP := watchHUP(reloads...)
+	defer stopHUP()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -246,6 +262,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case err := <-pprofErr:
 		cause = fmt.Errorf("serving pprof: %w", err)
 	}
+	// No reload once shutdown begins.
+	stopHUP()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -408,10 +426,11 @@ func (memoryStore) Healthy() error { return nil }
 // openStore returns the Redis store when -redis, -redis-cluster or
 // -redis-sentinel is set,
 // else the embedded in-memory store, and the store's name for the logs.
-func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore, string, error) {
+// Each topic's history is lc's (its namespace's, or the flags').
+func openStore(cfg config, lc *liveConfig, log *slog.Logger, tel *tracing.Telemetry) (nodeStore, string, error) {
 	if cfg.redisURL == "" && len(cfg.redisCluster) == 0 && cfg.sentinelMaster == "" {
 		st := memory.New(memory.Config{HistorySize: cfg.historySize, HistoryTTL: cfg.historyTTL, HistoryBytes: cfg.historyBytes,
-			IdempotencyWindow: cfg.idemWindow, MeterProvider: tel.MeterProvider})
+			IdempotencyWindow: cfg.idemWindow, HistoryFor: lc.historyFor, MeterProvider: tel.MeterProvider})
 		return memoryStore{st}, "memory", nil
 	}
 	name := "redis"
@@ -430,6 +449,7 @@ func openStore(cfg config, log *slog.Logger, tel *tracing.Telemetry) (nodeStore,
 		Timeout:           cfg.redisTimeout,
 		HistorySize:       cfg.historySize,
 		HistoryTTL:        cfg.historyTTL,
+		HistoryFor:        lc.historyFor,
 		IdempotencyWindow: cfg.idemWindow,
 		Auth:              cfg.redisAuth,
 		Logger:            log,

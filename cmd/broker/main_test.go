@@ -103,13 +103,24 @@ type node struct {
 	err    error         // run's result, once done is closed
 }
 
-// noEnv is a getenv that sees no TIDINGS_* variables, so that the
-// environment the tests run in cannot change the broker's configuration.
-func noEnv(string) string { return "" }
+// noEnv is an environment without variables, so that the environment
+// the tests run in cannot change the broker's configuration.
+var noEnv = mapEnv(nil)
 
-// envOf returns a getenv that reads env.
-func envOf(env map[string]string) func(string) string {
-	return func(k string) string { return env[k] }
+// envOf returns an environment of env's variables.
+func envOf(env map[string]string) mapEnv { return mapEnv(env) }
+
+// mapEnv is an environment of a test's variables.
+type mapEnv map[string]string
+
+func (e mapEnv) Getenv(name string) string { return e[name] }
+
+func (e mapEnv) Environ() []string {
+	out := make([]string, 0, len(e))
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 // startNode runs a broker in process on a free loopback port (unless the
@@ -222,3 +233,9 @@ func getStatus(hc *http.Client, addr, path string) (int, error) {
 func dialWS(ctx context.Context, addr string) (*wstest.Conn, error) {
 	return wstest.Open(ctx, "ws://"+addr+"/v1/ws")
 }
+
+// everyVarX is an environment in which every variable is "x".
+type everyVarX struct{}
+
+func (everyVarX) Getenv(string) string { return "x" }
+func (everyVarX) Environ() []string    { return nil }

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
@@ -256,27 +254,13 @@ func limitOf[T int | float64](v T) T {
 // changes.
 const tlsPollInterval = 2 * time.Second
 
-// watchTLS reloads the certificate on SIGHUP and when its files change,
-// until the returned stop is called.
-func watchTLS(r *tlsreload.Reloader, log *slog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// watchTLS reloads the certificate when its files change, until the
+// returned stop is called; SIGHUP reloads it too (see run and watchHUP).
+func watchTLS(r *tlsreload.Reloader) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Watch(ctx, tlsPollInterval) })
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				log.Info("SIGHUP received, reloading the TLS certificate")
-				_ = r.Reload()
-			}
-		}
-	})
 	return func() {
-		signal.Stop(hup)
 		cancel()
 		wg.Wait()
 	}

@@ -42,6 +42,11 @@ type Config struct {
 	// Presence keeps the presence of every exact topic; JoinLeave sends
 	// join and leave frames to every topic's subscribers.
 	Presence, JoinLeave bool
+	// Topics, when set, says of each topic whether it keeps presence and
+	// sends join and leave frames, in place of Presence and JoinLeave
+	// (the config file's namespaces). Its answers may change: Reload
+	// applies them to the subscriptions already held.
+	Topics func(topic string) (presence, joinLeave bool)
 	// PresenceTTL is how long a presence entry lives unless its node
 	// refreshes it (every third of it): how long the sessions of a node
 	// that died stay listed. Default DefaultPresenceTTL.
@@ -292,7 +297,7 @@ func (n *Node) presenceOn(topic string) error {
 	if err := broker.ValidateTopic(topic); err != nil {
 		return err
 	}
-	if !n.cfg.Presence {
+	if presence, _ := n.topic(topic); !presence {
 		return broker.NewError(broker.ErrBadRequest, "presence is not enabled for %s", topic)
 	}
 	return nil

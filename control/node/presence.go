@@ -29,7 +29,8 @@ func (t *tracker) init() {
 // Subscribed records s's presence on topic and its join
 // (broker.SubscriptionObserver).
 func (n *Node) Subscribed(s *broker.Session, topic string) {
-	if !n.cfg.Presence && !n.cfg.JoinLeave {
+	presence, joinLeave := n.topic(topic)
+	if !presence && !joinLeave {
 		return
 	}
 	e := control.PresenceEntry{Topic: topic, Session: s.ID(), User: s.User(), Info: s.UserInfo(), Node: n.cfg.ID}
@@ -37,31 +38,72 @@ func (n *Node) Subscribed(s *broker.Session, topic string) {
 	t := &n.presence
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n.cfg.Presence {
+	if presence {
 		t.local[key] = e
 		t.changes[key] = true
 	}
-	if n.cfg.JoinLeave {
+	if joinLeave {
 		t.events = append(t.events, event{Type: "join", Topic: topic, Session: e.Session, User: e.User, Info: e.Info})
 	}
 }
 
 // Unsubscribed removes s's presence on topic and records its leave
-// (broker.SubscriptionObserver).
+// (broker.SubscriptionObserver). The entry goes whether or not the topic
+// keeps presence now: a reload may have changed that.
 func (n *Node) Unsubscribed(s *broker.Session, topic string) {
-	if !n.cfg.Presence && !n.cfg.JoinLeave {
-		return
-	}
+	_, joinLeave := n.topic(topic)
 	key := control.PresenceKey{Topic: topic, Session: s.ID()}
 	t := &n.presence
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n.cfg.Presence {
+	if _, ok := t.local[key]; ok {
 		delete(t.local, key)
 		t.changes[key] = false
 	}
-	if n.cfg.JoinLeave {
+	if joinLeave {
 		t.events = append(t.events, event{Type: "leave", Topic: topic, Session: key.Session, User: s.User(), Info: s.UserInfo()})
+	}
+}
+
+// topic says whether topic keeps presence and sends join and leave
+// frames.
+func (n *Node) topic(topic string) (presence, joinLeave bool) {
+	if n.cfg.Topics != nil {
+		return n.cfg.Topics(topic)
+	}
+	return n.cfg.Presence, n.cfg.JoinLeave
+}
+
+// Reload applies the new answers of Config.Topics and the sessions' new
+// rules (session.Rules) to what the node holds: the presence entries of
+// topics that no longer keep presence are removed, the exact
+// subscriptions to topics that now do are added (no join or leave is
+// sent for either), and each session's subscriptions are checked again
+// (session.Session.Recheck). Sessions stay open.
+func (n *Node) Reload() {
+	t := &n.presence
+	t.mu.Lock()
+	for key := range t.local {
+		if presence, _ := n.topic(key.Topic); !presence {
+			delete(t.local, key)
+			t.changes[key] = false
+		}
+	}
+	t.mu.Unlock()
+	n.cfg.Broker.EachObserved(func(s *broker.Session, topic string) {
+		if presence, _ := n.topic(topic); !presence {
+			return
+		}
+		key := control.PresenceKey{Topic: topic, Session: s.ID()}
+		t.mu.Lock()
+		if _, ok := t.local[key]; !ok {
+			t.local[key] = control.PresenceEntry{Topic: topic, Session: key.Session, User: s.User(), Info: s.UserInfo(), Node: n.cfg.ID}
+			t.changes[key] = true
+		}
+		t.mu.Unlock()
+	})
+	for _, s := range n.sessions.all() {
+		s.Recheck()
 	}
 }
 

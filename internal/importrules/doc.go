@@ -18,7 +18,10 @@
 //   - control/node (a node's control plane) depends on no transport or
 //     store package, no Redis client and no OpenTelemetry SDK or
 //     exporter;
-//   - store and transport packages do not import each other.
+//   - store and transport packages do not import each other;
+//   - config (read by the broker and the tidings CLI) imports no
+//     transport, store, session, control, auth or limit package, no
+//     Redis client and no OpenTelemetry SDK or exporter.
 //
 // It has no code of its own; run it with `go test ./internal/importrules`.
 package importrules

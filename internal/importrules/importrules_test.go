@@ -97,6 +97,15 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
+			// The tidings CLI reads config files with it: it must bring
+			// the broker's types, and nothing of the running node.
+			Name: "config imports no transport, store, session, control, auth, limit or Redis client",
+			From: []string{mod + "/config"},
+			Forbid: []string{mod + "/transport", mod + "/store", mod + "/session", mod + "/control", mod + "/auth",
+				mod + "/limit", goRedis, otelSDK, otelExporters},
+			MustMatch: true,
+		},
+		{
 			Name:      "store packages do not import transport packages",
 			From:      []string{mod + "/store"},
 			Forbid:    []string{mod + "/transport"},
@@ -287,6 +296,7 @@ func TestCheck(t *testing.T) {
 		mod + "/limit":                   {"golang.org/x/time/rate"},
 		mod + "/control":                 {"context"},
 		mod + "/control/node":            {mod + "/control"},
+		mod + "/config":                  {"go.yaml.in/yaml/v3"},
 	}
 	// with returns base with the given packages' imports replaced.
 	with := func(changes map[string][]string) map[string][]string {
@@ -422,6 +432,14 @@ func TestCheck(t *testing.T) {
 			name:  "no telemetry package",
 			graph: with(map[string][]string{mod + "/internal/telemetry": nil, mod + "/broker": {"context"}}),
 			want:  []string{`rule "internal/telemetry imports the OpenTelemetry API only`},
+		},
+		{
+			name:  "config imports a store",
+			graph: with(map[string][]string{mod + "/config": {mod + "/store/redis"}}),
+			want: []string{
+				mod + "/config imports " + mod + "/store/redis (" + mod + "/config -> " + mod + "/store/redis): breaks rule \"config",
+				mod + "/config imports " + goRedis + "/v9 (" + mod + "/config -> " + mod + "/store/redis -> " + goRedis + "/v9): breaks rule \"config",
+			},
 		},
 		{
 			name:  "store imports a transport",

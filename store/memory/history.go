@@ -51,6 +51,23 @@ func (r *ring) push(m *broker.Message, size int) int64 {
 	return grown + messageSize(m) - messageSize(dropped)
 }
 
+// fit shrinks the ring to size slots when it has more (its topic's
+// history size went down), keeping the newest messages, and returns the
+// change in the bytes the ring holds.
+func (r *ring) fit(size int) int64 {
+	if len(r.buf) <= size {
+		return 0
+	}
+	freed := r.dropOldest(r.n - min(r.n, size))
+	buf := make([]*broker.Message, size)
+	for i := range r.n {
+		buf[i] = r.at(i)
+	}
+	freed += slotSize * int64(len(r.buf)-size)
+	r.buf, r.head = buf, 0
+	return -freed
+}
+
 // slotSize is what one slot of a ring takes: a pointer.
 const slotSize = 8
 

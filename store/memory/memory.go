@@ -4,7 +4,8 @@
 // the last HistorySize messages younger than HistoryTTL. A topic that no
 // exact subscription watches and that has been idle for longer than its
 // history and idempotency keys live is forgotten; if it is used again it
-// starts over in a new epoch.
+// starts over in a new epoch. Config.HistoryFor sets the history of each
+// topic apart (the config file's namespaces).
 package memory
 
 import (
@@ -59,6 +60,13 @@ type Config struct {
 	// remembered on its topic. Zero or negative means
 	// DefaultIdempotencyWindow (5 minutes).
 	IdempotencyWindow time.Duration
+	// HistoryFor returns the history size and TTL of a topic, in place of
+	// HistorySize and HistoryTTL; a zero or negative result means that
+	// field. It is asked at each publish and read, so its answers may
+	// change (a reload): a topic whose size shrinks drops its oldest
+	// messages at its next publish. Nil: every topic has HistorySize and
+	// HistoryTTL.
+	HistoryFor func(topic string) (size int, ttl time.Duration)
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// MeterProvider receives the store's metrics (history bytes, evicted
@@ -267,7 +275,8 @@ func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 		t.offset++
 		m.Offset = t.offset
 		m.Epoch = t.epoch
-		s.historyBytes.Add(t.history.push(m, s.cfg.HistorySize))
+		size, _ := s.history(m.Topic)
+		s.historyBytes.Add(t.history.fit(size) + t.history.push(m, size))
 		if m.IdempotencyKey != "" {
 			if t.keys == nil {
 				t.keys = make(map[string]answer)
@@ -316,7 +325,7 @@ func (s *Store) Since(ctx context.Context, name string, since broker.Position) (
 		return nil, pos, true, nil
 	}
 	h := &t.history
-	first := h.expired(s.cutoff())
+	first := s.first(name, h)
 	if first == h.n || h.at(first).Offset > since.Offset+1 {
 		return nil, pos, false, nil
 	}
@@ -341,7 +350,7 @@ func (s *Store) Recent(ctx context.Context, name string, limit int) ([]*broker.M
 	defer t.mu.Unlock()
 	pos := broker.Position{Offset: t.offset, Epoch: t.epoch}
 	h := &t.history
-	from := max(h.expired(s.cutoff()), h.n-max(limit, 0))
+	from := max(s.first(name, h), h.n-max(limit, 0))
 	out := make([]*broker.Message, 0, h.n-from)
 	for i := from; i < h.n; i++ {
 		out = append(out, h.at(i))
@@ -356,8 +365,29 @@ func (s *Store) Topics() int {
 	return len(s.topics)
 }
 
-// cutoff is the time at or before which messages have expired.
-func (s *Store) cutoff() time.Time { return s.cfg.Now().Add(-s.cfg.HistoryTTL) }
+// history returns the history size and TTL of topic.
+func (s *Store) history(topic string) (int, time.Duration) {
+	size, ttl := s.cfg.HistorySize, s.cfg.HistoryTTL
+	if s.cfg.HistoryFor != nil {
+		sz, tl := s.cfg.HistoryFor(topic)
+		if sz > 0 {
+			size = sz
+		}
+		if tl > 0 {
+			ttl = tl
+		}
+	}
+	return size, ttl
+}
+
+// first returns the index in h, the history of topic, of its oldest
+// message still in it: younger than the topic's TTL and among its last
+// size messages (a ring that a reload shrank holds more until the
+// topic's next publish).
+func (s *Store) first(topic string, h *ring) int {
+	size, ttl := s.history(topic)
+	return max(h.expired(s.cfg.Now().Add(-ttl)), h.n-size)
+}
 
 // sweep drops expired messages and keys, and forgets idle topics, so that
 // topics nobody uses any more hold no memory.
@@ -378,7 +408,7 @@ func (s *Store) sweep() {
 // Sweep runs one pass of the sweeper now: it drops expired messages and
 // idempotency keys, and forgets every topic that no exact subscription
 // watches and that nobody has published to or read for longer than both
-// the history TTL and the idempotency window.
+// its history TTL and the idempotency window.
 func (s *Store) Sweep() {
 	s.mu.RLock()
 	names := make([]string, 0, len(s.topics))
@@ -387,8 +417,9 @@ func (s *Store) Sweep() {
 	}
 	s.mu.RUnlock()
 	now := s.cfg.Now()
-	cutoff := s.cutoff()
 	for _, name := range names {
+		_, ttl := s.history(name)
+		cutoff := now.Add(-ttl)
 		s.mu.Lock()
 		t := s.topics[name]
 		if t == nil {
@@ -396,7 +427,7 @@ func (s *Store) Sweep() {
 			continue
 		}
 		t.mu.Lock()
-		if s.watched[name] == 0 && now.Sub(t.used) > s.idle {
+		if s.watched[name] == 0 && now.Sub(t.used) > max(ttl, s.cfg.IdempotencyWindow) {
 			delete(s.topics, name)
 			t.gone = true
 			s.historyBytes.Add(-t.history.dropOldest(t.history.n) - t.footprint())

@@ -28,6 +28,14 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestConformanceHistoryFor(t *testing.T) {
+	storetest.RunHistoryFor(t, func(t *testing.T, opts storetest.Options) broker.Store {
+		s := memory.New(memory.Config{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL, HistoryFor: opts.HistoryFor})
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
 func TestClosedStoreRefusesWork(t *testing.T) {
 	s := memory.New(memory.Config{})
 	if err := s.Close(); err != nil {

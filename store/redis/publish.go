@@ -92,8 +92,8 @@ func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*br
 	}
 	wildcards := s.cluster != nil && s.wildcardsSeen.Load()
 	keys := make([]string, 0, 4*len(msgs))
-	args := make([]any, 0, 6+5*len(msgs))
-	args = append(args, newEpoch(), s.cfg.HistorySize, ms(s.cfg.HistoryTTL), ms(s.cfg.MetaTTL), pub, ms(s.cfg.IdempotencyWindow))
+	args := make([]any, 0, 3+8*len(msgs))
+	args = append(args, newEpoch(), pub, ms(s.cfg.IdempotencyWindow))
 	for i, m := range msgs {
 		body, err := encodeBody(m)
 		if err != nil {
@@ -108,7 +108,9 @@ func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*br
 		if wildcards {
 			wild = s.wildcardChannel(m.Topic)
 		}
-		args = append(args, body, keyed, wild, m.ID, strconv.FormatInt(m.Time.UnixNano(), 10))
+		size, ttl := s.history(m.Topic)
+		args = append(args, body, keyed, wild, m.ID, strconv.FormatInt(m.Time.UnixNano(), 10),
+			size, ms(ttl), ms(s.metaTTL(ttl)))
 	}
 	start := time.Now()
 	res, err := publishScript.Run(ctx, c, keys, args...).Slice()
@@ -157,3 +159,23 @@ func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*br
 func (s *Store) idempotencyKey(topic, key string) string {
 	return s.cfg.Prefix + "{" + topic + "}:idem:" + key
 }
+
+// history returns the history size and TTL of topic: Config.HistoryFor's,
+// or HistorySize and HistoryTTL.
+func (s *Store) history(topic string) (int, time.Duration) {
+	size, ttl := s.cfg.HistorySize, s.cfg.HistoryTTL
+	if s.cfg.HistoryFor != nil {
+		sz, tl := s.cfg.HistoryFor(topic)
+		if sz > 0 {
+			size = sz
+		}
+		if tl > 0 {
+			ttl = tl
+		}
+	}
+	return size, ttl
+}
+
+// metaTTL is how long the offset and epoch of a topic whose history
+// lives ttl outlive its last use: MetaTTL, or ttl when longer.
+func (s *Store) metaTTL(ttl time.Duration) time.Duration { return max(s.cfg.MetaTTL, ttl) }

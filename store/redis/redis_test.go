@@ -37,6 +37,24 @@ func TestConformanceRedisSentinel(t *testing.T) {
 	})
 }
 
+// TestConformanceHistoryFor runs the suite of a history per topic on a
+// single Redis (a batch of several topics is one script run) and a
+// cluster (a run per topic).
+func TestConformanceHistoryFor(t *testing.T) {
+	srv := redistest.Start(t)
+	cl := redistest.StartCluster(t)
+	t.Run("single", func(t *testing.T) {
+		storetest.RunHistoryFor(t, func(t *testing.T, opts storetest.Options) broker.Store {
+			return newStore(t, redis.Config{URL: srv.URL(), HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL, HistoryFor: opts.HistoryFor})
+		})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		storetest.RunHistoryFor(t, func(t *testing.T, opts storetest.Options) broker.Store {
+			return newStore(t, redis.Config{ClusterAddrs: cl.Addrs(), HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL, HistoryFor: opts.HistoryFor})
+		})
+	})
+}
+
 // newStore opens a store closed at cleanup and waits until it is healthy.
 func newStore(t *testing.T, cfg redis.Config) *redis.Store {
 	t.Helper()

@@ -34,11 +34,12 @@ end
 //
 //	meta, log, channel, and the idempotency key <prefix>{<topic>}:idem:<key>
 //
-// ARGV[1] epoch candidate   ARGV[2] history size    ARGV[3] history TTL (ms)
-// ARGV[4] meta TTL (ms)     ARGV[5] PUBLISH or SPUBLISH
-// ARGV[6] idempotency window (ms)
-// then five per message: body, "1" if it has an idempotency key, the
-// wildcard channel or "" (cluster mode: also PUBLISH there), id, time (ns).
+// ARGV[1] epoch candidate   ARGV[2] PUBLISH or SPUBLISH
+// ARGV[3] idempotency window (ms)
+// then eight per message: body, "1" if it has an idempotency key, the
+// wildcard channel or "" (cluster mode: also PUBLISH there), id, time
+// (ns), and its topic's history size, history TTL (ms) and meta TTL (ms),
+// which differ by topic (namespaces).
 //
 // The result holds one entry per message: {offset, epoch} when stored, or
 // {offset, epoch, id, time} of the first publish when its key was known.
@@ -54,8 +55,9 @@ end
 local out = {}
 for i = 0, n - 1 do
   local meta, log, channel, idem = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
-  local a = 6 + 5*i
+  local a = 3 + 8*i
   local body, keyed, wild, id, time = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5]
+  local size, ttl, metattl = ARGV[a+6], ARGV[a+7], ARGV[a+8]
   local first = false
   if keyed == '1' then
     first = redis.call('GET', idem)
@@ -71,16 +73,16 @@ for i = 0, n - 1 do
       redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
     end
     local offset = redis.call('HINCRBY', meta, 'offset', 1)
-    redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], offset .. '-0', 'm', body)
-    redis.call('PEXPIRE', meta, ARGV[4])
-    redis.call('PEXPIRE', log, ARGV[3])
+    redis.call('XADD', log, 'MAXLEN', '~', size, offset .. '-0', 'm', body)
+    redis.call('PEXPIRE', meta, metattl)
+    redis.call('PEXPIRE', log, ttl)
     local payload = offset .. ' ' .. epoch .. ' ' .. body
-    redis.call(ARGV[5], channel, payload)
+    redis.call(ARGV[2], channel, payload)
     if wild ~= '' then
       redis.call('PUBLISH', wild, payload)
     end
     if keyed == '1' then
-      redis.call('SET', idem, offset .. ' ' .. epoch .. ' ' .. id .. ' ' .. time, 'PX', ARGV[6])
+      redis.call('SET', idem, offset .. ' ' .. epoch .. ' ' .. id .. ' ' .. time, 'PX', ARGV[3])
     end
     out[#out+1] = {offset, epoch}
   end

@@ -263,9 +263,9 @@ func (r *relay) repairPattern(pattern string, wildcard bool) {
 
 // sweepTracks forgets the tracks nothing uses: no watch of the topic and
 // no matching wildcard watch, or only wildcard watches and idle for
-// longer than the history TTL. A track under repair is kept.
+// longer than its history TTL. A track under repair is kept.
 func (r *relay) sweepTracks() {
-	cutoff := time.Now().Add(-r.s.cfg.HistoryTTL)
+	now := time.Now()
 	r.mu.Lock()
 	exact := make(map[string]bool, len(r.watches))
 	var wildcards []string
@@ -290,7 +290,8 @@ func (r *relay) sweepTracks() {
 				break
 			}
 		}
-		if !t.repairing && (!matched || t.used.Before(cutoff)) {
+		_, ttl := r.s.history(topic)
+		if !t.repairing && (!matched || t.used.Before(now.Add(-ttl))) {
 			delete(r.tracks, topic)
 		}
 		t.mu.Unlock()

@@ -21,6 +21,9 @@ type Options struct {
 	HistorySize int
 	// HistoryTTL is how long a message stays in history.
 	HistoryTTL time.Duration
+	// HistoryFor, for RunHistoryFor, gives topics a history of their own
+	// (the stores' Config.HistoryFor); nil for Run.
+	HistoryFor func(topic string) (size int, ttl time.Duration)
 }
 
 // Factory returns a fresh, empty store with opts; the factory registers its

@@ -238,11 +238,16 @@ func (a *API) topics(r *http.Request) (any, error) {
 	return map[string]any{"topics": topics}, nil
 }
 
-// info serves GET /v1/info: the live nodes and their figures.
+// info serves GET /v1/info: the live nodes and their figures, and this
+// node's effective configuration (secrets masked) when it has one.
 func (a *API) info(r *http.Request) (any, error) {
 	nodes, err := a.cfg.Control.Nodes(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"nodes": nodes}, nil
+	out := map[string]any{"nodes": nodes}
+	if a.cfg.Settings != nil {
+		out["config"] = a.cfg.Settings()
+	}
+	return out, nil
 }

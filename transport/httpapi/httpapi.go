@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tidings-io/tidings/auth"
@@ -88,6 +90,9 @@ type Config struct {
 	// Control runs the server API's calls (disconnect, presence, …). Nil:
 	// those calls answer 503 (GET /v1/history needs only the broker).
 	Control *node.Node
+	// Settings returns the node's effective configuration, secrets
+	// masked, for GET /v1/info's config member. Nil: no config member.
+	Settings func() any
 }
 
 // withDefaults returns c with its zero fields, and the negative ones that
@@ -112,17 +117,22 @@ type API struct {
 	// not yet finished.
 	publishes gate.Gate
 
-	keys     []*apiKey
-	keyFails *limit.Failures // failed API keys by client address
+	keys     atomic.Pointer[[]*apiKey] // SetLimits replaces them
+	keysMu   sync.Mutex                // orders SetLimits
+	keyFails *limit.Failures           // failed API keys by client address
 	resolver *clientip.Resolver
 	refused  *limit.Tally // by the Refused* reasons
 	tel      telemetry
+	// maxBody is Config.MaxBodySize, which SetLimits changes.
+	maxBody atomic.Int64
 }
 
 // New returns the API of a node whose WebSocket sessions wsrv serves.
 func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a := &API{cfg: cfg.withDefaults(), b: b, ws: wsrv, mux: http.NewServeMux(), refused: limit.NewTally(refusalReasons...)}
-	a.keys = newKeys(a.cfg.APIKeys, a.cfg.PublishRate)
+	keys := newKeys(a.cfg.APIKeys, a.cfg.PublishRate)
+	a.keys.Store(&keys)
+	a.maxBody.Store(a.cfg.MaxBodySize)
 	a.keyFails = newKeyFailures()
 	a.resolver = clientip.New(a.cfg.TrustedProxies)
 	a.setupTelemetry()
@@ -327,12 +337,13 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return nil, nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodySize))
+	maxBody := a.maxBody.Load()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		a.publishes.Leave()
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", a.cfg.MaxBodySize))
+			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBody))
 		} else {
 			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body could not be read")
 		}
@@ -355,7 +366,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 // keys, a missing or wrong key, a client not on loopback.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*apiKey, bool) {
 	client := a.resolver.Resolve(r)
-	if len(a.keys) > 0 {
+	if len(a.apiKeys()) > 0 {
 		if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
 			a.refused.Add(RefusedKeyFailures)
 			w.Header().Set("Retry-After", retrySeconds(wait))
@@ -379,7 +390,8 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*apiKey, boo
 }
 
 func (a *API) authorize(r *http.Request, client clientip.Client) (*apiKey, int, string) {
-	if len(a.keys) == 0 {
+	keys := a.apiKeys()
+	if len(keys) == 0 {
 		if client.Local() {
 			return nil, 0, ""
 		}
@@ -390,7 +402,7 @@ func (a *API) authorize(r *http.Request, client clientip.Client) (*apiKey, int, 
 	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return nil, http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key>"
 	}
-	key := lookupKey(a.keys, secret)
+	key := lookupKey(keys, secret)
 	if key == nil {
 		a.keyFails.Fail(client.Addr) // a guess: counted against the address
 		return nil, http.StatusUnauthorized, "API key is not valid"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/limit"
 	"golang.org/x/time/rate"
 )
@@ -82,6 +83,32 @@ func newKeys(keys []auth.APIKey, def float64) []*apiKey {
 	}
 	return out
 }
+
+// SetLimits changes the largest publish body (Config.MaxBodySize; zero
+// or negative: DefaultMaxBodySize) and the rate of the API keys without
+// one of their own (Config.PublishRate; zero: DefaultPublishRate,
+// negative: no limit), for the requests that follow. The keys whose rate
+// changes start with a full second's worth.
+func (a *API) SetLimits(maxBodySize int64, publishRate float64) {
+	defaults.Positive(&maxBodySize, DefaultMaxBodySize)
+	defaults.Zero(&publishRate, DefaultPublishRate)
+	a.maxBody.Store(maxBodySize)
+	a.keysMu.Lock()
+	defer a.keysMu.Unlock()
+	old := *a.keys.Load()
+	keys := make([]*apiKey, len(old))
+	for i, k := range old {
+		if k.Rate != 0 {
+			keys[i] = k // a rate of its own: unchanged
+		} else {
+			keys[i] = newKeys([]auth.APIKey{k.APIKey}, publishRate)[0]
+		}
+	}
+	a.keys.Store(&keys)
+}
+
+// apiKeys returns the configured keys.
+func (a *API) apiKeys() []*apiKey { return *a.keys.Load() }
 
 // lookupKey returns the key whose secret is secret, or nil. It compares
 // SHA-256 digests in constant time against every key, so that neither the

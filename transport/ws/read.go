@@ -359,7 +359,7 @@ func (c *conn) growBound(h ws.Header) int {
 	if h.Fin {
 		return len(c.msg) + int(h.Length)
 	}
-	return c.srv.cfg.MaxMessageSize
+	return int(c.srv.maxMessage.Load())
 }
 
 // header checks a frame's header against the protocol and the limits
@@ -384,7 +384,7 @@ func (c *conn) header(h ws.Header, err error) bool {
 	if h.OpCode == ws.OpText {
 		c.msg = c.msg[:0]
 	}
-	if h.Length > int64(c.srv.cfg.MaxMessageSize)-int64(len(c.msg)) {
+	if h.Length > c.srv.maxMessage.Load()-int64(len(c.msg)) {
 		c.fail(session.CauseTooBig, "")
 		return true
 	}

@@ -126,6 +126,9 @@ type Config struct {
 	Registry session.Registry
 	// Presence answers the presence ops; nil: presence is off.
 	Presence session.PresenceReader
+	// Rules are the namespaces' rules on subscribing and publishing
+	// (session.Rules); nil: none.
+	Rules session.Rules
 }
 
 // The defaults of Config, which cmd/broker's flags take too.
@@ -193,6 +196,9 @@ type Server struct {
 
 	// sessionCfg is what the sessions' commands share.
 	sessionCfg session.Config
+	// maxMessage and opLimits are the limits SetLimits changes.
+	maxMessage atomic.Int64
+	opLimits   atomic.Pointer[session.OpLimits]
 }
 
 // closeStats counts close codes by code, 1000–1015.
@@ -249,7 +255,11 @@ func New(cfg Config, b *broker.Broker) *Server {
 		API:        broker.APIWS,
 		Registry:   cfg.Registry,
 		Presence:   cfg.Presence,
+		Rules:      cfg.Rules,
+		Limits:     func() session.OpLimits { return *s.opLimits.Load() },
 	}
+	s.maxMessage.Store(int64(cfg.MaxMessageSize))
+	s.opLimits.Store(&session.OpLimits{Rate: cfg.OpRate, Burst: cfg.OpBurst, Refusals: cfg.OpRefusals})
 	return s
 }
 

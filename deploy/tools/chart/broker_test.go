@@ -180,8 +180,16 @@ func TestChartConfigStartsBroker(t *testing.T) {
 			r := render(t, values)
 			ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
 			env := brokerEnv(t, r, c, ctr)
+			if path, ok := env["TIDINGS_CONFIG"]; ok {
+				// The config file, where the pod has it mounted.
+				env["TIDINGS_CONFIG"] = mountConfigFile(t, r, path)
+			}
 			b := startBroker(t, bin, env, http.DefaultClient, "http")
 			b.stop(t)
+			// Every variable the chart sets is one the broker knows.
+			if strings.Contains(b.output.String(), "unknown environment variable") {
+				t.Errorf("the broker warns of a variable the chart sets:\n%s", b.output.String())
+			}
 		})
 	}
 }

@@ -40,12 +40,14 @@ type chartCase struct {
 	sessionsMetric, apiKeys, createsSecret, persists bool
 	// tls: the broker serves TLS itself; prometheusRule: the release has one.
 	tls, prometheusRule bool
+	// config: the values give a config file (the config value).
+	config bool
 }
 
 // cases covers the default values and every file in ci/.
 var cases = []chartCase{
 	{values: "", replicas: 1},
-	{values: "ci/single-node-values.yaml", replicas: 1, apiKeys: true, createsSecret: true},
+	{values: "ci/single-node-values.yaml", replicas: 1, apiKeys: true, createsSecret: true, config: true},
 	{values: "ci/external-redis-values.yaml", replicas: 3, redis: "url", createsSecret: true, apiKeys: true,
 		existingSecrets: []string{"tidings-api-keys"}, headless: true},
 	{values: "ci/redis-cluster-values.yaml", replicas: 3, redis: "cluster", apiKeys: true, createsSecret: true},
@@ -806,6 +808,11 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"prometheusRule:\n  rules:\n    connectionsNearLimit:\n      enabled: true\n      for: 5m\n      severity: warning\n      threshold: 85",
 			"/prometheusRule/rules/connectionsNearLimit/threshold"},
 		{"prometheusRule:\n  rules:\n    slowConsumer:\n      enabled: true", "slowConsumer"}, // unknown rule
+		{"config:\n  namespaces:\n    - pattern: a\n      client_publish: all", "/config/namespaces/0/client_publish"},
+		{"config:\n  namespaces:\n    - history_size: 3", "/config/namespaces/0"}, // no pattern
+		{"config:\n  namespaces:\n    - pattern: a\n      histroy_size: 3", "histroy_size"},
+		{"config:\n  History_Size: 3", "History_Size"},
+		{"config:\n  jwt-key: a-secret-in-a-configmap", "/config/jwt-key"},
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			t.Parallel()

@@ -128,6 +128,7 @@ tlsKey: /etc/tidings/tls/tls.key
 redisTLSCA: /etc/tidings/redis-tls/ca.crt
 redisTLSCert: /etc/tidings/redis-tls/tls.crt
 redisTLSKey: /etc/tidings/redis-tls/tls.key
+configFile: /etc/tidings/config/config.yaml
 {{- end }}
 
 {{/*
@@ -155,6 +156,11 @@ Checks of combinations that values.schema.json cannot express, with a
 message that says what to change. Included by the Deployment.
 */}}
 {{- define "tidings.validate" -}}
+{{- range $key := list "jwt-key" "redis" "redis-password" "redis-sentinel-password" "api-keys" }}
+{{- if hasKey $.Values.config $key }}
+{{- fail (printf "tidings: config.%s is a secret, which a ConfigMap would show to anyone who may read it: give it through the chart's Secret values (auth.*, redis.*) instead" $key) }}
+{{- end }}
+{{- end }}
 {{- $r := .Values.redis }}
 {{- $set := list }}
 {{- if $r.url }}{{ $set = append $set "redis.url" }}{{ end }}
