@@ -84,3 +84,53 @@ func AppendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// RawReply is a reply already encoded as a JSON object, which a transport
+// sends as it is (Transport.Reply): encoding/json would compact the data
+// it carries and escape its <, > and &.
+type RawReply []byte
+
+// AppendHistory appends the JSON of h: a `history` reply when h has a
+// Type, the answer of GET /v1/history otherwise. Each message's data is
+// copied byte for byte, as in a `message` frame.
+func AppendHistory(b []byte, h History) []byte {
+	b = append(b, '{')
+	if h.Type != "" {
+		b = append(b, `"type":`...)
+		b = AppendString(b, h.Type)
+		b = append(b, ',')
+	}
+	if h.Ref != "" {
+		b = append(b, `"ref":`...)
+		b = AppendString(b, h.Ref)
+		b = append(b, ',')
+	}
+	b = append(b, `"topic":`...)
+	b = AppendString(b, h.Topic)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, h.Offset, 10)
+	b = append(b, `,"epoch":`...)
+	b = AppendString(b, h.Epoch)
+	b = append(b, `,"recovered":`...)
+	b = strconv.AppendBool(b, h.Recovered)
+	b = append(b, `,"messages":[`...)
+	for i, m := range h.Messages {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"topic":`...)
+		b = AppendString(b, m.Topic)
+		b = append(b, `,"id":`...)
+		b = AppendString(b, m.ID)
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, m.Offset, 10)
+		b = append(b, `,"epoch":`...)
+		b = AppendString(b, m.Epoch)
+		b = append(b, `,"time":`...)
+		b = AppendString(b, m.Time)
+		b = append(b, `,"data":`...)
+		b = append(b, m.Data...)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}

@@ -79,7 +79,7 @@ func (s *Session) history(cmd Command) {
 		return
 	}
 	h.Type, h.Ref = "history", cmd.Ref
-	s.t.Reply(h)
+	s.t.Reply(RawReply(AppendHistory(nil, h)))
 }
 
 // mayRead checks that cmd names an exact topic the session may subscribe

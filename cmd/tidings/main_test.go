@@ -265,3 +265,27 @@ func TestUsage(t *testing.T) {
 		t.Errorf("tidings --help: exit %d %q", r.code, r.stdout)
 	}
 }
+
+// Ctrl-C (the context ending) stops sub with exit status 0.
+func TestSubExitsZeroOnInterrupt(t *testing.T) {
+	t.Parallel()
+	br := startBroker(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() { done <- tidings(ctx, "", nil, "sub", "--url", br.url, "quiet.topic") }()
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if n := br.b.Stats().ExactSubscriptions; n != 1 {
+			return fmt.Errorf("%d subscriptions, want the sub's", n)
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != exitOK {
+			t.Fatalf("sub after Ctrl-C: exit %d %s", r.code, r.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sub did not stop on Ctrl-C")
+	}
+}

@@ -83,5 +83,9 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		writeClientError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h)
+	// Encoded by hand: encoding/json would compact each message's data and
+	// escape its <, > and &, and history gives it byte for byte.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(session.AppendHistory(nil, h), '\n'))
 }

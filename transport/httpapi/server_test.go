@@ -200,3 +200,18 @@ func TestEveryServerAPICallNeedsAnAdminKey(t *testing.T) {
 		}
 	}
 }
+
+// GET /v1/history gives each message's data byte for byte, as a
+// `message` frame does: whitespace kept, <, > and & not escaped.
+func TestHistoryAPIDataIsByteForByte(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, httpapi.Config{})
+	const data = `{ "html" : "<b>a&amp;b</b>",  "n":[1e400, -0 ] }`
+	if r := e.post(t, "/v1/publish", `{"topic":"raw.t","data":`+data+`}`); r.status != http.StatusOK {
+		t.Fatalf("publish: %d %s", r.status, r.body)
+	}
+	r := e.do(t, http.MethodGet, "/v1/history?topic=raw.t", nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"data":`+data+`}`) {
+		t.Fatalf("history answered %d %s, want the data %s byte for byte", r.status, r.body, data)
+	}
+}

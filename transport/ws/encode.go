@@ -69,8 +69,13 @@ func (Encoder) Reset(topic, sub string, pos broker.Position, reason string) []by
 }
 
 // jsonFrame encodes v as the payload of a text frame, without HTML
-// escaping so that patterns such as "a.>" read as sent.
+// escaping so that patterns such as "a.>" read as sent; a
+// session.RawReply is sent as it is.
 func jsonFrame(v any) []byte {
+	if raw, ok := v.(session.RawReply); ok {
+		b := make([]byte, headroom, headroom+len(raw))
+		return frame(ws.OpText, append(b, raw...))
+	}
 	buf := bytes.NewBuffer(make([]byte, headroom, 128))
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)

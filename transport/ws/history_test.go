@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -76,5 +77,21 @@ func TestHistoryOp(t *testing.T) {
 		if e := c.expect("error"); e.Code != tc.code || e.Ref != "n" {
 			t.Errorf("%s: %s, want error %s", tc.cmd, e.Raw, tc.code)
 		}
+	}
+}
+
+// The history op gives each message's data byte for byte, as a `message`
+// frame does: whitespace kept, <, > and & not escaped.
+func TestHistoryOpDataIsByteForByte(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, config{})
+	const data = `{ "html" : "<b>a&amp;b</b>",  "n":[1e400, -0 ] }`
+	h.mustPublish(t, "raw.t", data)
+	c := h.dial(t)
+	c.expect("welcome")
+	c.send(`{"op":"history","topic":"raw.t","ref":"r"}`)
+	f := c.expect("history")
+	if !strings.Contains(string(f.Raw), `"data":`+data+`}`) {
+		t.Fatalf("history answered %s, want the data %s byte for byte", f.Raw, data)
 	}
 }
