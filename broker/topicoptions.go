@@ -1,5 +1,7 @@
 package broker
 
+import "time"
+
 // TopicOptions are the options of a topic's namespace (the config file's
 // namespaces) that the broker applies. The zero value is a topic with no
 // namespace: resume allowed, no bound on data of its own.
@@ -54,3 +56,23 @@ func (b *Broker) SetMaxSubscriptions(n int) {
 
 // MaxSubscriptions returns the subscriptions one session may hold.
 func (b *Broker) MaxSubscriptions() int { return int(b.maxSubs.Load()) }
+
+// HistoryFor gives the history size and TTL of a topic (its namespace's),
+// zero for either when the store's own applies.
+type HistoryFor func(topic string) (size int, ttl time.Duration)
+
+// Bounds returns topic's history size and TTL: f's, each in place of
+// size and ttl when positive; size and ttl when f is nil.
+func (f HistoryFor) Bounds(topic string, size int, ttl time.Duration) (int, time.Duration) {
+	if f == nil {
+		return size, ttl
+	}
+	sz, tl := f(topic)
+	if sz > 0 {
+		size = sz
+	}
+	if tl > 0 {
+		ttl = tl
+	}
+	return size, ttl
+}

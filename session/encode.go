@@ -18,18 +18,25 @@ import (
 // pattern it came through. Topic, id and epoch are names the broker
 // validated; data is copied byte for byte.
 func AppendMessageStart(b []byte, m *broker.Message) []byte {
-	b = append(b, `{"type":"message","topic":`...)
-	b = AppendString(b, m.Topic)
-	b = append(b, `,"id":`...)
-	b = AppendString(b, m.ID)
-	b = append(b, `,"offset":`...)
-	b = strconv.AppendUint(b, m.Offset, 10)
-	b = append(b, `,"epoch":`...)
-	b = AppendString(b, m.Epoch)
+	b = append(b, `{"type":"message",`...)
+	b = appendMessageHead(b, m.Topic, m.ID, m.Offset, m.Epoch)
 	b = append(b, `,"time":"`...)
 	b = m.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","data":`...)
 	return append(b, m.Data...)
+}
+
+// appendMessageHead appends a message's topic, id, offset and epoch
+// members.
+func appendMessageHead(b []byte, topic, id string, offset uint64, epoch string) []byte {
+	b = append(b, `"topic":`...)
+	b = AppendString(b, topic)
+	b = append(b, `,"id":`...)
+	b = AppendString(b, id)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, `,"epoch":`...)
+	return AppendString(b, epoch)
 }
 
 // AppendMessageEnd appends what closes a `message` reply after
@@ -118,14 +125,8 @@ func AppendHistory(b []byte, h History) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"topic":`...)
-		b = AppendString(b, m.Topic)
-		b = append(b, `,"id":`...)
-		b = AppendString(b, m.ID)
-		b = append(b, `,"offset":`...)
-		b = strconv.AppendUint(b, m.Offset, 10)
-		b = append(b, `,"epoch":`...)
-		b = AppendString(b, m.Epoch)
+		b = append(b, '{')
+		b = appendMessageHead(b, m.Topic, m.ID, m.Offset, m.Epoch)
 		b = append(b, `,"time":`...)
 		b = AppendString(b, m.Time)
 		b = append(b, `,"data":`...)

@@ -66,7 +66,7 @@ type Config struct {
 	// change (a reload): a topic whose size shrinks drops its oldest
 	// messages at its next publish. Nil: every topic has HistorySize and
 	// HistoryTTL.
-	HistoryFor func(topic string) (size int, ttl time.Duration)
+	HistoryFor broker.HistoryFor
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// MeterProvider receives the store's metrics (history bytes, evicted
@@ -367,17 +367,7 @@ func (s *Store) Topics() int {
 
 // history returns the history size and TTL of topic.
 func (s *Store) history(topic string) (int, time.Duration) {
-	size, ttl := s.cfg.HistorySize, s.cfg.HistoryTTL
-	if s.cfg.HistoryFor != nil {
-		sz, tl := s.cfg.HistoryFor(topic)
-		if sz > 0 {
-			size = sz
-		}
-		if tl > 0 {
-			ttl = tl
-		}
-	}
-	return size, ttl
+	return s.cfg.HistoryFor.Bounds(topic, s.cfg.HistorySize, s.cfg.HistoryTTL)
 }
 
 // first returns the index in h, the history of topic, of its oldest

@@ -163,17 +163,7 @@ func (s *Store) idempotencyKey(topic, key string) string {
 // history returns the history size and TTL of topic: Config.HistoryFor's,
 // or HistorySize and HistoryTTL.
 func (s *Store) history(topic string) (int, time.Duration) {
-	size, ttl := s.cfg.HistorySize, s.cfg.HistoryTTL
-	if s.cfg.HistoryFor != nil {
-		sz, tl := s.cfg.HistoryFor(topic)
-		if sz > 0 {
-			size = sz
-		}
-		if tl > 0 {
-			ttl = tl
-		}
-	}
-	return size, ttl
+	return s.cfg.HistoryFor.Bounds(topic, s.cfg.HistorySize, s.cfg.HistoryTTL)
 }
 
 // metaTTL is how long the offset and epoch of a topic whose history

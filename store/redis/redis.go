@@ -104,7 +104,7 @@ type Config struct {
 	// field. It is asked at each publish and read, so its answers may
 	// change (a reload). Every node must answer alike (the same
 	// namespaces). Nil: every topic has HistorySize and HistoryTTL.
-	HistoryFor func(topic string) (size int, ttl time.Duration)
+	HistoryFor broker.HistoryFor
 	// Logger receives relay events. Nil means discard.
 	Logger *slog.Logger
 	// MeterProvider receives the store's metrics (Redis round trips,
