@@ -20,6 +20,7 @@ FUZZ_TARGETS := \
 	./transport/ws:FuzzFrame \
 	./transport/httpapi:FuzzPublishBody \
 	./transport/httpapi:FuzzControlBody \
+	./hooks:FuzzAnswer \
 	./store/redis:FuzzEnvelopeRoundTrip \
 	./transport/clientip:FuzzClientIP \
 	./config:FuzzConfig \

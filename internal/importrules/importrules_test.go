@@ -106,6 +106,12 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
+			Name:      "hooks imports no transport, store, session, Redis client or OpenTelemetry SDK/exporter",
+			From:      []string{mod + "/hooks"},
+			Forbid:    []string{mod + "/transport", mod + "/store", mod + "/session", goRedis, otelSDK, otelExporters},
+			MustMatch: true,
+		},
+		{
 			Name:      "store packages do not import transport packages",
 			From:      []string{mod + "/store"},
 			Forbid:    []string{mod + "/transport"},
@@ -296,6 +302,7 @@ func TestCheck(t *testing.T) {
 		mod + "/limit":                   {"golang.org/x/time/rate"},
 		mod + "/control":                 {"context"},
 		mod + "/control/node":            {mod + "/control"},
+		mod + "/hooks":                   {"net/http"},
 		mod + "/config":                  {"go.yaml.in/yaml/v3"},
 	}
 	// with returns base with the given packages' imports replaced.
