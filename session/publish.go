@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/hooks"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -37,7 +38,17 @@ func (s *Session) publish(cmd Command) {
 	}
 	defer s.cfg.Publishes.Leave()
 	ctx, end := s.startPublish(cmd.Topic)
-	msgs, err := s.cfg.Broker.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: cmd.Data, IdempotencyKey: cmd.IdempotencyKey}})
+	data := cmd.Data
+	a, _, err := s.hook(ctx, hooks.Publish, cmd.Topic, data, nil)
+	if err != nil {
+		end(nil, err)
+		s.hookRefused(cmd.Ref, hooks.Publish, err)
+		return
+	}
+	if a.Data != nil {
+		data = a.Data // the backend replaced it
+	}
+	msgs, err := s.cfg.Broker.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: data, IdempotencyKey: cmd.IdempotencyKey}})
 	end(msgs, err)
 	if err != nil {
 		if code := broker.ClientError(err).Code; code == broker.CodeUnavailable || code == broker.CodeInternal {

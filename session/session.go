@@ -12,6 +12,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"go.opentelemetry.io/otel/trace"
@@ -119,6 +120,13 @@ type Config struct {
 	Registry Registry
 	// Presence answers the presence ops; nil: presence is off.
 	Presence PresenceReader
+	// Hooks asks the application's backend about subscribes, publishes
+	// and refreshes; nil: no hook.
+	Hooks *hooks.Hooks
+	// HookApplies reports whether the hook named (subscribe, publish)
+	// applies to topic (its namespace's proxy list); nil: every hook that
+	// is on applies everywhere.
+	HookApplies func(hook, topic string) bool
 	// Rules are the namespaces' rules on subscribing and publishing; nil:
 	// none.
 	Rules Rules
@@ -141,6 +149,12 @@ type Info struct {
 	UserInfo json.RawMessage
 	// TokenID is the token's jti, or "".
 	TokenID string
+	// Claims are what the session's token grants (nil without one), for
+	// the backend hooks.
+	Claims *auth.Claims
+	// Headers and Cookies are the ones of the request that opened the
+	// session that the hooks forward (hooks.Forwarded).
+	Headers, Cookies map[string]string
 	// Permissions are what the session may subscribe and publish to.
 	Permissions broker.Permissions
 	// Link is the trace of the request that opened the session, when it
@@ -272,6 +286,9 @@ func (s *Session) AllowPing() (answer, closed bool) {
 }
 
 func (s *Session) subscribe(cmd Command) {
+	if _, _, err := s.hook(s.ctx, hooks.Subscribe, cmd.Topic, nil, nil); s.hookRefused(cmd.Ref, hooks.Subscribe, err) {
+		return
+	}
 	if err := s.bs.Subscribe(s.ctx, cmd.Ref, cmd.Topic, cmd.Since); err != nil {
 		if errors.Is(err, broker.ErrUnavailable) {
 			s.info.Log().Warn("subscribe failed", "err", err)
@@ -350,7 +367,11 @@ func (s *Session) ArmExpiry(exp time.Time) {
 	if s.ended {
 		return
 	}
-	d := time.Until(exp.Add(s.cfg.Tokens.Leeway()))
+	var leeway time.Duration
+	if s.cfg.Tokens != nil {
+		leeway = s.cfg.Tokens.Leeway()
+	}
+	d := time.Until(exp.Add(leeway))
 	if s.expiry == nil {
 		s.expiry = time.AfterFunc(d, s.expire)
 		return
@@ -412,9 +433,16 @@ func (s *Session) refresh(cmd Command) {
 		s.replyError(cmd.Ref, broker.NewError(broker.ErrForbidden, "the token is for another subject than the session's"))
 		return
 	}
+	if a, asked, err := s.hook(s.ctx, hooks.Refresh, "", nil, claims); s.hookRefused(cmd.Ref, hooks.Refresh, err) {
+		s.cfg.Refused.Add(RefusedRefresh)
+		return
+	} else if asked && !a.Expires.IsZero() {
+		claims.Expires = a.Expires // the backend sets when the session ends
+	}
 	s.mu.Lock()
 	s.info.Permissions = claims.Permissions
 	s.info.TokenID = claims.TokenID
+	s.info.Claims = claims
 	perms := s.effective(claims.Permissions)
 	s.mu.Unlock()
 	for _, p := range s.bs.SetPermissions(perms) {

@@ -38,6 +38,7 @@ type config struct {
 	redisTimeout   time.Duration
 	redisPrefix    string
 	redisAuthFlags
+	hookFlags
 	demo            bool
 	shutdownTimeout time.Duration
 	apiKeys         []string
@@ -123,6 +124,7 @@ func (c *config) flagSet() (*flag.FlagSet, *rawLists) {
 	fs.DurationVar(&c.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on every Redis operation; a publish fails with 503 after it")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key and channel")
 	c.redisAuthFlags.flags(fs)
+	c.hookFlags.flags(fs)
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
 	fs.StringVar(&l.apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
 	fs.StringVar(&l.origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")

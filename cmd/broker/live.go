@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,14 @@ func (l *liveConfig) topicOptions(topic string) broker.TopicOptions {
 func (l *liveConfig) presenceFor(topic string) (presence, joinLeave bool) {
 	n := l.of(topic)
 	return n.Presence, n.JoinLeave
+}
+
+// hookApplies is session.Config.HookApplies: a hook applies to a topic
+// unless its namespace's proxy list leaves it out (no list: every hook
+// that is on).
+func (l *liveConfig) hookApplies(hook, topic string) bool {
+	n := l.of(topic)
+	return n.Proxy == nil || slices.Contains(n.Proxy, hook)
 }
 
 // AnonymousSubscribe implements session.Rules.

@@ -144,8 +144,18 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		OpRate:         limitOf(cfg.opRate),
 		OpBurst:        cfg.opBurst,
 		Rules:          lc,
+		HookApplies:    lc.hookApplies,
 
 		GoroutineReaders: cfg.wsReaders == "goroutine",
+	}
+	hk, err := cfg.hookFlags.build(cfg, log, tel)
+	if err != nil {
+		_ = store.Close()
+		return err
+	}
+	if hk != nil {
+		defer hk.Close()
+		wcfg.Hooks = hk
 	}
 	ctl := ctlnode.New(ctlnode.Config{Broker: b, Backend: store, ID: cfg.nodeID, Version: version,
 		Topics: lc.presenceFor, PresenceTTL: cfg.presenceTTL, RevokeFor: cfg.revokeFor, Logger: log})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/clientip"
@@ -121,6 +122,12 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, client clientip.C
 				reason = RefusedTokenRevoked
 			}
 			s.refuse(w, reason, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
+			return nil, nil, false
+		}
+	}
+	if s.cfg.Hooks.Enabled(hooks.Connect) {
+		if claims, ok = s.connectHook(w, r, client, claims); !ok {
+			release()
 			return nil, nil, false
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
@@ -129,6 +130,13 @@ type Config struct {
 	// Rules are the namespaces' rules on subscribing and publishing
 	// (session.Rules); nil: none.
 	Rules session.Rules
+	// Hooks asks the application's backend at connect (before the
+	// upgrade) and, through the sessions, about subscribes, publishes and
+	// refreshes; nil: no hook.
+	Hooks *hooks.Hooks
+	// HookApplies reports whether the hook named applies to a topic
+	// (session.Config.HookApplies); nil: everywhere.
+	HookApplies func(hook, topic string) bool
 }
 
 // The defaults of Config, which cmd/broker's flags take too.
@@ -256,7 +264,10 @@ func New(cfg Config, b *broker.Broker) *Server {
 		Registry:   cfg.Registry,
 		Presence:   cfg.Presence,
 		Rules:      cfg.Rules,
-		Limits:     func() session.OpLimits { return *s.opLimits.Load() },
+		Hooks:      cfg.Hooks,
+
+		HookApplies: cfg.HookApplies,
+		Limits:      func() session.OpLimits { return *s.opLimits.Load() },
 	}
 	s.maxMessage.Store(int64(cfg.MaxMessageSize))
 	s.opLimits.Store(&session.OpLimits{Rate: cfg.OpRate, Burst: cfg.OpBurst, Refusals: cfg.OpRefusals})
@@ -330,10 +341,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger}
 	if claims != nil {
 		info.Subject, info.Permissions, info.UserInfo, info.TokenID = claims.Subject, claims.Permissions, claims.Info, claims.TokenID
+		info.Claims = claims
 	} else {
 		// Publishing from loopback needs the TCP peer itself on loopback:
 		// an address a proxy names, 127.0.0.1 included, never has it.
 		info.Permissions = auth.Anonymous(client.Local())
+	}
+	if s.cfg.Hooks != nil {
+		info.Headers, info.Cookies = s.cfg.Hooks.Forwarded(r)
 	}
 	c.session = session.New(c.ctx, &s.sessionCfg, c, c.sess, info)
 	registered, pollErr := s.register(c)
@@ -346,7 +361,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if claims != nil {
 		// Armed once the session is registered: its close needs the
 		// event loop.
-		c.session.ArmExpiry(claims.Expires)
+		if !claims.Expires.IsZero() {
+			c.session.ArmExpiry(claims.Expires)
+		}
 		// Right after the welcome, before the client's first command.
 		c.session.SubscribeChannels(claims.Channels)
 	}
