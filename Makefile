@@ -39,8 +39,9 @@ GOBIN_DIR   := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
 STATICCHECK := $(GOBIN_DIR)/staticcheck
 
 # Debian packages the tests need, as binary:package pairs; a package is
-# installed only when its binary is missing. gcc is what -race needs (cgo).
-APT_DEPS := redis-server:redis-server redis-cli:redis-tools chromium:chromium gcc:gcc
+# installed only when its binary is missing. gcc is what -race needs (cgo);
+# node runs the example hooks backend.
+APT_DEPS := redis-server:redis-server redis-cli:redis-tools chromium:chromium gcc:gcc node:nodejs
 
 # apt-get needs root; use sudo otherwise.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

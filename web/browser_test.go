@@ -28,6 +28,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
 	ctlnode "github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -327,6 +328,8 @@ type nodeConfig struct {
 	// control runs the node's control plane with presence and join/leave
 	// on (the store must be a control.Backend: the default one is).
 	control bool
+	// hooks, when set, are the node's backend hooks.
+	hooks *hooks.Hooks
 }
 
 // startNode starts a node; it is stopped at cleanup. With no store it
@@ -341,7 +344,7 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 		cfg.id = "node-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	}
 	b := broker.New(broker.Config{}, cfg.store, ws.Encoder{})
-	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens}
+	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens, Hooks: cfg.hooks}
 	var ctl *ctlnode.Node
 	if cfg.control {
 		ctl = ctlnode.New(ctlnode.Config{Broker: b, Backend: cfg.store.(control.Backend), ID: cfg.id, Presence: true, JoinLeave: true})
