@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -75,5 +76,17 @@ func TestExampleBackendDecidesInChromium(t *testing.T) {
 	want := map[string]string{"news.today": "ok", "inbox.ann": "ok", "admin.audit": "forbidden: ann may not read admin.audit"}
 	if got.User != "ann" || fmt.Sprint(got.Results) != fmt.Sprint(want) {
 		t.Fatalf("page: user %q results %v, want ann and %v", got.User, got.Results, want)
+	}
+	// The README runs the same backend with the same settings.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"node examples/hooks-backend/backend.mjs 3000 http://localhost:8080", "-hook-connect http://localhost:3000/connect",
+		"-hook-subscribe http://localhost:3000/subscribe -hook-forward-cookies sid", "-allowed-origins http://localhost:3000",
+		"http://localhost:3000/login?user=ann", "forbidden: ann may\nnot read admin.audit"} {
+		if !strings.Contains(string(readme), s) {
+			t.Errorf("README.md's Backend hooks section no longer says %q", s)
+		}
 	}
 }
