@@ -380,7 +380,8 @@ func TestMetricsNames(t *testing.T) {
 // TestDashboardAndReadmeNameExportedMetrics: every metric the Grafana
 // dashboard queries and the README lists is exported (the Redis store's
 // by nodes on Redis: internal/e2e checks those; the connection guard's by
-// cmd/broker, whose tests check those).
+// cmd/broker, whose tests check those; the backend hooks' by nodes with
+// hooks: package hooks checks those through the Prometheus exporter).
 func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 	t.Parallel()
 	e, _ := newObservedEnv(t, nil, broker.Config{}, httpapi.Config{})
@@ -392,7 +393,8 @@ func TestDashboardAndReadmeNameExportedMetrics(t *testing.T) {
 	testkit.Eventually(t, waitTimeout, e.sessionsEnded)
 	m := scrape(t, e)
 	elsewhere := map[string]bool{"tidings_redis_round_trip_seconds": true, "tidings_redis_reconnects_total": true, "tidings_gap_repairs_total": true,
-		"tidings_connections": true, "tidings_connections_refused_total": true}
+		"tidings_connections": true, "tidings_connections_refused_total": true,
+		"tidings_hook_duration_seconds": true, "tidings_hook_results_total": true, "tidings_hook_in_flight": true}
 	name := regexp.MustCompile(`\b(?:tidings|go|process)_[a-z_]+[a-z]\b`)
 	for _, file := range []string{"../../deploy/grafana/tidings-dashboard.json", "../../README.md"} {
 		raw, err := os.ReadFile(file)
