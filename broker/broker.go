@@ -121,7 +121,10 @@ type Broker struct {
 	store    Store
 	watcher  Watcher // nil when the store relays every topic everywhere
 	observer SubscriptionObserver
-	enc      Encoder
+	// encs holds the encoders, indexed by Encoding; AddEncoder, under
+	// encMu, replaces the slice.
+	encs     atomic.Pointer[[]Encoder]
+	encMu    sync.Mutex
 	shards   []shard
 	patterns *patternIndex[*subscription]
 	budget   *Budget
@@ -192,12 +195,13 @@ func New(cfg Config, store Store, enc Encoder) *Broker {
 	b := &Broker{
 		cfg:      cfg,
 		store:    store,
-		enc:      enc,
 		shards:   make([]shard, cfg.Shards),
 		patterns: newPatternIndex[*subscription](cfg.MaxPatternNodes),
 		budget:   NewBudget(cfg.OutboundBytes),
 		observer: noObserver{},
 	}
+	encs := []Encoder{enc}
+	b.encs.Store(&encs)
 	for i := range b.shards {
 		b.shards[i].hubs = make(map[string]*hub)
 	}
@@ -314,38 +318,58 @@ func (b *Broker) deliver(m *Message) uint64 {
 	var f fanout
 	b.budget.begin(&f)
 	defer b.budget.end(&f)
+	mf := messageFrames{m: m, encs: b.encoders()}
 	sh := b.shard(m.Topic)
 	sh.mu.RLock()
 	if h := sh.hubs[m.Topic]; h != nil && len(h.subs) > 0 {
-		frame := b.enc.Message(m, "")
-		// The frame is shared: each queue counts its share of it.
-		charge := len(frame)/len(h.subs) + entrySize
-		for _, s := range h.subs {
-			s.deliver(frame, charge, m.Epoch, m.Offset, at, &f)
+		if len(mf.encs) == 1 {
+			frame := mf.exactFrame(DefaultEncoding)
+			// The frame is shared: each queue counts its share of it.
+			charge := len(frame)/len(h.subs) + entrySize
+			for _, s := range h.subs {
+				s.deliver(frame, charge, m.Epoch, m.Offset, at, &f)
+			}
+		} else {
+			// One frame per encoding, each shared by its sessions.
+			counts := encodingCounts(h.subs)
+			var charges [MaxEncodings]int
+			for _, s := range h.subs {
+				e := s.sess.enc
+				frame := mf.exactFrame(e)
+				if charges[e] == 0 {
+					charges[e] = len(frame)/counts[e] + entrySize
+				}
+				s.deliver(frame, charges[e], m.Epoch, m.Offset, at, &f)
+			}
 		}
 		n += uint64(len(h.subs))
 	}
 	sh.mu.RUnlock()
 	if b.patterns.len() > 0 {
-		// The part every pattern's frame shares is encoded once; each
-		// pattern adds only its frame header and its "sub". The shared
-		// part is charged once too, to the first pattern's queues, so
-		// that the budget counts what the node holds.
-		var shared []byte
-		var unchargedShared int
+		// The part every pattern's frame shares is encoded once per
+		// encoding; each pattern adds only its frame header and its
+		// "sub" (see messageFrames.patternParts).
 		b.patterns.match(m.Topic, func(pattern string, subs []*subscription) {
 			if len(subs) == 0 {
 				return
 			}
-			if shared == nil {
-				shared = b.enc.MessageShared(m)
-				unchargedShared = len(shared)
+			counts := [MaxEncodings]int{len(subs)}
+			if len(mf.encs) > 1 {
+				counts = encodingCounts(subs)
 			}
-			head, tail := b.enc.MessageEnds(shared, pattern)
-			charge := (len(head)+unchargedShared+len(tail))/len(subs) + 3*entrySize
-			unchargedShared = 0
+			var parts [MaxEncodings]struct {
+				head, mid, tail []byte
+				charge          int
+			}
 			for _, s := range subs {
-				s.deliverParts(head, shared, tail, charge, m.Epoch, m.Offset, at, &f)
+				e := s.sess.enc
+				p := &parts[e]
+				if p.mid == nil {
+					var size int
+					p.head, p.mid, p.tail, size = mf.patternParts(e, pattern)
+					p.charge = size/counts[e] + 3*entrySize
+				}
+				s.deliverParts(p.head, p.mid, p.tail, p.charge, m.Epoch, m.Offset, at, &f)
 			}
 			n += uint64(len(subs))
 		})
@@ -363,23 +387,29 @@ func (b *Broker) Reset(topic string, pos Position, reason string) {
 	case ResetGap:
 		b.stats.outcomes.gap.Add(1)
 	}
+	encs := b.encoders()
 	sh := b.shard(topic)
 	sh.mu.RLock()
 	if h := sh.hubs[topic]; h != nil && len(h.subs) > 0 {
-		frame := b.enc.Reset(topic, "", pos, reason)
+		var frames [MaxEncodings][]byte
 		for _, s := range h.subs {
-			s.reset(frame, pos)
+			e := s.sess.enc
+			if frames[e] == nil {
+				frames[e] = encs[e].Reset(topic, "", pos, reason)
+			}
+			s.reset(frames[e], pos)
 		}
 	}
 	sh.mu.RUnlock()
 	if b.patterns.len() > 0 {
 		b.patterns.match(topic, func(pattern string, subs []*subscription) {
-			if len(subs) == 0 {
-				return
-			}
-			frame := b.enc.Reset(topic, pattern, pos, reason)
+			var frames [MaxEncodings][]byte
 			for _, s := range subs {
-				s.reset(frame, pos)
+				e := s.sess.enc
+				if frames[e] == nil {
+					frames[e] = encs[e].Reset(topic, pattern, pos, reason)
+				}
+				s.reset(frames[e], pos)
 			}
 		})
 	}

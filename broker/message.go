@@ -155,14 +155,17 @@ type Store interface {
 }
 
 // Encoder turns broker events into complete transport frames. Each frame is
-// encoded once and the same bytes are queued to every subscriber.
+// encoded once per encoding (see Encoding) and the same bytes are queued
+// to every subscriber whose session has that encoding.
 type Encoder interface {
 	// Message encodes a delivery of m; sub is the wildcard pattern it
 	// matched, or "" for an exact subscription.
 	Message(m *Message, sub string) []byte
 	// MessageShared encodes the part of m's frames that every delivery
 	// through a wildcard pattern shares, so that a message matched by many
-	// patterns is encoded once, not once per pattern.
+	// patterns is encoded once, not once per pattern. It may return nil
+	// (a compressed frame shares nothing): the broker then encodes each
+	// pattern's frame whole with Message.
 	MessageShared(m *Message) []byte
 	// MessageEnds encodes what a delivery through sub adds around shared
 	// (from MessageShared): head, shared and tail together are the frame

@@ -83,13 +83,18 @@ func (b *Broker) SendToTopic(topic string, event any) int {
 	if h == nil {
 		return 0
 	}
-	frame := b.enc.Event(event)
+	encs := b.encoders()
+	var frames [MaxEncodings][]byte
 	n := 0
 	for _, s := range h.subs {
 		if s.state.Load() == subPending {
 			continue
 		}
-		s.sess.out.Push(frame)
+		e := s.sess.enc
+		if frames[e] == nil {
+			frames[e] = encs[e].Event(event)
+		}
+		s.sess.out.Push(frames[e])
 		n++
 	}
 	return n

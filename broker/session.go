@@ -31,6 +31,9 @@ type Session struct {
 	// set once, before its first subscribe.
 	id, user string
 	info     json.RawMessage
+
+	// enc is the encoding of the session's frames (NewSessionEncoded).
+	enc Encoding
 }
 
 // SetIdentity names the session: its id, its user ("" when anonymous) and
@@ -209,7 +212,7 @@ func (s *Session) subscribe(ctx context.Context, ref, pattern string, since *Pos
 		return WrapError(ErrUnavailable, err)
 	}
 	if wildcard {
-		sub.activate(s.b.enc.Subscribed(ref, pattern, nil, false), nil, nil, 0)
+		sub.activate(s.encoder().Subscribed(ref, pattern, nil, false), nil, nil, 0)
 		return nil
 	}
 
@@ -238,7 +241,7 @@ func (s *Session) subscribe(ctx context.Context, ref, pattern string, since *Pos
 	if recovered {
 		last = since.Offset
 	}
-	sub.activate(s.b.enc.Subscribed(ref, pattern, &pos, recovered), &pos, replay, last)
+	sub.activate(s.encoder().Subscribed(ref, pattern, &pos, recovered), &pos, replay, last)
 	s.b.observe(sub)
 	return nil
 }
@@ -255,9 +258,10 @@ func (sub *subscription) activate(answer []byte, pos *Position, replay []*Messag
 	if pos != nil {
 		sub.epoch, sub.last = pos.Epoch, last
 	}
+	enc := s.encoder()
 	for _, m := range replay {
 		if sub.admit(pendingFrame{epoch: m.Epoch, offset: m.Offset}) {
-			s.Send(s.b.enc.Message(m, ""))
+			s.Send(enc.Message(m, ""))
 			sub.last = m.Offset
 		}
 	}
