@@ -18,8 +18,11 @@ FUZZ_TARGETS := \
 	./broker:FuzzTopic \
 	./session:FuzzCommand \
 	./transport/ws:FuzzFrame \
+	./transport/sse:FuzzCursor \
+	./transport/ws:FuzzInflate \
 	./transport/httpapi:FuzzPublishBody \
 	./transport/httpapi:FuzzControlBody \
+	./transport/stream:FuzzStreamCommands \
 	./hooks:FuzzAnswer \
 	./store/redis:FuzzEnvelopeRoundTrip \
 	./transport/clientip:FuzzClientIP \

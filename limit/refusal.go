@@ -140,8 +140,10 @@ func (t *Tally) Snapshot() map[Reason]uint64 {
 
 // RegisterMetric reports the tally on m as tidings.refused{reason}
 // (tidings_refused_total on /metrics): every reason of the tally, zeros
-// included. Each transport registers its own tally.
-func (t *Tally) RegisterMetric(m metric.Meter) error {
+// included, each series with attrs too. Each transport registers its own
+// tally, naming itself in attrs (transport="websocket", …): two tallies
+// must not report the same series.
+func (t *Tally) RegisterMetric(m metric.Meter, attrs ...attribute.KeyValue) error {
 	in := telemetry.NewInstruments(m)
 	refused := in.Int64ObservableCounter("tidings.refused",
 		metric.WithUnit("{refusal}"),
@@ -149,13 +151,14 @@ func (t *Tally) RegisterMetric(m metric.Meter) error {
 	if err := in.Err(); err != nil {
 		return err
 	}
-	attrs := make([]metric.ObserveOption, len(t.reasons))
+	observe := make([]metric.ObserveOption, len(t.reasons))
 	for i, r := range t.reasons {
-		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r.String())))
+		kv := append([]attribute.KeyValue{attribute.String("reason", r.String())}, attrs...)
+		observe[i] = metric.WithAttributeSet(attribute.NewSet(kv...))
 	}
 	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for i, r := range t.reasons {
-			o.ObserveInt64(refused, int64(t.counts[r].Load()), attrs[i])
+			o.ObserveInt64(refused, int64(t.counts[r].Load()), observe[i])
 		}
 		return nil
 	}, refused)

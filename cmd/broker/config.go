@@ -59,6 +59,9 @@ type config struct {
 	logFormat       string
 	pprofAddr       string
 	wsReaders       string
+	// permessage-deflate (ws.Config.Compression, CompressionMinSize).
+	wsCompression        bool
+	wsCompressionMinSize int
 	// The control plane (package control/node).
 	presence    bool
 	joinLeave   bool
@@ -146,6 +149,8 @@ func (c *config) flagSet() (*flag.FlagSet, *rawLists) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.wsReaders, "ws-readers", "poll", "how idle sessions wait for input: poll (one epoll set; a reader goroutine only while bytes arrive) or goroutine (a reader goroutine per session)")
+	fs.BoolVar(&c.wsCompression, "ws-compression", false, "negotiate permessage-deflate with WebSocket clients that offer it: each message is compressed once per node, whatever its subscribers, and the clients' compressed messages are inflated")
+	fs.IntVar(&c.wsCompressionMinSize, "ws-compression-min-size", ws.DefaultCompressionMinSize, "smallest WebSocket payload in bytes sent compressed (with -ws-compression); smaller ones go as they are")
 	fs.BoolVar(&c.presence, "presence", false, "keep the presence of every topic (who is subscribed, on every node) for GET /v1/presence and the presence ops")
 	fs.BoolVar(&c.joinLeave, "join-leave", false, "send join and leave frames to every topic's subscribers when a session subscribes, unsubscribes or ends, on any node")
 	fs.DurationVar(&c.presenceTTL, "presence-ttl", ctlnode.DefaultPresenceTTL, "how long a presence entry lives unless its node refreshes it (every third of it): how long the sessions of a node that died stay listed")
@@ -237,6 +242,7 @@ func (c config) validate() error {
 		{"history-size", c.historySize}, {"max-message-size", c.maxMessageSize},
 		{"max-body-size", c.maxBodySize}, {"queue-size", c.queueSize},
 		{"queue-bytes", c.queueBytes}, {"shards", c.shards},
+		{"ws-compression-min-size", c.wsCompressionMinSize},
 	}
 	if c.historyBytes <= 0 {
 		return bad("history-bytes", "%d: must be a positive number", c.historyBytes)

@@ -15,7 +15,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,7 +25,10 @@ import (
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/tracing"
+	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/sse"
+	"github.com/tidings-io/tidings/transport/stream"
 	"github.com/tidings-io/tidings/transport/ws"
 	"github.com/tidings-io/tidings/web"
 )
@@ -129,24 +131,19 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		NodeID:         cfg.nodeID,
 		MaxMessageSize: cfg.maxMessageSize,
 		Heartbeat:      cfg.heartbeat,
-		AllowedOrigins: cfg.allowedOrigins,
-		PublicHosts:    cfg.publicHosts,
 		Logger:         sessionLog,
 		TracerProvider: tel.TracerProvider,
 		MeterProvider:  tel.MeterProvider,
 		Propagator:     tel.Propagator,
 		WriteTimeout:   cfg.writeTimeout,
-		TrustedProxies: sec.proxies,
-		MaxSessions:    limitOf(cfg.maxSessions),
-		IPConnRate:     limitOf(cfg.ipConnRate),
-		IPConnBurst:    cfg.ipConnBurst,
-		IPMaxConns:     limitOf(cfg.ipMaxConns),
 		OpRate:         limitOf(cfg.opRate),
 		OpBurst:        cfg.opBurst,
 		Rules:          lc,
 		HookApplies:    lc.hookApplies,
 
-		GoroutineReaders: cfg.wsReaders == "goroutine",
+		GoroutineReaders:   cfg.wsReaders == "goroutine",
+		Compression:        cfg.wsCompression,
+		CompressionMinSize: cfg.wsCompressionMinSize,
 	}
 	hk, err := cfg.hookFlags.build(cfg, log, tel)
 	if err != nil {
@@ -170,7 +167,25 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		wcfg.Tokens = sec.verifier
 		sec.verifier.CheckRevocation(ctl.Check)
 	}
+	// One door for every transport: the node's bounds hold for the
+	// node, whichever way its sessions came.
+	wcfg.Door = admit.New(admit.Config{
+		AllowedOrigins: cfg.allowedOrigins, PublicHosts: cfg.publicHosts, TrustedProxies: sec.proxies,
+		MaxSessions: limitOf(cfg.maxSessions), IPConnRate: limitOf(cfg.ipConnRate), IPConnBurst: cfg.ipConnBurst, IPMaxConns: limitOf(cfg.ipMaxConns),
+		Tokens: wcfg.Tokens, Hooks: wcfg.Hooks, MeterProvider: tel.MeterProvider, Logger: log,
+	})
 	wsrv := ws.New(wcfg, b)
+	ssrv := sse.New(sse.Config{
+		NodeID: cfg.nodeID, Heartbeat: cfg.heartbeat, WriteTimeout: cfg.writeTimeout, Door: wcfg.Door.For("sse"), Tokens: wcfg.Tokens,
+		Registry: ctl, Presence: ctl, Rules: lc, Hooks: wcfg.Hooks, HookApplies: lc.hookApplies,
+		MeterProvider: tel.MeterProvider, Logger: sessionLog,
+	}, b)
+	stsrv := stream.New(stream.Config{
+		NodeID: cfg.nodeID, Heartbeat: cfg.heartbeat, WriteTimeout: cfg.writeTimeout, Door: wcfg.Door.For("http-stream"), Tokens: wcfg.Tokens,
+		MaxBodySize: cfg.maxMessageSize, OpRate: limitOf(cfg.opRate), OpBurst: cfg.opBurst,
+		Registry: ctl, Presence: ctl, Rules: lc, Hooks: wcfg.Hooks, HookApplies: lc.hookApplies,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Logger: sessionLog,
+	}, b)
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        sec.apiKeys,
 		PublishRate:    limitOf(cfg.publishRate),
@@ -184,6 +199,8 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		Logger:         log,
 		Control:        ctl,
 		Settings:       lc.settings,
+		SSE:            ssrv,
+		Stream:         stsrv,
 	}, b, wsrv)
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
@@ -285,105 +302,11 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		}
 	}()
 	stopDemo()
-	if err := shutdown(api, srv, psrv, wsrv, ctl, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
+	if err := shutdown(api, srv, psrv, []transport{{"WebSocket", wsrv}, {"Server-Sent Events", ssrv}, {"HTTP-streaming", stsrv}}, ctl, store, cfg.shutdownTimeout, log); err != nil && cause == nil {
 		cause = err
 	}
 	return cause
 }
-
-// errShutdownTimeout is wrapped by the error of a shutdown that reached
-// its deadline: what was still open then was cut.
-var errShutdownTimeout = errors.New("graceful shutdown timed out")
-
-// shutdown runs the graceful shutdown order: readiness fails, the listener
-// stops and in-flight HTTP requests finish, every session is flushed and
-// closed with 1001 once the publishes in flight have been delivered, then
-// the control plane writes its last presence changes and the store
-// closes; all within timeout. The profiling server, psrv (nil
-// when -pprof-addr is not set), stops alongside the HTTP server: its
-// listener closes at once, a profile being taken may finish. What is
-// still open at the deadline is cut.
-//
-// It returns nil when every step finished in time and without error.
-// Otherwise its error names the steps still waiting at the deadline,
-// wrapped with errShutdownTimeout, and those that failed (closing the
-// store, say).
-func shutdown(api *httpapi.API, srv, psrv *http.Server, wsrv *ws.Server, ctl *ctlnode.Node, store io.Closer, timeout time.Duration, log *slog.Logger) error {
-	start := time.Now()
-	api.BeginShutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	// The HTTP server is shut down alongside the sessions, not before
-	// them: it waits up to five seconds for connections that have not
-	// sent a request (preconnects, TCP health checks), which must not
-	// hold back the sessions' 1001. The sessions wait only for the
-	// publishes already admitted, so that each message acknowledged to a
-	// publisher is flushed before the close frame.
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Shutdown(ctx) }()
-	pprofDone := make(chan error, 1)
-	if psrv != nil {
-		go func() { pprofDone <- psrv.Shutdown(ctx) }()
-	} else {
-		pprofDone <- nil
-	}
-	// late lists the steps still waiting at the deadline, errs what
-	// failed otherwise.
-	var late, errs []error
-	check := func(what string, err error) {
-		switch {
-		case err == nil:
-		case errors.Is(err, context.DeadlineExceeded):
-			late = append(late, fmt.Errorf("%s: %w", what, err))
-		default:
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-		}
-	}
-	check("HTTP publishes in flight", api.Drain(ctx))
-	check("WebSocket sessions", wsrv.Shutdown(ctx))
-	httpErr := <-httpDone
-	if httpErr != nil {
-		_ = srv.Close()
-	}
-	check("HTTP server", httpErr)
-	if pprofErr := <-pprofDone; pprofErr != nil {
-		_ = psrv.Close()
-		check("profiling server", pprofErr)
-	}
-	// The sessions' presence is removed, and their leaves are sent,
-	// before the store closes.
-	if ctl != nil {
-		ctl.Close()
-	}
-	check("closing the store", store.Close())
-	after := time.Since(start).String()
-	for _, err := range errs {
-		log.Warn("shutdown step failed", "err", err)
-	}
-	if len(late) > 0 {
-		log.Warn("shutdown deadline reached; remaining connections were cut", "after", after, "waiting", errList(late).Error())
-		errs = append([]error{fmt.Errorf("%w after %v: %w", errShutdownTimeout, timeout, errList(late))}, errs...)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("shutdown: %w", errList(errs))
-	}
-	log.Info("shutdown complete", "after", after)
-	return nil
-}
-
-// errList is several errors as one, on one line: errors.Is and errors.As
-// see each of them.
-type errList []error
-
-func (l errList) Error() string {
-	msgs := make([]string, len(l))
-	for i, err := range l {
-		msgs[i] = err.Error()
-	}
-	return strings.Join(msgs, "; ")
-}
-
-func (l errList) Unwrap() []error { return l }
 
 // listenLoopback listens on addr, which validate has checked names a
 // loopback host, and makes sure the address bound is one: "localhost" is

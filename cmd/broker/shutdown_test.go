@@ -570,7 +570,7 @@ func TestShutdownReportsWhatFailed(t *testing.T) {
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()
 			log := newLogSink()
-			err = shutdown(api, srv, nil, wsrv, nil, failingCloser{st, tc.closeErr}, 10*time.Second, slog.New(slog.NewJSONHandler(log, nil)))
+			err = shutdown(api, srv, nil, []transport{{"WebSocket", wsrv}}, nil, failingCloser{st, tc.closeErr}, 10*time.Second, slog.New(slog.NewJSONHandler(log, nil)))
 			if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
 				t.Errorf("Serve returned %v, want http.ErrServerClosed", serveErr)
 			}

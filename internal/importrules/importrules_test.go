@@ -112,6 +112,20 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
+			// Every transport reuses the session core and the door;
+			// none copies or imports another transport.
+			Name:      "transport/admit imports no transport but clientip",
+			From:      []string{mod + "/transport/admit"},
+			Forbid:    []string{mod + "/transport/ws", mod + "/transport/sse", mod + "/transport/stream", mod + "/transport/httpapi"},
+			MustMatch: true,
+		},
+		{
+			Name:      "the SSE and HTTP-streaming transports import no other transport but admit and clientip",
+			From:      []string{mod + "/transport/sse", mod + "/transport/stream"},
+			Forbid:    []string{mod + "/transport/ws", mod + "/transport/httpapi"},
+			MustMatch: true,
+		},
+		{
 			Name:      "store packages do not import transport packages",
 			From:      []string{mod + "/store"},
 			Forbid:    []string{mod + "/transport"},
@@ -291,6 +305,9 @@ func TestCheck(t *testing.T) {
 		mod + "/session":            {"go.opentelemetry.io/otel/trace"},
 		mod + "/transport/ws":       {mod + "/broker", mod + "/session", "github.com/gobwas/ws"},
 		mod + "/transport/httpapi":  {mod + "/broker"},
+		mod + "/transport/admit":    {mod + "/session", mod + "/transport/clientip"},
+		mod + "/transport/clientip": {"net/http"},
+		mod + "/transport/sse":      {mod + "/session", mod + "/transport/admit"},
 		mod + "/store/memory":       {mod + "/broker"},
 		mod + "/store/redis":        {mod + "/broker", goRedis + "/v9"},
 		mod + "/store/storetest":    {mod + "/broker", "testing"},
@@ -397,6 +414,11 @@ func TestCheck(t *testing.T) {
 				mod + "/broker imports " + otelExporters + "/otlp/otlptrace (" + mod + "/broker -> " + otelExporters + "/otlp/otlptrace): breaks rule \"only tracing",
 				mod + "/transport/httpapi imports " + otelExporters + "/otlp/otlptrace (" + mod + "/transport/httpapi -> " + mod + "/broker -> " + otelExporters + "/otlp/otlptrace): breaks rule \"only tracing",
 			},
+		},
+		{
+			name:  "the SSE transport imports the WebSocket one",
+			graph: with(map[string][]string{mod + "/transport/sse": {mod + "/session", mod + "/transport/ws"}}),
+			want:  []string{mod + "/transport/sse imports " + mod + "/transport/ws"},
 		},
 		{
 			name:  "transport imports the OpenTelemetry SDK",

@@ -4,7 +4,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,6 +92,11 @@ type Config struct {
 	// Settings returns the node's effective configuration, secrets
 	// masked, for GET /v1/info's config member. Nil: no config member.
 	Settings func() any
+	// SSE, when set, serves the Server-Sent Events streams at /v1/sse.
+	SSE http.Handler
+	// Stream, when set, serves the HTTP-streaming sessions at /v1/stream
+	// (the stream) and /v1/stream/ (its commands).
+	Stream http.Handler
 }
 
 // withDefaults returns c with its zero fields, and the negative ones that
@@ -137,6 +141,13 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a.resolver = clientip.New(a.cfg.TrustedProxies)
 	a.setupTelemetry()
 	a.mux.Handle("/v1/ws", wsrv)
+	if a.cfg.SSE != nil {
+		a.mux.Handle("/v1/sse", a.cfg.SSE)
+	}
+	if a.cfg.Stream != nil {
+		a.mux.Handle("/v1/stream", a.cfg.Stream)
+		a.mux.Handle("/v1/stream/", a.cfg.Stream)
+	}
 	a.mux.HandleFunc("/v1/publish", a.publish)
 	a.mux.HandleFunc("/v1/publish/batch", a.publishBatch)
 	a.routeControl()
@@ -408,83 +419,4 @@ func (a *API) authorize(r *http.Request, client clientip.Client) (*apiKey, int, 
 		return nil, http.StatusUnauthorized, "API key is not valid"
 	}
 	return key, 0, ""
-}
-
-// decodeStrict decodes exactly one JSON value with no unknown fields.
-func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.Is(err, io.EOF):
-			return errors.New("body is empty")
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return errors.New("body is truncated JSON")
-		case errors.As(err, &se):
-			return fmt.Errorf("body is not valid JSON (at byte %d)", se.Offset)
-		case errors.As(err, &te):
-			return fmt.Errorf("field %q has the wrong type", te.Field)
-		default:
-			// encoding/json has no type for an unknown field: its text is
-			// the one detail passed on; no other error text reaches the
-			// client.
-			if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-				return fmt.Errorf("body is not a valid request: unknown field %s", field)
-			}
-			return errors.New("body is not a valid request")
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("body has data after the JSON value")
-	}
-	return nil
-}
-
-// writeClientError writes what a client is told of err
-// (broker.ClientError) with its HTTP status.
-func writeClientError(w http.ResponseWriter, err error) {
-	e := broker.ClientError(err)
-	writeError(w, statusOf(e.Code), e.Code, e.Message)
-}
-
-// statusOf maps a protocol error code to its HTTP status.
-func statusOf(code string) int {
-	switch code {
-	case broker.CodeBadRequest:
-		return http.StatusBadRequest
-	case broker.CodeUnauthorized:
-		return http.StatusUnauthorized
-	case broker.CodeForbidden:
-		return http.StatusForbidden
-	case broker.CodeNotFound:
-		return http.StatusNotFound
-	case broker.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case broker.CodeRateLimited:
-		return http.StatusTooManyRequests
-	case broker.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
-// statusCode maps an auth refusal status to its protocol code.
-func statusCode(status int) string {
-	if status == http.StatusUnauthorized {
-		return broker.CodeUnauthorized
-	}
-	return broker.CodeForbidden
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"error": errorBody{Code: code, Message: message}})
 }

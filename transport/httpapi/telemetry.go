@@ -51,7 +51,7 @@ func (a *API) setupTelemetry() {
 	if a.cfg.MeterProvider == nil {
 		return
 	}
-	if err := a.refused.RegisterMetric(m); err != nil {
+	if err := a.refused.RegisterMetric(m, attribute.String("transport", "http")); err != nil {
 		a.cfg.Logger.Error("metrics: tidings.refused", "err", err)
 	}
 }

@@ -3,16 +3,16 @@ package sse
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
+	"math"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
 )
 
 // conn is one stream. Its handler goroutine (ServeHTTP's) subscribes and
@@ -42,24 +42,26 @@ type conn struct {
 	code    uint16
 	reason  string
 
-	// The handler goroutine alone uses these.
-	cur   cursor
-	buf   []byte
-	spare [][]byte
+	// The handler goroutine alone uses these; opened tells that the
+	// welcome was queued.
+	opened bool
+	cur    cursor
+	buf    []byte
+	spare  [][]byte
 }
 
 var _ session.Transport = (*conn)(nil)
 
 // newConn returns the session of a request that was admitted with
 // claims (nil without a token verifier).
-func (s *Server) newConn(w http.ResponseWriter, r *http.Request, claims *auth.Claims) *conn {
+func (s *Server) newConn(w http.ResponseWriter, r *http.Request, pass *admit.Pass) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		srv:     s,
 		w:       w,
 		rc:      http.NewResponseController(w),
 		r:       r,
-		bs:      s.b.NewSession(),
+		bs:      s.b.NewSessionEncoded(s.enc),
 		id:      newSessionID(),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -72,15 +74,9 @@ func (s *Server) newConn(w http.ResponseWriter, r *http.Request, claims *auth.Cl
 		logOnce.Do(func() { log = s.log.With("session", c.id, "remote", r.RemoteAddr) })
 		return log
 	}
-	info := session.Info{ID: c.id, Remote: r.RemoteAddr, Log: c.logger}
-	if claims != nil {
-		info.Subject, info.Permissions, info.UserInfo, info.TokenID = claims.Subject, claims.Permissions, claims.Info, claims.TokenID
-		info.Claims = claims
-	} else {
-		// Receive-only: an anonymous stream may subscribe to anything
-		// and never publishes.
-		info.Permissions = auth.Anonymous(false)
-	}
+	// Receive-only: an anonymous stream may subscribe to what an
+	// anonymous WebSocket session may; it sends no publish.
+	info := pass.Info(session.Info{ID: c.id, Remote: r.RemoteAddr, Log: c.logger})
 	c.session = session.New(ctx, &s.sessionCfg, c, c.bs, info)
 	return c
 }
@@ -119,8 +115,17 @@ func (c *conn) signal() {
 	}
 }
 
-// end releases what the session holds.
+// end releases what the session holds and counts its end.
 func (c *conn) end() {
+	c.mu.Lock()
+	asked, cause, code := c.asked, c.cause, c.code
+	c.mu.Unlock()
+	if !asked || cause == session.CauseDropped || cause == session.CauseTimeout {
+		cause, code = session.CauseDropped, 1006
+	}
+	if c.opened {
+		c.srv.countClosed(cause, code)
+	}
 	c.session.End()
 	c.bs.Close()
 	c.cancel()
@@ -138,6 +143,10 @@ func (c *conn) serve(topics []string, claims *auth.Claims) {
 	if c.r.ProtoMajor == 1 {
 		h.Set("Connection", "keep-alive")
 	}
+	// The stream outlives the server's read and write timeouts, which
+	// bound a request, not a stream: each write has its own deadline
+	// (WriteTimeout), and the request has no body left to read.
+	_ = c.rc.SetReadDeadline(time.Time{})
 	c.w.WriteHeader(http.StatusOK)
 	if err := c.rc.Flush(); err != nil {
 		s.log.Warn("the response cannot be flushed: no event stream", "err", err)
@@ -152,14 +161,17 @@ func (c *conn) serve(topics []string, claims *auth.Claims) {
 	c.bs.Send(encodeReply(session.Welcome{
 		Type: "welcome", Session: c.id, Node: s.cfg.NodeID, Heartbeat: s.cfg.Heartbeat.Seconds(), User: user,
 	}))
+	s.tel.opened.Add(c.ctx, 1, openedAttrs)
+	c.opened = true
 	if claims != nil {
 		if !claims.Expires.IsZero() {
 			c.session.ArmExpiry(claims.Expires)
 		}
 		c.session.SubscribeChannels(claims.Channels)
 	}
-	resume, ok := parseCursor(c.r.Header.Get("Last-Event-ID"))
-	if !ok && c.r.Header.Get("Last-Event-ID") != "" {
+	last := lastEventID(c.r)
+	resume, ok := parseCursor(last)
+	if !ok && last != "" {
 		c.logger().Debug("Last-Event-ID is not a cursor: ignored")
 	}
 	for _, t := range topics {
@@ -224,18 +236,31 @@ func (c *conn) writeOutbox() bool {
 		c.spare = frames
 		return true // the close request is served next
 	}
-	b := c.appendFrames(c.buf[:0], frames)
 	c.spare = frames
-	if len(b) == 0 {
-		return true
+	// Written in bursts of about maxBurst bytes: a backlog does not grow
+	// one buffer per stream to its size.
+	for len(frames) > 0 {
+		var b []byte
+		b, frames = c.appendFrames(c.buf[:0], frames, maxBurst)
+		if len(b) > 0 && c.write(b) != nil {
+			return false
+		}
 	}
-	return c.write(b) == nil
+	return true
 }
 
+// maxBurst is the size past which a stream writes what it has encoded of
+// its outbox before it encodes more.
+const maxBurst = 64 << 10
+
 // appendFrames appends frames, each position marker replaced with the
-// `id:` of the stream's cursor once moved to that position.
-func (c *conn) appendFrames(b []byte, frames [][]byte) []byte {
-	for _, f := range frames {
+// `id:` of the stream's cursor once moved to that position, until b holds
+// limit bytes or more; it returns b and the frames left.
+func (c *conn) appendFrames(b []byte, frames [][]byte, limit int) ([]byte, [][]byte) {
+	for i, f := range frames {
+		if len(b) >= limit {
+			return b, frames[i:]
+		}
 		kind, topic, pos, rest, ok := parseMark(f)
 		if !ok {
 			b = append(b, rest...)
@@ -251,7 +276,7 @@ func (c *conn) appendFrames(b []byte, frames [][]byte) []byte {
 		b = append(b, '\n')
 		b = append(b, rest...)
 	}
-	return b
+	return b, nil
 }
 
 // finish writes what was queued before the close request (unless the
@@ -269,8 +294,11 @@ func (c *conn) finish() {
 	if overflowed {
 		cause = session.CauseSlowConsumer
 		code, reason = cause.Code(), cause.Reason()
+		c.mu.Lock()
+		c.cause, c.code = cause, code
+		c.mu.Unlock()
 	} else {
-		b = c.appendFrames(b, frames)
+		b, _ = c.appendFrames(b, frames, math.MaxInt)
 	}
 	b = append(b, closeEvent(code, reason)...)
 	if err := c.write(b); err == nil {
@@ -288,18 +316,13 @@ func (c *conn) write(b []byte) error {
 	return c.rc.Flush()
 }
 
-// tokenOf returns the session token of r: the `token` query parameter
-// (EventSource cannot set headers), else an `Authorization: Bearer`
-// header.
-func tokenOf(r *http.Request) string {
-	if t := r.URL.Query().Get("token"); t != "" {
-		return t
+// lastEventID returns the cursor the request resumes from: its
+// Last-Event-ID header, which an EventSource sends when it reconnects by
+// itself, else its `last_event_id` query parameter, with which a client
+// opening a new stream (other topics) carries its cursor over.
+func lastEventID(r *http.Request) string {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		return id
 	}
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(tok)
-	}
-	return ""
+	return r.URL.Query().Get("last_event_id")
 }
-
-func errorsIsRevoked(err error) bool { return errors.Is(err, auth.ErrTokenRevoked) }

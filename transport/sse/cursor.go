@@ -3,6 +3,8 @@ package sse
 import (
 	"encoding/base64"
 	"encoding/json"
+	"slices"
+	"strconv"
 
 	"github.com/tidings-io/tidings/broker"
 )
@@ -22,14 +24,20 @@ type cursorEntry struct {
 // opaque to clients: today the unpadded base64url of a JSON object
 // {topic: {"offset": n, "epoch": e}}.
 type cursor struct {
-	pos  map[string]broker.Position
-	text string // the encoding of pos; "" when it must be made again
+	pos    map[string]broker.Position
+	topics []string // the keys of pos, sorted: the same positions, the same id
+	text   string   // the encoding of pos; "" when it must be made again
+	json   []byte   // String's buffer
 }
 
 // set moves topic's position.
 func (c *cursor) set(topic string, pos broker.Position) {
 	if c.pos == nil {
 		c.pos = make(map[string]broker.Position)
+	}
+	if _, ok := c.pos[topic]; !ok {
+		i, _ := slices.BinarySearch(c.topics, topic)
+		c.topics = slices.Insert(c.topics, i, topic)
 	}
 	c.pos[topic] = pos
 	c.text = ""
@@ -38,11 +46,25 @@ func (c *cursor) set(topic string, pos broker.Position) {
 // String encodes the cursor.
 func (c *cursor) String() string {
 	if c.text == "" {
-		m := make(map[string]cursorEntry, len(c.pos))
-		for t, p := range c.pos {
-			m[t] = cursorEntry{Offset: &p.Offset, Epoch: &p.Epoch}
+		// Encoded by hand, once per message a stream writes: topics are
+		// validated names that need no escaping; an epoch is escaped by
+		// encoding/json unless it is plainly safe.
+		b := append(c.json[:0], '{')
+		for i, t := range c.topics {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			p := c.pos[t]
+			b = append(b, '"')
+			b = append(b, t...)
+			b = append(b, `":{"offset":`...)
+			b = strconv.AppendUint(b, p.Offset, 10)
+			b = append(b, `,"epoch":`...)
+			b = appendJSONString(b, p.Epoch)
+			b = append(b, '}')
 		}
-		b, _ := json.Marshal(m) // keys sorted: the same positions, the same id
+		b = append(b, '}')
+		c.json = b
 		c.text = base64.RawURLEncoding.EncodeToString(b)
 	}
 	return c.text
@@ -74,4 +96,17 @@ func parseCursor(id string) (map[string]broker.Position, bool) {
 		out[t] = broker.Position{Offset: *e.Offset, Epoch: *e.Epoch}
 	}
 	return out, true
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

@@ -24,21 +24,20 @@ package sse
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // TokenVerifier checks session tokens; *auth.Verifier implements it.
@@ -48,19 +47,25 @@ type TokenVerifier = session.TokenVerifier
 type Config struct {
 	// NodeID is reported in every welcome event. Default "tidings".
 	NodeID string
-	// Tokens verifies the token of each request (the `token` query
+	// Tokens verifies the tokens of the sessions' refreshes (a stream
+	// sends none) and, without Door, of each request (the `token` query
 	// parameter or `Authorization: Bearer`); a missing or refused token
-	// gets 401. Default (nil): streams are anonymous and may subscribe to
-	// anything.
+	// gets 401. Default (nil): streams are anonymous.
 	Tokens TokenVerifier
+	// Door admits the requests: a node's transports share one, so that
+	// its bounds hold for the node. Default (nil): a door of the
+	// server's own with MaxSessions and Tokens, any Origin and no
+	// per-address limits.
+	Door *admit.Door
 	// Heartbeat is the interval between `: ping` comment lines. Default
 	// 25s.
 	Heartbeat time.Duration
 	// WriteTimeout bounds each write to a client that reads nothing.
 	// Default 10s.
 	WriteTimeout time.Duration
-	// MaxSessions bounds the streams of the server; beyond it a request
-	// gets 503 with Retry-After. Default 100000; negative: no limit.
+	// MaxSessions bounds the streams of the server's own door (without
+	// Door); beyond it a request gets 503 with Retry-After. Default
+	// 100000; negative: no limit.
 	MaxSessions int
 	// MaxTopics bounds the topics of one request; more get 400. Default
 	// 32.
@@ -71,6 +76,19 @@ type Config struct {
 	// Presence answers presence; nil: off. (A stream sends no commands:
 	// it is there for the control plane's sessions.)
 	Presence session.PresenceReader
+	// Rules are the namespaces' rules on subscribing (session.Rules);
+	// nil: none.
+	Rules session.Rules
+	// Hooks asks the application's backend about the streams'
+	// subscribes (the connect hook is the Door's); nil: no hook.
+	Hooks *hooks.Hooks
+	// HookApplies reports whether the hook named applies to a topic
+	// (session.Config.HookApplies); nil: everywhere.
+	HookApplies func(hook, topic string) bool
+	// MeterProvider receives the sessions metrics
+	// (tidings_sessions_opened_total, tidings_sessions_closed_total) and
+	// the sessions' refusals. Default nil: none.
+	MeterProvider metric.MeterProvider
 	// Logger receives the server's events. Default: discard.
 	Logger *slog.Logger
 }
@@ -96,21 +114,18 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Refusal reasons, as counted in Refused.
+// Refusal reasons of requests, as counted in Refused: the door's.
 const (
 	// RefusedToken: a request refused with 401, token missing or not valid.
-	RefusedToken = limit.ReasonToken
+	RefusedToken = admit.RefusedToken
 	// RefusedTokenRevoked: a request refused with 401, the token was revoked.
-	RefusedTokenRevoked = limit.ReasonTokenRevoked
-	// RefusedMaxSessions: a request refused with 503, the server is full.
-	RefusedMaxSessions = limit.ReasonMaxSessions
+	RefusedTokenRevoked = admit.RefusedTokenRevoked
+	// RefusedMaxSessions: a request refused with 503, the node is full.
+	RefusedMaxSessions = admit.RefusedMaxSessions
 )
 
-// maxSessionsRetry is the Retry-After of a 503 for a full server.
-const maxSessionsRetry = 5 * time.Second
-
-// Server serves Server-Sent Events streams against a broker. The broker's
-// Encoder must be this package's Encoder (see Encoder).
+// Server serves Server-Sent Events streams against a broker, whose frames
+// it encodes with this package's Encoder (an encoding of the broker's).
 type Server struct {
 	cfg Config
 	b   *broker.Broker
@@ -120,41 +135,52 @@ type Server struct {
 	// ended; publishes is the sessions' (which never publish).
 	sessions  gate.Gate
 	publishes gate.Gate
-	admitted  atomic.Int64
-	refused   *limit.Tally
+	door      *admit.Door
+	enc       broker.Encoding
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 
 	sessionCfg session.Config
+	tel        telemetry
 }
 
 // New returns a server for b.
 func New(cfg Config, b *broker.Broker) *Server {
 	cfg = cfg.withDefaults()
-	reasons := append([]limit.Reason{RefusedToken, RefusedMaxSessions}, session.RefusalReasons...)
 	s := &Server{
-		cfg:     cfg,
-		b:       b,
-		log:     cfg.Logger.With("transport", "sse", "node", cfg.NodeID),
-		refused: limit.NewTally(reasons...),
-		conns:   make(map[*conn]struct{}),
+		cfg:   cfg,
+		b:     b,
+		log:   cfg.Logger.With("transport", "sse", "node", cfg.NodeID),
+		conns: make(map[*conn]struct{}),
+		door:  cfg.Door,
+		enc:   b.AddEncoder(Encoder{}),
+	}
+	if s.door == nil {
+		s.door = admit.New(admit.Config{MaxSessions: cfg.MaxSessions, IPConnRate: -1, IPMaxConns: -1,
+			AllowedOrigins: []string{"*"}, Tokens: cfg.Tokens, Transport: "sse", MeterProvider: cfg.MeterProvider, Logger: cfg.Logger})
 	}
 	s.sessionCfg = session.Config{
 		Broker:    b,
 		Tokens:    cfg.Tokens,
 		Publishes: &s.publishes,
-		Refused:   s.refused,
+		Refused:   s.door.Tally(),
 		Protocol:  "sse",
 		API:       broker.APIOther,
 		Registry:  cfg.Registry,
 		Presence:  cfg.Presence,
+		Rules:     cfg.Rules,
+		Hooks:     cfg.Hooks,
+
+		HookApplies: cfg.HookApplies,
 	}
+	s.setupTelemetry()
 	return s
 }
 
-// Refused returns the refusals so far, by reason.
-func (s *Server) Refused() map[limit.Reason]uint64 { return s.refused.Snapshot() }
+// Refused returns the refusals so far, by reason: the door's and the
+// sessions'.
+func (s *Server) Refused() map[limit.Reason]uint64 { return s.door.Refused() }
 
 // ServeHTTP runs one stream until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -174,20 +200,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.sessions.Leave()
-	claims, ok := s.admit(w, r)
-	if !ok {
+	pass := s.door.Admit(w, r)
+	if pass == nil {
 		return
 	}
-	defer s.admitted.Add(-1)
+	defer pass.Release()
 
-	c := s.newConn(w, r, claims)
+	c := s.newConn(w, r, pass)
 	if !s.register(c) {
 		c.end()
 		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return
 	}
 	defer s.unregister(c)
-	c.serve(topics, claims)
+	c.serve(topics, pass.Claims)
 }
 
 // topicsOf returns the request's topics, each once, in order.
@@ -211,44 +237,6 @@ func (s *Server) topicsOf(r *http.Request) ([]string, error) {
 		}
 	}
 	return topics, nil
-}
-
-// admit applies MaxSessions and the token check. On refusal it has
-// answered the request; on success the caller gives back the admission
-// (s.admitted) when the stream ends.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*auth.Claims, bool) {
-	if n := s.admitted.Add(1); s.cfg.MaxSessions > 0 && n > int64(s.cfg.MaxSessions) {
-		s.admitted.Add(-1)
-		s.refuse(w, RefusedMaxSessions, http.StatusServiceUnavailable, broker.CodeUnavailable,
-			"the server holds as many sessions as it may; try again later", maxSessionsRetry)
-		return nil, false
-	}
-	if s.cfg.Tokens == nil {
-		return nil, true
-	}
-	claims, err := s.cfg.Tokens.Verify(r.Context(), tokenOf(r))
-	if err != nil {
-		s.admitted.Add(-1)
-		reason := RefusedToken
-		if errorsIsRevoked(err) {
-			reason = RefusedTokenRevoked
-		}
-		s.refuse(w, reason, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
-		return nil, false
-	}
-	return claims, true
-}
-
-// refuse answers a refused request with its JSON error and counts it.
-func (s *Server) refuse(w http.ResponseWriter, reason limit.Reason, status int, code, message string, retryAfter time.Duration) {
-	s.refused.Add(reason)
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())))
-	}
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tidings", error="invalid_token"`)
-	}
-	httpError(w, status, code, message)
 }
 
 // register adds c to the server's streams; false once Shutdown began.
@@ -303,9 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // httpError writes the JSON error body of the HTTP API.
 func httpError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	admit.HTTPError(w, status, code, message)
 }
 
 func newSessionID() string { return uuid.NewString() }

@@ -305,6 +305,38 @@ func TestResumeWithLastEventID(t *testing.T) {
 	s2.expectMessage(publish(t, e.b, "a", `4`), "")
 }
 
+func TestResumeWithLastEventIDQueryOnOtherTopics(t *testing.T) {
+	e := newEnv(t, sse.Config{}, broker.Config{})
+	s := e.open(t, topics("a"), nil)
+	s.expect("welcome")
+	s.expect("subscribed")
+	last := s.expectMessage(publish(t, e.b, "a", `1`), "").id
+	s.close()
+	missed := publish(t, e.b, "a", `2`)
+
+	// A client that opens a new stream, with one more topic, carries its
+	// cursor in the query; the header, when present, wins.
+	q := topics("a", "b")
+	q.Set("last_event_id", last)
+	s2 := e.open(t, q, nil)
+	s2.expect("welcome")
+	if _, sub := s2.expect("subscribed"); sub["topic"] != "a" || sub["recovered"] != true {
+		t.Fatalf("subscribed %v, want a recovered", sub)
+	}
+	s2.expectMessage(missed, "")
+	if _, sub := s2.expect("subscribed"); sub["topic"] != "b" || sub["recovered"] != false {
+		t.Fatalf("subscribed %v, want b not recovered", sub)
+	}
+	s2.close()
+	q.Set("last_event_id", "garbage!")
+	s3 := e.open(t, q, http.Header{"Last-Event-Id": {last}})
+	s3.expect("welcome")
+	if _, sub := s3.expect("subscribed"); sub["recovered"] != true {
+		t.Fatalf("with the header: subscribed %v, want recovered", sub)
+	}
+	s3.expectMessage(missed, "")
+}
+
 func TestBadLastEventIDIsIgnored(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{})
 	publish(t, e.b, "a", `1`)
@@ -519,4 +551,39 @@ func TestSlowConsumerIsClosedWith1008(t *testing.T) {
 		break
 	}
 	s.ended()
+}
+
+func TestHTTP2StreamResumes(t *testing.T) {
+	store := memory.New(memory.Config{})
+	b := broker.New(broker.Config{}, store, sse.Encoder{})
+	srv := sse.New(sse.Config{}, b)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	e := &env{b: b, srv: srv, ts: ts}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		ts.Close()
+		_ = store.Close()
+	})
+	s := e.open(t, topics("a"), nil)
+	if s.resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s, want HTTP/2", s.resp.Proto)
+	}
+	if h := s.resp.Header.Get("Connection"); h != "" {
+		t.Fatalf("Connection %q on HTTP/2, where it is not allowed", h)
+	}
+	s.expect("welcome")
+	s.expect("subscribed")
+	last := s.expectMessage(publish(t, e.b, "a", `1`), "").id
+	s.close()
+	missed := publish(t, e.b, "a", `2`)
+	s2 := e.open(t, topics("a"), http.Header{"Last-Event-Id": {last}})
+	s2.expect("welcome")
+	if _, sub := s2.expect("subscribed"); sub["recovered"] != true {
+		t.Fatalf("subscribed %v, want recovered", sub)
+	}
+	s2.expectMessage(missed, "")
 }

@@ -55,6 +55,9 @@ type conn struct {
 	msg     []byte        // a message being reassembled (fragments, or a frame split across reads)
 	part    *partialFrame // a frame split across reads; nil between frames
 	client  netip.Addr    // the client's address (forwarded by trusted proxies)
+	// flate is the inflate state when the session negotiated
+	// permessage-deflate (set before it starts), else nil.
+	flate *inflater
 	// The reader sets this, or the event loop once the reader is done;
 	// the release reads it after both.
 	peerCode ws.StatusCode // the code of the peer's close frame
@@ -94,19 +97,27 @@ type conn struct {
 }
 
 // newConn returns the session of nc, its welcome queued (naming user, the
-// token's sub, when there is one).
-func (s *Server) newConn(nc net.Conn, remote, user string) *conn {
+// token's sub, when there is one). fl is its inflate state when it
+// negotiated permessage-deflate, else nil: its frames are then encoded
+// with the server's DeflateEncoder.
+func (s *Server) newConn(nc net.Conn, remote, user string, fl *inflater) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		srv:        s,
 		nc:         nc,
-		sess:       s.b.NewSession(),
 		id:         newSessionID(),
 		remote:     remote,
 		ctx:        ctx,
 		cancel:     cancel,
 		wsState:    ws.StateServerSide,
 		readerDone: make(chan struct{}),
+	}
+	if fl != nil && s.compression != nil {
+		c.flate = fl
+		c.wsState = c.wsState.Set(ws.StateExtended)
+		c.sess = s.b.NewSessionEncoded(s.compression.encoding)
+	} else {
+		c.sess = s.b.NewSession()
 	}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -118,7 +129,7 @@ func (s *Server) newConn(nc net.Conn, remote, user string) *conn {
 	// No event may start a reader before start decides how to read.
 	c.reader.begin()
 	// The welcome is the first frame, ahead of any ping.
-	c.sess.Send(jsonFrame(session.Welcome{
+	c.sess.Send(c.replyFrame(session.Welcome{
 		Type:      "welcome",
 		Session:   c.id,
 		Node:      s.cfg.NodeID,
@@ -186,11 +197,14 @@ func (c *conn) releaseSession() {
 	c.cancel()
 	c.sess.Close()
 	_ = c.nc.Close()
+	if c.flate != nil {
+		c.srv.compression.windows.Add(-int64(c.flate.release()))
+	}
 	c.ended()
 }
 
 // Reply queues a reply of the session (session.Transport).
-func (c *conn) Reply(reply any) { c.sess.Send(jsonFrame(reply)) }
+func (c *conn) Reply(reply any) { c.sess.Send(c.replyFrame(reply)) }
 
 // Close ends the session for cause (session.Transport). The reader, when
 // the session closes it, reads no more (see handle).

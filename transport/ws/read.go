@@ -359,7 +359,7 @@ func (c *conn) growBound(h ws.Header) int {
 	if h.Fin {
 		return len(c.msg) + int(h.Length)
 	}
-	return int(c.srv.maxMessage.Load())
+	return int(c.msgLimit())
 }
 
 // header checks a frame's header against the protocol and the limits
@@ -374,6 +374,12 @@ func (c *conn) header(h ws.Header, err error) bool {
 		c.fail(session.CauseProtocolError, err.Error())
 		return true
 	}
+	if c.flate != nil {
+		if err := c.flate.header(h); err != nil {
+			c.fail(session.CauseProtocolError, err.Error())
+			return true
+		}
+	}
 	if h.OpCode.IsControl() {
 		return false
 	}
@@ -384,7 +390,7 @@ func (c *conn) header(h ws.Header, err error) bool {
 	if h.OpCode == ws.OpText {
 		c.msg = c.msg[:0]
 	}
-	if h.Length > c.srv.maxMessage.Load()-int64(len(c.msg)) {
+	if h.Length > c.msgLimit()-int64(len(c.msg)) {
 		c.fail(session.CauseTooBig, "")
 		return true
 	}
@@ -423,9 +429,13 @@ func (c *conn) dataEnd(h ws.Header) bool {
 	return c.message(msg)
 }
 
-// message handles a whole message. It reports whether the reader is
-// done.
+// message handles a whole message, inflated first when compressed. It
+// reports whether the reader is done.
 func (c *conn) message(msg []byte) bool {
+	msg, ok := c.inflateMessage(msg)
+	if !ok {
+		return true
+	}
 	if !utf8.Valid(msg) {
 		c.fail(session.CauseInvalidPayload, "")
 		return true

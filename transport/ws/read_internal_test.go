@@ -53,7 +53,7 @@ func newTestConn(t *testing.T, cfg Config) *conn {
 	b := broker.New(broker.Config{}, store, Encoder{})
 	srv := New(cfg, b)
 	client, server := net.Pipe()
-	c := srv.newConn(server, "pipe", "")
+	c := srv.newConn(server, "pipe", "", nil)
 	c.session = session.New(c.ctx, &srv.sessionCfg, c, c.sess, session.Info{ID: c.id, Log: c.logger})
 	c.sess.Outbox().Drain(nil) // the welcome
 	t.Cleanup(func() {

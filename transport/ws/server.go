@@ -9,7 +9,6 @@ package ws
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -20,14 +19,13 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
-	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
-	"github.com/tidings-io/tidings/transport/clientip"
+	"github.com/tidings-io/tidings/transport/admit"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -137,6 +135,23 @@ type Config struct {
 	// HookApplies reports whether the hook named applies to a topic
 	// (session.Config.HookApplies); nil: everywhere.
 	HookApplies func(hook, topic string) bool
+	// Door admits the upgrades: a node's transports share one, so that
+	// its bounds hold for the node. Default (nil): a door of the server's
+	// own, made of AllowedOrigins, PublicHosts, TrustedProxies,
+	// MaxSessions, the IP limits, Tokens and Hooks (those fields then
+	// apply only through it; Tokens and Hooks serve the sessions too).
+	Door *admit.Door
+
+	// Compression negotiates permessage-deflate (RFC 7692) with clients
+	// that offer it: frames of at least CompressionMinSize payload bytes
+	// are sent compressed, each message compressed once per node
+	// (without context takeover) whatever its subscribers, and the
+	// client's compressed messages are inflated. New then registers a
+	// DeflateEncoder with the broker (broker.AddEncoder). Default false.
+	Compression bool
+	// CompressionMinSize is the smallest payload, in bytes, sent
+	// compressed; smaller ones go as they are. Default 256.
+	CompressionMinSize int
 }
 
 // The defaults of Config, which cmd/broker's flags take too.
@@ -170,6 +185,7 @@ func (c Config) withDefaults() Config {
 	defaults.Zero(&c.OpRate, DefaultOpRate)
 	defaults.Positive(&c.OpBurst, DefaultOpBurst)
 	defaults.Positive(&c.OpRefusals, c.OpBurst)
+	defaults.Positive(&c.CompressionMinSize, DefaultCompressionMinSize)
 	return c
 }
 
@@ -195,18 +211,16 @@ type Server struct {
 	stats closeStats
 	tel   telemetry
 
-	resolver *clientip.Resolver
-	perIP    *limit.PerAddr
-	// admitted counts the upgrades admitted and not yet ended, for
-	// MaxSessions.
-	admitted atomic.Int64
-	refused  *limit.Tally // by the Refused* reasons and session.RefusalReasons
+	door    *admit.Door
+	refused *limit.Tally // the door's: its refusals and the sessions'
 
 	// sessionCfg is what the sessions' commands share.
 	sessionCfg session.Config
 	// maxMessage and opLimits are the limits SetLimits changes.
 	maxMessage atomic.Int64
 	opLimits   atomic.Pointer[session.OpLimits]
+	// compression is nil unless Config.Compression is on.
+	compression *compression
 }
 
 // closeStats counts close codes by code, 1000–1015.
@@ -244,10 +258,19 @@ func New(cfg Config, b *broker.Broker) *Server {
 		upgrader: ws.HTTPUpgrader{
 			Protocol: func(p string) bool { return p == Subprotocol },
 		},
-		conns:    make(map[*conn]struct{}),
-		refused:  limit.NewTally(refusalReasons...),
-		resolver: clientip.New(cfg.TrustedProxies),
-		perIP:    limit.New(limit.Config{Rate: cfg.IPConnRate, Burst: cfg.IPConnBurst, Max: cfg.IPMaxConns}),
+		conns: make(map[*conn]struct{}),
+		door:  cfg.Door,
+	}
+	if s.door == nil {
+		s.door = admit.New(admit.Config{
+			AllowedOrigins: cfg.AllowedOrigins, PublicHosts: cfg.PublicHosts, TrustedProxies: cfg.TrustedProxies,
+			MaxSessions: cfg.MaxSessions, IPConnRate: cfg.IPConnRate, IPConnBurst: cfg.IPConnBurst, IPMaxConns: cfg.IPMaxConns,
+			Tokens: cfg.Tokens, Hooks: cfg.Hooks, MeterProvider: cfg.MeterProvider, Logger: cfg.Logger,
+		})
+	}
+	s.refused = s.door.Tally()
+	if cfg.Compression {
+		s.compression = newCompression(b, cfg.CompressionMinSize)
 	}
 	s.setupTelemetry()
 	s.sessionCfg = session.Config{
@@ -297,10 +320,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET to open a WebSocket")
 		return
 	}
-	if !s.originAllowed(r) {
-		s.refuse(w, RefusedOrigin, http.StatusForbidden, broker.CodeForbidden, "origin not allowed", 0)
-		return
-	}
 	if !s.sessions.Enter() {
 		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 		return
@@ -312,18 +331,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	client := s.resolver.Resolve(r)
-	release, claims, ok := s.admit(w, r, client)
-	if !ok {
+	pass := s.door.Admit(w, r)
+	if pass == nil {
 		return
 	}
 	defer func() {
 		if !started {
-			release()
+			pass.Release()
 		}
 	}()
 
-	nc, rw, _, err := s.upgrader.Upgrade(r, w)
+	upgrader := s.upgrader
+	var deflate negotiation
+	if s.compression != nil {
+		upgrader.Negotiate = deflate.offer
+	}
+	nc, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
 		if nc != nil {
 			_ = nc.Close()
@@ -331,25 +354,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	var user string
-	if claims != nil {
-		user = claims.Subject
-	}
-	c := s.newConn(nc, r.RemoteAddr, user)
+	c := s.newConn(nc, r.RemoteAddr, pass.User(), deflate.inflater())
 	c.traceFrom(r.Header)
-	c.client = client.Addr
-	info := session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger}
-	if claims != nil {
-		info.Subject, info.Permissions, info.UserInfo, info.TokenID = claims.Subject, claims.Permissions, claims.Info, claims.TokenID
-		info.Claims = claims
-	} else {
-		// Publishing from loopback needs the TCP peer itself on loopback:
-		// an address a proxy names, 127.0.0.1 included, never has it.
-		info.Permissions = auth.Anonymous(client.Local())
-	}
-	if s.cfg.Hooks != nil {
-		info.Headers, info.Cookies = s.cfg.Hooks.Forwarded(r)
-	}
+	c.client = pass.Client.Addr
+	info := pass.Info(session.Info{ID: c.id, Remote: c.remote, Link: c.link, Log: c.logger})
+	claims := pass.Claims
 	c.session = session.New(c.ctx, &s.sessionCfg, c, c.sess, info)
 	registered, pollErr := s.register(c)
 	if !registered {
@@ -357,7 +366,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	started = true
-	c.admission = release
+	c.admission = pass.Release
 	if claims != nil {
 		// Armed once the session is registered: its close needs the
 		// event loop.
@@ -451,30 +460,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// originAllowed applies the Origin policy: no Origin header passes; "*"
-// allows all; otherwise an allow-list, or by default the node's own
-// pages (see ownOrigin).
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if len(s.cfg.AllowedOrigins) == 0 {
-		return s.ownOrigin(r, origin)
-	}
-	for _, a := range s.cfg.AllowedOrigins {
-		if a == "*" || originMatches(a, origin) {
-			return true
-		}
-	}
-	return false
-}
-
 // httpError writes the JSON error body of the HTTP API.
 func httpError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	admit.HTTPError(w, status, code, message)
 }
 
 func newSessionID() string { return uuid.NewString() }

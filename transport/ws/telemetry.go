@@ -37,6 +37,13 @@ type telemetry struct {
 	bytesIn, bytesOut atomic.Uint64
 }
 
+// transportAttr names the transport in the metrics that every transport
+// reports (sessions opened and closed, refusals).
+var transportAttr = attribute.String("transport", "websocket")
+
+// openedAttrs are the attributes of tidings.sessions.opened.
+var openedAttrs = metric.WithAttributeSet(attribute.NewSet(transportAttr))
+
 func (s *Server) setupTelemetry() {
 	// Every line the server logs names its node.
 	s.log = s.log.With("node", s.cfg.NodeID)
@@ -69,9 +76,6 @@ func (s *Server) setupTelemetry() {
 	if s.cfg.MeterProvider == nil {
 		return
 	}
-	if err := s.refused.RegisterMetric(m); err != nil {
-		s.log.Error("metrics: tidings.refused", "err", err)
-	}
 	bytes := in.Int64ObservableCounter("tidings.ws.io",
 		metric.WithUnit("By"), metric.WithDescription("WebSocket bytes, frame headers included, by direction (in, out)."))
 	sent := in.Int64ObservableCounter("tidings.close.sent",
@@ -97,6 +101,40 @@ func (s *Server) setupTelemetry() {
 		}
 		return nil
 	}, bytes, sent, received)
+	s.compressionMetrics(in)
+}
+
+// compressionMetrics registers the permessage-deflate metrics, read from
+// the encoder's counters when scraped (zero while compression is off).
+func (s *Server) compressionMetrics(in *telem.Instruments) {
+	frames := in.Int64ObservableCounter("tidings.ws.compressed.messages",
+		metric.WithUnit("{frame}"), metric.WithDescription("Frames sent compressed (permessage-deflate): a message's frame once per node (once per wildcard pattern), whatever its subscribers, and each reply a session compressed for itself."))
+	saved := in.Int64ObservableCounter("tidings.ws.compression.saved",
+		metric.WithUnit("By"), metric.WithDescription("Payload bytes compression saved on the frames it compressed, counted once per frame built (not per subscriber it is sent to)."))
+	windows := in.Int64ObservableUpDownCounter("tidings.ws.inflate.window",
+		metric.WithUnit("By"), metric.WithDescription("Bytes the sessions' inflate windows hold: the last 32 KiB (at most) each client that uses context takeover sent, for its next message."))
+	insts := []metric.Observable{frames, saved, windows}
+	ratio, err := in.Meter().Float64ObservableGauge("tidings.ws.compression.ratio",
+		metric.WithUnit("1"), metric.WithDescription("Payload bytes before compression over bytes after, over every frame compressed so far (0 before the first)."))
+	if err != nil {
+		s.log.Error("metrics: registering instruments", "scope", scope, "err", err)
+	} else {
+		insts = append(insts, ratio)
+	}
+	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := s.CompressionStats()
+		o.ObserveInt64(frames, int64(st.Frames))
+		o.ObserveInt64(saved, int64(st.Saved))
+		o.ObserveInt64(windows, st.InflateWindowBytes)
+		if ratio != nil {
+			r := 0.0
+			if st.Out > 0 {
+				r = float64(st.In) / float64(st.Out)
+			}
+			o.ObserveFloat64(ratio, r)
+		}
+		return nil
+	}, insts...)
 }
 
 // written records one batch the writer wrote: its size, and the latency
@@ -122,7 +160,7 @@ func (c *conn) traceFrom(h http.Header) {
 // startTelemetry counts the session opened.
 func (c *conn) startTelemetry() {
 	c.started = time.Now()
-	c.srv.tel.opened.Add(c.ctx, 1)
+	c.srv.tel.opened.Add(c.ctx, 1, openedAttrs)
 }
 
 // logger returns the session's logger, with the attributes every session
@@ -143,7 +181,7 @@ func (c *conn) ended() {
 	cause, code, reason := c.closeState()
 	outcome := c.outcome(cause, code)
 	c.srv.tel.closed.Add(context.Background(), 1, metric.WithAttributeSet(attribute.NewSet(
-		attribute.String("code", codeLabel(outcome)), attribute.String("reason", cause.Label()))))
+		attribute.String("code", codeLabel(outcome)), attribute.String("reason", cause.Label()), transportAttr)))
 	args := []any{"code", int(outcome), "reason", cause.Label(), "duration", time.Since(c.started).Round(time.Millisecond).String()}
 	if cause == session.CauseClient {
 		reason = c.closeReason

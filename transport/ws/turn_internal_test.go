@@ -55,7 +55,7 @@ func TestABacklogTakesTurnsWithOtherSessions(t *testing.T) {
 	store := memory.New(memory.Config{})
 	defer store.Close()
 	srv := New(Config{}, broker.New(broker.Config{}, store, Encoder{}))
-	c := srv.newConn(server, "test", "")
+	c := srv.newConn(server, "test", "", nil)
 	defer c.sess.Close()
 	c.sess.Outbox().Drain(nil) // the welcome
 	loop := &eventLoop{srv: srv}

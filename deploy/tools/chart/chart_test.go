@@ -606,13 +606,16 @@ func checkIngress(t *testing.T, r *release, c chartCase) {
 				t.Errorf("Ingress %s: %s = %q, want 3600 or more for WebSocket sessions", ing.Name, a, ing.Annotations[a])
 			}
 		}
+		if v := ing.Annotations["nginx.ingress.kubernetes.io/proxy-buffering"]; v != "off" {
+			t.Errorf("Ingress %s: proxy-buffering = %q, want off for /v1/sse and /v1/stream", ing.Name, v)
+		}
 		for _, rule := range ing.Spec.Rules {
 			for _, p := range rule.HTTP.Paths {
 				if routes(p, "/metrics") || routes(p, "/healthz") {
 					t.Errorf("Ingress path %s (%s) routes the operations endpoints", p.Path, *p.PathType)
 				}
-				if !routes(p, "/v1/ws") || !routes(p, "/v1/publish") {
-					t.Errorf("Ingress path %s (%s) does not route /v1/ws and /v1/publish", p.Path, *p.PathType)
+				if !routes(p, "/v1/ws") || !routes(p, "/v1/publish") || !routes(p, "/v1/sse") || !routes(p, "/v1/stream") {
+					t.Errorf("Ingress path %s (%s) does not route /v1/ws, /v1/sse, /v1/stream and /v1/publish", p.Path, *p.PathType)
 				}
 				b := p.Backend.Service
 				if b == nil || b.Name != fullname || named(r.Services, b.Name) == nil {

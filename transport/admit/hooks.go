@@ -1,4 +1,4 @@
-package ws
+package admit
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/limit"
-	"github.com/tidings-io/tidings/transport/clientip"
 )
 
 // connectHook asks the backend's connect hook about an upgrade from
@@ -18,10 +17,10 @@ import (
 // (an anonymous session's permissions when there was no token). A refusal
 // answers 403 with the backend's code and message; a backend that failed
 // 503: the request is answered and ok is false.
-func (s *Server) connectHook(w http.ResponseWriter, r *http.Request, client clientip.Client, claims *auth.Claims) (_ *auth.Claims, ok bool) {
-	headers, cookies := s.cfg.Hooks.Forwarded(r)
-	a, err := s.cfg.Hooks.Call(r.Context(), hooks.Connect, hooks.Request{
-		Remote: client.Addr.String(), Claims: hooks.ClaimsOf(claims), Headers: headers, Cookies: cookies,
+func (d *Door) connectHook(w http.ResponseWriter, r *http.Request, p *Pass) (_ *auth.Claims, ok bool) {
+	client, claims := p.Client, p.Claims
+	a, err := d.cfg.Hooks.Call(r.Context(), hooks.Connect, hooks.Request{
+		Remote: client.Addr.String(), Claims: hooks.ClaimsOf(claims), Headers: p.headers, Cookies: p.cookies,
 		User: subjectOf(claims), Info: infoOf(claims),
 	})
 	if err != nil {
@@ -29,9 +28,9 @@ func (s *Server) connectHook(w http.ResponseWriter, r *http.Request, client clie
 		status := http.StatusForbidden
 		if errors.Is(err, broker.ErrUnavailable) {
 			status = http.StatusServiceUnavailable
-			s.log.Warn("connect hook failed", "remote", client.Addr.String(), "err", err)
+			d.cfg.Logger.Warn("connect hook failed", "remote", client.Addr.String(), "err", err)
 		}
-		s.refuse(w, limit.ReasonNone, status, e.Code, e.Message, 0)
+		d.refuse(w, limit.ReasonNone, status, e.Code, e.Message, 0)
 		return nil, false
 	}
 	out := &auth.Claims{Permissions: auth.Anonymous(client.Local())}

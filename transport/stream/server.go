@@ -1,0 +1,319 @@
+package stream
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/internal/defaults"
+	"github.com/tidings-io/tidings/internal/gate"
+	telem "github.com/tidings-io/tidings/internal/telemetry"
+	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config tunes a Server. The zero value of each field means its default.
+type Config struct {
+	// NodeID is reported in every welcome frame. Default "tidings".
+	NodeID string
+	// Door admits the requests that open sessions (Origin, the node's
+	// bounds on sessions and per address, the token, the connect hook)
+	// and counts the refusals of the transport and its sessions: a
+	// node's transports share the bounds of one (admit.Door.For).
+	// Default (nil): a door of the server's own, with MaxSessions,
+	// Tokens, Hooks, MeterProvider and Logger, and admit's defaults for
+	// the rest (only the node's own pages as Origins).
+	Door *admit.Door
+	// Tokens verifies the tokens of refreshes and, without Door, of the
+	// requests that open sessions. Default (nil): anonymous sessions,
+	// refresh refused.
+	Tokens session.TokenVerifier
+	// Heartbeat is the interval between ping frames. Default 25s.
+	Heartbeat time.Duration
+	// WriteTimeout bounds each write to a client that reads nothing; a
+	// write that times out ends the session. Default 10s.
+	WriteTimeout time.Duration
+	// MaxBodySize is the largest POST body in bytes, inclusive; one byte
+	// more is answered 413 and nothing of it is run. Default 65536.
+	MaxBodySize int
+	// MaxSessions bounds the sessions of the server's own door (without
+	// Door); beyond it a request gets 503 with Retry-After. Default
+	// 100000; negative: no limit.
+	MaxSessions int
+	// OpRate is the sustained rate of commands per second a session may
+	// send; a command over it is answered with `error` `rate_limited`.
+	// Default 500; negative: no limit.
+	OpRate float64
+	// OpBurst is how many commands a session may send at once above
+	// OpRate. Default 1000.
+	OpBurst int
+	// OpRefusals is how many commands over its rate a session may send,
+	// an allowance that refills at a tenth of OpRate, before it is
+	// closed with 1008 `rate limit exceeded`. Default OpBurst.
+	OpRefusals int
+	// Registry, when set, is told of every session (the node's control
+	// plane: disconnect, revoke, server-side subscriptions).
+	Registry session.Registry
+	// Presence answers the presence ops; nil: presence is off.
+	Presence session.PresenceReader
+	// Rules are the namespaces' rules on subscribing and publishing
+	// (session.Rules); nil: none.
+	Rules session.Rules
+	// Hooks asks the application's backend about subscribes, publishes
+	// and refreshes (and, for the default Door, connects); nil: no hook.
+	Hooks *hooks.Hooks
+	// HookApplies reports whether the hook named applies to a topic
+	// (session.Config.HookApplies); nil: everywhere.
+	HookApplies func(hook, topic string) bool
+	// TracerProvider traces publishes. Default nil: off.
+	TracerProvider trace.TracerProvider
+	// MeterProvider receives the sessions metrics
+	// (tidings_sessions_opened_total, tidings_sessions_closed_total,
+	// transport "http-stream") and, for the server's own door, the
+	// refusals. Default nil: none.
+	MeterProvider metric.MeterProvider
+	// Logger receives the server's events. Default: discard.
+	Logger *slog.Logger
+}
+
+// The defaults of Config.
+const (
+	DefaultNodeID       = "tidings"
+	DefaultHeartbeat    = 25 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultMaxBodySize  = 65536
+	DefaultOpRate       = 500
+	DefaultOpBurst      = 1000
+)
+
+func (c Config) withDefaults() Config {
+	defaults.Zero(&c.NodeID, DefaultNodeID)
+	defaults.Positive(&c.Heartbeat, DefaultHeartbeat)
+	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
+	defaults.Zero(&c.OpRate, DefaultOpRate)
+	defaults.Positive(&c.OpBurst, DefaultOpBurst)
+	defaults.Positive(&c.OpRefusals, c.OpBurst)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// transportName names the transport in spans, metrics and the Door.
+const transportName = "http-stream"
+
+// Server serves HTTP streaming sessions against a broker whose default
+// encoder is transport/ws's Encoder.
+type Server struct {
+	cfg  Config
+	b    *broker.Broker
+	log  *slog.Logger
+	door *admit.Door
+
+	// sessions admits sessions until Shutdown and counts those not yet
+	// ended; posts does the same for POSTs being run, and publishes for
+	// the publishes among their commands.
+	sessions  gate.Gate
+	posts     gate.Gate
+	publishes gate.Gate
+
+	// mu guards conns and closeSent, and orders Shutdown's closing of
+	// the gates with register.
+	mu        sync.Mutex
+	conns     map[string]*conn // by key
+	closeSent map[int]uint64
+
+	sessionCfg session.Config
+	tel        telemetry
+}
+
+// New returns a server for b.
+func New(cfg Config, b *broker.Broker) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		b:         b,
+		log:       cfg.Logger.With("transport", transportName, "node", cfg.NodeID),
+		door:      cfg.Door,
+		conns:     make(map[string]*conn),
+		closeSent: make(map[int]uint64),
+	}
+	if s.door == nil {
+		s.door = admit.New(admit.Config{MaxSessions: cfg.MaxSessions, Tokens: cfg.Tokens, Hooks: cfg.Hooks,
+			Transport: transportName, MeterProvider: cfg.MeterProvider, Logger: cfg.Logger})
+	}
+	s.sessionCfg = session.Config{
+		Broker:      b,
+		Tokens:      cfg.Tokens,
+		OpRate:      cfg.OpRate,
+		OpBurst:     cfg.OpBurst,
+		OpRefusals:  cfg.OpRefusals,
+		Publishes:   &s.publishes,
+		Refused:     s.door.Tally(),
+		Tracer:      telem.Tracer(cfg.TracerProvider, scope),
+		Protocol:    transportName,
+		API:         broker.APIOther,
+		Registry:    cfg.Registry,
+		Presence:    cfg.Presence,
+		Rules:       cfg.Rules,
+		Hooks:       cfg.Hooks,
+		HookApplies: cfg.HookApplies,
+	}
+	s.setupTelemetry()
+	return s
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	// Sessions is the number of sessions open.
+	Sessions int
+	// CloseSent counts the close frames sent, by code.
+	CloseSent map[int]uint64
+	// Refused counts the transport's refusals by reason, every reason
+	// present: the Door's and the sessions' (admit.Door.Refused).
+	Refused map[limit.Reason]uint64
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Sessions: len(s.conns), CloseSent: make(map[int]uint64, len(s.closeSent)), Refused: s.door.Refused()}
+	for code, n := range s.closeSent {
+		st.CloseSent[code] = n
+	}
+	return st
+}
+
+// Refused returns the transport's refusals so far, by reason (see
+// Stats.Refused).
+func (s *Server) Refused() map[limit.Reason]uint64 { return s.door.Refused() }
+
+// Sessions returns the number of sessions open.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// ServeHTTP serves both routes: GET …/stream opens a session and streams
+// it until it ends; POST …/stream/<key> runs commands of the session of
+// key. Mount it at /v1/stream and /v1/stream/.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	if key == "" || key == "stream" {
+		s.open(w, r)
+		return
+	}
+	s.post(w, r, key)
+}
+
+// open runs the session a GET opens until it ends.
+func (s *Server) open(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		admit.HTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET to open a stream, POST to send it commands")
+		return
+	}
+	if !s.sessions.Enter() {
+		admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+		return
+	}
+	defer s.sessions.Leave()
+	pass := s.door.Admit(w, r)
+	if pass == nil {
+		return
+	}
+	defer pass.Release()
+
+	c := s.newConn(w, r, pass)
+	if !s.register(c) {
+		c.end()
+		admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+		return
+	}
+	c.serve(pass)
+}
+
+// register adds c to the server's sessions; false once Shutdown began.
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions.Closed() {
+		return false
+	}
+	s.conns[c.key] = c
+	return true
+}
+
+// unregister removes c: its key is unknown from then on.
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	if s.conns[c.key] == c {
+		delete(s.conns, c.key)
+	}
+	s.mu.Unlock()
+}
+
+// lookup returns the session of key, or nil.
+func (s *Server) lookup(key string) *conn {
+	if len(key) != keyLen {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[key]
+}
+
+// appendConns appends the registered sessions to dst.
+func (s *Server) appendConns(dst []*conn) []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// countClose counts a close frame sent with code.
+func (s *Server) countClose(code uint16) {
+	s.mu.Lock()
+	s.closeSent[int(code)]++
+	s.mu.Unlock()
+}
+
+// Shutdown refuses new sessions and POSTs, waits for the POSTs being run
+// (their answers are queued to their streams), then ends every session
+// with a close frame, 1001 `server shutting down`, after the frames
+// already queued, and waits for the sessions to end. At ctx's deadline
+// the sessions still writing are cut; it returns ctx.Err() then.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.sessions.Close()
+	s.posts.Close()
+	s.publishes.Close()
+	s.mu.Unlock()
+
+	ran := s.posts.Wait(ctx)
+	conns := s.appendConns(nil)
+	for _, c := range conns {
+		c.Close(session.CauseShutdown)
+	}
+	if s.sessions.Wait(ctx) == nil {
+		return ran
+	}
+	for _, c := range s.appendConns(conns[:0]) {
+		c.cut()
+	}
+	_ = s.sessions.Wait(context.Background())
+	return ctx.Err()
+}
