@@ -30,7 +30,9 @@ import (
 	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/stream"
 	"github.com/tidings-io/tidings/transport/ws"
 	"github.com/tidings-io/tidings/web"
 	"go.uber.org/goleak"
@@ -310,6 +312,10 @@ type node struct {
 	wsHook http.HandlerFunc
 
 	stopped atomic.Bool
+
+	// stream serves /v1/stream and /v1/stream/; nil without
+	// nodeConfig.stream.
+	stream *stream.Server
 }
 
 type nodeConfig struct {
@@ -330,6 +336,10 @@ type nodeConfig struct {
 	control bool
 	// hooks, when set, are the node's backend hooks.
 	hooks *hooks.Hooks
+	// compression turns permessage-deflate on (ws.Config.Compression).
+	compression bool
+	// stream mounts the HTTP streaming transport at /v1/stream.
+	stream bool
 }
 
 // startNode starts a node; it is stopped at cleanup. With no store it
@@ -344,7 +354,7 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 		cfg.id = "node-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	}
 	b := broker.New(broker.Config{}, cfg.store, ws.Encoder{})
-	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens, Hooks: cfg.hooks}
+	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens, Hooks: cfg.hooks, Compression: cfg.compression}
 	var ctl *ctlnode.Node
 	if cfg.control {
 		ctl = ctlnode.New(ctlnode.Config{Broker: b, Backend: cfg.store.(control.Backend), ID: cfg.id, Presence: true, JoinLeave: true})
@@ -356,6 +366,11 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 	wsrv := ws.New(wcfg, b)
 	api := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
 	n := &node{t: t, b: b, ws: wsrv, api: api, ctl: ctl, close: cfg.close}
+	if cfg.stream {
+		n.stream = stream.New(stream.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, Tokens: cfg.tokens, Hooks: cfg.hooks,
+			Registry: wcfg.Registry, Presence: wcfg.Presence,
+			Door: admit.New(admit.Config{AllowedOrigins: cfg.origins, Tokens: cfg.tokens, Hooks: cfg.hooks, Transport: "http-stream"})}, b)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
@@ -372,6 +387,10 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 		}
 		api.ServeHTTP(w, r)
 	})
+	if n.stream != nil {
+		mux.Handle("/v1/stream", n.stream)
+		mux.Handle("/v1/stream/", n.stream)
+	}
 	mux.Handle("/v1/client.js", web.ClientHandler())
 	mux.Handle("/demo", web.DemoHandler())
 	mux.Handle("/demo/", web.DemoHandler())
@@ -409,6 +428,9 @@ func (n *node) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = n.ws.Shutdown(ctx)
+	if n.stream != nil {
+		_ = n.stream.Shutdown(ctx)
+	}
 	if n.ctl != nil {
 		n.ctl.Close()
 	}

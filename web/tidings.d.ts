@@ -10,6 +10,15 @@ export declare const CLOSE_CONNECT_TIMEOUT: 4002;
 /** Connection state. */
 export type State = "connecting" | "open" | "reconnecting" | "closed";
 
+/**
+ * How the client reaches the broker: a WebSocket (`/v1/ws`), an HTTP
+ * streaming session (`/v1/stream`: a streamed GET for frames, POSTs for
+ * commands, the same session), or Server-Sent Events (`/v1/sse`:
+ * receive-only; publish, history, presence and refresh reject with code
+ * "unsupported").
+ */
+export type Transport = "websocket" | "http-stream" | "sse";
+
 /** Protocol error codes, plus the client's own. */
 export type ErrorCode =
   | "bad_request"
@@ -24,6 +33,7 @@ export type ErrorCode =
   | "closed"
   | "token"
   | "disconnected"
+  | "unsupported"
   | (string & {});
 
 /** An error answered by the broker, or a failure of the client. */
@@ -187,6 +197,24 @@ export interface TidingsOptions {
   goingAwayDelay?: number;
   /** Time allowed for the welcome frame (ms). Default 10000. */
   connectTimeout?: number;
+  /**
+   * The transports to try, in order. Default ["websocket", "http-stream",
+   * "sse"]. A transport that fails to open while the server answers
+   * plain HTTP (a proxy refuses WebSocket upgrades, or an endpoint is not
+   * there), or gives no welcome in time (connectTimeout; fallbackTimeout
+   * once a WebSocket is open), is followed at once by the next; when
+   * each has failed, the client backs off and starts again, with the one
+   * that worked last. Resume, refresh and every callback work the same
+   * on each (SSE: see Transport). The endpoint's path ends in /ws; the
+   * others are found next to it (/stream, /sse).
+   */
+  transports?: Transport[];
+  /**
+   * Time allowed for the welcome frame (ms) once a WebSocket is open,
+   * when another transport is left to try: a proxy may pass the upgrade
+   * and hold the frames. Default 5000.
+   */
+  fallbackTimeout?: number;
   /** Time allowed for a publish, queueing included (ms). Default 10000. */
   publishTimeout?: number;
   /** Consecutive refused connections (HTTP 401/403) before giving up. Default 3. */
@@ -241,6 +269,8 @@ export interface TidingsErrorEvent extends Event {
 
 export interface TidingsStateEvent extends Event {
   readonly state: State;
+  /** The transport in use, or being tried. */
+  readonly transport: Transport | undefined;
   /** When reconnecting: the delay before the next attempt, in ms. */
   readonly delay?: number;
   /**
@@ -311,6 +341,8 @@ export declare class Tidings extends EventTarget {
   readonly session: string | undefined;
   readonly node: string | undefined;
   readonly user: string | undefined;
+  /** The transport in use, or being tried (undefined before the first attempt). */
+  readonly transport: Transport | undefined;
   /** Subscribes to an exact topic or a wildcard pattern (`*`, `>`). */
   subscribe<T = unknown>(pattern: string, callback: (message: Message<T>) => void, options?: SubscribeOptions): Subscription;
   /** Publishes data to an exact topic; rejects with a TidingsError. */

@@ -3,7 +3,9 @@
 // with exponential backoff and full jitter, resumes exact topics from the
 // last offset it delivered, and delivers each message once, in offset order.
 // With getToken and a JWT that has `exp`, it renews the token on the open
-// session (`refresh`) before the token expires.
+// session (`refresh`) before the token expires. Where WebSocket is blocked
+// it falls back to HTTP streaming (the same session over a streamed GET
+// and POSTs), then to Server-Sent Events (receive-only).
 
 /** Close code the client sends when reconnect() drops the connection. */
 export const CLOSE_RECONNECT = 4000;
@@ -48,8 +50,9 @@ export class Backoff {
   }
 }
 
-// body is a frame without its type and ref.
+// body is a frame without its type and ref; pos is its position.
 const body = ({ type, ref, ...rest }) => rest;
+const pos = ({ offset, epoch }) => ({ offset, epoch });
 const report = (e) => (globalThis.reportError || console.error)(e);
 const call = (f, ...a) => {
   try {
@@ -57,6 +60,102 @@ const call = (f, ...a) => {
   } catch (e) {
     report(e);
   }
+};
+
+const dec = new TextDecoder();
+
+// httpStream returns a WebSocket-like session over HTTP streaming: a GET
+// whose body is WebSocket frames, and POSTs of the commands, one at a
+// time, in order.
+const httpStream = (url) => {
+  const ws = {},
+    q = [],
+    a = new AbortController(),
+    close = (ws.close = () => a.abort()),
+    // post sends the queued commands (up to about 60 KB) in one POST.
+    post = async () => {
+      let n = 0,
+        len = 0;
+      if (busy || !key || !q.length) return;
+      while (n < q.length && (len += q[n].length) < 2e4) n++;
+      busy = 1;
+      try {
+        const r = await fetch(key, { method: 'POST', body: '[' + q.splice(0, n || 1) + ']', signal: a.signal });
+        if (!r.ok) throw 0; // 404: the session is gone
+        busy = 0;
+        post();
+      } catch {
+        close();
+      }
+    };
+  let key, busy;
+  ws.send = (d) => post(q.push(d));
+  (async () => {
+    let code = 1006,
+      reason = '',
+      b = new Uint8Array(0);
+    try {
+      const r = await fetch(url, { signal: a.signal });
+      if (!r.ok) throw 0;
+      key = url.split('?')[0] + '/' + r.headers.get('Tidings-Stream-Key');
+      post();
+      for (const rd = r.body.getReader(); ; ) {
+        const { done, value } = await rd.read();
+        if (done) break;
+        for (b = new Uint8Array([...b, ...value]); ; ) {
+          // A frame's header: 2 bytes, then 2 or 8 of length.
+          let h = 2,
+            n = b[1] & 127,
+            i = 2;
+          if (n > 125) for (h = n > 126 ? 10 : 4, n = 0; i < h; ) n = n * 256 + b[i++];
+          if (!(b.length >= h + n)) break;
+          const op = b[0] & 15,
+            p = b.subarray(h, h + n);
+          b = b.subarray(h + n);
+          if (op == 1) ws.onmessage({ data: dec.decode(p) });
+          if (op == 8) (code = (p[0] << 8) | p[1]), (reason = dec.decode(p.subarray(2)));
+        }
+      }
+    } catch {}
+    close();
+    ws.onclose({ code, reason });
+  })();
+  return ws;
+};
+
+// sse returns a WebSocket-like, receive-only session over Server-Sent
+// Events for client c. The stream names the client's topics: a new one
+// reopens it, resuming from the last event id; other requests than
+// subscribe, unsubscribe and ping are refused.
+const sse = (url, c) => {
+  const ws = {},
+    topics = new Set(c._subs.keys()),
+    answer = (f) => setTimeout(() => ws.onmessage({ data: JSON.stringify(f) })),
+    close = (ws.close = () => es && es.close()),
+    open = () => {
+      close();
+      const u = new URL(url);
+      for (const t of topics) u.searchParams.append('topic', t);
+      if (c._eid) u.searchParams.set('last_event_id', c._eid);
+      const e = (es = new EventSource(u));
+      for (const k of 'welcome subscribed unsubscribed message reset join leave error close'.split(' '))
+        e.addEventListener(k, (v) => {
+          if (k == 'close' || v.data == null) return e.close(), ws.onclose(v.data ? JSON.parse(v.data) : { code: 1006, reason: '' });
+          if (v.lastEventId) c._eid = v.lastEventId;
+          // The welcome of a reopened stream is no new session to the client.
+          if (k != 'welcome' || !welcomed++) ws.onmessage(v);
+        });
+    };
+  let es,
+    welcomed = 0;
+  ws.send = (d) => {
+    const { op, topic, ref } = JSON.parse(d);
+    if (op == 'subscribe') {
+      if (!topics.has(topic)) topics.add(topic), open();
+    } else answer(op == 'ping' ? { type: 'pong' } : op == 'unsubscribe' ? topics.delete(topic) && { type: 'unsubscribed', ref, topic } : { type: 'error', ref, code: 'unsupported', message: op + ': SSE is receive-only' });
+  };
+  open();
+  return ws;
 };
 
 /** One wire subscription per pattern, shared by its handlers. */
@@ -120,10 +219,13 @@ export class Tidings extends EventTarget {
     this._subs = new Map(); // pattern → Wire
     this._refs = new Map(); // ref → {ok(frame), fail(error)}
     this._queue = []; // publishes waiting for a connection
-    this._ref = 0;
+    this._ref = this._refusals = 0;
     this._run = 0; // bumped by every connection attempt and by close()
-    this._refusals = 0;
     this._needToken = !this._token && !!options.getToken;
+    this._tr = options.transports || 'websocket http-stream sse'.split(' ');
+    // The transport tried is _tr[(_good + _n) % _tr.length]: _good is the
+    // last that worked, _n how many failed since.
+    this._good = this._n = 0;
     this._state = 'connecting';
     this.session = this.node = this.user = undefined;
     queueMicrotask(() => this._open());
@@ -159,21 +261,21 @@ export class Tidings extends EventTarget {
     const fresh = !w;
     if (fresh) {
       w = new Wire(pattern);
-      if (options.since && !w.wild) w.pos = { offset: options.since.offset, epoch: options.since.epoch };
+      if (options.since && !w.wild) w.pos = pos(options.since);
       this._subs.set(pattern, w);
     }
     const h = { cb: callback, opts: options };
     h.ready = new Promise((ok, fail) => Object.assign(h, { ok, fail }));
     h.ready.catch(() => {});
     w.handlers.add(h);
-    if (w.state === ACTIVE) h.ok();
+    if (w.state == ACTIVE) h.ok();
     if (fresh) this._sub(w);
     return new Subscription(this, w, h);
   }
 
   /** Publishes data (any JSON value) to an exact topic; resolves with {id, offset, epoch}. */
   publish(topic, data) {
-    return this._request({ op: 'publish', topic, data }, (f) => ({ id: f.id, offset: f.offset, epoch: f.epoch }));
+    return this._request({ op: 'publish', topic, data }, body); // {id, offset, epoch}
   }
 
   /**
@@ -186,15 +288,10 @@ export class Tidings extends EventTarget {
    */
   history(topic, options = {}) {
     const cmd = { op: 'history', topic };
-    if (options.since) cmd.since = { offset: options.since.offset, epoch: options.since.epoch };
+    if (options.since) cmd.since = pos(options.since);
     if (options.limit) cmd.limit = options.limit;
     if (options.reverse) cmd.reverse = true;
-    return this._request(cmd, (f) => ({
-      topic: f.topic,
-      position: { offset: f.offset, epoch: f.epoch },
-      recovered: f.recovered,
-      messages: f.messages,
-    }));
+    return this._request(cmd, ({ type, ref, offset, epoch, ...f }) => ({ ...f, position: { offset, epoch } })); // {topic, recovered, messages}
   }
 
   /** The sessions present on a topic: resolves with {topic, clients: [{session, user, info, node}]}. */
@@ -211,7 +308,7 @@ export class Tidings extends EventTarget {
   // answer(frame) of its answer, or rejects with its error, or on timeout.
   _request(cmd, answer) {
     return new Promise((resolve, reject) => {
-      if (this._state === 'closed') return reject(new TidingsError('closed', 'client is closed'));
+      if (this._state == 'closed') return reject(new TidingsError('closed', 'client is closed'));
       const job = {
         cmd,
         ok: (f) => {
@@ -225,7 +322,7 @@ export class Tidings extends EventTarget {
       };
       const timer = setTimeout(() => {
         this._refs.delete(job.cmd.ref);
-        this._queue = this._queue.filter((j) => j !== job);
+        this._queue = this._queue.filter((j) => j != job);
         reject(new TidingsError('timeout', cmd.op + ' timed out'));
       }, this.options.publishTimeout || 10000);
       this._up ? this._exec(job) : this._queue.push(job);
@@ -234,7 +331,7 @@ export class Tidings extends EventTarget {
 
   /** Drops the connection (close code 4000) and reconnects with backoff; while waiting, connects at once. */
   reconnect() {
-    if (this._state === 'closed') return;
+    if (this._state == 'closed') return;
     if (this._ws) this._abort(CLOSE_RECONNECT, 'reconnect');
     else {
       clearTimeout(this._timer);
@@ -244,7 +341,7 @@ export class Tidings extends EventTarget {
 
   /** Closes the connection with 1000 for good. */
   close() {
-    if (this._state === 'closed') return;
+    if (this._state == 'closed') return;
     const ws = this._ws;
     this._stop(new TidingsError('closed', 'client is closed'));
     if (ws) {
@@ -260,7 +357,7 @@ export class Tidings extends EventTarget {
 
   _setState(state, props) {
     this._state = state;
-    this._emit('state', { state, ...props });
+    this._emit('state', { state, transport: this.transport, ...props });
   }
 
   _stop(err) {
@@ -287,32 +384,37 @@ export class Tidings extends EventTarget {
 
   async _open() {
     const run = ++this._run;
-    if (this._state === 'closed') return;
+    if (this._state == 'closed') return;
     if (this._needToken && this.options.getToken) {
       try {
         this._token = await this.options.getToken();
         this._needToken = false;
       } catch (e) {
-        if (run !== this._run) return;
+        if (run != this._run) return;
         this._emit('error', { error: new TidingsError('token', 'getToken failed: ' + (e && e.message)) });
         return this._retry(this._backoff.next());
       }
-      if (run !== this._run) return;
+      if (run != this._run) return;
     }
-    if (this._state !== 'connecting') this._setState('connecting');
-    const u = new URL(this.url);
-    if (this._token) u.searchParams.set('token', this._token);
+    const o = this.options,
+      t = (this.transport = this._tr[(this._good + this._n) % this._tr.length]),
+      u = this._http(t == 'sse' ? t : t != 'websocket' && 'stream');
+    if (this._state != 'connecting') this._setState('connecting');
     let ws;
     try {
-      ws = new WebSocket(u.href, 'pubsub.v1');
+      ws = t == 'sse' ? sse(u, this) : t == 'http-stream' ? httpStream(u.href) : new WebSocket(u.href.replace('http', 'ws'), 'pubsub.v1');
     } catch (e) {
       this._emit('error', { error: new TidingsError('bad_request', e.message) });
       return this._lost(1006, '', false);
     }
     this._ws = ws;
-    ws.onmessage = (e) => ws === this._ws && this._frame(e.data);
-    ws.onclose = (e) => ws === this._ws && this._lost(e.code, e.reason, this._up);
-    this._timer = setTimeout(() => this._abort(CLOSE_CONNECT_TIMEOUT, 'connect timeout'), this.options.connectTimeout || 10000);
+    ws.onmessage = (e) => ws == this._ws && this._frame(e.data);
+    ws.onclose = (e) => ws == this._ws && this._lost(e.code, e.reason, this._up);
+    const abort = () => this._abort(CLOSE_CONNECT_TIMEOUT, 'connect timeout');
+    this._timer = setTimeout(abort, o.connectTimeout || 10000);
+    // A WebSocket open but silent (a proxy that holds its frames): with
+    // another transport to try, that one after fallbackTimeout.
+    ws.onopen = () => ws == this._ws && this._n + 1 < this._tr.length && (clearTimeout(this._timer), (this._timer = setTimeout(abort, o.fallbackTimeout || 5000)));
   }
 
   // _abort ends the current socket from this side and reconnects.
@@ -328,24 +430,28 @@ export class Tidings extends EventTarget {
     const run = ++this._run;
     this._drop();
     this._emit('close', { code, reason });
-    if (run !== this._run) return; // closed by a listener
+    if (run != this._run) return; // closed by a listener
     const o = this.options;
     // 4500–4999: the server asks the client not to come back.
     if (code >= 4500 && code < 5000) return this._fatal(new TidingsError('disconnected', reason || 'disconnected'), { code, reason });
     if (up) this._backoff.disconnected();
-    if (code === 1008 && /token/i.test(reason)) this._needToken = true;
+    if (code == 1008 && /token/i.test(reason)) this._needToken = true;
+    let status;
     if (!up && o.probe !== false) {
       this._setState('reconnecting');
-      const status = await this._probe();
-      if (run !== this._run) return;
-      if (status === 401 || status === 403) {
-        const err = new TidingsError(status === 401 ? 'unauthorized' : 'forbidden', 'connection refused with HTTP ' + status, status);
+      status = await this._probe();
+      if (run != this._run) return;
+      if (status == 401 || status == 403) {
+        const err = new TidingsError(status == 401 ? 'unauthorized' : 'forbidden', 'connection refused with HTTP ' + status, status);
         if (++this._refusals >= (o.maxRefusals || 3)) return this._fatal(err);
         this._emit('error', { error: err });
-        if (status === 401) this._needToken = true;
+        if (status == 401) this._needToken = true;
       }
     }
-    this._retry(code === 1001 ? this._random() * (o.goingAwayDelay || 2000) : this._backoff.next(), code);
+    // A transport that failed to open on a server that answers (the
+    // upgrade blocked, or no frame in time): the next one, at once.
+    if (!up && ++this._n < this._tr.length && !(status < 0 || status == 401 || status == 403)) return this._open();
+    this._retry(code == 1001 ? this._random() * (o.goingAwayDelay || 2000) : this._backoff.next(), code);
   }
 
   // _fatal gives up for good.
@@ -356,7 +462,9 @@ export class Tidings extends EventTarget {
   }
 
   _retry(delay, code) {
-    if (this._state === 'closed') return;
+    if (this._state == 'closed') return;
+    // Each round of attempts starts with the transport that worked last.
+    this._n = 0;
     this._setState('reconnecting', { delay, code });
     this._timer = setTimeout(() => this._open(), delay);
   }
@@ -365,14 +473,21 @@ export class Tidings extends EventTarget {
   // status (0 when cross-origin), or -1 when the server cannot be reached.
   async _probe() {
     try {
-      const u = new URL(this.url);
-      u.protocol = u.protocol.replace(/^ws/, 'http');
-      if (this._token) u.searchParams.set('token', this._token);
-      const r = await fetch(u.href, { mode: 'no-cors', cache: 'no-store', credentials: 'omit' });
+      const r = await fetch(this._http(), { mode: 'no-cors', cache: 'no-store', credentials: 'omit' });
       return r.status;
     } catch {
       return -1;
     }
+  }
+
+  // _http returns the endpoint's http(s) URL with the token, at path in
+  // place of the last path element "ws" when path is given.
+  _http(path) {
+    const u = new URL(this.url);
+    u.protocol = u.protocol.replace('ws', 'http');
+    if (path) u.pathname = u.pathname.replace(/ws$/, path);
+    if (this._token) u.searchParams.set('token', this._token);
+    return u;
   }
 
   _send(cmd) {
@@ -398,16 +513,16 @@ export class Tidings extends EventTarget {
       case 'welcome':
         return this._welcome(f);
       case 'message':
-        return w && w.state === ACTIVE && this._deliver(w, f);
+        return w && w.state == ACTIVE && this._deliver(w, f);
       case 'reset':
-        if (w && w.state === ACTIVE) {
-          if (!w.wild) w.pos = { offset: f.offset, epoch: f.epoch };
+        if (w && w.state == ACTIVE) {
+          if (!w.wild) w.pos = pos(f);
           w.reset(body(f));
         }
         return;
       case 'join':
       case 'leave':
-        return w && w.each((h) => call(h.opts[f.type === 'join' ? 'onJoin' : 'onLeave'], body(f)));
+        return w && w.each((h) => call(h.opts[f.type == 'join' ? 'onJoin' : 'onLeave'], body(f)));
       case 'subscribed':
         if (!f.ref) return this._server(w, f);
         break;
@@ -422,13 +537,14 @@ export class Tidings extends EventTarget {
     const j = this._refs.get(f.ref);
     if (j) {
       this._refs.delete(f.ref);
-      f.type === 'error' ? j.fail(new TidingsError(f.code, f.message)) : j.ok(f);
-    } else if (f.type === 'error') this._emit('error', { error: new TidingsError(f.code, f.message) });
+      f.type == 'error' ? j.fail(new TidingsError(f.code, f.message)) : j.ok(f);
+    } else if (f.type == 'error') this._emit('error', { error: new TidingsError(f.code, f.message) });
   }
 
   _welcome(f) {
     clearTimeout(this._timer);
     this._up = true;
+    this._good += this._n; // _retry starts _n again
     this._refusals = 0;
     this._backoff.connected();
     this.session = f.session;
@@ -440,7 +556,7 @@ export class Tidings extends EventTarget {
       this._beat = setInterval(() => this._watch(hb), hb / 2);
     }
     this._setState('open');
-    this._emit('open', { session: f.session, node: f.node, heartbeat: f.heartbeat, user: this.user });
+    this._emit('open', { ...body(f), user: this.user });
     this._plan();
     for (const w of this._subs.values()) this._sub(w);
     const q = this._queue;
@@ -465,7 +581,7 @@ export class Tidings extends EventTarget {
   // fails the session ends with 1008 at exp, and the client reconnects.
   async _renew(token) {
     const run = this._run;
-    const fail = (error) => run === this._run && this._emit('error', { error });
+    const fail = (error) => run == this._run && this._emit('error', { error });
     clearTimeout(this._renewT);
     if (!token) {
       try {
@@ -474,7 +590,7 @@ export class Tidings extends EventTarget {
         return fail(new TidingsError('token', 'getToken failed: ' + (e && e.message)));
       }
     }
-    if (run === this._run && this._up) {
+    if (run == this._run && this._up) {
       this._exec({
         cmd: { op: 'refresh', token },
         ok: () => {
@@ -500,7 +616,7 @@ export class Tidings extends EventTarget {
   }
 
   _sub(w) {
-    if (!this._up || w.state !== IDLE) return;
+    if (!this._up || w.state != IDLE) return;
     const cmd = { op: 'subscribe', topic: w.pattern };
     if (w.pos) cmd.since = w.pos;
     w.state = PENDING;
@@ -508,11 +624,11 @@ export class Tidings extends EventTarget {
       cmd,
       ok: (f) => this._subscribed(w, f),
       fail: (e) => {
-        if (this._subs.get(w.pattern) !== w || w.state === ACTIVE || e.code === 'unavailable' && !this._up) return;
-        if (e.code === 'unavailable') {
+        if (this._subs.get(w.pattern) != w || w.state == ACTIVE || e.code == 'unavailable' && !this._up) return;
+        if (e.code == 'unavailable') {
           // The store is down: try again while the session lasts.
           w.state = IDLE;
-          setTimeout(() => this._subs.get(w.pattern) === w && this._sub(w), this._random() * 5000);
+          setTimeout(() => this._subs.get(w.pattern) == w && this._sub(w), this._random() * 5000);
           return;
         }
         this._subs.delete(w.pattern);
@@ -530,7 +646,7 @@ export class Tidings extends EventTarget {
   // client's own (`already subscribed`) is ignored.
   _server(w, f) {
     const t = f.topic;
-    if (w) return w.state !== ACTIVE && this._subscribed(w, f);
+    if (w) return w.state != ACTIVE && this._subscribed(w, f);
     const fwd = (type) => (e) => this._emit(type, e);
     this._subs.set(t, (w = new Wire(t)));
     w.handlers.add({
@@ -544,12 +660,12 @@ export class Tidings extends EventTarget {
   }
 
   _subscribed(w, f) {
-    if (this._subs.get(w.pattern) !== w) return;
+    if (this._subs.get(w.pattern) != w) return;
     w.state = ACTIVE;
     if (!w.wild && !f.recovered) {
       const had = w.pos;
-      w.pos = { offset: f.offset, epoch: f.epoch };
-      if (had && (had.offset !== f.offset || had.epoch !== f.epoch)) {
+      w.pos = pos(f);
+      if (had && (had.offset != f.offset || had.epoch != f.epoch)) {
         w.reset({ topic: w.pattern, epoch: f.epoch, offset: f.offset, reason: 'not_recovered' });
       }
     } else if (w.wild && w.seen) w.reset({ topic: w.pattern, reason: 'resubscribed' });
@@ -567,17 +683,17 @@ export class Tidings extends EventTarget {
   _deliver(w, f) {
     if (!w.wild) {
       const p = w.pos;
-      if (p && p.epoch === f.epoch && f.offset <= p.offset) return; // seen already
-      w.pos = { offset: f.offset, epoch: f.epoch };
+      if (p && p.epoch == f.epoch && f.offset <= p.offset) return; // seen already
+      w.pos = pos(f);
     }
     const m = body(f);
     w.each((h) => call(h.cb, m));
   }
 
   _unsub(w, h) {
-    if (!w.handlers.delete(h) || w.handlers.size || this._subs.get(w.pattern) !== w) return;
+    if (!w.handlers.delete(h) || w.handlers.size || this._subs.get(w.pattern) != w) return;
     this._subs.delete(w.pattern);
-    if (w.state !== IDLE && this._up) this._exec({ cmd: { op: 'unsubscribe', topic: w.pattern }, ok() {}, fail() {} });
+    if (w.state != IDLE && this._up) this._exec({ cmd: { op: 'unsubscribe', topic: w.pattern }, ok() {}, fail() {} });
   }
 }
 

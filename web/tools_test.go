@@ -21,7 +21,7 @@ const (
 	typescriptVersion = "5.9.3"
 	terserVersion     = "5.51.4"
 	// maxMinified is the budget of tidings.js minified, in bytes.
-	maxMinified = 10 * 1024
+	maxMinified = 12 * 1024
 )
 
 var npmTools struct {
@@ -86,12 +86,14 @@ func fileExists(p string) bool {
 // package's exports; the @ts-expect-error lines check that the types are
 // not loose.
 const usageTS = `import Tidings, { Tidings as Named, TidingsError, Backoff, CLOSE_HEARTBEAT,
-  type Message, type ResetInfo, type State, type Published, type History } from "@tidings-io/client";
+  type Message, type ResetInfo, type State, type Transport, type Published, type History } from "@tidings-io/client";
 
 interface Price { bid: number }
 
 const c = new Tidings("wss://broker.example/v1/ws", {
   token: "jwt",
+  transports: ["websocket", "http-stream"],
+  fallbackTimeout: 3000,
   getToken: async () => "fresh-jwt",
   backoff: { base: 250, cap: 10_000 },
   random: Math.random,
@@ -127,7 +129,8 @@ c.addEventListener("close", (e) => console.log(e.code === CLOSE_HEARTBEAT, e.rea
 c.addEventListener("error", (e) => console.log(e.error.code, e.fatal));
 c.addEventListener("state", (e) => {
   const s: State = e.state;
-  console.log(s, e.delay);
+  const via: Transport | undefined = e.transport;
+  console.log(s, e.delay, via, c.transport);
 });
 const st: State = c.state;
 console.log(st, c.session, c.node, c.position("prices.eur.usd"), same.url);
@@ -149,6 +152,8 @@ c.publish(42, {});
 c.subscribe("a.b", (m: string) => m);
 // @ts-expect-error no such state
 const bad: State = "half-open";
+// @ts-expect-error no such transport
+new Tidings(undefined, { transports: ["long-polling"] });
 // @ts-expect-error the event has no such field
 c.addEventListener("close", (e) => e.wasDirty);
 console.log(bad);
@@ -203,7 +208,7 @@ func checkTypeScript(t *testing.T, usage string) {
 	}
 }
 
-// TestMinifiedSize keeps tidings.js under 10 KB minified (terser, compress
+// TestMinifiedSize keeps tidings.js under 12 KB minified (terser, compress
 // and mangle, as an ES module).
 func TestMinifiedSize(t *testing.T) {
 	t.Parallel()
