@@ -1,24 +1,22 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/tidings-io/tidings/broker"
 )
 
 // Publish stores msgs with the publish script. On a single Redis the
-// whole batch is one script run: one round trip, stored whole or not at
-// all. On a cluster a script runs per topic (a topic's keys share one
-// slot), the topics' runs at once; when only some of them succeed the error
-// wraps broker.ErrPartialBatch and the stored messages have their Offset
-// set. A timed-out run may have been stored: a retry with the same
-// idempotency keys answers as it did.
+// whole batch is one script run, stored whole or not at all. On a cluster
+// a script runs per topic (a topic's keys share one slot); when only some
+// of them succeed the error wraps broker.ErrPartialBatch and the stored
+// messages have their Offset set. Concurrent publishes share round trips
+// (Config.MaxCoalesce), each in script runs of its own, so that one
+// failing never fails another. A timed-out run may have been stored: a
+// retry with the same idempotency keys answers as it did.
 func (s *Store) Publish(ctx context.Context, msgs []*broker.Message) error {
 	return s.red.err(s.publish(ctx, msgs))
 }
@@ -28,42 +26,26 @@ func (s *Store) publish(ctx context.Context, msgs []*broker.Message) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis: publishing: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	describeAppend(ctx, s.cluster != nil)
-	if s.cluster == nil {
-		return s.publishGroup(ctx, s.client, msgs)
+	c := &pubCall{msgs: len(msgs), wake: make(chan struct{}, 1)}
+	groups := [][]*broker.Message{msgs}
+	if s.cluster != nil {
+		groups = groupByTopic(msgs)
 	}
-	groups := groupByTopic(msgs)
-	if len(groups) == 1 {
-		return s.publishGroup(ctx, s.client, msgs)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(groups))
-	for i, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.publishGroup(ctx, s.client, g)
-		}()
-	}
-	wg.Wait()
-	failed := 0
-	var first error
-	for _, err := range errs {
+	for _, g := range groups {
+		r, size, err := s.scriptRun(g)
 		if err != nil {
-			failed++
-			first = cmp.Or(first, err)
+			return err
 		}
+		c.runs = append(c.runs, r)
+		c.bytes += size
 	}
-	switch {
-	case failed == 0:
-		return nil
-	case failed < len(groups):
-		return fmt.Errorf("%w: %d of %d topics: %w", broker.ErrPartialBatch, failed, len(groups), first)
-	default:
-		return first
-	}
+	return s.submit(ctx, c)
 }
 
 // groupByTopic splits msgs by topic, keeping their order within a topic.
@@ -82,10 +64,9 @@ func groupByTopic(msgs []*broker.Message) [][]*broker.Message {
 	return groups
 }
 
-// publishGroup runs the publish script once for msgs, whose keys must
-// share a slot on a cluster, and fills in their positions. When it fails
-// none of msgs is marked stored.
-func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*broker.Message) error {
+// scriptRun prepares the publish script's run for msgs, whose keys must
+// share a slot on a cluster, and returns it with the size of the bodies.
+func (s *Store) scriptRun(msgs []*broker.Message) (*scriptRun, int, error) {
 	pub := "PUBLISH"
 	if s.cluster != nil {
 		pub = "SPUBLISH"
@@ -94,11 +75,13 @@ func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*br
 	keys := make([]string, 0, 4*len(msgs))
 	args := make([]any, 0, 3+8*len(msgs))
 	args = append(args, newEpoch(), pub, ms(s.cfg.IdempotencyWindow))
+	size := 0
 	for i, m := range msgs {
 		body, err := encodeBody(m)
 		if err != nil {
-			return fmt.Errorf("redis: encoding message %d: %w", i, err)
+			return nil, 0, fmt.Errorf("redis: encoding message %d: %w", i, err)
 		}
+		size += len(body)
 		k := s.keys(m.Topic)
 		keys = append(keys, k[0], k[1], k[2], s.idempotencyKey(m.Topic, m.IdempotencyKey))
 		keyed, wild := "", ""
@@ -108,17 +91,19 @@ func (s *Store) publishGroup(ctx context.Context, c goredis.Scripter, msgs []*br
 		if wildcards {
 			wild = s.wildcardChannel(m.Topic)
 		}
-		size, ttl := s.history(m.Topic)
+		hsize, ttl := s.history(m.Topic)
 		args = append(args, body, keyed, wild, m.ID, strconv.FormatInt(m.Time.UnixNano(), 10),
-			size, ms(ttl), ms(s.metaTTL(ttl)))
+			hsize, ms(ttl), ms(s.metaTTL(ttl)))
 	}
-	start := time.Now()
-	res, err := publishScript.Run(ctx, c, keys, args...).Slice()
-	if err != nil {
-		return fmt.Errorf("redis: publishing: %w", err)
-	}
-	s.tel.observe(ctx, start, s.tel.opPublish)
-	if len(res) != len(msgs) {
+	return &scriptRun{msgs: msgs, keys: keys, args: args}, size, nil
+}
+
+// applyPositions fills in the positions of msgs from the publish
+// script's result. When the result does not parse none of msgs is marked
+// stored.
+func applyPositions(msgs []*broker.Message, val any) error {
+	res, ok := val.([]any)
+	if !ok || len(res) != len(msgs) {
 		return errEnvelope
 	}
 	type answer struct {

@@ -8,9 +8,10 @@
 // redacted, as records of the store's Logger (see goRedisLogger).
 //
 // Publish is one script run (one round trip): it assigns the offset, appends
-// to history, refreshes TTLs and publishes the envelope. A node subscribes
-// to a topic's channel while it has local subscribers, tracks the last
-// offset it delivered per topic, and repairs gaps from history.
+// to history, refreshes TTLs and publishes the envelope. Concurrent
+// publishes share round trips, pipelined (Config.MaxCoalesce). A node
+// subscribes to a topic's channel while it has local subscribers, tracks
+// the last offset it delivered per topic, and repairs gaps from history.
 package redis
 
 import (
@@ -56,12 +57,15 @@ const (
 	DefaultIdempotencyWindow = 5 * time.Minute
 	// DefaultMetaTTL is Config.MetaTTL's default.
 	DefaultMetaTTL = 24 * time.Hour
+	// DefaultMaxCoalesce is Config.MaxCoalesce's default, in messages per
+	// round trip.
+	DefaultMaxCoalesce = 512
 )
 
 // Config tunes a Store. A zero field means its default: the Default*
 // constant its comment names, or what it says for an empty or nil value.
-// None of the bounds can be turned off; a negative one means its default,
-// like zero.
+// None of the bounds can be turned off (but MaxCoalesce, the coalescing of
+// publishes); a negative one means its default, like zero.
 type Config struct {
 	// URL is a redis:// or rediss:// URL: redis://[user:pass@]host:port/db.
 	// Exactly one of URL, ClusterAddrs and SentinelMaster is set.
@@ -99,6 +103,18 @@ type Config struct {
 	// own TTL from HistoryFor). Zero or negative means DefaultMetaTTL
 	// (24h).
 	MetaTTL time.Duration
+	// MaxCoalesce bounds how many messages one Redis round trip carries
+	// for concurrent publishes (and their bodies to 1 MiB). A publish
+	// that finds no round trip in flight goes at once; those that arrive
+	// meanwhile go together, pipelined, as soon as it returns, each in
+	// script runs of its own (one failing fails only its publish). A
+	// larger publish goes alone. Zero means DefaultMaxCoalesce (512) on a
+	// single Redis or Sentinel and off on a cluster, where one round trip
+	// in flight for every master would let a slow or failing master hold
+	// back the publishes to the others; negative turns coalescing off:
+	// each publish makes its own round trip (on a cluster, one pipeline
+	// per master it touches, at the same time).
+	MaxCoalesce int
 	// HistoryFor returns the history size and TTL of a topic, in place of
 	// HistorySize and HistoryTTL; a zero or negative result means that
 	// field. It is asked at each publish and read, so its answers may
@@ -121,6 +137,10 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
 	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
 	defaults.Positive(&c.MetaTTL, DefaultMetaTTL)
+	if c.MaxCoalesce == 0 && len(c.ClusterAddrs) > 0 {
+		c.MaxCoalesce = -1 // see MaxCoalesce
+	}
+	defaults.Zero(&c.MaxCoalesce, DefaultMaxCoalesce)
 	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -142,6 +162,7 @@ type Store struct {
 	closed  atomic.Bool
 	relay   *relay
 	tel     telemetry
+	co      coalescer
 	// wildcardsSeen is set in cluster mode while some node has wildcard
 	// subscriptions, so publishes also go to the wildcard channels.
 	wildcardsSeen atomic.Bool

@@ -1,0 +1,164 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/redistest"
+)
+
+// evalshaStats reads EVALSHA's calls and microseconds from INFO
+// commandstats. A script's usec include the commands it runs.
+func evalshaStats(b *testing.B, srv *redistest.Server) (calls, usec float64) {
+	b.Helper()
+	info, err := srv.Client().Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=(\d+)`).FindStringSubmatch(info)
+	if m == nil {
+		return 0, 0
+	}
+	calls, _ = strconv.ParseFloat(m[1], 64)
+	usec, _ = strconv.ParseFloat(m[2], 64)
+	return calls, usec
+}
+
+// BenchmarkScriptFloor measures what Redis costs a publish: the loopback
+// round trip (median PING) and the publish script's CPU in Redis per
+// message (INFO commandstats) at batch sizes 1, 10 and 100, 100-byte
+// messages on one topic.
+func BenchmarkScriptFloor(b *testing.B) {
+	srv := redistest.Start(b)
+	s, err := New(Config{URL: srv.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	b.Run("ping", func(b *testing.B) {
+		c := srv.Client()
+		var rtts []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			if err := c.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			rtts = append(rtts, time.Since(start))
+		}
+		slices.Sort(rtts)
+		b.ReportMetric(float64(rtts[len(rtts)/2].Nanoseconds())/1e3, "rtt-µs-p50")
+	})
+	data := json.RawMessage(`"` + strings.Repeat("x", 98) + `"`)
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			msgs := make([]*broker.Message, n)
+			fill := func() {
+				for i := range msgs {
+					msgs[i] = &broker.Message{ID: uuid.NewString(), Topic: "floor", Time: time.Now(), Data: data}
+				}
+			}
+			fill()
+			if err := s.Publish(ctx, msgs); err != nil { // loads the script
+				b.Fatal(err)
+			}
+			calls0, usec0 := evalshaStats(b, srv)
+			b.ReportAllocs()
+			for b.Loop() {
+				fill()
+				if err := s.Publish(ctx, msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			elapsed := b.Elapsed()
+			calls1, usec1 := evalshaStats(b, srv)
+			calls, usec := calls1-calls0, usec1-usec0
+			msgCount := float64(b.N * n)
+			b.ReportMetric(usec/calls/float64(n), "redis-µs/msg(per-call)")
+			b.ReportMetric(usec/msgCount, "redis-µs/msg(total)")
+			b.ReportMetric(float64(elapsed.Microseconds())/msgCount, "wall-µs/msg")
+			b.ReportMetric(msgCount/elapsed.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkPublishCoalesced runs 32 publishers of one 100-byte message
+// each, on topics of their own, on one Redis and on a 3-master cluster,
+// with coalescing on and off: msgs/s, round trips per message (on a
+// cluster, pipelines to a master) and the scripts' CPU in Redis per
+// message (summed over the masters).
+func BenchmarkPublishCoalesced(b *testing.B) {
+	srv := redistest.Start(b)
+	cl := redistest.StartCluster(b)
+	data := json.RawMessage(`"` + strings.Repeat("x", 98) + `"`)
+	setups := []struct {
+		name    string
+		cfg     Config
+		servers []*redistest.Server
+	}{
+		{"redis=single", Config{URL: srv.URL()}, []*redistest.Server{srv}},
+		{"redis=cluster", Config{ClusterAddrs: cl.Addrs()}, cl.Nodes},
+	}
+	redisUsec := func(servers []*redistest.Server) float64 {
+		total := 0.0
+		for _, srv := range servers {
+			_, usec := evalshaStats(b, srv)
+			total += usec
+		}
+		return total
+	}
+	for _, setup := range setups {
+		for _, mode := range []struct {
+			name string
+			max  int
+		}{{"coalesce=on", DefaultMaxCoalesce}, {"coalesce=off", -1}} {
+			b.Run(setup.name+"/"+mode.name, func(b *testing.B) {
+				cfg := setup.cfg
+				cfg.MaxCoalesce = mode.max
+				s, err := New(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = s.Close() })
+				ctx := context.Background()
+				if err := publishScript.Load(ctx, s.client).Err(); err != nil {
+					b.Fatal(err)
+				}
+				trips := newTripCounter(false)
+				trips.addTo(b, s)
+				const publishers = 32
+				b.SetParallelism((publishers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+				var next atomic.Int64
+				usec0 := redisUsec(setup.servers)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					topic := fmt.Sprintf("coalesced.%d", next.Add(1))
+					for pb.Next() {
+						m := &broker.Message{ID: uuid.NewString(), Topic: topic, Time: time.Now(), Data: data}
+						if err := s.Publish(ctx, []*broker.Message{m}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				n, _ := trips.count()
+				usec1 := redisUsec(setup.servers)
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				b.ReportMetric(float64(n)/float64(b.N), "trips/msg")
+				b.ReportMetric((usec1-usec0)/float64(b.N), "redis-µs/msg")
+			})
+		}
+	}
+}
