@@ -20,10 +20,11 @@
 //     exporter;
 //   - store and transport packages do not import each other;
 //   - transport/admit (the door of every transport's sessions) imports
-//     no transport but clientip, and the SSE and HTTP-streaming
-//     transports import no other transport but admit and clientip: each
-//     reuses the session core, none copies or imports the WebSocket
-//     transport;
+//     no transport but clientip; transport/httpstream (the plumbing the
+//     streamed transports share) imports no other transport; and the SSE
+//     and HTTP-streaming transports import no other transport but admit,
+//     clientip and httpstream: each reuses the session core, none copies
+//     or imports the WebSocket transport;
 //   - config (read by the broker and the tidings CLI) imports no
 //     transport, store, session, control, auth or limit package, no
 //     Redis client and no OpenTelemetry SDK or exporter.

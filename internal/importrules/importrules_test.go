@@ -120,7 +120,16 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
-			Name:      "the SSE and HTTP-streaming transports import no other transport but admit and clientip",
+			// The plumbing of the streamed transports (SSE, HTTP
+			// streaming) is theirs to share: it knows none of them.
+			Name: "transport/httpstream imports no other transport",
+			From: []string{mod + "/transport/httpstream"},
+			Forbid: []string{mod + "/transport/ws", mod + "/transport/sse", mod + "/transport/stream", mod + "/transport/httpapi",
+				mod + "/transport/admit", mod + "/transport/clientip"},
+			MustMatch: true,
+		},
+		{
+			Name:      "the SSE and HTTP-streaming transports import no other transport but admit, clientip and httpstream",
 			From:      []string{mod + "/transport/sse", mod + "/transport/stream"},
 			Forbid:    []string{mod + "/transport/ws", mod + "/transport/httpapi"},
 			MustMatch: true,
@@ -300,18 +309,19 @@ func TestCheck(t *testing.T) {
 	const mod = "example.com/tidings"
 	// base is a graph that keeps every rule.
 	base := map[string][]string{
-		mod + "/broker":             {"context", "github.com/google/uuid", "go.opentelemetry.io/otel/trace", mod + "/internal/telemetry"},
-		mod + "/internal/telemetry": {"go.opentelemetry.io/otel/metric", "go.opentelemetry.io/otel/trace"},
-		mod + "/session":            {"go.opentelemetry.io/otel/trace"},
-		mod + "/transport/ws":       {mod + "/broker", mod + "/session", "github.com/gobwas/ws"},
-		mod + "/transport/httpapi":  {mod + "/broker"},
-		mod + "/transport/admit":    {mod + "/session", mod + "/transport/clientip"},
-		mod + "/transport/clientip": {"net/http"},
-		mod + "/transport/sse":      {mod + "/session", mod + "/transport/admit"},
-		mod + "/store/memory":       {mod + "/broker"},
-		mod + "/store/redis":        {mod + "/broker", goRedis + "/v9"},
-		mod + "/store/storetest":    {mod + "/broker", "testing"},
-		mod + "/tracing":            {otelSDK + "/trace", otelExporters + "/prometheus"},
+		mod + "/broker":               {"context", "github.com/google/uuid", "go.opentelemetry.io/otel/trace", mod + "/internal/telemetry"},
+		mod + "/internal/telemetry":   {"go.opentelemetry.io/otel/metric", "go.opentelemetry.io/otel/trace"},
+		mod + "/session":              {"go.opentelemetry.io/otel/trace"},
+		mod + "/transport/ws":         {mod + "/broker", mod + "/session", "github.com/gobwas/ws"},
+		mod + "/transport/httpapi":    {mod + "/broker"},
+		mod + "/transport/admit":      {mod + "/session", mod + "/transport/clientip"},
+		mod + "/transport/clientip":   {"net/http"},
+		mod + "/transport/sse":        {mod + "/session", mod + "/transport/admit", mod + "/transport/httpstream"},
+		mod + "/transport/httpstream": {mod + "/session"},
+		mod + "/store/memory":         {mod + "/broker"},
+		mod + "/store/redis":          {mod + "/broker", goRedis + "/v9"},
+		mod + "/store/storetest":      {mod + "/broker", "testing"},
+		mod + "/tracing":              {otelSDK + "/trace", otelExporters + "/prometheus"},
 		mod + "/cmd/broker": {mod + "/broker", mod + "/transport/ws", mod + "/transport/httpapi",
 			mod + "/store/memory", mod + "/store/redis", mod + "/tracing", otelSDK + "/metric"},
 		"go.opentelemetry.io/otel/trace": {"go.opentelemetry.io/otel/attribute"},
@@ -419,6 +429,11 @@ func TestCheck(t *testing.T) {
 			name:  "the SSE transport imports the WebSocket one",
 			graph: with(map[string][]string{mod + "/transport/sse": {mod + "/session", mod + "/transport/ws"}}),
 			want:  []string{mod + "/transport/sse imports " + mod + "/transport/ws"},
+		},
+		{
+			name:  "the streams' plumbing imports a transport of its own",
+			graph: with(map[string][]string{mod + "/transport/httpstream": {mod + "/session", mod + "/transport/stream"}}),
+			want:  []string{mod + "/transport/httpstream imports " + mod + "/transport/stream"},
 		},
 		{
 			name:  "transport imports the OpenTelemetry SDK",

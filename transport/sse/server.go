@@ -26,7 +26,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,6 +36,7 @@ import (
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -95,22 +95,17 @@ type Config struct {
 
 // The defaults of Config.
 const (
-	DefaultNodeID       = "tidings"
-	DefaultHeartbeat    = 25 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultNodeID       = httpstream.DefaultNodeID
+	DefaultHeartbeat    = httpstream.DefaultHeartbeat
+	DefaultWriteTimeout = httpstream.DefaultWriteTimeout
 	DefaultMaxSessions  = 100000
 	DefaultMaxTopics    = 32
 )
 
 func (c Config) withDefaults() Config {
-	defaults.Zero(&c.NodeID, DefaultNodeID)
-	defaults.Positive(&c.Heartbeat, DefaultHeartbeat)
-	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
+	httpstream.Defaults(&c.NodeID, &c.Heartbeat, &c.WriteTimeout, &c.Logger)
 	defaults.Zero(&c.MaxSessions, DefaultMaxSessions)
 	defaults.Positive(&c.MaxTopics, DefaultMaxTopics)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
 	return c
 }
 
@@ -131,30 +126,28 @@ type Server struct {
 	b   *broker.Broker
 	log *slog.Logger
 
-	// sessions admits streams until Shutdown and counts those not yet
-	// ended; publishes is the sessions' (which never publish).
-	sessions  gate.Gate
+	// sessions admits streams until Shutdown, counts those not yet
+	// ended and holds those registered; publishes is the sessions'
+	// (which never publish).
+	sessions  httpstream.Sessions[*conn, *conn]
 	publishes gate.Gate
 	door      *admit.Door
 	enc       broker.Encoding
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-
+	// streams is what the streams' plumbing shares.
+	streams    httpstream.Options
 	sessionCfg session.Config
-	tel        telemetry
 }
 
 // New returns a server for b.
 func New(cfg Config, b *broker.Broker) *Server {
 	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:   cfg,
-		b:     b,
-		log:   cfg.Logger.With("transport", "sse", "node", cfg.NodeID),
-		conns: make(map[*conn]struct{}),
-		door:  cfg.Door,
-		enc:   b.AddEncoder(Encoder{}),
+		cfg:  cfg,
+		b:    b,
+		log:  cfg.Logger.With("transport", "sse", "node", cfg.NodeID),
+		door: cfg.Door,
+		enc:  b.AddEncoder(Encoder{}),
 	}
 	if s.door == nil {
 		s.door = admit.New(admit.Config{MaxSessions: cfg.MaxSessions, IPConnRate: -1, IPMaxConns: -1,
@@ -174,7 +167,13 @@ func New(cfg Config, b *broker.Broker) *Server {
 
 		HookApplies: cfg.HookApplies,
 	}
-	s.setupTelemetry()
+	s.streams = httpstream.Options{
+		Heartbeat:    cfg.Heartbeat,
+		WriteTimeout: cfg.WriteTimeout,
+		Ping:         []byte(": ping\n\n"),
+		Telemetry: httpstream.NewTelemetry(cfg.MeterProvider, scope, "sse",
+			"Server-Sent Events streams", s.log),
+	}
 	return s
 }
 
@@ -195,25 +194,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, e.Code, e.Message)
 		return
 	}
-	if !s.sessions.Enter() {
-		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
-		return
-	}
-	defer s.sessions.Leave()
-	pass := s.door.Admit(w, r)
-	if pass == nil {
-		return
-	}
-	defer pass.Release()
-
-	c := s.newConn(w, r, pass)
-	if !s.register(c) {
-		c.end()
-		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
-		return
-	}
-	defer s.unregister(c)
-	c.serve(topics, pass.Claims)
+	httpstream.Serve(&s.sessions, s.door, w, r, func(pass *admit.Pass) (*conn, *conn) {
+		c := s.newConn(w, r, pass, topics)
+		return c, c
+	}, unavailable)
 }
 
 // topicsOf returns the request's topics, each once, in order.
@@ -239,54 +223,19 @@ func (s *Server) topicsOf(r *http.Request) ([]string, error) {
 	return topics, nil
 }
 
-// register adds c to the server's streams; false once Shutdown began.
-func (s *Server) register(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessions.Closed() {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *Server) unregister(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
-// appendConns appends the registered streams to dst.
-func (s *Server) appendConns(dst []*conn) []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		dst = append(dst, c)
-	}
-	return dst
-}
-
 // Shutdown refuses new streams, then ends every stream with a `close`
 // event, code 1001 `server shutting down`, after the events already
 // queued, and waits for them to end. At ctx's deadline the streams still
 // writing are cut; it returns ctx.Err() then.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
 	s.sessions.Close()
 	s.publishes.Close()
-	s.mu.Unlock()
-	conns := s.appendConns(nil)
-	for _, c := range conns {
-		c.Close(session.CauseShutdown)
-	}
-	if s.sessions.Wait(ctx) == nil {
-		return nil
-	}
-	for _, c := range s.appendConns(conns[:0]) {
-		c.cut()
-	}
-	_ = s.sessions.Wait(context.Background())
-	return ctx.Err()
+	return s.sessions.Shutdown(ctx)
+}
+
+// unavailable answers a request that comes after Shutdown began.
+func unavailable(w http.ResponseWriter) {
+	httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 }
 
 // httpError writes the JSON error body of the HTTP API.

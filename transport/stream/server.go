@@ -16,6 +16,7 @@ import (
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -86,25 +87,20 @@ type Config struct {
 
 // The defaults of Config.
 const (
-	DefaultNodeID       = "tidings"
-	DefaultHeartbeat    = 25 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultNodeID       = httpstream.DefaultNodeID
+	DefaultHeartbeat    = httpstream.DefaultHeartbeat
+	DefaultWriteTimeout = httpstream.DefaultWriteTimeout
 	DefaultMaxBodySize  = 65536
 	DefaultOpRate       = 500
 	DefaultOpBurst      = 1000
 )
 
 func (c Config) withDefaults() Config {
-	defaults.Zero(&c.NodeID, DefaultNodeID)
-	defaults.Positive(&c.Heartbeat, DefaultHeartbeat)
-	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
+	httpstream.Defaults(&c.NodeID, &c.Heartbeat, &c.WriteTimeout, &c.Logger)
 	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
 	defaults.Zero(&c.OpRate, DefaultOpRate)
 	defaults.Positive(&c.OpBurst, DefaultOpBurst)
 	defaults.Positive(&c.OpRefusals, c.OpBurst)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
 	return c
 }
 
@@ -119,21 +115,21 @@ type Server struct {
 	log  *slog.Logger
 	door *admit.Door
 
-	// sessions admits sessions until Shutdown and counts those not yet
-	// ended; posts does the same for POSTs being run, and publishes for
-	// the publishes among their commands.
-	sessions  gate.Gate
+	// sessions admits sessions until Shutdown, counts those not yet
+	// ended and holds those registered, by key; posts does the same for
+	// POSTs being run, and publishes for the publishes among their
+	// commands.
+	sessions  httpstream.Sessions[string, *conn]
 	posts     gate.Gate
 	publishes gate.Gate
 
-	// mu guards conns and closeSent, and orders Shutdown's closing of
-	// the gates with register.
+	// mu guards closeSent.
 	mu        sync.Mutex
-	conns     map[string]*conn // by key
 	closeSent map[int]uint64
 
+	// streams is what the sessions' streams share.
+	streams    httpstream.Options
 	sessionCfg session.Config
-	tel        telemetry
 }
 
 // New returns a server for b.
@@ -144,7 +140,6 @@ func New(cfg Config, b *broker.Broker) *Server {
 		b:         b,
 		log:       cfg.Logger.With("transport", transportName, "node", cfg.NodeID),
 		door:      cfg.Door,
-		conns:     make(map[string]*conn),
 		closeSent: make(map[int]uint64),
 	}
 	if s.door == nil {
@@ -168,7 +163,15 @@ func New(cfg Config, b *broker.Broker) *Server {
 		Hooks:       cfg.Hooks,
 		HookApplies: cfg.HookApplies,
 	}
-	s.setupTelemetry()
+	s.streams = httpstream.Options{
+		Heartbeat:        cfg.Heartbeat,
+		WriteTimeout:     cfg.WriteTimeout,
+		SlowCloseTimeout: slowCloseTimeout,
+		Ping:             pingFrame,
+		Telemetry: httpstream.NewTelemetry(cfg.MeterProvider, scope, transportName,
+			"HTTP streaming sessions", s.log),
+		CloseSent: s.countClose,
+	}
 	return s
 }
 
@@ -185,9 +188,10 @@ type Stats struct {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
+	st := Stats{Sessions: s.sessions.Len(), Refused: s.door.Refused()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Sessions: len(s.conns), CloseSent: make(map[int]uint64, len(s.closeSent)), Refused: s.door.Refused()}
+	st.CloseSent = make(map[int]uint64, len(s.closeSent))
 	for code, n := range s.closeSent {
 		st.CloseSent[code] = n
 	}
@@ -199,11 +203,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) Refused() map[limit.Reason]uint64 { return s.door.Refused() }
 
 // Sessions returns the number of sessions open.
-func (s *Server) Sessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
+func (s *Server) Sessions() int { return s.sessions.Len() }
 
 // ServeHTTP serves both routes: GET …/stream opens a session and streams
 // it until it ends; POST …/stream/<key> runs commands of the session of
@@ -224,44 +224,15 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 		admit.HTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET to open a stream, POST to send it commands")
 		return
 	}
-	if !s.sessions.Enter() {
-		admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
-		return
-	}
-	defer s.sessions.Leave()
-	pass := s.door.Admit(w, r)
-	if pass == nil {
-		return
-	}
-	defer pass.Release()
-
-	c := s.newConn(w, r, pass)
-	if !s.register(c) {
-		c.end()
-		admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
-		return
-	}
-	c.serve(pass)
+	httpstream.Serve(&s.sessions, s.door, w, r, func(pass *admit.Pass) (string, *conn) {
+		c := s.newConn(w, r, pass)
+		return c.key, c
+	}, unavailable)
 }
 
-// register adds c to the server's sessions; false once Shutdown began.
-func (s *Server) register(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessions.Closed() {
-		return false
-	}
-	s.conns[c.key] = c
-	return true
-}
-
-// unregister removes c: its key is unknown from then on.
-func (s *Server) unregister(c *conn) {
-	s.mu.Lock()
-	if s.conns[c.key] == c {
-		delete(s.conns, c.key)
-	}
-	s.mu.Unlock()
+// unavailable answers a request that comes after Shutdown began.
+func unavailable(w http.ResponseWriter) {
+	admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
 }
 
 // lookup returns the session of key, or nil.
@@ -269,19 +240,8 @@ func (s *Server) lookup(key string) *conn {
 	if len(key) != keyLen {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conns[key]
-}
-
-// appendConns appends the registered sessions to dst.
-func (s *Server) appendConns(dst []*conn) []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		dst = append(dst, c)
-	}
-	return dst
+	c, _ := s.sessions.Lookup(key)
+	return c
 }
 
 // countClose counts a close frame sent with code.
@@ -297,23 +257,13 @@ func (s *Server) countClose(code uint16) {
 // already queued, and waits for the sessions to end. At ctx's deadline
 // the sessions still writing are cut; it returns ctx.Err() then.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
 	s.sessions.Close()
 	s.posts.Close()
 	s.publishes.Close()
-	s.mu.Unlock()
 
 	ran := s.posts.Wait(ctx)
-	conns := s.appendConns(nil)
-	for _, c := range conns {
-		c.Close(session.CauseShutdown)
+	if err := s.sessions.Shutdown(ctx); err != nil {
+		return err
 	}
-	if s.sessions.Wait(ctx) == nil {
-		return ran
-	}
-	for _, c := range s.appendConns(conns[:0]) {
-		c.cut()
-	}
-	_ = s.sessions.Wait(context.Background())
-	return ctx.Err()
+	return ran
 }
