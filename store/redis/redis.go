@@ -390,9 +390,14 @@ func (s *Store) noteWildcards(present bool, now time.Time) {
 // announceWildcards marks that this node has wildcard subscriptions and
 // waits until every node has had time to read the mark (its health loop
 // reads it twice a second), so no publish after Watch returns skips the
-// wildcard channels.
+// wildcard channels. The mark is written within Timeout; the wait is
+// bounded by ctx alone: were it bounded by Timeout too, a Timeout of a
+// second or less would fail the first wildcard watch of a node.
 func (s *Store) announceWildcards(ctx context.Context) error {
-	if err := s.client.Set(ctx, s.wildcardsKey(), 1, 5*time.Second).Err(); err != nil {
+	setCtx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	err := s.client.Set(setCtx, s.wildcardsKey(), 1, 5*time.Second).Err()
+	cancel()
+	if err != nil {
 		return err
 	}
 	s.wildcardsSeen.Store(true)

@@ -259,3 +259,23 @@ func TestClusterWildcardDeliveryOutlivesTheLostKey(t *testing.T) {
 	}
 	ev.await(t, 10*time.Second, "msg lk.a 1")
 }
+
+// TestClusterFirstWildcardWatchOutlastsAShortTimeout: the first wildcard
+// watch of a node on a cluster waits a second for every node to read the
+// wildcards mark; a Timeout of a second or less bounds the Redis work,
+// not that wait, so the watch succeeds.
+func TestClusterFirstWildcardWatchOutlastsAShortTimeout(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	s, err := New(Config{ClusterAddrs: cl.Addrs(), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	testkit.Eventually(t, 10*time.Second, s.Healthy) // polling the health loop: no event to wait on
+	if err := s.Watch(context.Background(), "st.*"); err != nil {
+		t.Fatalf("the first wildcard watch with a 500ms Timeout: %v", err)
+	}
+	if !s.wildcardsSeen.Load() {
+		t.Fatal("the node has not marked its wildcard watch")
+	}
+}

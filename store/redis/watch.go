@@ -19,6 +19,10 @@ func (s *Store) watch(ctx context.Context, pattern string) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	// The Redis work is bounded by Timeout; the wait of a first wildcard
+	// watch on a cluster (announceWildcards) is not Redis work, and only
+	// the caller's ctx bounds it.
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	r := s.relay
@@ -61,7 +65,7 @@ func (s *Store) watch(ctx context.Context, pattern string) error {
 		}
 	}
 	if err == nil && w.wildcard && s.cluster != nil {
-		err = s.announceWildcards(ctx)
+		err = s.announceWildcards(caller)
 	}
 	w.err = err
 	close(w.ready)
