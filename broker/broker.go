@@ -145,6 +145,9 @@ type shard struct {
 // hub is one topic's local subscribers on this node.
 type hub struct {
 	subs []*subscription
+	// encodings counts subs by their session's encoding, so that a
+	// delivery knows each frame's sharers without a pass over subs.
+	encodings [MaxEncodings]int
 }
 
 // counters are the broker's live statistics.
@@ -305,6 +308,7 @@ func (b *Broker) addExact(s *subscription) {
 	}
 	s.index = len(h.subs)
 	h.subs = append(h.subs, s)
+	h.encodings[s.sess.enc]++
 	sh.mu.Unlock()
 	b.stats.exactSubs.Add(1)
 }
@@ -320,6 +324,7 @@ func (b *Broker) removeExact(s *subscription) {
 		h.subs[s.index].index = s.index
 		h.subs[last] = nil
 		h.subs = h.subs[:last]
+		h.encodings[s.sess.enc]--
 		if len(h.subs) == 0 {
 			delete(sh.hubs, s.pattern)
 			b.stats.topics.Add(-1)

@@ -29,7 +29,9 @@ func (b *Broker) deliver(m *Message) uint64 {
 	sh := b.shard(m.Topic)
 	sh.mu.RLock()
 	if h := sh.hubs[m.Topic]; h != nil && len(h.subs) > 0 {
-		if len(mf.encs) == 1 {
+		if h.encodings[DefaultEncoding] == len(h.subs) {
+			// Every session has the default encoding (the common case,
+			// whatever encoders the node registered).
 			frame := mf.exactFrame(DefaultEncoding)
 			// The frame is shared: each queue counts its share of it.
 			charge := len(frame)/len(h.subs) + entrySize
@@ -38,7 +40,7 @@ func (b *Broker) deliver(m *Message) uint64 {
 			}
 		} else {
 			// One frame per encoding, each shared by its sessions.
-			counts := encodingCounts(h.subs)
+			counts := &h.encodings
 			var charges [MaxEncodings]int
 			for _, s := range h.subs {
 				e := s.sess.enc

@@ -174,3 +174,25 @@ func TestAddEncoderBeyondTheBoundPanics(t *testing.T) {
 	}()
 	b.AddEncoder(textEncoder{})
 }
+
+func TestAHubForgetsTheEncodingsOfSessionsThatLeft(t *testing.T) {
+	t.Parallel()
+	b, _, plain, whole, enc := encodedBroker(t)
+	p := b.NewSession()
+	t.Cleanup(p.Close)
+	w := b.NewSessionEncoded(enc)
+	for _, s := range []*broker.Session{p, w} {
+		if err := s.Subscribe(context.Background(), "r", "a.b", nil); err != nil {
+			t.Fatal(err)
+		}
+		drain(s)
+	}
+	w.Close()
+	publish(t, b, "a.b", 1)
+	if pl, wh := plain.messages.Load(), whole.messages.Load(); pl != 1 || wh != 0 {
+		t.Fatalf("after the whole-encoded session left: %d plain and %d whole encodes, want 1 and 0", pl, wh)
+	}
+	if got := drain(p); len(got) != 1 || got[0] != "plain msg a.b 1 " {
+		t.Fatalf("plain session got %q", got)
+	}
+}
