@@ -49,8 +49,9 @@ type pubCall struct {
 	err  error
 }
 
-// scriptRun is one run of the publish script: messages whose keys share
-// a slot (on a single Redis, all of a call's), its keys and arguments.
+// scriptRun is one run of a script: its keys and arguments and, for the
+// publish script, its messages, whose keys share a slot (on a single
+// Redis, all of a call's).
 type scriptRun struct {
 	msgs []*broker.Message
 	keys []string
@@ -154,7 +155,7 @@ func (s *Store) roundTrip(batch []*pubCall) {
 	if s.cluster != nil {
 		s.clusterRoundTrip(ctx, runs)
 	} else {
-		pipelined(ctx, s.client, runs)
+		pipelined(ctx, s.client, publishScript, runs)
 	}
 	observed := false
 	for _, c := range batch {
@@ -166,17 +167,18 @@ func (s *Store) roundTrip(batch []*pubCall) {
 	}
 }
 
-// pipelined runs runs on c in one pipeline, then those that found no
-// script with EVAL in another, and records their outcomes.
-func pipelined(ctx context.Context, c goredis.Cmdable, runs []*scriptRun) {
+// pipelined runs script for each of runs on c in one pipeline, then
+// those that found no script with EVAL in another (Redis lost its script
+// cache: they did nothing), and records their outcomes.
+func pipelined(ctx context.Context, c goredis.Cmdable, script *goredis.Script, runs []*scriptRun) {
 	exec := func(runs []*scriptRun, eval bool) {
 		pipe := c.Pipeline()
 		cmds := make([]*goredis.Cmd, len(runs))
 		for i, r := range runs {
 			if eval {
-				cmds[i] = publishScript.Eval(ctx, pipe, r.keys, r.args...)
+				cmds[i] = script.Eval(ctx, pipe, r.keys, r.args...)
 			} else {
-				cmds[i] = publishScript.EvalSha(ctx, pipe, r.keys, r.args...)
+				cmds[i] = script.EvalSha(ctx, pipe, r.keys, r.args...)
 			}
 		}
 		_, _ = pipe.Exec(ctx) // each run's outcome is in its cmd
@@ -216,7 +218,7 @@ func (s *Store) clusterRoundTrip(ctx context.Context, runs []*scriptRun) {
 	}
 	var wg sync.WaitGroup
 	for _, m := range masters {
-		wg.Go(func() { pipelined(ctx, m, byMaster[m]) })
+		wg.Go(func() { pipelined(ctx, m, publishScript, byMaster[m]) })
 	}
 	wg.Wait()
 	for _, r := range runs {
@@ -247,22 +249,15 @@ func isNoScript(err error) bool {
 // error: when only some of its runs (topics, on a cluster) succeeded, one
 // wrapping broker.ErrPartialBatch.
 func (s *Store) settle(c *pubCall) error {
-	failed := 0
-	var first error
-	for _, r := range c.runs {
-		err := r.err
-		if err != nil {
-			err = fmt.Errorf("redis: publishing: %w", err)
+	errs := make([]error, len(c.runs))
+	for i, r := range c.runs {
+		if r.err != nil {
+			errs[i] = fmt.Errorf("redis: publishing: %w", r.err)
 		} else {
-			err = applyPositions(r.msgs, r.val)
-		}
-		if err != nil {
-			failed++
-			if first == nil {
-				first = err
-			}
+			errs[i] = applyPositions(r.msgs, r.val)
 		}
 	}
+	failed, first := failures(errs)
 	switch {
 	case failed == 0:
 		return nil
@@ -271,4 +266,17 @@ func (s *Store) settle(c *pubCall) error {
 	default:
 		return first
 	}
+}
+
+// failures returns how many of errs are not nil, and the first of them.
+func failures(errs []error) (failed int, first error) {
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return failed, first
 }

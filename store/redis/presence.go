@@ -211,44 +211,25 @@ func (s *Store) presenceArgs(u control.PresenceUpdate) (keys [][]string, args []
 	return keys, args, nil
 }
 
-// runPresenceUpdate runs the update script of every topic in a pipeline.
-// The runs that Redis answered NOSCRIPT (its script cache was lost) did
-// nothing: they run again, with the script's text, in a second one.
+// runPresenceUpdate runs the update script of every topic in a pipeline
+// (see pipelined: the runs Redis answered NOSCRIPT run again with the
+// script's text).
 func (s *Store) runPresenceUpdate(ctx context.Context, keys [][]string, args [][]any) error {
-	cmds := make([]*goredis.Cmd, len(keys))
-	pipe := s.client.Pipeline()
+	runs := make([]*scriptRun, len(keys))
 	for i := range keys {
-		cmds[i] = presenceUpdateScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+		runs[i] = &scriptRun{keys: keys[i], args: args[i]}
 	}
-	_, _ = pipe.Exec(ctx)
-	var again []int
-	for i, c := range cmds {
-		if goredis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			again = append(again, i)
-		}
+	pipelined(ctx, s.client, presenceUpdateScript, runs)
+	errs := make([]error, len(runs))
+	for i, r := range runs {
+		errs[i] = r.err
 	}
-	if len(again) > 0 {
-		pipe = s.client.Pipeline()
-		for _, i := range again {
-			cmds[i] = presenceUpdateScript.Eval(ctx, pipe, keys[i], args[i]...)
-		}
-		_, _ = pipe.Exec(ctx)
-	}
-	failed := 0
-	var first error
-	for _, c := range cmds {
-		if err := c.Err(); err != nil {
-			failed++
-			if first == nil {
-				first = err
-			}
-		}
-	}
+	failed, first := failures(errs)
 	switch {
 	case failed == 0:
 		return nil
-	case failed < len(cmds):
-		return fmt.Errorf("redis: updating presence: %d of %d topics failed: %w", failed, len(cmds), first)
+	case failed < len(runs):
+		return fmt.Errorf("redis: updating presence: %d of %d topics failed: %w", failed, len(runs), first)
 	default:
 		return fmt.Errorf("redis: updating presence: %w", first)
 	}
