@@ -25,6 +25,7 @@ FUZZ_TARGETS := \
 	./transport/stream:FuzzStreamCommands \
 	./hooks:FuzzAnswer \
 	./store/redis:FuzzEnvelopeRoundTrip \
+	./store/redis:FuzzDecodeRelayed \
 	./transport/clientip:FuzzClientIP \
 	./config:FuzzConfig \
 	./cmd/loadgen:FuzzServerFrame \

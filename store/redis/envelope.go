@@ -22,7 +22,7 @@ var (
 // envelope is a message's body as stored in history and relayed between
 // nodes. Offset and epoch are assigned by the publish script and travel in
 // front of it: "<offset> <epoch> <body>". encodeBody writes it by hand;
-// decodeBody reads it, and bodies of earlier versions, with encoding/json.
+// decodeBody reads it in place, and bodies of earlier versions with encoding/json.
 type envelope struct {
 	ID    string `json:"id"`
 	Topic string `json:"topic"`
@@ -154,8 +154,9 @@ func writeString(b *strings.Builder, s string) {
 	b.WriteByte('"')
 }
 
-// decodeBody reads a body into a message with the given position.
-func decodeBody(body string, offset uint64, epoch string) (*broker.Message, error) {
+// decodeBodyJSON reads a body of any layout into a message with the
+// given position, with encoding/json.
+func decodeBodyJSON(body string, offset uint64, epoch string) (*broker.Message, error) {
 	var e envelope
 	if err := json.Unmarshal([]byte(body), &e); err != nil || e.ID == "" || e.Topic == "" || len(e.Data) == 0 {
 		return nil, errEnvelope

@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -56,4 +57,29 @@ func viaJSON(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// FuzzDecodeRelayed: any payload a node may receive is read without a
+// panic into messages with an id, a topic and an offset, or refused; a
+// body read in place that is valid JSON reads as encoding/json reads it.
+func FuzzDecodeRelayed(f *testing.F) {
+	body := `{"id":"i","topic":"a.b","time":5,"trace":{"traceparent":"tp"},"data":{"x":[1,"}"]}}`
+	f.Add("1 e1 " + body)
+	f.Add("B" + strconv.Itoa(len(body)+5) + ":1 e1 " + body + "3:2 e")
+	f.Add(`{"id":"i","topic":"a","time":1,"data":1,"trace":{}}`)
+	f.Fuzz(func(t *testing.T, payload string) {
+		_ = decodeRelayed(payload, func(m *broker.Message) {
+			if m.ID == "" || m.Topic == "" || m.Offset == 0 || m.Epoch == "" || len(m.Data) == 0 {
+				t.Fatalf("%q gave %+v", payload, m)
+			}
+		})
+		inPlace, ok := decodeLayout(payload)
+		if !ok || !json.Valid([]byte(payload)) {
+			return
+		}
+		viaJSON, err := decodeBodyJSON(payload, 0, "")
+		if err != nil || !sameMessage(inPlace, viaJSON) {
+			t.Fatalf("%q read in place as %+v, with encoding/json as %+v (%v)", payload, inPlace, viaJSON, err)
+		}
+	})
 }

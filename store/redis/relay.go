@@ -270,18 +270,15 @@ func (r *relay) reroute(pattern, channel string) {
 	r.repairPattern(pattern, false)
 }
 
-// onMessage delivers a relayed message in offset order.
+// onMessage delivers the messages of a relayed payload in offset order.
 func (r *relay) onMessage(m *goredis.Message) {
 	if r.isControl(m.Channel) {
 		r.onControl(m.Payload)
 		return
 	}
-	msg, err := decodePayload(m.Payload)
-	if err != nil {
+	if err := decodeRelayed(m.Payload, r.process); err != nil {
 		r.s.log.Warn("redis: dropping a malformed relayed message", "channel", m.Channel)
-		return
 	}
-	r.process(msg)
 }
 
 // hasWildcards reports whether this node watches any wildcard pattern.

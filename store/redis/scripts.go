@@ -1,6 +1,11 @@
 package redis
 
-import goredis "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+)
 
 // The scripts keep each topic's state in three places that share the
 // topic's hash tag, so in a cluster they live in one slot:
@@ -26,9 +31,12 @@ end
 
 // publishScript stores a batch of messages in one step: for each, unless
 // its idempotency key is already known, it assigns the topic's next
-// offset, appends to history, refreshes the TTLs, publishes
-// "<offset> <epoch> <body>" on the topic's channel and remembers the key.
+// offset, appends to history, refreshes the TTLs and remembers the key.
 // The checks come first, so a batch is refused whole or stored whole.
+// Then it relays what it stored: one Redis message per channel, in the
+// forms decodeRelayed reads ("<offset> <epoch> <body>" for a message
+// alone, the B-framed list for several, split at relayBatchBytes so that
+// no subscriber's output buffer limit is met).
 //
 // KEYS, four per message (all of one topic share its hash tag):
 //
@@ -43,7 +51,33 @@ end
 //
 // The result holds one entry per message: {offset, epoch} when stored, or
 // {offset, epoch, id, time} of the first publish when its key was known.
-var publishScript = goredis.NewScript(`
+var publishScript = goredis.NewScript(strings.Replace(`
+local relayed, order = {}, {}
+local function flush(r)
+  local payload = r.parts[1]
+  if #r.parts > 1 then
+    local framed = {'B'}
+    for _, p in ipairs(r.parts) do
+      framed[#framed+1] = #p .. ':' .. p
+    end
+    payload = table.concat(framed)
+  end
+  redis.call(r.cmd, r.channel, payload)
+  r.parts, r.size = {}, 0
+end
+local function relay(cmd, channel, payload)
+  local key = cmd .. ' ' .. channel
+  local r = relayed[key]
+  if not r then
+    r = {cmd = cmd, channel = channel, parts = {}, size = 0}
+    relayed[key] = r
+    order[#order+1] = r
+  elseif #r.parts > 0 and r.size + #payload > RELAY_BATCH_BYTES then
+    flush(r)
+  end
+  r.parts[#r.parts+1] = payload
+  r.size = r.size + #payload + 12
+end
 local n = #KEYS / 4
 for i = 0, n - 1 do
   local mt = redis.call('TYPE', KEYS[4*i+1])['ok']
@@ -77,9 +111,9 @@ for i = 0, n - 1 do
     redis.call('PEXPIRE', meta, metattl)
     redis.call('PEXPIRE', log, ttl)
     local payload = offset .. ' ' .. epoch .. ' ' .. body
-    redis.call(ARGV[2], channel, payload)
+    relay(ARGV[2], channel, payload)
     if wild ~= '' then
-      redis.call('PUBLISH', wild, payload)
+      relay('PUBLISH', wild, payload)
     end
     if keyed == '1' then
       redis.call('SET', idem, offset .. ' ' .. epoch .. ' ' .. id .. ' ' .. time, 'PX', ARGV[3])
@@ -87,8 +121,18 @@ for i = 0, n - 1 do
     out[#out+1] = {offset, epoch}
   end
 end
+for _, r in ipairs(order) do
+  if #r.parts > 0 then
+    flush(r)
+  end
+end
 return out
-`)
+`, "RELAY_BATCH_BYTES", strconv.Itoa(relayBatchBytes), 1))
+
+// relayBatchBytes bounds the payload of one relayed Redis message that
+// carries several messages; one message larger than it travels alone.
+// Redis closes a subscriber whose output buffer passes 32 MB.
+const relayBatchBytes = 256 << 10
 
 // sinceScript returns the topic's position and, when ARGV[3] is the
 // current epoch, the history entries after offset ARGV[4].
