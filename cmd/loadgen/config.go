@@ -51,6 +51,11 @@ type config struct {
 	markdown      bool
 	client        string
 	replot        string
+	batch         int      // messages per publish request; 0: one batch per -batch-interval
+	publishers    int      // publish requests in flight at most
+	clusterPhases []string // cluster phases to run, in canonical order
+	batches       []int    // cluster: batch sizes of the cross-node sweep
+	redisCluster  bool     // cluster: a 3-master Redis Cluster instead of one redis-server
 }
 
 // preset is a scenario's defaults; a flag given on the command line wins.
@@ -66,6 +71,20 @@ var presets = map[string]preset{
 	"churn":       {conns: "1000", rate: "100", duration: "10s", readBuffer: "16384"},
 	"cluster":     {conns: "1000", rate: "100", duration: "10s", readBuffer: "16384"},
 }
+
+// usageHead comes before the flags in -h.
+const usageHead = `Usage: loadgen -scenario NAME [flags]
+
+Examples:
+  loadgen -scenario broadcast -conns 10000 -runs 3
+  loadgen -scenario cluster -batch 1 -publishers 32
+  loadgen -scenario cluster -conns 1000 -topics 5000 -subs-per-conn 5 -cluster-phases cross
+  loadgen -scenario cluster -cluster-phases cross -rates 1k,5k,20k,50k -runs 3
+  loadgen -scenario cluster -cluster-phases cross -rate 5000 -batches 1,10,50,100 -svg cost.svg
+  loadgen -scenario cluster -redis-cluster
+
+Flags:
+`
 
 // errUsage marks a bad command line (exit status 2).
 var errUsage = errors.New("usage")
@@ -94,12 +113,12 @@ func newFlagSet(c *config, raw map[string]*string, out io.Writer) *flag.FlagSet 
 	fs.DurationVar(&c.stepDuration, "step-duration", 0, "publish time of each broadcast rate step (default: -duration)")
 	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "bound on the whole run; it stops on its own after")
 	raw["rate"] = fs.String("rate", "", "publish rate in messages/s for fanout-many, wildcard, churn and cluster (preset)")
-	raw["rates"] = fs.String("rates", "", "broadcast ladder in deliveries/s, comma-separated, k and M suffixes (preset)")
-	fs.DurationVar(&c.p99Limit, "p99-limit", 50*time.Millisecond, "broadcast: a step passes with p99 below this and zero loss")
-	raw["topics"] = fs.String("topics", "", "topics of fanout-many and wildcard (preset)")
-	raw["subs-per-conn"] = fs.String("subs-per-conn", "", "topics each fanout-many connection subscribes to (preset)")
+	raw["rates"] = fs.String("rates", "", "broadcast ladder in deliveries/s, or cluster cross-node ladder in messages/s; comma-separated, k and M suffixes (preset)")
+	fs.DurationVar(&c.p99Limit, "p99-limit", 50*time.Millisecond, "broadcast and cluster ladders: a step passes with p99 below this and zero loss")
+	raw["topics"] = fs.String("topics", "", "topics of fanout-many, wildcard and cluster (cluster: above 1 spreads the subscriptions over bench.cluster.<n>) (preset)")
+	raw["subs-per-conn"] = fs.String("subs-per-conn", "", "topics each fanout-many or cluster connection subscribes to (preset; cluster: 1)")
 	fs.IntVar(&c.payload, "payload", 64, "bytes of each publication's data (JSON with the timestamp and padding)")
-	fs.DurationVar(&c.batchInterval, "batch-interval", 10*time.Millisecond, "the publisher sends one HTTP batch per interval")
+	fs.DurationVar(&c.batchInterval, "batch-interval", 10*time.Millisecond, "with -batch 0, the publisher sends one HTTP batch per interval")
 	raw["read-buffer"] = fs.String("read-buffer", "", "loadgen read buffer per connection in bytes (preset)")
 	fs.IntVar(&c.workers, "workers", 0, "worker processes (default: one per 15 000 connections, at least 1)")
 	fs.IntVar(&c.perIP, "conns-per-ip", 1000, "connections per source address 127.0.0.2, 127.0.0.3, …")
@@ -108,11 +127,20 @@ func newFlagSet(c *config, raw map[string]*string, out io.Writer) *flag.FlagSet 
 	fs.DurationVar(&c.churnLife, "churn-life", 2*time.Second, "churn: how long each churning connection lives")
 	fs.StringVar(&c.redisBin, "redis-server", "redis-server", "cluster: the redis-server binary")
 	fs.IntVar(&c.runs, "runs", 1, "repeat the scenario this many times; tables give the median")
-	fs.StringVar(&c.svg, "svg", "", "broadcast: write the latency-vs-rate plot to this SVG file")
+	fs.StringVar(&c.svg, "svg", "", "broadcast: write the latency-vs-rate plot to this SVG file; cluster with -batches: the cost-per-message-vs-batch plot")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "capture broker CPU (and alloc, with /debug/pprof) profiles of each phase into this directory")
 	fs.BoolVar(&c.quiet, "q", false, "no progress line on stderr")
 	fs.BoolVar(&c.markdown, "markdown", false, "print the tables as Markdown")
-	fs.StringVar(&c.replot, "replot", "", "draw -svg from a saved broadcast result (the JSON line of an earlier run) instead of running")
+	fs.StringVar(&c.replot, "replot", "", "draw -svg from a saved broadcast or cluster -batches result (the JSON line of an earlier run) instead of running")
+	fs.IntVar(&c.batch, "batch", 0, "messages per HTTP publish request: 0 sends rate × -batch-interval per tick; N sends requests of exactly N (1: single POST /v1/publish)")
+	fs.IntVar(&c.publishers, "publishers", defaultPublishers, "publish requests in flight at most (and HTTP connections to the broker)")
+	raw["cluster-phases"] = fs.String("cluster-phases", "", "cluster: comma-separated phases to run, of "+strings.Join(clusterPhaseNames, ", ")+" (default: all)")
+	raw["batches"] = fs.String("batches", "", "cluster: run the cross-node phase once per batch size at -rate, comma-separated (e.g. 1,10,50,100); -svg plots the cost per message")
+	fs.BoolVar(&c.redisCluster, "redis-cluster", false, "cluster: start a 3-master Redis Cluster (redis-cli --cluster create) instead of one redis-server")
+	fs.Usage = func() {
+		fmt.Fprint(out, usageHead)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.client, "client", "goroutine", "how workers read their sockets: goroutine (one reader goroutine per connection) or epoll (a poller per core; measured slower here)")
 	return fs
 }
@@ -183,6 +211,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 		return c, err
 	}
 	c.brokerArgs = strings.Fields(*raw["broker-args"])
+	if err := c.parseClusterFlags(raw); err != nil {
+		return c, err
+	}
 	return c, c.validate()
 }
 
@@ -266,10 +297,10 @@ func (c config) validate() error {
 			return badFlag("topics", "%v", err)
 		}
 	}
-	if c.svg != "" && c.scenario != "broadcast" {
-		return badFlag("svg", "the plot is of the broadcast scenario")
+	if c.svg != "" && c.scenario != "broadcast" && (c.scenario != "cluster" || len(c.batches) == 0) {
+		return badFlag("svg", "the plot is of the broadcast scenario, or of the cluster scenario's -batches sweep")
 	}
-	return nil
+	return c.validateCluster()
 }
 
 func isLoopbackHost(h string) bool {

@@ -3,12 +3,19 @@
 // Command loadgen is Tidings' load generator. It starts the broker (or
 // targets a running one at -url), opens up to tens of thousands of
 // WebSocket sessions from worker processes bound to loopback source
-// addresses 127.0.0.2, 127.0.0.3, …, publishes over HTTP batches, and
+// addresses 127.0.0.2, 127.0.0.3, …, publishes over HTTP (batches, or
+// single messages with -batch 1, from -publishers concurrent requests), and
 // measures the broker's RSS and CPU from /proc, the deliveries per second
 // received, publish→deliver latency percentiles and loss (offset gaps and
 // duplicates per topic).
 //
 //	go run ./cmd/loadgen -scenario broadcast -conns 10000 -runs 3
+//
+// The cluster scenario measures two nodes over Redis against one; it can
+// run its cross-node phase as a rate ladder (-rates) or a sweep of publish
+// batch sizes (-batches), and reports the CPU and Redis calls per message.
+//
+//	go run ./cmd/loadgen -scenario cluster -cluster-phases cross -rates 1k,5k,20k
 //
 // Scenarios: idle, broadcast, fanout-many, wildcard, churn, cluster; see
 // docs/BENCHMARKS.md. Progress goes to stderr; the results go to stdout as
@@ -140,8 +147,11 @@ func coordinate(cfg config, stdout, stderr io.Writer) error {
 	}
 	res.Machine["loadavg_end"] = loadavg()
 	cs := combine(runs)
-	if cfg.scenario == "broadcast" {
+	switch cfg.scenario {
+	case "broadcast":
 		cs = append(cs, broadcastSummary(cs, len(runs), float64(cfg.p99Limit)/float64(time.Millisecond))...)
+	case "cluster":
+		cs = append(cs, clusterSummary(cs, len(runs), float64(cfg.p99Limit)/float64(time.Millisecond))...)
 	}
 	res.Rows = jsonRows(cs, cfg.runs)
 	res.Targets = evalTargets(cfg.scenario, cs)
@@ -162,8 +172,7 @@ func coordinate(cfg config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "profiles: %s\n", strings.Join(res.Profiles, " "))
 	}
 	if cfg.svg != "" && len(cs) > 0 {
-		title := fmt.Sprintf("Tidings broadcast: latency vs delivery rate (median of %d runs)", len(runs))
-		if err := writePlot(cfg.svg, title, cs); err != nil {
+		if err := writePlot(cfg.svg, len(runs), cs); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "plot: %s\n", cfg.svg)
@@ -190,11 +199,12 @@ func replot(in, out string) error {
 		}
 		cs = append(cs, c)
 	}
-	return writePlot(out, fmt.Sprintf("Tidings broadcast: latency vs delivery rate (median of %d runs)", res.Runs), cs)
+	return writePlot(out, res.Runs, cs)
 }
 
-// writePlot writes the broadcast latency plot to file.
-func writePlot(file, title string, cs []combined) error {
+// writePlot writes the plot of cs to file: the cluster batch sweep's
+// cost per message when cs has one, else the broadcast latency plot.
+func writePlot(file string, runs int, cs []combined) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
@@ -202,7 +212,11 @@ func writePlot(file, title string, cs []combined) error {
 	if err != nil {
 		return err
 	}
-	err = writeSVG(f, title, broadcastSeries(cs))
+	if sw := sweepSeries(cs); len(sw) > 0 {
+		err = writeSweepSVG(f, fmt.Sprintf("Tidings cluster: CPU per message vs publish batch size (median of %d runs)", runs), sw)
+	} else {
+		err = writeSVG(f, fmt.Sprintf("Tidings broadcast: latency vs delivery rate (median of %d runs)", runs), broadcastSeries(cs))
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -278,8 +278,15 @@ func startRedis(bin, dir string) (*redisProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning")
+	return startRedisOn(bin, dir, port)
+}
+
+// startRedisOn runs redis-server on port with extra arguments, its files
+// in dir, and waits until it answers PING.
+func startRedisOn(bin, dir string, port int, extra ...string) (*redisProc, error) {
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, extra...)
+	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, "redis.log"))
 	if err != nil {
 		return nil, err

@@ -86,35 +86,66 @@ func combine(runs [][]row) []combined {
 // that passed over the runs: reached by most runs, median p99 under the
 // limit, and no loss, gap, duplicate or cut session in any run.
 func broadcastSummary(cs []combined, runs int, limitMS float64) []combined {
-	order, bySubs := ladderBySubscribers(cs)
+	order, bySubs := ladderBySubscribers(cs, "broadcast ladder")
 	var out []combined
 	for _, s := range order {
-		var b ladderBest
+		b := ladderBest{rateMetric: "target_deliveries_per_s"}
 		for _, c := range bySubs[s] {
 			b.take(c, runs, limitMS)
 		}
-		c := combined{Group: fmt.Sprintf("broadcast: highest rate with p99 < %g ms and zero loss", limitMS), Label: fmt.Sprintf("%.0f subscribers", s), Values: map[string][]float64{}}
-		add := func(name string, v float64) {
-			c.Names = append(c.Names, name)
-			c.Values[name] = []float64{v}
-		}
-		add("subscribers", s)
-		add("best_deliveries_per_s", b.rate)
+		c := newSummary(fmt.Sprintf("broadcast: highest rate with p99 < %g ms and zero loss", limitMS), fmt.Sprintf("%.0f subscribers", s))
+		c.add("subscribers", s)
+		c.add("best_deliveries_per_s", b.rate)
 		if b.rate > 0 {
-			add("p99_ms_at_best", b.p99)
-			add("broker_cpu_pct_at_best", b.cpu)
+			c.add("p99_ms_at_best", b.p99)
+			c.add("broker_cpu_pct_at_best", b.row.median("broker_cpu_pct"))
 		}
 		out = append(out, c)
 	}
 	return out
 }
 
-// ladderBySubscribers groups the broadcast ladder rows of cs by their
-// subscriber count, in the order the counts first appear.
-func ladderBySubscribers(cs []combined) (order []float64, by map[float64][]combined) {
+// clusterSummary adds, per subscriber count of the cluster's cross-node
+// ladder, the highest rate in messages/s whose step passed over the runs
+// by the broadcast ladder's rule.
+func clusterSummary(cs []combined, runs int, limitMS float64) []combined {
+	order, bySubs := ladderBySubscribers(cs, clusterLadderGroup)
+	var out []combined
+	for _, s := range order {
+		b := ladderBest{rateMetric: "target_messages_per_s"}
+		for _, c := range bySubs[s] {
+			b.take(c, runs, limitMS)
+		}
+		c := newSummary(fmt.Sprintf("cluster cross-node: highest rate with p99 < %g ms and zero loss", limitMS), fmt.Sprintf("%.0f subscribers", s))
+		c.add("subscribers", s)
+		c.add("best_lossless_rate", b.rate)
+		if b.rate > 0 {
+			c.add("p99_ms_at_best", b.p99)
+			c.add("cpu_us_per_message_at_best", b.row.median("cpu_us_per_message"))
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// newSummary is an empty summary row whose values add fills.
+func newSummary(group, label string) combined {
+	return combined{Group: group, Label: label, Values: map[string][]float64{}}
+}
+
+// add appends a single-valued metric to a summary row.
+func (c *combined) add(name string, v float64) {
+	c.Names = append(c.Names, name)
+	c.Values[name] = []float64{v}
+}
+
+// ladderBySubscribers groups the ladder rows of cs whose group starts
+// with prefix by their subscriber count, in the order the counts first
+// appear.
+func ladderBySubscribers(cs []combined, prefix string) (order []float64, by map[float64][]combined) {
 	by = map[float64][]combined{}
 	for _, c := range cs {
-		if !strings.HasPrefix(c.Group, "broadcast ladder") {
+		if !strings.HasPrefix(c.Group, prefix) {
 			continue
 		}
 		s := c.median("subscribers")
@@ -126,9 +157,12 @@ func ladderBySubscribers(cs []combined) (order []float64, by map[float64][]combi
 	return order, by
 }
 
-// ladderBest is the highest ladder step of a subscriber count that passed.
+// ladderBest is the highest ladder step of a subscriber count that
+// passed: its rate (the rateMetric of its row), p99 and row.
 type ladderBest struct {
-	rate, p99, cpu float64
+	rateMetric string
+	rate, p99  float64
+	row        combined
 }
 
 // take raises b to c's step when it passed over the runs.
@@ -142,8 +176,8 @@ func (b *ladderBest) take(c combined, runs int, limitMS float64) {
 	}
 	reached := len(c.Values["p99_ms"])
 	if 2*reached > runs && c.median("p99_ms") < limitMS {
-		if rate := c.median("target_deliveries_per_s"); rate > b.rate {
-			*b = ladderBest{rate, c.median("p99_ms"), c.median("broker_cpu_pct")}
+		if rate := c.median(b.rateMetric); rate > b.rate {
+			b.rate, b.p99, b.row = rate, c.median("p99_ms"), c
 		}
 	}
 }

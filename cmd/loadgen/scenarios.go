@@ -9,8 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -189,7 +187,7 @@ func (r *runner) broadcastOnce(ctx context.Context, s int) ([]row, error) {
 	if _, err := fl.openAll(ctx, s, connectLimit(s), r.setStatus); err != nil {
 		return nil, err
 	}
-	pub := newPublisher(ts[0].http, spec, r.cfg.payload)
+	pub := newPublisher(ts[0].http, spec, r.cfg.payload, r.cfg.pubOpts())
 	perTopic := []int{s}
 	var rows []row
 	for _, rate := range r.cfg.rates {
@@ -255,7 +253,7 @@ func (r *runner) fixedRate(ctx context.Context, spec subSpec) ([]row, []string, 
 		return nil, nil, err
 	}
 	perTopic := spec.deliveriesPerTopic(n)
-	pub := newPublisher(ts[0].http, spec, r.cfg.payload)
+	pub := newPublisher(ts[0].http, spec, r.cfg.payload, r.cfg.pubOpts())
 	r.setStatus(fmt.Sprintf("[%s %d, %s msgs/s]", r.cfg.scenario, n, human(r.cfg.rate)))
 	o, err := r.measure(ctx, fl, pub, r.cfg.rate, r.cfg.duration, perTopic, ts, r.cfg.scenario)
 	if err != nil {
@@ -305,7 +303,7 @@ func (r *runner) churn(ctx context.Context) ([]row, []string, error) {
 	}
 	r.setStatus(fmt.Sprintf("[churn %d + %s/s] warming up", n, human(r.cfg.churnRate)))
 	time.Sleep(r.cfg.churnLife + time.Second)
-	pub := newPublisher(ts[0].http, spec, r.cfg.payload)
+	pub := newPublisher(ts[0].http, spec, r.cfg.payload, r.cfg.pubOpts())
 	r.setStatus(fmt.Sprintf("[churn %d + %s/s, %s msgs/s]", n, human(r.cfg.churnRate), human(r.cfg.rate)))
 	o, err := r.measure(ctx, fl, pub, r.cfg.rate, r.cfg.duration, nil, ts, "churn")
 	if err != nil {
@@ -354,71 +352,4 @@ func (r *runner) churn(ctx context.Context) ([]row, []string, error) {
 		notes = append(notes, "churn errors: "+strings.Join(o.end.errs, "; "))
 	}
 	return []row{{Group: "churn", Label: fmt.Sprintf("%d stable + %s connects/s", n, human(r.cfg.churnRate)), M: ms}}, notes, nil
-}
-
-// cluster compares one in-memory node with two nodes over Redis
-// (subscribers on node 2, publisher on node 1) at the same rate, and one
-// Redis-backed node alone to separate the Redis hop from the cross-node one.
-func (r *runner) cluster(ctx context.Context) ([]row, []string, error) {
-	n := r.cfg.conns[0]
-	spec := subSpec{Kind: "one", Topic: "bench.cluster"}
-	var rows []row
-	phase := func(label string, pubTo, subTo target, all []target) error {
-		fl, err := newFleet(r.cfg, n, []string{subTo.ws}, spec, 0)
-		if err != nil {
-			return err
-		}
-		defer fl.stop()
-		r.setFleet(fl, pidsOf(all))
-		defer r.setFleet(nil, nil)
-		if _, err := fl.openAll(ctx, n, connectLimit(n), r.setStatus); err != nil {
-			return err
-		}
-		pub := newPublisher(pubTo.http, spec, r.cfg.payload)
-		r.setStatus(fmt.Sprintf("[cluster: %s]", label))
-		o, err := r.measure(ctx, fl, pub, r.cfg.rate, r.cfg.duration, []int{n}, all, "cluster-"+strings.ReplaceAll(label, " ", "-"))
-		if err != nil {
-			return err
-		}
-		ms := append([]metric{{"subscribers", float64(n)}}, o.metrics(r.cfg.rate)...)
-		rows = append(rows, row{Group: "cluster", Label: label, M: ms})
-		return nil
-	}
-	r.setStatus("[cluster] single node")
-	ts, stop, err := r.brokers(ctx, 1)
-	if err != nil {
-		return nil, nil, err
-	}
-	err = phase("1 node, memory", ts[0], ts[0], ts)
-	stop()
-	if err != nil {
-		return rows, nil, err
-	}
-	dir := filepath.Join(r.tmp, fmt.Sprintf("redis-%d", r.run))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return rows, nil, err
-	}
-	rp, err := startRedis(r.cfg.redisBin, dir)
-	if err != nil {
-		return rows, nil, err
-	}
-	defer rp.stop()
-	ts, stop, err = r.brokers(ctx, 2, "-redis", "redis://"+rp.addr()+"/0")
-	if err != nil {
-		return rows, nil, err
-	}
-	defer stop()
-	all := append(append([]target{}, ts...), target{pid: rp.cmd.Process.Pid})
-	if err := phase("1 node + Redis", ts[0], ts[0], all); err != nil {
-		return rows, nil, err
-	}
-	if err := phase("2 nodes + Redis", ts[0], ts[1], all); err != nil {
-		return rows, nil, err
-	}
-	single, cross := rows[0].M, rows[len(rows)-1].M
-	rows = append(rows, row{Group: "cluster vs single node, same rate", Label: fmt.Sprintf("%d subs, %s msgs/s", n, human(r.cfg.rate)), M: []metric{
-		{"p50_ratio", get(cross, "p50_ms") / get(single, "p50_ms")},
-		{"p99_ratio", get(cross, "p99_ms") / get(single, "p99_ms")},
-	}})
-	return rows, []string{"cluster: broker CPU and RSS of the Redis phases are the sum of both nodes and redis-server"}, nil
 }
