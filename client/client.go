@@ -68,6 +68,13 @@ type Config struct {
 	// Logger receives the client's events (reconnects, retries). Nil:
 	// none.
 	Logger *slog.Logger
+	// MaxPublishBatch bounds how many concurrent Publish calls one
+	// request carries: calls made while the client's publish requests
+	// are in flight go together in the next one, the cheapest way for
+	// the broker to take many messages. Zero means
+	// DefaultMaxPublishBatch (100); 1 or less: every call is a request
+	// of its own.
+	MaxPublishBatch int
 }
 
 // Client talks to one broker (or a load balancer in front of several
@@ -81,6 +88,9 @@ type Client struct {
 	hc      *http.Client
 	retries int
 	log     *slog.Logger
+	// maxBatch is Config.MaxPublishBatch with its default applied.
+	maxBatch int
+	pubs     publishQueue
 }
 
 // New checks cfg and returns a client. It does not connect.
@@ -128,6 +138,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.maxBatch = cfg.MaxPublishBatch
+	if c.maxBatch == 0 {
+		c.maxBatch = DefaultMaxPublishBatch
 	}
 	return c, nil
 }

@@ -61,6 +61,13 @@ func (r publishResult) published() Published {
 // []byte, which must hold valid JSON and are sent byte for byte, as
 // subscribers then receive them.
 //
+// Concurrent calls share requests: while the client's publish requests
+// are in flight, calls queue up and go together in the next one, a POST
+// /v1/publish/batch (Config.MaxPublishBatch). Each still gets its own
+// answer: a batch the broker refuses for one message's sake is sent
+// again message by message. A call made while the client is idle is sent
+// at once, alone.
+//
 // Every publish carries an idempotency key, a fresh UUID, kept across the
 // client's retries (Config.Retries: after a network error, a 429 or a
 // 503), so a retry never stores the message twice. To make your own
@@ -71,19 +78,25 @@ func (c *Client) Publish(ctx context.Context, topic string, data any) (Published
 	if err != nil {
 		return Published{}, err
 	}
+	return c.publish(ctx, &publishCall{topic: topic, raw: raw, key: uuid.NewString(), wake: make(chan struct{}, 1)})
+}
+
+// publishAlone sends call as one POST /v1/publish and settles it.
+func (c *Client) publishAlone(ctx context.Context, call *publishCall) {
 	var b bytes.Buffer
 	b.WriteString(`{"topic":`)
-	writeString(&b, topic)
+	writeString(&b, call.topic)
 	b.WriteString(`,"data":`)
-	b.Write(raw)
+	b.Write(call.raw)
 	b.WriteByte('}')
 	h := http.Header{}
-	h.Set("Idempotency-Key", uuid.NewString())
+	h.Set("Idempotency-Key", call.key)
 	var res publishResult
 	if _, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/publish", body: b.Bytes(), header: h}, &res); err != nil {
-		return Published{}, err
+		call.err = err
+		return
 	}
-	return res.published(), nil
+	call.res = res.published()
 }
 
 // PublishBatch publishes msgs in one request (POST /v1/publish/batch) and
