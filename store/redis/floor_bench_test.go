@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/redistest"
 )
@@ -160,5 +161,90 @@ func BenchmarkPublishCoalesced(b *testing.B) {
 				b.ReportMetric((usec1-usec0)/float64(b.N), "redis-µs/msg")
 			})
 		}
+	}
+}
+
+// commandUsec reads every command's microseconds from INFO commandstats
+// (a script's include the commands it runs) and Redis' process CPU from
+// INFO cpu, in microseconds.
+func commandUsec(b *testing.B, srv *redistest.Server) (map[string]float64, float64) {
+	b.Helper()
+	info, err := srv.Client().Info(context.Background(), "commandstats", "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	usec := map[string]float64{}
+	for _, m := range regexp.MustCompile(`cmdstat_(\w+):calls=\d+,usec=(\d+)`).FindAllStringSubmatch(info, -1) {
+		usec[m[1]], _ = strconv.ParseFloat(m[2], 64)
+	}
+	cpu := 0.0
+	for _, m := range regexp.MustCompile(`used_cpu_(?:user|sys):([\d.]+)`).FindAllStringSubmatch(info, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		cpu += v * 1e6
+	}
+	return usec, cpu
+}
+
+// BenchmarkScriptFloorTopics is the Redis floor of publishes spread over
+// 5 000 topics, each message of a batch on a topic of its own, with a
+// subscriber on every topic's channel: Redis' process CPU per message
+// (INFO cpu: commands, replies, pub/sub writes), the script's share
+// (commandstats), and each command the script runs, per message.
+func BenchmarkScriptFloorTopics(b *testing.B) {
+	const topics = 5000
+	srv := redistest.Start(b)
+	s, err := New(Config{URL: srv.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	channels := make([]string, topics)
+	for i := range channels {
+		channels[i] = s.keys(fmt.Sprintf("floor.%d", i))[2]
+	}
+	sub := srv.Client().Subscribe(ctx, channels...)
+	b.Cleanup(func() { _ = sub.Close() })
+	go func() {
+		for range sub.Channel(goredis.WithChannelSize(4096)) {
+		}
+	}()
+	data := json.RawMessage(`"` + strings.Repeat("x", 98) + `"`)
+	next := 0
+	for _, n := range []int{1, 10, 50, 100} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			msgs := make([]*broker.Message, n)
+			fill := func() {
+				for i := range msgs {
+					msgs[i] = &broker.Message{ID: uuid.NewString(), Topic: fmt.Sprintf("floor.%d", next%topics), Time: time.Now(), Data: data}
+					next++
+				}
+			}
+			fill()
+			if err := s.Publish(ctx, msgs); err != nil { // loads the script
+				b.Fatal(err)
+			}
+			usec0, cpu0 := commandUsec(b, srv)
+			for b.Loop() {
+				fill()
+				if err := s.Publish(ctx, msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			usec1, cpu1 := commandUsec(b, srv)
+			count := float64(b.N * n)
+			b.ReportMetric((cpu1-cpu0)/count, "redis-cpu-µs/msg")
+			inner := 0.0
+			for cmd, u := range usec1 {
+				d := (u - usec0[cmd]) / count
+				if cmd == "evalsha" || cmd == "info" || d < 0.05 {
+					continue
+				}
+				inner += d
+				b.ReportMetric(d, cmd+"-µs/msg")
+			}
+			b.ReportMetric((usec1["evalsha"]-usec0["evalsha"])/count, "script-µs/msg")
+			b.ReportMetric((usec1["evalsha"]-usec0["evalsha"])/count-inner, "lua-µs/msg")
+		})
 	}
 }
