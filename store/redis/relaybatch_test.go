@@ -208,3 +208,38 @@ func TestClusterBatchOnATopicIsRelayedAsOneMessage(t *testing.T) {
 		}
 	}
 }
+
+// A topic's position and TTLs are written once per script run, after
+// its last message: the next run continues from there.
+func TestBatchOnATopicKeepsPositionAndTTLs(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s := newStore(t, redis.Config{URL: srv.URL(), HistoryTTL: time.Minute})
+	first := onTopics(30, 10, "pt.a")
+	first[7].IdempotencyKey, first[8].IdempotencyKey = "same", "same" // stored once
+	if err := s.Publish(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if !first[8].Duplicate || first[8].Offset != first[7].Offset || first[9].Offset != first[7].Offset+1 || first[29].Offset != 29 {
+		t.Fatalf("offsets %d %d %d … %d (duplicate %v), want 8 8 9 … 29", first[7].Offset, first[8].Offset, first[9].Offset, first[29].Offset, first[8].Duplicate)
+	}
+	c := srv.Client()
+	if off, err := c.HGet(ctx, "tidings:{pt.a}:meta", "offset").Int(); err != nil || off != 29 {
+		t.Fatalf("meta offset %d (%v), want 29", off, err)
+	}
+	for key, most := range map[string]time.Duration{"tidings:{pt.a}:log": time.Minute, "tidings:{pt.a}:meta": 25 * time.Hour} {
+		if ttl, err := c.PTTL(ctx, key).Result(); err != nil || ttl <= 0 || ttl > most {
+			t.Fatalf("%s has TTL %v (%v), want one of at most %v", key, ttl, err, most)
+		}
+	}
+	next := onTopics(1, 10, "pt.a")
+	if err := s.Publish(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if next[0].Offset != 30 || next[0].Epoch != first[0].Epoch {
+		t.Fatalf("next message at %d in %s, want 30 in %s", next[0].Offset, next[0].Epoch, first[0].Epoch)
+	}
+	if n, err := c.XLen(ctx, "tidings:{pt.a}:log").Result(); err != nil || n != 30 {
+		t.Fatalf("history holds %d entries (%v), want 30", n, err)
+	}
+}

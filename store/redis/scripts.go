@@ -31,8 +31,10 @@ end
 
 // publishScript stores a batch of messages in one step: for each, unless
 // its idempotency key is already known, it assigns the topic's next
-// offset, appends to history, refreshes the TTLs and remembers the key.
-// The checks come first, so a batch is refused whole or stored whole.
+// offset, appends to history and remembers the key; each topic's
+// position is read once and written back, with its TTLs refreshed, once
+// per run. The checks come first, so a batch is refused whole or stored
+// whole.
 // Then it relays what it stored: one Redis message per channel, in the
 // forms decodeRelayed reads ("<offset> <epoch> <body>" for a message
 // alone, the B-framed list for several, split at relayBatchBytes so that
@@ -79,13 +81,21 @@ local function relay(cmd, channel, payload)
   r.size = r.size + #payload + 12
 end
 local n = #KEYS / 4
+local checked = {}
 for i = 0, n - 1 do
-  local mt = redis.call('TYPE', KEYS[4*i+1])['ok']
-  local lt = redis.call('TYPE', KEYS[4*i+2])['ok']
-  if (mt ~= 'none' and mt ~= 'hash') or (lt ~= 'none' and lt ~= 'stream') then
-    return redis.error_reply('WRONGTYPE tidings keys of another type at ' .. KEYS[4*i+1])
+  local meta = KEYS[4*i+1]
+  if not checked[meta] then
+    checked[meta] = true
+    local mt = redis.call('TYPE', meta)['ok']
+    local lt = redis.call('TYPE', KEYS[4*i+2])['ok']
+    if (mt ~= 'none' and mt ~= 'hash') or (lt ~= 'none' and lt ~= 'stream') then
+      return redis.error_reply('WRONGTYPE tidings keys of another type at ' .. meta)
+    end
   end
 end
+-- Each topic's position is read once and written back once, after its
+-- last message, with its TTLs.
+local topics, touched = {}, {}
 local out = {}
 for i = 0, n - 1 do
   local meta, log, channel, idem = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
@@ -100,16 +110,21 @@ for i = 0, n - 1 do
     local offset, epoch, fid, ftime = string.match(first, '^(%d+) (%S+) (%S+) (%-?%d+)$')
     out[#out+1] = {tonumber(offset), epoch, fid, ftime}
   else
-    local epoch = redis.call('HGET', meta, 'epoch')
-    if not epoch then
-      epoch = ARGV[1]
-      redis.call('DEL', log)
-      redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+    local t = topics[meta]
+    if not t then
+      local pos = redis.call('HMGET', meta, 'epoch', 'offset')
+      t = {epoch = pos[1], offset = tonumber(pos[2]) or 0}
+      if not t.epoch then
+        t.epoch, t.offset = ARGV[1], 0
+        redis.call('DEL', log)
+      end
+      topics[meta] = t
+      touched[#touched+1] = meta
     end
-    local offset = redis.call('HINCRBY', meta, 'offset', 1)
+    t.offset = t.offset + 1
+    t.log, t.ttl, t.metattl = log, ttl, metattl
+    local offset, epoch = t.offset, t.epoch
     redis.call('XADD', log, 'MAXLEN', '~', size, offset .. '-0', 'm', body)
-    redis.call('PEXPIRE', meta, metattl)
-    redis.call('PEXPIRE', log, ttl)
     local payload = offset .. ' ' .. epoch .. ' ' .. body
     relay(ARGV[2], channel, payload)
     if wild ~= '' then
@@ -120,6 +135,12 @@ for i = 0, n - 1 do
     end
     out[#out+1] = {offset, epoch}
   end
+end
+for _, meta in ipairs(touched) do
+  local t = topics[meta]
+  redis.call('HSET', meta, 'epoch', t.epoch, 'offset', t.offset)
+  redis.call('PEXPIRE', meta, t.metattl)
+  redis.call('PEXPIRE', t.log, t.ttl)
 end
 for _, r in ipairs(order) do
   if #r.parts > 0 then
