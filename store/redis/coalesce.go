@@ -23,7 +23,9 @@ const coalesceBytes = 1 << 20
 // one is in flight queue up, and when it returns the first of them leads
 // the next round trip for as many as the bounds let in. Nothing waits on
 // a timer: an idle store adds no latency, a busy one fills its round
-// trips. No goroutine of its own: the publishers run the round trips.
+// trips. No goroutine of its own: the publishers run the round trips. A
+// single Redis has one; a cluster one per master, so that a slow master
+// holds back only its own publishes.
 type coalescer struct {
 	// mu guards queue and busy.
 	mu sync.Mutex
@@ -61,20 +63,53 @@ type scriptRun struct {
 	err error
 }
 
+// coalescerOf returns the coalescer c's round trip goes through: the
+// store's on a single Redis; on a cluster, that of the master all of c's
+// script runs go to, or nil when they go to several (or the slot map
+// cannot tell): c then makes a round trip of its own.
+func (s *Store) coalescerOf(ctx context.Context, c *pubCall) *coalescer {
+	if s.cluster == nil {
+		return &s.co
+	}
+	addr := ""
+	for _, r := range c.runs {
+		m, err := s.cluster.MasterForKey(ctx, r.keys[0])
+		if err != nil {
+			return nil
+		}
+		a := m.Options().Addr
+		if addr != "" && a != addr {
+			return nil
+		}
+		addr = a
+	}
+	s.coMu.Lock()
+	defer s.coMu.Unlock()
+	co := s.coByMaster[addr]
+	if co == nil {
+		co = &coalescer{}
+		s.coByMaster[addr] = co
+	}
+	return co
+}
+
 // submit stores c: in a coalesced round trip, or in one of its own when
-// coalescing is off. ctx bounds only the wait in the queue; a round trip
-// has its own timeout, Config.Timeout.
+// coalescing is off or c spans several masters. ctx bounds only the wait
+// in the queue; a round trip has its own timeout, Config.Timeout.
 func (s *Store) submit(ctx context.Context, c *pubCall) error {
-	if s.cfg.MaxCoalesce < 0 {
+	var co *coalescer
+	if s.cfg.MaxCoalesce >= 0 {
+		co = s.coalescerOf(ctx, c)
+	}
+	if co == nil {
 		s.roundTrip([]*pubCall{c})
 		return c.err
 	}
-	co := &s.co
 	co.mu.Lock()
 	if !co.busy {
 		co.busy = true
 		co.mu.Unlock()
-		s.lead(c)
+		s.lead(co, c)
 		return c.err
 	}
 	co.queue = append(co.queue, c)
@@ -92,15 +127,15 @@ func (s *Store) submit(ctx context.Context, c *pubCall) error {
 		<-c.wake // taken already: its round trip is bounded by the timeout
 	}
 	if c.lead {
-		s.lead(c)
+		s.lead(co, c)
 	}
 	return c.err
 }
 
-// lead runs a round trip for first and the queued calls the bounds let
-// in, settles them, and hands the lead to the next queued call, if any.
-func (s *Store) lead(first *pubCall) {
-	co := &s.co
+// lead runs a round trip for first and the calls queued on co the bounds
+// let in, settles them, and hands the lead to the next queued call, if
+// any.
+func (s *Store) lead(co *coalescer, first *pubCall) {
 	co.mu.Lock()
 	batch := []*pubCall{first}
 	n, size := first.msgs, first.bytes

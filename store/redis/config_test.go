@@ -37,8 +37,8 @@ func TestConfigDefaults(t *testing.T) {
 	if !reflect.DeepEqual(got, set) {
 		t.Errorf("withDefaults(%+v) = %+v, want it unchanged", set, got)
 	}
-	if cl := (Config{ClusterAddrs: []string{"127.0.0.1:7000"}}).withDefaults(); cl.MaxCoalesce != -1 {
-		t.Errorf("a cluster's default MaxCoalesce is %d, want -1 (off)", cl.MaxCoalesce)
+	if cl := (Config{ClusterAddrs: []string{"127.0.0.1:7000"}}).withDefaults(); cl.MaxCoalesce != DefaultMaxCoalesce {
+		t.Errorf("a cluster's default MaxCoalesce is %d, want %d (per master)", cl.MaxCoalesce, DefaultMaxCoalesce)
 	}
 	if cl := (Config{ClusterAddrs: []string{"127.0.0.1:7000"}, MaxCoalesce: 64}).withDefaults(); cl.MaxCoalesce != 64 {
 		t.Errorf("a cluster's MaxCoalesce 64 became %d", cl.MaxCoalesce)

@@ -108,12 +108,12 @@ type Config struct {
 	// that finds no round trip in flight goes at once; those that arrive
 	// meanwhile go together, pipelined, as soon as it returns, each in
 	// script runs of its own (one failing fails only its publish). A
-	// larger publish goes alone. Zero means DefaultMaxCoalesce (512) on a
-	// single Redis or Sentinel and off on a cluster, where one round trip
-	// in flight for every master would let a slow or failing master hold
-	// back the publishes to the others; negative turns coalescing off:
-	// each publish makes its own round trip (on a cluster, one pipeline
-	// per master it touches, at the same time).
+	// larger publish goes alone. On a cluster publishes coalesce per
+	// master, so that a slow or failing master holds back only its own;
+	// a publish whose topics live on several masters goes alone, with a
+	// pipeline to each at the same time. Zero means DefaultMaxCoalesce
+	// (512); negative turns coalescing off: each publish makes its own
+	// round trip.
 	MaxCoalesce int
 	// HistoryFor returns the history size and TTL of a topic, in place of
 	// HistorySize and HistoryTTL; a zero or negative result means that
@@ -137,9 +137,6 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
 	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
 	defaults.Positive(&c.MetaTTL, DefaultMetaTTL)
-	if c.MaxCoalesce == 0 && len(c.ClusterAddrs) > 0 {
-		c.MaxCoalesce = -1 // see MaxCoalesce
-	}
 	defaults.Zero(&c.MaxCoalesce, DefaultMaxCoalesce)
 	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
 	if c.Logger == nil {
@@ -162,7 +159,11 @@ type Store struct {
 	closed  atomic.Bool
 	relay   *relay
 	tel     telemetry
-	co      coalescer
+	co      coalescer // single Redis
+	// coByMaster holds a cluster's coalescers, by master address, under
+	// coMu.
+	coMu       sync.Mutex
+	coByMaster map[string]*coalescer
 	// wildcardsSeen is set in cluster mode while some node has wildcard
 	// subscriptions, so publishes also go to the wildcard channels.
 	wildcardsSeen atomic.Bool
@@ -192,7 +193,8 @@ var (
 // the credentials or the certificates. Close releases everything.
 func New(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, log: cfg.Logger, tel: newTelemetry(cfg.MeterProvider, cfg.Logger), red: newRedactor(cfg)}
+	s := &Store{cfg: cfg, log: cfg.Logger, tel: newTelemetry(cfg.MeterProvider, cfg.Logger), red: newRedactor(cfg),
+		coByMaster: make(map[string]*coalescer)}
 	if err := s.newClient(); err != nil {
 		return nil, s.red.err(err)
 	}
