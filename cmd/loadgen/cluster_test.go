@@ -260,6 +260,15 @@ func TestClusterSummary(t *testing.T) {
 	if !strings.Contains(sum[0].Group, "p99 < 50 ms") {
 		t.Errorf("group %q", sum[0].Group)
 	}
+	// A step whose publisher fell short of its rate in most runs (pass
+	// 0) is no best, however low its latency.
+	short := step(4e4, 10, 0, 30)
+	short.M = append(short.M, metric{"pass", 0})
+	okStep := step(1e4, 10, 0, 40)
+	okStep.M = append(okStep.M, metric{"pass", 1})
+	if got := clusterSummary(combine([][]row{{okStep, short}}), 1, 50); got[0].median("best_lossless_rate") != 1e4 {
+		t.Errorf("best rate %v with the 40k step short of its rate, want 10k", got[0].median("best_lossless_rate"))
+	}
 	// A ladder whose first step failed has no best.
 	none := clusterSummary(combine([][]row{{step(1e3, 80, 0, 90)}}), 1, 50)
 	if len(none) != 1 || none[0].median("best_lossless_rate") != 0 || len(none[0].Names) != 2 {

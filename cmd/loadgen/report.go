@@ -174,6 +174,9 @@ func (b *ladderBest) take(c combined, runs int, limitMS float64) {
 			}
 		}
 	}
+	if pass, ok := c.Values["pass"]; ok && median(pass) < 1 {
+		return // most runs missed the step's rate
+	}
 	reached := len(c.Values["p99_ms"])
 	if 2*reached > runs && c.median("p99_ms") < limitMS {
 		if rate := c.median(b.rateMetric); rate > b.rate {
