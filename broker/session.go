@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,19 @@ func (s *Session) User() string { return s.user }
 
 // UserInfo returns the session's user info (see SetIdentity).
 func (s *Session) UserInfo() json.RawMessage { return s.info }
+
+// Subscriptions returns the session's topics and patterns, sorted, at
+// most limit of them, and how many it has.
+func (s *Session) Subscriptions(limit int) ([]string, int) {
+	s.mu.Lock()
+	out := make([]string, 0, len(s.subs))
+	for p := range s.subs {
+		out = append(out, p)
+	}
+	s.mu.Unlock()
+	slices.Sort(out)
+	return out[:min(len(out), limit)], len(out)
+}
 
 // subscription is one session's interest in a topic or pattern. It starts
 // pending: deliveries are buffered while the subscribe answer and any

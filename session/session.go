@@ -178,6 +178,8 @@ type Session struct {
 
 	lim atomic.Pointer[opLimiter] // the command rate; SetOpLimits replaces it
 
+	started time.Time // when New made the session
+
 	// mu guards expiry and the permissions a refresh replaces.
 	mu     sync.Mutex
 	expiry *time.Timer
@@ -186,7 +188,7 @@ type Session struct {
 
 // New returns the session of bs carried by t; ctx ends with it.
 func New(ctx context.Context, cfg *Config, t Transport, bs *broker.Session, info Info) *Session {
-	s := &Session{cfg: cfg, t: t, bs: bs, info: info, ctx: ctx, pubCx: broker.WithAPI(ctx, cfg.API)}
+	s := &Session{cfg: cfg, t: t, bs: bs, info: info, ctx: ctx, pubCx: broker.WithAPI(ctx, cfg.API), started: time.Now()}
 	limits := OpLimits{Rate: cfg.OpRate, Burst: cfg.OpBurst, Refusals: cfg.OpRefusals}
 	if cfg.Limits != nil {
 		limits = cfg.Limits()
@@ -210,6 +212,16 @@ func (s *Session) TokenID() string {
 	defer s.mu.Unlock()
 	return s.info.TokenID
 }
+
+// Remote returns the peer's address the transport gave (Info.Remote).
+func (s *Session) Remote() string { return s.info.Remote }
+
+// Transport names the transport that carries the session
+// (Config.Protocol: "websocket", "sse", ...).
+func (s *Session) Transport() string { return s.cfg.Protocol }
+
+// Started returns when the session began.
+func (s *Session) Started() time.Time { return s.started }
 
 // Broker returns the broker session.
 func (s *Session) Broker() *broker.Session { return s.bs }

@@ -16,6 +16,7 @@ const (
 	kindSubscribe   = "subscribe"
 	kindRevoke      = "revoke"
 	kindTopics      = "topics"
+	kindSessions    = "sessions"
 	kindAck         = "ack"      // a node's answer to a request
 	kindEvents      = "presence" // a node's batch of join and leave events
 )
@@ -34,6 +35,7 @@ type envelope struct {
 	Limit      int                 `json:"limit,omitempty"`
 	Revocation *control.Revocation `json:"revocation,omitempty"`
 	Topics     []broker.TopicCount `json:"topics,omitempty"`
+	Sessions   []SessionInfo       `json:"sessions,omitempty"`
 	Events     []event             `json:"events,omitempty"`
 }
 
@@ -118,6 +120,8 @@ func (n *Node) handle(msg []byte) {
 		}
 	case kindTopics:
 		ack.Topics = n.cfg.Broker.LocalTopics(env.Topic, env.Limit)
+	case kindSessions:
+		ack.Sessions = n.localSessions(env.Target, min(max(env.Limit, 1), MaxSessionsLimit))
 	default:
 		return
 	}

@@ -2,13 +2,16 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
@@ -25,6 +28,11 @@ const (
 	DefaultTopicsLimit = 100
 	// MaxTopicsLimit is the largest limit GET /v1/topics takes.
 	MaxTopicsLimit = 10000
+	// DefaultPresenceLimit is how many clients GET /v1/presence lists
+	// without a limit; MaxPresenceLimit the most it lists.
+	DefaultPresenceLimit = 100
+	// MaxPresenceLimit is the largest limit GET /v1/presence takes.
+	MaxPresenceLimit = 1000
 )
 
 // controlRequest is the body of the server API's POST calls; each call
@@ -54,20 +62,25 @@ func (a *API) routeControl() {
 	a.mux.HandleFunc("/v1/presence/stats", a.controlGet(a.presenceStats))
 	a.mux.HandleFunc("/v1/topics", a.controlGet(a.topics))
 	a.mux.HandleFunc("/v1/info", a.controlGet(a.info))
+	a.mux.HandleFunc("/v1/info/stream", a.infoStream)
+	a.mux.HandleFunc("/v1/sessions", a.controlGet(a.sessions))
 }
 
 // controlPost admits a POST of the server API and decodes its body for
 // call, which answers with its result (200 {} when nil).
 func (a *API) controlPost(call func(*http.Request, controlRequest) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !a.admitAdmin(w, r, http.MethodPost) || !a.controlReady(w) {
+		caller, ok := a.admitAdmin(w, r, http.MethodPost)
+		if !ok || !a.controlReady(w) {
 			return
 		}
 		req, ok := decodeControl(w, r)
 		if !ok {
 			return
 		}
-		if err := call(r, req); err != nil {
+		err := call(r, req)
+		a.audit(r, caller, err, req.auditAttrs()...)
+		if err != nil {
 			a.controlFailed(w, r, err)
 			return
 		}
@@ -79,7 +92,7 @@ func (a *API) controlPost(call func(*http.Request, controlRequest) error) http.H
 // to send.
 func (a *API) controlGet(call func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !a.admitAdmin(w, r, http.MethodGet) || !a.controlReady(w) {
+		if _, ok := a.admitAdmin(w, r, http.MethodGet); !ok || !a.controlReady(w) {
 			return
 		}
 		v, err := call(r)
@@ -142,6 +155,20 @@ func decodeControl(w http.ResponseWriter, r *http.Request) (controlRequest, bool
 	return req, true
 }
 
+// auditAttrs are the fields req names, for the audit log.
+func (req controlRequest) auditAttrs() []any {
+	var out []any
+	for _, f := range []struct{ k, v string }{{"user", req.User}, {"session", req.Session}, {"topic", req.Topic}, {"jti", req.JTI}} {
+		if f.v != "" {
+			out = append(out, f.k, f.v)
+		}
+	}
+	if req.Code != nil {
+		out = append(out, "code", *req.Code)
+	}
+	return out
+}
+
 func (req controlRequest) target() node.Target {
 	return node.Target{User: req.User, Session: req.Session}
 }
@@ -199,12 +226,25 @@ func (a *API) revoke(r *http.Request, req controlRequest) error {
 
 // presence serves GET /v1/presence?topic=T.
 func (a *API) presence(r *http.Request) (any, error) {
-	topic := r.URL.Query().Get("topic")
+	q := r.URL.Query()
+	topic := q.Get("topic")
+	limit, err := intParam("limit", q.Get("limit"), DefaultPresenceLimit, 1, MaxPresenceLimit)
+	if err != nil {
+		return nil, err
+	}
 	clients, err := a.cfg.Control.Presence(r.Context(), topic)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"topic": topic, "clients": clients}, nil
+	// Sorted, so that the first limit are the same on every call.
+	slices.SortFunc(clients, func(a, b control.PresenceEntry) int {
+		return cmp.Or(strings.Compare(a.User, b.User), strings.Compare(a.Session, b.Session))
+	})
+	total := len(clients)
+	if len(clients) > limit {
+		clients = clients[:limit]
+	}
+	return map[string]any{"topic": topic, "clients": clients, "total": total}, nil
 }
 
 // presenceStats serves GET /v1/presence/stats?topic=T.
@@ -217,25 +257,40 @@ func (a *API) presenceStats(r *http.Request) (any, error) {
 	return map[string]any{"topic": topic, "sessions": st.Sessions, "users": st.Users}, nil
 }
 
-// topics serves GET /v1/topics[?pattern=P][&limit=L].
+// topics serves GET /v1/topics[?pattern=P][&limit=L][&offset=O]: the
+// busiest topics after the first offset of them.
 func (a *API) topics(r *http.Request) (any, error) {
 	q := r.URL.Query()
-	limit := DefaultTopicsLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxTopicsLimit {
-			return nil, broker.NewError(broker.ErrBadRequest, "limit must be a whole number from 1 to %d", MaxTopicsLimit)
-		}
-		limit = n
-	}
-	topics, err := a.cfg.Control.Topics(r.Context(), q.Get("pattern"), limit)
+	limit, err := intParam("limit", q.Get("limit"), DefaultTopicsLimit, 1, MaxTopicsLimit)
 	if err != nil {
 		return nil, err
 	}
+	offset, err := intParam("offset", q.Get("offset"), 0, 0, MaxTopicsLimit)
+	if err != nil {
+		return nil, err
+	}
+	topics, err := a.cfg.Control.Topics(r.Context(), q.Get("pattern"), offset+limit)
+	if err != nil {
+		return nil, err
+	}
+	topics = topics[min(offset, len(topics)):]
 	if topics == nil {
 		topics = []broker.TopicCount{}
 	}
 	return map[string]any{"topics": topics}, nil
+}
+
+// intParam reads the whole-number query parameter name, s, from lo to
+// hi; "" is def.
+func intParam(name, s string, def, lo, hi int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, broker.NewError(broker.ErrBadRequest, "%s must be a whole number from %d to %d", name, lo, hi)
+	}
+	return n, nil
 }
 
 // info serves GET /v1/info: the live nodes and their figures, and this

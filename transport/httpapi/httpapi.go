@@ -89,6 +89,10 @@ type Config struct {
 	// Control runs the server API's calls (disconnect, presence, …). Nil:
 	// those calls answer 503 (GET /v1/history needs only the broker).
 	Control *node.Node
+	// Tokens, when set, verifies the JWTs the server API accepts in
+	// place of an admin API key: those with the admin scope (AdminScope).
+	// Nil (the default): API keys only.
+	Tokens TokenVerifier
 	// Settings returns the node's effective configuration, secrets
 	// masked, for GET /v1/info's config member. Nil: no config member.
 	Settings func() any
@@ -224,6 +228,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 			p.IdempotencyKey = header
 		}
 		msgs, ok := a.run(w, r, key, []publishBody{p})
+		a.auditPublish(r, key, p.Topic, ok)
 		if ok {
 			writeJSON(w, http.StatusOK, msgs[0])
 		}

@@ -12,34 +12,12 @@ import (
 // The server API (CONTROL.md): calls an operator's backend makes with an
 // API key marked admin (with no key configured, from loopback only).
 
-// admitAdmin checks that r may call the server API with method: the
-// address is not blocked for wrong keys, the key is valid and marked
-// admin (with no key configured: a loopback client). Otherwise it has
-// answered r.
-func (a *API) admitAdmin(w http.ResponseWriter, r *http.Request, method string) bool {
-	if r.Method != method {
-		w.Header().Set("Allow", method)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
-		return false
-	}
-	key, ok := a.authenticate(w, r)
-	if !ok {
-		return false
-	}
-	if key != nil && !key.Admin {
-		a.refused.Add(RefusedScope)
-		writeError(w, http.StatusForbidden, broker.CodeForbidden, fmt.Sprintf("API key %s may not call the server API", key.Name))
-		return false
-	}
-	return true
-}
-
 // history answers GET /v1/history?topic=T[&since=N&epoch=E][&limit=L][&reverse=true]:
 // the topic's messages still in history (after since, when given), at
 // most limit, oldest first unless reverse; a since whose epoch is not
 // current answers recovered: false and no messages.
 func (a *API) history(w http.ResponseWriter, r *http.Request) {
-	if !a.admitAdmin(w, r, http.MethodGet) {
+	if _, ok := a.admitAdmin(w, r, http.MethodGet); !ok {
 		return
 	}
 	q := r.URL.Query()
