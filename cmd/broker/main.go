@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tidings-io/tidings/admin"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
 	ctlnode "github.com/tidings-io/tidings/control/node"
@@ -198,6 +199,7 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		Propagator:     tel.Propagator,
 		Logger:         log,
 		Control:        ctl,
+		Tokens:         wcfg.Tokens,
 		Settings:       lc.settings,
 		SSE:            ssrv,
 		Stream:         stsrv,
@@ -205,6 +207,8 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("/v1/client.js", web.ClientHandler())
+	mux.Handle("/admin", admin.Handler())
+	mux.Handle("/admin/", admin.Handler())
 	stopDemo := func() {}
 	if cfg.demo {
 		mux.Handle("/demo", web.DemoHandler())

@@ -25,6 +25,9 @@
 //     and HTTP-streaming transports import no other transport but admit,
 //     clientip and httpstream: each reuses the session core, none copies
 //     or imports the WebSocket transport;
+//   - admin (the console: embedded assets and their handler) imports no
+//     package of the module, no Redis client and no OpenTelemetry SDK or
+//     exporter: it reaches the broker through the server API only;
 //   - config (read by the broker and the tidings CLI) imports no
 //     transport, store, session, control, auth or limit package, no
 //     Redis client and no OpenTelemetry SDK or exporter.

@@ -91,6 +91,13 @@ func rules(mod string) []rule {
 			MustMatch: true,
 		},
 		{
+			// The console is assets and their handler: it reaches the
+			// broker through the server API only.
+			Name:   "admin (the console) imports no package of the module and no Redis client or OpenTelemetry SDK/exporter",
+			From:   []string{mod + "/admin"},
+			Forbid: []string{mod, goRedis, otelSDK, otelExporters},
+		},
+		{
 			Name:      "control/node imports no transport, store, Redis client or OpenTelemetry SDK/exporter",
 			From:      []string{mod + "/control/node"},
 			Forbid:    []string{mod + "/transport", mod + "/store", goRedis, otelSDK, otelExporters},
