@@ -188,6 +188,10 @@ func (s *Store) roundTrip(batch []*pubCall) {
 		runs = append(runs, c.runs...)
 	}
 	if s.cluster != nil {
+		wildcards := s.wildcardsSeen.Load()
+		for _, r := range runs {
+			s.withWildcards(r, wildcards)
+		}
 		s.clusterRoundTrip(ctx, runs)
 	} else {
 		pipelined(ctx, s.client, publishScript, runs)

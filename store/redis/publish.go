@@ -71,7 +71,6 @@ func (s *Store) scriptRun(msgs []*broker.Message) (*scriptRun, int, error) {
 	if s.cluster != nil {
 		pub = "SPUBLISH"
 	}
-	wildcards := s.cluster != nil && s.wildcardsSeen.Load()
 	keys := make([]string, 0, 4*len(msgs))
 	args := make([]any, 0, 3+8*len(msgs))
 	args = append(args, newEpoch(), pub, ms(s.cfg.IdempotencyWindow))
@@ -88,14 +87,28 @@ func (s *Store) scriptRun(msgs []*broker.Message) (*scriptRun, int, error) {
 		if m.IdempotencyKey != "" {
 			keyed = "1"
 		}
-		if wildcards {
-			wild = s.wildcardChannel(m.Topic)
+		if s.cluster != nil {
+			wild = s.wildcardChannel(m.Topic) // or "": see withWildcards
 		}
 		hsize, ttl := s.history(m.Topic)
 		args = append(args, body, keyed, wild, m.ID, strconv.FormatInt(m.Time.UnixNano(), 10),
 			hsize, ms(ttl), ms(s.metaTTL(ttl)))
 	}
 	return &scriptRun{msgs: msgs, keys: keys, args: args}, size, nil
+}
+
+// withWildcards settles, as its round trip leaves, whether the messages
+// of r are also published on the wildcard channels: only while some node
+// has wildcard subscriptions (wildcardsSeen). Deciding at the last
+// moment, not when the publish was called, keeps a publish that waited
+// in a queue from missing a wildcard watch that began meanwhile.
+func (s *Store) withWildcards(r *scriptRun, on bool) {
+	if on {
+		return
+	}
+	for i := range r.msgs {
+		r.args[3+8*i+2] = ""
+	}
 }
 
 // applyPositions fills in the positions of msgs from the publish

@@ -211,6 +211,10 @@ func New(cfg Config) (*Store, error) {
 	s.relay = newRelay(s)
 	s.wg.Add(1)
 	go s.watchHealth()
+	if s.cluster != nil {
+		s.wg.Add(1)
+		go s.watchWildcards()
+	}
 	return s, nil
 }
 
@@ -229,8 +233,8 @@ func (s *Store) Healthy() error {
 	return *s.health.Load()
 }
 
-// watchHealth pings Redis (every master of a cluster) twice a second and records the outcome; in
-// cluster mode it also refreshes the wildcard flag.
+// watchHealth pings Redis (every master of a cluster) twice a second and
+// records the outcome.
 func (s *Store) watchHealth() {
 	defer s.wg.Done()
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -249,16 +253,6 @@ func (s *Store) watchHealth() {
 			err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
 				return c.Ping(ctx).Err()
 			})
-			// The wildcards key lives on one master: it is read and kept
-			// alive even while another master fails to answer, so that a
-			// publisher does not miss a node's new wildcard subscription
-			// for as long as some unrelated master is down.
-			// Its own timeout: a master that does not answer uses up ctx.
-			wctx, wcancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
-			if werr := s.refreshWildcards(wctx); err == nil {
-				err = werr
-			}
-			wcancel()
 		} else {
 			err = s.client.Ping(ctx).Err()
 		}
@@ -358,6 +352,35 @@ func (s *Store) glob(pattern string) string {
 	return b.String()
 }
 
+// wildcardsRead is how often a cluster node reads the wildcards key;
+// announceWildcards waits four times as long.
+const wildcardsRead = 250 * time.Millisecond
+
+// watchWildcards, in cluster mode, reads the wildcards key every
+// wildcardsRead (and keeps it alive while this node has wildcard
+// subscriptions), on a loop of its own: the health loop may wait a whole
+// Timeout on a master that does not answer, and a publisher must not
+// miss a node's new wildcard subscription meanwhile. The key lives on
+// one master; a failed read changes nothing.
+func (s *Store) watchWildcards() {
+	defer s.wg.Done()
+	tick := time.NewTicker(wildcardsRead)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+		err := s.refreshWildcards(ctx)
+		cancel()
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Debug("redis: reading the wildcards mark failed", "err", s.red.err(err))
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // refreshWildcards, in cluster mode, keeps the wildcards key alive while
 // this node has wildcard subscriptions and reads whether any node has.
 func (s *Store) refreshWildcards(ctx context.Context) error {
@@ -390,8 +413,8 @@ func (s *Store) noteWildcards(present bool, now time.Time) {
 }
 
 // announceWildcards marks that this node has wildcard subscriptions and
-// waits until every node has had time to read the mark (its health loop
-// reads it twice a second), so no publish after Watch returns skips the
+// waits until every node has had time to read the mark (watchWildcards
+// reads it four times a second), so no publish after Watch returns skips the
 // wildcard channels. The mark is written within Timeout; the wait is
 // bounded by ctx alone: were it bounded by Timeout too, a Timeout of a
 // second or less would fail the first wildcard watch of a node.
@@ -404,7 +427,7 @@ func (s *Store) announceWildcards(ctx context.Context) error {
 	}
 	s.wildcardsSeen.Store(true)
 	select {
-	case <-time.After(time.Second):
+	case <-time.After(4 * wildcardsRead):
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
