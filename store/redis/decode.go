@@ -24,9 +24,10 @@ import (
 const batchMark = 'B'
 
 // decodeRelayed reads a relayed payload and hands each message it
-// carries to each, in order. A malformed entry ends the payload; the
-// messages before it have been handed on, and the gap it leaves is
-// repaired from history when the topic's next message arrives.
+// carries to each, in order. The messages of one payload are allocated
+// together, once. A malformed entry ends the payload; the messages
+// before it have been handed on, and the gap it leaves is repaired from
+// history when the topic's next message arrives.
 func decodeRelayed(p string, each func(*broker.Message)) error {
 	if p == "" || p[0] != batchMark {
 		m, err := decodePayload(p)
@@ -36,81 +37,119 @@ func decodeRelayed(p string, each func(*broker.Message)) error {
 		each(m)
 		return nil
 	}
+	n, framed := entries(p[1:])
+	msgs := make([]broker.Message, n)
 	rest := p[1:]
-	if rest == "" {
-		return errEnvelope
-	}
-	for rest != "" {
-		size, after, ok := strings.Cut(rest, ":")
-		n, err := strconv.Atoi(size)
-		if !ok || err != nil || n <= 0 || n > len(after) {
-			return errEnvelope
-		}
-		m, err := decodePayload(after[:n])
-		if err != nil {
+	for i := range msgs {
+		var entry string
+		entry, rest = nextEntry(rest)
+		if err := decodePayloadInto(entry, &msgs[i]); err != nil {
 			return err
 		}
-		each(m)
-		rest = after[n:]
+		each(&msgs[i])
+	}
+	if !framed {
+		return errEnvelope
 	}
 	return nil
 }
 
-// decodeBody reads a body into a message with the given position. Bodies
-// in encodeBody's layout are read in place: the message's ID, Topic and
-// Data share body's bytes, which nothing modifies. Any other layout
-// (bodies of earlier versions, escaped ids) is read with encoding/json.
-func decodeBody(body string, offset uint64, epoch string) (*broker.Message, error) {
-	if m, ok := decodeLayout(body); ok {
-		m.Offset, m.Epoch = offset, epoch
-		return m, nil
+// entries counts the well-framed entries at the start of a batch
+// payload's list, and tells whether the whole list is well framed.
+func entries(list string) (int, bool) {
+	n := 0
+	for list != "" {
+		entry, rest := nextEntry(list)
+		if entry == "" {
+			return n, false
+		}
+		n++
+		list = rest
 	}
-	return decodeBodyJSON(body, offset, epoch)
+	return n, n > 0
 }
 
-// decodeLayout reads body when it is exactly in encodeBody's layout with
-// no escape in its strings:
+// nextEntry splits "<len>:<entry>…" into the entry and the rest, or
+// returns "" when the list does not start with a well-framed entry.
+func nextEntry(list string) (entry, rest string) {
+	size, after, ok := strings.Cut(list, ":")
+	n, err := strconv.Atoi(size)
+	if !ok || err != nil || n <= 0 || n > len(after) {
+		return "", ""
+	}
+	return after[:n], after[n:]
+}
+
+// decodeBody reads a body into a new message with the given position;
+// see decodeBodyInto.
+func decodeBody(body string, offset uint64, epoch string) (*broker.Message, error) {
+	m := new(broker.Message)
+	if err := decodeBodyInto(body, offset, epoch, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeBodyInto reads a body into m with the given position. Bodies in
+// encodeBody's layout are read in place: the message's ID, Topic and
+// Data share body's bytes, which nothing modifies. Any other layout
+// (bodies of earlier versions, escaped ids) is read with encoding/json.
+func decodeBodyInto(body string, offset uint64, epoch string, m *broker.Message) error {
+	if !decodeLayout(body, m) {
+		got, err := decodeBodyJSON(body, offset, epoch)
+		if err != nil {
+			return err
+		}
+		*m = *got
+	}
+	m.Offset, m.Epoch = offset, epoch
+	return nil
+}
+
+// decodeLayout reads body into m when it is exactly in encodeBody's
+// layout with no escape in its strings:
 //
 //	{"id":"…","topic":"…","time":N[,"trace":{"k":"v",…}],"data":…}
 //
 // and data spans the rest of the object. Bodies are checked to be one
 // JSON value when they are written (encodeBody); here only the extent of
 // data is found, which is what a string in it could confuse.
-func decodeLayout(body string) (*broker.Message, bool) {
+func decodeLayout(body string, m *broker.Message) bool {
 	r := reader{s: body}
 	if !r.lit(`{"id":`) {
-		return nil, false
+		return false
 	}
 	id, ok := r.str()
 	if !ok || id == "" || !r.lit(`,"topic":`) {
-		return nil, false
+		return false
 	}
 	topic, ok := r.str()
 	if !ok || topic == "" || !r.lit(`,"time":`) {
-		return nil, false
+		return false
 	}
 	ns, ok := r.int()
 	if !ok {
-		return nil, false
+		return false
 	}
 	var trace map[string]string
 	if r.lit(`,"trace":{`) {
 		if trace, ok = r.trace(); !ok {
-			return nil, false
+			return false
 		}
 	}
 	if !r.lit(`,"data":`) {
-		return nil, false
+		return false
 	}
 	start := r.i
 	if !r.skipValue() || r.s[r.i:] != "}" || r.i == start {
-		return nil, false
+		return false
 	}
 	data := body[start:r.i]
-	return &broker.Message{
+	*m = broker.Message{
 		ID: id, Topic: topic, Time: time.Unix(0, ns), Trace: trace,
 		Data: unsafe.Slice(unsafe.StringData(data), len(data)),
-	}, true
+	}
+	return true
 }
 
 // reader scans a body in place.

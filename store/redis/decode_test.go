@@ -119,7 +119,7 @@ func TestDecodeBodyPaths(t *testing.T) {
 		{"whitespace", `{"id": "i","topic":"a.b","time":5,"data":1}`, false, `1`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, inPlace := decodeLayout(tc.body)
+			inPlace := decodeLayout(tc.body, new(broker.Message))
 			if inPlace != tc.inPlace {
 				t.Fatalf("read in place: %v, want %v", inPlace, tc.inPlace)
 			}
@@ -153,7 +153,7 @@ func TestDecodeBodyRefusesWhatJSONRefuses(t *testing.T) {
 }
 
 // The in-place read shares the payload's bytes and allocates the message
-// alone.
+// alone; a batch allocates its messages at once.
 func TestDecodeBodyDoesNotCopyData(t *testing.T) {
 	body := `{"id":"i","topic":"a.b","time":5,"data":{"bid":1.08,"ask":1.09}}`
 	m, err := decodeBody(body, 1, "e")
@@ -166,6 +166,20 @@ func TestDecodeBodyDoesNotCopyData(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _, _ = decodeBody(body, 1, "e") }); n != 1 {
 		t.Fatalf("%v allocations per decode, want 1 (the message)", n)
+	}
+	// The messages of a relayed batch are allocated together.
+	var list []string
+	for i := 1; i <= 50; i++ {
+		list = append(list, fmt.Sprintf("%d e %s", i, body))
+	}
+	batch := framed(list...)
+	count := 0
+	each := func(*broker.Message) { count++ }
+	if n := testing.AllocsPerRun(100, func() { _ = decodeRelayed(batch, each) }); n != 1 {
+		t.Fatalf("%v allocations per relayed batch of 50, want 1", n)
+	}
+	if count != 50*101 {
+		t.Fatalf("%d messages handed on, want 50 per decode", count)
 	}
 }
 

@@ -169,17 +169,27 @@ func decodeBodyJSON(body string, offset uint64, epoch string) (*broker.Message, 
 
 // decodePayload reads a relayed "<offset> <epoch> <body>" payload.
 func decodePayload(p string) (*broker.Message, error) {
+	m := new(broker.Message)
+	if err := decodePayloadInto(p, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodePayloadInto reads a relayed "<offset> <epoch> <body>" payload
+// into m.
+func decodePayloadInto(p string, m *broker.Message) error {
 	off, rest, ok := strings.Cut(p, " ")
 	if !ok {
-		return nil, errEnvelope
+		return errEnvelope
 	}
 	epoch, body, ok := strings.Cut(rest, " ")
 	if !ok || epoch == "" {
-		return nil, errEnvelope
+		return errEnvelope
 	}
 	offset, err := strconv.ParseUint(off, 10, 64)
 	if err != nil || offset == 0 {
-		return nil, errEnvelope
+		return errEnvelope
 	}
-	return decodeBody(body, offset, epoch)
+	return decodeBodyInto(body, offset, epoch, m)
 }

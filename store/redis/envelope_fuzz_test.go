@@ -73,8 +73,8 @@ func FuzzDecodeRelayed(f *testing.F) {
 				t.Fatalf("%q gave %+v", payload, m)
 			}
 		})
-		inPlace, ok := decodeLayout(payload)
-		if !ok || !json.Valid([]byte(payload)) {
+		inPlace := new(broker.Message)
+		if !decodeLayout(payload, inPlace) || !json.Valid([]byte(payload)) {
 			return
 		}
 		viaJSON, err := decodeBodyJSON(payload, 0, "")
