@@ -26,8 +26,9 @@
 //     clientip and httpstream: each reuses the session core, none copies
 //     or imports the WebSocket transport;
 //   - admin (the console: embedded assets and their handler) imports no
-//     package of the module, no Redis client and no OpenTelemetry SDK or
-//     exporter: it reaches the broker through the server API only;
+//     package of the module but internal/assets, no Redis client and no
+//     OpenTelemetry SDK or exporter: it reaches the broker through the
+//     server API only; internal/assets imports nothing of the module;
 //   - config (read by the broker and the tidings CLI) imports no
 //     transport, store, session, control, auth or limit package, no
 //     Redis client and no OpenTelemetry SDK or exporter.

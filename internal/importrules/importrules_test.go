@@ -93,9 +93,16 @@ func rules(mod string) []rule {
 		{
 			// The console is assets and their handler: it reaches the
 			// broker through the server API only.
-			Name:   "admin (the console) imports no package of the module and no Redis client or OpenTelemetry SDK/exporter",
-			From:   []string{mod + "/admin"},
-			Forbid: []string{mod, goRedis, otelSDK, otelExporters},
+			Name: "admin (the console) imports no package of the module but internal/assets, and no Redis client or OpenTelemetry SDK/exporter",
+			From: []string{mod + "/admin"},
+			Forbid: []string{mod + "/broker", mod + "/session", mod + "/transport", mod + "/store", mod + "/control",
+				mod + "/auth", mod + "/limit", mod + "/hooks", mod + "/config", mod + "/client", mod + "/tracing",
+				mod + "/web", mod + "/cmd", mod + "/internal/telemetry", mod + "/internal/gate", goRedis, otelSDK, otelExporters},
+		},
+		{
+			Name:   "internal/assets (embedded files' serving) imports no package of the module",
+			From:   []string{mod + "/internal/assets"},
+			Forbid: []string{mod},
 		},
 		{
 			Name:      "control/node imports no transport, store, Redis client or OpenTelemetry SDK/exporter",
