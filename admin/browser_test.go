@@ -7,18 +7,17 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidings-io/tidings/internal/browsertest"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -40,21 +39,13 @@ import (
 // (or TIDINGS_ADMIN_SCREENSHOTS=docs) regenerates docs/admin-*.png.
 var screenshots = flag.String("admin.screenshots", os.Getenv("TIDINGS_ADMIN_SCREENSHOTS"), "write the console's screenshots (admin-*.png) to this directory")
 
-// browser is the package's Chromium, started by the first test that needs
-// it and stopped by TestMain.
-var browser struct {
-	once   sync.Once
-	ctx    context.Context
-	err    error
-	cancel func()
-}
+// browser is the package's Chromium, stopped by TestMain.
+var browser browsertest.Browser
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
-	if browser.cancel != nil {
-		browser.cancel()
-	}
+	browser.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -62,55 +53,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-func startBrowser() {
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		browser.err = errors.New("chromium is not installed (make test installs it: apt-get install chromium)")
-		return
-	}
-	dir, err := os.MkdirTemp("", "tidings-admin-chromium-")
-	if err != nil {
-		browser.err = err
-		return
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(dir),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, bcancel := chromedp.NewContext(actx)
-	if err := chromedp.Do(bctx); err != nil {
-		bcancel()
-		acancel()
-		_ = os.RemoveAll(dir)
-		browser.err = fmt.Errorf("starting %s: %w", path, err)
-		return
-	}
-	browser.ctx = bctx
-	browser.cancel = func() {
-		cctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-		_ = chromedp.Cancel(cctx)
-		cancel()
-		bcancel()
-		acancel()
-		_ = os.RemoveAll(dir)
-	}
 }
 
 // page is a browser tab on the console.
@@ -129,12 +71,7 @@ func openConsole(t *testing.T, base string, dark bool) *page {
 // openURL opens url in a new tab (its own storage), light or dark.
 func openURL(t *testing.T, url string, dark bool) *page {
 	t.Helper()
-	browser.once.Do(startBrowser)
-	if browser.err != nil {
-		t.Fatal(browser.err)
-	}
-	ctx, cancel := chromedp.NewContext(browser.ctx, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
+	ctx := browser.Tab(t)
 	scheme := "light"
 	if dark {
 		scheme = "dark"

@@ -17,12 +17,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tidings-io/tidings/internal/browsertest"
 
 	"github.com/chromedp/chromedp"
 	"github.com/tidings-io/tidings/broker"
@@ -38,20 +39,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-// browser is the package's Chromium, started by the first test that needs
-// it and stopped by TestMain.
-var browser struct {
-	once   sync.Once
-	ctx    context.Context
-	err    error
-	cancel func()
-}
+// browser is the package's Chromium, stopped by TestMain.
+var browser browsertest.Browser
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if browser.cancel != nil {
-		browser.cancel()
-	}
+	browser.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -61,70 +54,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// chromiumPath finds Debian's chromium (make test installs it).
-func chromiumPath() (string, error) {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("chromium is not installed (make test installs it: apt-get install chromium)")
-}
-
-func startBrowser() {
-	path, err := chromiumPath()
-	if err != nil {
-		browser.err = err
-		return
-	}
-	dir, err := os.MkdirTemp("", "tidings-chromium-")
-	if err != nil {
-		browser.err = err
-		return
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(dir),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, bcancel := chromedp.NewContext(actx)
-	// Start the browser now, outside any test's context.
-	if err := chromedp.Do(bctx); err != nil {
-		bcancel()
-		acancel()
-		_ = os.RemoveAll(dir)
-		browser.err = fmt.Errorf("starting %s: %w", path, err)
-		return
-	}
-	browser.ctx = bctx
-	browser.cancel = func() {
-		cctx, cancel := context.WithTimeout(bctx, 10*time.Second)
-		_ = chromedp.Cancel(cctx)
-		cancel()
-		bcancel()
-		acancel()
-		_ = os.RemoveAll(dir)
-	}
-}
-
 // tab opens a new tab in its own browser context (no shared storage or
 // cache), closed at cleanup.
 func tab(t *testing.T) context.Context {
 	t.Helper()
-	browser.once.Do(startBrowser)
-	if browser.err != nil {
-		t.Fatal(browser.err)
-	}
-	ctx, cancel := chromedp.NewContext(browser.ctx, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
+	ctx := browser.Tab(t)
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
 		t.Fatalf("opening a tab: %v", err)
 	}
