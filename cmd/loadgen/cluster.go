@@ -132,6 +132,17 @@ func (c *clusterRun) open(ctx context.Context, subTo target, all []target) (*fle
 	return fl, done, nil
 }
 
+// openWithPublisher opens the subscribers on subTo, as open does, and a
+// publisher to pubTo; the returned function stops both.
+func (c *clusterRun) openWithPublisher(ctx context.Context, pubTo, subTo target, all []target) (*fleet, *publisher, func(), error) {
+	fl, done, err := c.open(ctx, subTo, all)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pub := newPublisher(pubTo.http, c.spec, c.r.cfg.payload, c.r.cfg.pubOpts())
+	return fl, pub, func() { pub.close(); done() }, nil
+}
+
 // step publishes at rate through pub and measures the phase, with the
 // Redis CPU and publish-path calls when Redis is in use.
 func (c *clusterRun) step(ctx context.Context, fl *fleet, pub *publisher, rate float64, all []target, name string) (clusterStep, error) {
@@ -177,13 +188,11 @@ func (s clusterStep) metrics(rate float64, redis bool) []metric {
 // phase runs one fixed-rate phase on fresh subscriptions.
 func (c *clusterRun) phase(ctx context.Context, label string, pubTo, subTo target, all []target) ([]row, error) {
 	r := c.r
-	fl, done, err := c.open(ctx, subTo, all)
+	fl, pub, done, err := c.openWithPublisher(ctx, pubTo, subTo, all)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	pub := newPublisher(pubTo.http, c.spec, r.cfg.payload, r.cfg.pubOpts())
-	defer pub.close()
 	r.setStatus(fmt.Sprintf("[cluster: %s]", label))
 	s, err := c.step(ctx, fl, pub, r.cfg.rate, all, "cluster-"+strings.ReplaceAll(label, " ", "-"))
 	if err != nil {
@@ -198,13 +207,11 @@ func (c *clusterRun) phase(ctx context.Context, label string, pubTo, subTo targe
 // first step that is not lossless with p99 under -p99-limit.
 func (c *clusterRun) ladder(ctx context.Context, pubTo, subTo target, all []target) ([]row, error) {
 	r := c.r
-	fl, done, err := c.open(ctx, subTo, all)
+	fl, pub, done, err := c.openWithPublisher(ctx, pubTo, subTo, all)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	pub := newPublisher(pubTo.http, c.spec, r.cfg.payload, r.cfg.pubOpts())
-	defer pub.close()
 	limit := float64(r.cfg.p99Limit) / float64(time.Millisecond)
 	var rows []row
 	for _, rate := range r.cfg.rates {

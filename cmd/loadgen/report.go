@@ -82,46 +82,52 @@ func combine(runs [][]row) []combined {
 	return out
 }
 
+// ladder names one kind of rate ladder and its summary's figures.
+type ladder struct {
+	group      string // the steps' group prefix
+	rateMetric string // the step's rate
+	title      string // the summary's group, before the limit
+	best       string // the summary's name of the best rate
+	cpuMetric  string // the step's CPU figure, reported at the best step
+}
+
+var (
+	broadcastLadder = ladder{group: "broadcast ladder", rateMetric: "target_deliveries_per_s",
+		title: "broadcast: highest rate", best: "best_deliveries_per_s", cpuMetric: "broker_cpu_pct"}
+	clusterLadder = ladder{group: clusterLadderGroup, rateMetric: "target_messages_per_s",
+		title: "cluster cross-node: highest rate", best: "best_lossless_rate", cpuMetric: "cpu_us_per_message"}
+)
+
 // broadcastSummary adds, per subscriber count, the highest ladder step
 // that passed over the runs: reached by most runs, median p99 under the
 // limit, and no loss, gap, duplicate or cut session in any run.
 func broadcastSummary(cs []combined, runs int, limitMS float64) []combined {
-	order, bySubs := ladderBySubscribers(cs, "broadcast ladder")
-	var out []combined
-	for _, s := range order {
-		b := ladderBest{rateMetric: "target_deliveries_per_s"}
-		for _, c := range bySubs[s] {
-			b.take(c, runs, limitMS)
-		}
-		c := newSummary(fmt.Sprintf("broadcast: highest rate with p99 < %g ms and zero loss", limitMS), fmt.Sprintf("%.0f subscribers", s))
-		c.add("subscribers", s)
-		c.add("best_deliveries_per_s", b.rate)
-		if b.rate > 0 {
-			c.add("p99_ms_at_best", b.p99)
-			c.add("broker_cpu_pct_at_best", b.row.median("broker_cpu_pct"))
-		}
-		out = append(out, c)
-	}
-	return out
+	return ladderSummary(cs, runs, limitMS, broadcastLadder)
 }
 
 // clusterSummary adds, per subscriber count of the cluster's cross-node
 // ladder, the highest rate in messages/s whose step passed over the runs
 // by the broadcast ladder's rule.
 func clusterSummary(cs []combined, runs int, limitMS float64) []combined {
-	order, bySubs := ladderBySubscribers(cs, clusterLadderGroup)
+	return ladderSummary(cs, runs, limitMS, clusterLadder)
+}
+
+// ladderSummary adds, per subscriber count of the ladder l, the highest
+// step that passed over the runs (ladderBest.take).
+func ladderSummary(cs []combined, runs int, limitMS float64, l ladder) []combined {
+	order, bySubs := ladderBySubscribers(cs, l.group)
 	var out []combined
 	for _, s := range order {
-		b := ladderBest{rateMetric: "target_messages_per_s"}
+		b := ladderBest{rateMetric: l.rateMetric}
 		for _, c := range bySubs[s] {
 			b.take(c, runs, limitMS)
 		}
-		c := newSummary(fmt.Sprintf("cluster cross-node: highest rate with p99 < %g ms and zero loss", limitMS), fmt.Sprintf("%.0f subscribers", s))
+		c := newSummary(fmt.Sprintf("%s with p99 < %g ms and zero loss", l.title, limitMS), fmt.Sprintf("%.0f subscribers", s))
 		c.add("subscribers", s)
-		c.add("best_lossless_rate", b.rate)
+		c.add(l.best, b.rate)
 		if b.rate > 0 {
 			c.add("p99_ms_at_best", b.p99)
-			c.add("cpu_us_per_message_at_best", b.row.median("cpu_us_per_message"))
+			c.add(l.cpuMetric+"_at_best", b.row.median(l.cpuMetric))
 		}
 		out = append(out, c)
 	}
