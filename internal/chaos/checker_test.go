@@ -172,6 +172,14 @@ func newChecker(start time.Time, historySize uint64) *checker {
 
 func (c *checker) since() time.Duration { return time.Since(c.start) }
 
+// ownedSince reports whether a stream subscribed at subscribedAt is owed
+// the message of key: the first try to publish it began after. c.mu is
+// held.
+func (c *checker) ownedSince(key string, subscribedAt time.Duration) bool {
+	p := c.pubs[key]
+	return p == nil || len(p.Attempts) == 0 || p.Attempts[0].Start >= subscribedAt
+}
+
 // register records a message before its first try.
 func (c *checker) register(p *pubRecord) {
 	c.mu.Lock()
@@ -341,10 +349,14 @@ type exactSub struct {
 
 // wildSub is a pattern subscription: one stream per topic, per session.
 type wildSub struct {
-	state       subState
-	topics      map[string]streamPos
+	state  subState
+	topics map[string]streamPos
+	// since is when the subscription of this session was answered: a
+	// pattern does not resume, so it is owed what is published after.
+	since       time.Duration
 	finalActive bool
 	finalTopics map[string]streamPos
+	finalSince  time.Duration
 }
 
 // ring keeps a stream's recent events.
@@ -559,7 +571,7 @@ func (s *subChecker) freeze() {
 		e.finalActive, e.finalPos = e.state == active && e.known, e.pos
 	}
 	for _, w := range s.wild {
-		w.finalActive = w.state == active
+		w.finalActive, w.finalSince = w.state == active, w.since
 		w.finalTopics = make(map[string]streamPos, len(w.topics))
 		for t, p := range w.topics {
 			w.finalTopics[t] = p
@@ -608,7 +620,7 @@ func (s *subChecker) subscribed(f wstest.Frame) {
 		if w.state != pending {
 			s.violate(kUnsolicited, f.Topic, "subscribed answer with no subscribe pending", nil)
 		}
-		w.state, w.topics = active, make(map[string]streamPos)
+		w.state, w.topics, w.since = active, make(map[string]streamPos), s.c.since()
 		return
 	}
 	e := s.exact[f.Topic]
@@ -827,7 +839,7 @@ func (c *checker) finish() {
 				c.addLocked(&violation{Kind: kUnsettled, Where: s.where(topic), Detail: "not subscribed at the end of the run", Events: s.evidence(topic)})
 				continue
 			}
-			c.tailLocked(s, topic, topic, e.finalPos, true, ackedByTopic[topic])
+			c.tailLocked(s, topic, topic, e.finalPos, true, ackedByTopic[topic], 0)
 		}
 		for _, pat := range sortedKeys(s.wild) {
 			w := s.wild[pat]
@@ -840,7 +852,7 @@ func (c *checker) finish() {
 					continue
 				}
 				p, ok := w.finalTopics[topic]
-				c.tailLocked(s, pat+" "+topic, topic, p, ok, ackedByTopic[topic])
+				c.tailLocked(s, pat+" "+topic, topic, p, ok, ackedByTopic[topic], w.finalSince)
 			}
 		}
 	}
@@ -849,8 +861,10 @@ func (c *checker) finish() {
 // tailLocked reports the acknowledged messages of topic that a stream
 // which ended at last (if known) should hold and does not: those after
 // last in its epoch, and the run's final marker when the stream is in
-// another epoch. c.mu is held.
-func (c *checker) tailLocked(s *subChecker, stream, topic string, last streamPos, known bool, keys []string) {
+// another epoch. A pattern's stream, which does not resume, is owed the
+// final marker only when it was subscribed (at subscribedAt) before the
+// marker's publish began. c.mu is held.
+func (c *checker) tailLocked(s *subChecker, stream, topic string, last streamPos, known bool, keys []string, subscribedAt time.Duration) {
 	var missing []string
 	for _, key := range keys {
 		for _, a := range c.pubs[key].acks() {
@@ -860,7 +874,7 @@ func (c *checker) tailLocked(s *subChecker, stream, topic string, last streamPos
 			}
 		}
 	}
-	if mk := c.markers[topic]; mk != "" && len(missing) == 0 {
+	if mk := c.markers[topic]; mk != "" && len(missing) == 0 && c.ownedSince(mk, subscribedAt) {
 		for _, a := range c.pubs[mk].acks() {
 			if !known || a.Epoch != last.Epoch {
 				missing = append(missing, fmt.Sprintf("%s (%d@%s, the final marker)", mk, a.Offset, a.Epoch))

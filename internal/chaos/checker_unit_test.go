@@ -314,3 +314,37 @@ func TestFaultScheduleIsSeeded(t *testing.T) {
 		}
 	}
 }
+
+// A pattern does not resume: its stream is owed the final marker when
+// the marker's publish began after the subscription was answered, and
+// not when it began before (the session was between connections).
+func TestCheckerPatternOwesMarkersPublishedAfterItsSubscribe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		start time.Duration // of the marker's publish, since the run began
+		want  []string
+	}{
+		{"published after the subscribe", time.Hour, []string{kLost}},
+		{"published before the subscribe", 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newChecker(time.Now().Add(-time.Minute), 100) // the subscribe is answered a minute in
+			y := &synth{t: t, c: c, s: c.subscriber("s1")}
+			const t0, star = "chaos.t0", "chaos.*"
+			c.register(&pubRecord{Key: "ck.m.0", Topic: t0, Data: []byte(synthData("ck.m.0")), Keyed: true, Marker: true})
+			c.tried("ck.m.0", attempt{API: "http", Node: "n1", Outcome: "200", Start: tc.start, End: tc.start, Ack: &ack{"idm", 1, "E1"}})
+			y.s.watch(star)
+			y.s.open(1, "n1")
+			y.s.subscribe(star, nil)
+			y.subscribedPattern(star)
+			y.s.freeze()
+			y.s.closed("closed by the test")
+			c.finish()
+			if got := sortedKeys(c.kinds); !slices.Equal(got, tc.want) {
+				t.Fatalf("kinds %v, want %v\n%s", got, tc.want, c.report())
+			}
+		})
+	}
+}
