@@ -91,13 +91,19 @@ func queue(t *testing.T, c *client.Client, topic string, datas []any) []chan pub
 			outs[i] <- publishOutcome{p, err}
 		}()
 	}
+	waitQueued(t, c, len(datas))
+	return outs
+}
+
+// waitQueued waits until n Publish calls of c wait for a request.
+func waitQueued(t *testing.T, c *client.Client, n int) {
+	t.Helper()
 	eventually(t, func() error {
-		if n := client.QueuedPublishes(c); n != len(datas) {
-			return fmt.Errorf("%d publishes queued, want %d", n, len(datas))
+		if got := client.QueuedPublishes(c); got != n {
+			return fmt.Errorf("%d publishes queued, want %d", got, n)
 		}
 		return nil
 	})
-	return outs
 }
 
 // Publishes made while the client's requests are in flight go together
@@ -155,12 +161,7 @@ func TestCoalescedRefusalFailsOnlyItsCall(t *testing.T) {
 		_, err := c.Publish(context.Background(), "cr.a.*", 4) // a pattern is no topic to publish to
 		bad <- err
 	}()
-	eventually(t, func() error {
-		if n := client.QueuedPublishes(c); n != 4 {
-			return fmt.Errorf("%d publishes queued, want 4", n)
-		}
-		return nil
-	})
+	waitQueued(t, c, 4)
 	g.openUp()
 	for range client.MaxPublishRequests {
 		if err := <-first; err != nil {
@@ -198,12 +199,7 @@ func TestQueuedPublishHonoursItsContext(t *testing.T) {
 		_, err := c.Publish(ctx, "cc.a", "late")
 		done <- err
 	}()
-	eventually(t, func() error {
-		if n := client.QueuedPublishes(c); n != 1 {
-			return fmt.Errorf("%d publishes queued, want 1", n)
-		}
-		return nil
-	})
+	waitQueued(t, c, 1)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the cancelled publish answered %v, want context.Canceled", err)
