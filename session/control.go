@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
+	"github.com/tidings-io/tidings/limit"
 )
 
 // The presence replies.
@@ -69,7 +70,7 @@ func (s *Session) Disconnect(code uint16, reason string) {
 
 // Revoke closes the session: its token was revoked.
 func (s *Session) Revoke() {
-	s.cfg.Refused.Add(RefusedTokenRevoked)
+	s.cfg.Refused.Add(limit.ReasonTokenRevoked)
 	s.info.Log().Info("token revoked", "sub", s.info.Subject)
 	s.t.Close(CauseRevoked)
 }

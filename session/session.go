@@ -60,35 +60,11 @@ type TokenVerifier interface {
 	Leeway() time.Duration
 }
 
-// Refusal reasons of sessions, as counted in the transports' refusal
-// tallies and tidings_refused_total{reason}.
-const (
-	// RefusedOpRate: a command or ping over the session's rate; commands
-	// get `error` `rate_limited`.
-	RefusedOpRate = limit.ReasonOpRate
-	// RefusedOpAbuse: a session closed for exceeding its rate limit
-	// repeatedly.
-	RefusedOpAbuse = limit.ReasonOpAbuse
-	// RefusedForbidden: a subscribe or publish its permissions do not
-	// cover (`error` `forbidden`).
-	RefusedForbidden = limit.ReasonForbidden
-	// RefusedSubscriptions: a subscribe over the per-session limit
-	// (`error` `too_large`).
-	RefusedSubscriptions = limit.ReasonSubscriptions
-	// RefusedTokenExpired: a session closed because its token expired.
-	RefusedTokenExpired = limit.ReasonTokenExpired
-	// RefusedRefresh: a `refresh` whose token was refused.
-	RefusedRefresh = limit.ReasonRefresh
-	// RefusedTokenRevoked: a refresh to a revoked token, or a session
-	// closed because its token was revoked.
-	RefusedTokenRevoked = limit.ReasonTokenRevoked
-)
-
 // RefusalReasons lists the sessions' refusal reasons, for a transport's
 // tally.
 var RefusalReasons = []limit.Reason{
-	RefusedOpRate, RefusedOpAbuse, RefusedForbidden, RefusedSubscriptions,
-	RefusedTokenExpired, RefusedRefresh, RefusedTokenRevoked,
+	limit.ReasonOpRate, limit.ReasonOpAbuse, limit.ReasonForbidden, limit.ReasonSubscriptions,
+	limit.ReasonTokenExpired, limit.ReasonRefresh, limit.ReasonTokenRevoked,
 }
 
 // Config is what every session of a transport shares.
@@ -333,9 +309,9 @@ func (s *Session) replyError(ref string, err error) {
 func (s *Session) countRefusal(err error) {
 	switch {
 	case errors.Is(err, broker.ErrForbidden):
-		s.cfg.Refused.Add(RefusedForbidden)
+		s.cfg.Refused.Add(limit.ReasonForbidden)
 	case errors.Is(err, broker.ErrTooManySubscriptions):
-		s.cfg.Refused.Add(RefusedSubscriptions)
+		s.cfg.Refused.Add(limit.ReasonSubscriptions)
 	}
 }
 
@@ -348,10 +324,10 @@ func (s *Session) allowOp() (ok, abuse bool) {
 		return true, false
 	}
 	if l.strikes.Allow() {
-		s.cfg.Refused.Add(RefusedOpRate)
+		s.cfg.Refused.Add(limit.ReasonOpRate)
 		return false, false
 	}
-	s.cfg.Refused.Add(RefusedOpAbuse)
+	s.cfg.Refused.Add(limit.ReasonOpAbuse)
 	return false, true
 }
 
@@ -399,7 +375,7 @@ func (s *Session) expire() {
 	if ended {
 		return
 	}
-	s.cfg.Refused.Add(RefusedTokenExpired)
+	s.cfg.Refused.Add(limit.ReasonTokenExpired)
 	s.info.Log().Info("token expired", "sub", s.info.Subject)
 	s.t.Close(CauseTokenExpired)
 }
@@ -430,9 +406,9 @@ func (s *Session) refresh(cmd Command) {
 	claims, err := s.cfg.Tokens.Verify(s.ctx, cmd.Token)
 	if err != nil {
 		if errors.Is(err, auth.ErrTokenRevoked) {
-			s.cfg.Refused.Add(RefusedTokenRevoked)
+			s.cfg.Refused.Add(limit.ReasonTokenRevoked)
 		} else {
-			s.cfg.Refused.Add(RefusedRefresh)
+			s.cfg.Refused.Add(limit.ReasonRefresh)
 		}
 		if broker.ClientError(err).Code != broker.CodeUnauthorized {
 			err = broker.WrapErrorf(broker.ErrUnauthorized, err, "token is not valid")
@@ -441,12 +417,12 @@ func (s *Session) refresh(cmd Command) {
 		return
 	}
 	if claims.Subject != s.info.Subject {
-		s.cfg.Refused.Add(RefusedRefresh)
+		s.cfg.Refused.Add(limit.ReasonRefresh)
 		s.replyError(cmd.Ref, broker.NewError(broker.ErrForbidden, "the token is for another subject than the session's"))
 		return
 	}
 	if a, asked, err := s.hook(s.ctx, hooks.Refresh, "", nil, claims); s.hookRefused(cmd.Ref, hooks.Refresh, err) {
-		s.cfg.Refused.Add(RefusedRefresh)
+		s.cfg.Refused.Add(limit.ReasonRefresh)
 		return
 	} else if asked && !a.Expires.IsZero() {
 		claims.Expires = a.Expires // the backend sets when the session ends

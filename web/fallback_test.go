@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/internal/testkit"
-	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/sse"
 )
@@ -397,7 +397,7 @@ func TestHTTPStreamingRefreshesItsToken(t *testing.T) {
 	if !refreshed {
 		t.Errorf("no refresh with the new token among the POSTs %q", posts)
 	}
-	if got := n.stream.Stats(); got.Sessions != 1 || got.Refused[session.RefusedTokenExpired] != 0 {
+	if got := n.stream.Stats(); got.Sessions != 1 || got.Refused[limit.ReasonTokenExpired] != 0 {
 		t.Errorf("stream stats %+v: want one session, never expired", got)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/auth"
-	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/limit"
 )
 
 // jwtKey signs the tokens of these tests.
@@ -143,7 +143,7 @@ func TestTokenRefreshKeepsTheSessionOpen(t *testing.T) {
 	if got := n.seenTokens(); !slices.Equal(got, []string{tok1}) {
 		t.Errorf("upgrade requests carried %d tokens, want only the first", len(got))
 	}
-	if got := n.ws.Stats().Refused[session.RefusedTokenExpired]; got != 0 {
+	if got := n.ws.Stats().Refused[limit.ReasonTokenExpired]; got != 0 {
 		t.Errorf("refused[token_expired] = %d, want 0", got)
 	}
 }
@@ -217,7 +217,7 @@ func TestTokenRefreshFailureReconnects(t *testing.T) {
 				t.Errorf("offsets %v, want 1…3", got)
 			}
 			st := n.ws.Stats()
-			if st.Refused[session.RefusedRefresh] != tc.refused || st.Refused[session.RefusedTokenExpired] != 1 {
+			if st.Refused[limit.ReasonRefresh] != tc.refused || st.Refused[limit.ReasonTokenExpired] != 1 {
 				t.Errorf("refused %v, want refresh %d, token_expired 1", st.Refused, tc.refused)
 			}
 		})

@@ -104,27 +104,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Refusal reasons of the door, as counted in Refused and
-// tidings_refused_total{reason}.
-const (
-	// RefusedOrigin: refused with 403, Origin not allowed.
-	RefusedOrigin = limit.ReasonOrigin
-	// RefusedToken: refused with 401, token missing or not valid.
-	RefusedToken = limit.ReasonToken
-	// RefusedTokenRevoked: refused with 401, the token was revoked.
-	RefusedTokenRevoked = limit.ReasonTokenRevoked
-	// RefusedMaxSessions: refused with 503, the node is full.
-	RefusedMaxSessions = limit.ReasonMaxSessions
-	// RefusedIPRate: refused with 429, the address opens sessions too
-	// fast.
-	RefusedIPRate = limit.ReasonIPRate
-	// RefusedIPConns: refused with 429, the address holds too many
-	// sessions.
-	RefusedIPConns = limit.ReasonIPConns
-)
-
 // Reasons lists the door's refusal reasons.
-var Reasons = []limit.Reason{RefusedOrigin, RefusedToken, RefusedTokenRevoked, RefusedMaxSessions, RefusedIPRate, RefusedIPConns}
+var Reasons = []limit.Reason{limit.ReasonOrigin, limit.ReasonToken, limit.ReasonTokenRevoked, limit.ReasonMaxSessions, limit.ReasonIPRate, limit.ReasonIPConns}
 
 // maxSessionsRetry is the Retry-After of a 503 for a full node.
 const maxSessionsRetry = 5 * time.Second
@@ -180,7 +161,7 @@ func (d *Door) For(transport string) *Door {
 func newDoor(cfg Config, b *bounds) *Door {
 	reasons := append([]limit.Reason{}, Reasons...)
 	for _, r := range session.RefusalReasons {
-		if !slices.Contains(reasons, r) { // RefusedTokenRevoked: at the door and on refresh
+		if !slices.Contains(reasons, r) { // limit.ReasonTokenRevoked: at the door and on refresh
 			reasons = append(reasons, r)
 		}
 	}
@@ -263,14 +244,14 @@ func (p *Pass) Release() {
 // releases the pass when the session ends.
 func (d *Door) Admit(w http.ResponseWriter, r *http.Request) *Pass {
 	if !d.originAllowed(r) {
-		d.refuse(w, RefusedOrigin, http.StatusForbidden, broker.CodeForbidden, "origin not allowed", 0)
+		d.refuse(w, limit.ReasonOrigin, http.StatusForbidden, broker.CodeForbidden, "origin not allowed", 0)
 		return nil
 	}
 	client := d.resolver.Resolve(r)
 	if max := d.cfg.MaxSessions; max > 0 {
 		if d.admitted.Add(1) > int64(max) {
 			d.admitted.Add(-1)
-			d.refuse(w, RefusedMaxSessions, http.StatusServiceUnavailable, broker.CodeUnavailable,
+			d.refuse(w, limit.ReasonMaxSessions, http.StatusServiceUnavailable, broker.CodeUnavailable,
 				"the server holds as many sessions as it may; try again later", maxSessionsRetry)
 			return nil
 		}
@@ -284,9 +265,9 @@ func (d *Door) Admit(w http.ResponseWriter, r *http.Request) *Pass {
 		if ref := (*limit.Refusal)(nil); errors.As(err, &ref) {
 			retry = ref.RetryAfter
 		}
-		reason := RefusedIPRate
+		reason := limit.ReasonIPRate
 		if errors.Is(err, limit.ErrConcurrent) {
-			reason = RefusedIPConns
+			reason = limit.ReasonIPConns
 		}
 		d.refuse(w, reason, http.StatusTooManyRequests, broker.CodeRateLimited, broker.ClientError(err).Message, retry)
 		return nil
@@ -305,9 +286,9 @@ func (d *Door) Admit(w http.ResponseWriter, r *http.Request) *Pass {
 		p.Claims, err = d.cfg.Tokens.Verify(r.Context(), TokenOf(r))
 		if err != nil {
 			p.Release()
-			reason := RefusedToken
+			reason := limit.ReasonToken
 			if errors.Is(err, auth.ErrTokenRevoked) {
-				reason = RefusedTokenRevoked
+				reason = limit.ReasonTokenRevoked
 			}
 			d.refuse(w, reason, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
 			return nil

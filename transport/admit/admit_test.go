@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
 )
@@ -83,7 +84,7 @@ func TestMaxSessionsHoldsAcrossPassesUntilReleased(t *testing.T) {
 	if status, _, _ := refusal(t, d, request("10.0.0.2:1000", "", nil)); status != 0 {
 		t.Fatalf("refused with %d after a release", status)
 	}
-	if n := d.Refused()[admit.RefusedMaxSessions]; n != 1 {
+	if n := d.Refused()[limit.ReasonMaxSessions]; n != 1 {
 		t.Fatalf("max-sessions refusals %d, want 1", n)
 	}
 }
@@ -105,7 +106,7 @@ func TestAddressBoundAndRate(t *testing.T) {
 	if r.Admit(w, request("10.0.0.1:2", "", nil)) != nil || w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("over the rate: %d, Retry-After %q", w.Code, w.Header().Get("Retry-After"))
 	}
-	if n := r.Refused()[admit.RefusedIPRate]; n != 1 {
+	if n := r.Refused()[limit.ReasonIPRate]; n != 1 {
 		t.Fatalf("rate refusals %d", n)
 	}
 }
@@ -128,7 +129,7 @@ func TestTokensAndTheirInfo(t *testing.T) {
 			t.Fatalf("%q %v: %d %q", tc.query, tc.header, w.Code, w.Header().Get("WWW-Authenticate"))
 		}
 	}
-	if got := d.Refused(); got[admit.RefusedToken] != 3 || got[admit.RefusedTokenRevoked] != 1 {
+	if got := d.Refused(); got[limit.ReasonToken] != 3 || got[limit.ReasonTokenRevoked] != 1 {
 		t.Fatalf("refusals %v", got)
 	}
 	for _, r := range []*http.Request{
@@ -189,7 +190,7 @@ func TestOrigins(t *testing.T) {
 			p.Release()
 		}
 	}
-	if n := own.Refused()[admit.RefusedOrigin]; n != 2 {
+	if n := own.Refused()[limit.ReasonOrigin]; n != 2 {
 		t.Fatalf("origin refusals %d, want 2", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/limit"
 )
 
 // TokenVerifier verifies the JWTs the server API accepts in place of an
@@ -57,7 +58,7 @@ func (a *API) admitAdmin(w http.ResponseWriter, r *http.Request, method string) 
 		return callerLoopback, true
 	}
 	if !key.Admin {
-		a.refused.Add(RefusedScope)
+		a.refused.Add(limit.ReasonHTTPScope)
 		writeError(w, http.StatusForbidden, broker.CodeForbidden, fmt.Sprintf("API key %s may not call the server API", key.Name))
 		return "", false
 	}
@@ -87,7 +88,7 @@ func (a *API) bearerJWT(r *http.Request) (string, bool) {
 func (a *API) admitJWT(w http.ResponseWriter, r *http.Request, tok string) (string, bool) {
 	client := a.resolver.Resolve(r)
 	if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
-		a.refused.Add(RefusedKeyFailures)
+		a.refused.Add(limit.ReasonHTTPKeyFailures)
 		w.Header().Set("Retry-After", retrySeconds(wait))
 		writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
 		return "", false
@@ -95,13 +96,13 @@ func (a *API) admitJWT(w http.ResponseWriter, r *http.Request, tok string) (stri
 	claims, err := a.cfg.Tokens.Verify(r.Context(), tok)
 	if err != nil {
 		a.keyFails.Fail(client.Addr)
-		a.refused.Add(RefusedKey)
+		a.refused.Add(limit.ReasonHTTPKey)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
 		writeError(w, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message)
 		return "", false
 	}
 	if !hasAdminScope(tok) {
-		a.refused.Add(RefusedScope)
+		a.refused.Add(limit.ReasonHTTPScope)
 		writeError(w, http.StatusForbidden, broker.CodeForbidden, "the token has no admin scope")
 		return "", false
 	}

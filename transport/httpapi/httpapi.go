@@ -281,7 +281,7 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publ
 	if key != nil {
 		if err := broker.CheckPublish(key.APIKey, pubs); err != nil {
 			if errors.Is(err, broker.ErrForbidden) {
-				a.refused.Add(RefusedScope)
+				a.refused.Add(limit.ReasonHTTPScope)
 			}
 			writeClientError(w, err)
 			return nil, false
@@ -339,7 +339,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		return nil, nil, false
 	}
 	if retry, ok := key.allow(); !ok {
-		a.refused.Add(RefusedRate)
+		a.refused.Add(limit.ReasonHTTPRate)
 		w.Header().Set("Retry-After", retry)
 		writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, fmt.Sprintf("API key %s publishes faster than its limit allows", key.Name))
 		return nil, nil, false
@@ -384,7 +384,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*apiKey, boo
 	client := a.resolver.Resolve(r)
 	if len(a.apiKeys()) > 0 {
 		if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
-			a.refused.Add(RefusedKeyFailures)
+			a.refused.Add(limit.ReasonHTTPKeyFailures)
 			w.Header().Set("Retry-After", retrySeconds(wait))
 			writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
 			return nil, false
@@ -395,9 +395,9 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*apiKey, boo
 		if code == http.StatusUnauthorized {
 			// RFC 9110 §11.6.1: a 401 names the scheme it expects.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
-			a.refused.Add(RefusedKey)
+			a.refused.Add(limit.ReasonHTTPKey)
 		} else {
-			a.refused.Add(RefusedLoopback)
+			a.refused.Add(limit.ReasonHTTPLoopback)
 		}
 		writeError(w, code, statusCode(code), msg)
 		return nil, false

@@ -13,26 +13,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Refusal reasons of the publish API, as counted in Stats.Refused and the
-// metrics.
-const (
-	// RefusedKey: 401, no API key or an unknown one.
-	RefusedKey = limit.ReasonHTTPKey
-	// RefusedLoopback: 403, no API key configured and the client is not on
-	// loopback: its TCP peer is not, or a proxy header names another
-	// client.
-	RefusedLoopback = limit.ReasonHTTPLoopback
-	// RefusedScope: 403, a topic outside the key's patterns.
-	RefusedScope = limit.ReasonHTTPScope
-	// RefusedRate: 429, the key publishes faster than its rate.
-	RefusedRate = limit.ReasonHTTPRate
-	// RefusedKeyFailures: 429, the client address sent too many wrong API
-	// keys (see newKeyFailures) and is refused for a while, whatever key it
-	// sends.
-	RefusedKeyFailures = limit.ReasonHTTPKeyFailures
-)
-
-var refusalReasons = []limit.Reason{RefusedKey, RefusedLoopback, RefusedScope, RefusedRate, RefusedKeyFailures}
+var refusalReasons = []limit.Reason{limit.ReasonHTTPKey, limit.ReasonHTTPLoopback, limit.ReasonHTTPScope, limit.ReasonHTTPRate, limit.ReasonHTTPKeyFailures}
 
 // newKeyFailures returns the throttle of failed API keys, per client
 // address (an IPv4 address, an IPv6 /64; every unknown address is one):

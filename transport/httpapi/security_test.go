@@ -13,9 +13,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/limit"
-	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/httpapi"
-	ws "github.com/tidings-io/tidings/transport/ws"
 )
 
 const (
@@ -74,8 +72,8 @@ func TestScopedAPIKeys(t *testing.T) {
 			}
 		}
 	}
-	if got := e.api.Stats().Refused[httpapi.RefusedScope]; got != uint64(forbidden) {
-		t.Errorf("refused[%s] = %d, want %d", httpapi.RefusedScope, got, forbidden)
+	if got := e.api.Stats().Refused[limit.ReasonHTTPScope]; got != uint64(forbidden) {
+		t.Errorf("refused[%s] = %d, want %d", limit.ReasonHTTPScope, got, forbidden)
 	}
 	// Four accepted publishes of five messages; nothing of the refused ones.
 	if got := e.b.Stats().Published; got != 5 {
@@ -105,8 +103,8 @@ func TestPublishRatePerKey(t *testing.T) {
 	if r := e.post(t, "/v1/publish", body, bearer(opsKey)...); r.status != 200 {
 		t.Fatalf("another key: %d %s", r.status, r.body)
 	}
-	if got := e.api.Stats().Refused[httpapi.RefusedRate]; got != 1 {
-		t.Errorf("refused[%s] = %d, want 1", httpapi.RefusedRate, got)
+	if got := e.api.Stats().Refused[limit.ReasonHTTPRate]; got != 1 {
+		t.Errorf("refused[%s] = %d, want 1", limit.ReasonHTTPRate, got)
 	}
 	if got := e.b.Stats().Published; got != 2 {
 		t.Errorf("published %d, want 2", got)
@@ -119,8 +117,8 @@ func TestRefusedKeysAndLoopbackAreCounted(t *testing.T) {
 	if err := checkError(e.post(t, "/v1/publish", `{"topic":"a.b","data":1}`, bearer("not-a-key-at-all")...), 401, "unauthorized"); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.api.Stats().Refused[httpapi.RefusedKey]; got != 1 {
-		t.Errorf("refused[%s] = %d, want 1", httpapi.RefusedKey, got)
+	if got := e.api.Stats().Refused[limit.ReasonHTTPKey]; got != 1 {
+		t.Errorf("refused[%s] = %d, want 1", limit.ReasonHTTPKey, got)
 	}
 	open := newEnv(t, httpapi.Config{})
 	req := httptest.NewRequest(http.MethodPost, "/v1/publish", strings.NewReader(`{"topic":"a.b","data":1}`))
@@ -129,8 +127,8 @@ func TestRefusedKeysAndLoopbackAreCounted(t *testing.T) {
 	if err := checkError(open.serve(req), 403, "forbidden"); err != nil {
 		t.Fatal(err)
 	}
-	if got := open.api.Stats().Refused[httpapi.RefusedLoopback]; got != 1 {
-		t.Errorf("refused[%s] = %d, want 1", httpapi.RefusedLoopback, got)
+	if got := open.api.Stats().Refused[limit.ReasonHTTPLoopback]; got != 1 {
+		t.Errorf("refused[%s] = %d, want 1", limit.ReasonHTTPLoopback, got)
 	}
 }
 
@@ -194,8 +192,8 @@ func TestRefusalsAreExportedAsMetrics(t *testing.T) {
 	}
 	m := scrape(t, e)
 	for reason, want := range map[limit.Reason]float64{
-		httpapi.RefusedScope: 1, httpapi.RefusedKey: 1, httpapi.RefusedRate: 0, httpapi.RefusedLoopback: 0, httpapi.RefusedKeyFailures: 0,
-		ws.RefusedOrigin: 1, ws.RefusedToken: 0, session.RefusedOpRate: 0,
+		limit.ReasonHTTPScope: 1, limit.ReasonHTTPKey: 1, limit.ReasonHTTPRate: 0, limit.ReasonHTTPLoopback: 0, limit.ReasonHTTPKeyFailures: 0,
+		limit.ReasonOrigin: 1, limit.ReasonToken: 0, limit.ReasonOpRate: 0,
 	} {
 		if got, ok := m.value("tidings_refused_total", "reason="+reason.String()); !ok || got != want {
 			t.Errorf("tidings_refused_total{reason=%q} = %v (present %v), want %v", reason, got, ok, want)
@@ -248,11 +246,11 @@ func TestFailedAPIKeysAreThrottledPerAddress(t *testing.T) {
 	if err := checkError(e.post(t, "/v1/publish", body, bearer(opsKey)...), http.StatusTooManyRequests, "rate_limited"); err != nil {
 		t.Errorf("a valid key from the throttled address: %v", err)
 	}
-	if got := e.api.Stats().Refused[httpapi.RefusedKey]; got != uint64(failures) {
-		t.Errorf("refused[%s] = %d, want %d", httpapi.RefusedKey, got, failures)
+	if got := e.api.Stats().Refused[limit.ReasonHTTPKey]; got != uint64(failures) {
+		t.Errorf("refused[%s] = %d, want %d", limit.ReasonHTTPKey, got, failures)
 	}
-	if got := e.api.Stats().Refused[httpapi.RefusedKeyFailures]; got != 2 {
-		t.Errorf("refused[%s] = %d, want 2", httpapi.RefusedKeyFailures, got)
+	if got := e.api.Stats().Refused[limit.ReasonHTTPKeyFailures]; got != 2 {
+		t.Errorf("refused[%s] = %d, want 2", limit.ReasonHTTPKeyFailures, got)
 	}
 
 	other := e.from(t, "127.0.0.2")

@@ -109,16 +109,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Refusal reasons of requests, as counted in Refused: the door's.
-const (
-	// RefusedToken: a request refused with 401, token missing or not valid.
-	RefusedToken = admit.RefusedToken
-	// RefusedTokenRevoked: a request refused with 401, the token was revoked.
-	RefusedTokenRevoked = admit.RefusedTokenRevoked
-	// RefusedMaxSessions: a request refused with 503, the node is full.
-	RefusedMaxSessions = admit.RefusedMaxSessions
-)
-
 // Server serves Server-Sent Events streams against a broker, whose frames
 // it encodes with this package's Encoder (an encoding of the broker's).
 type Server struct {

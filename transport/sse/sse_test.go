@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/sse"
@@ -425,7 +426,7 @@ func TestTokenRequiredWhenTokensSet(t *testing.T) {
 		t.Fatalf("error %v", er)
 	}
 	s.expectMessage(publish(t, e.b, "public.a", `1`), "")
-	if n := e.srv.Refused()[sse.RefusedToken]; n != 2 {
+	if n := e.srv.Refused()[limit.ReasonToken]; n != 2 {
 		t.Fatalf("refused tokens %d, want 2", n)
 	}
 }

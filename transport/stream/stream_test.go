@@ -12,7 +12,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/testkit"
-	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/stream"
 )
@@ -215,7 +215,7 @@ func TestTokenAndPermissions(t *testing.T) {
 	if !types["published"] || !types["message"] {
 		t.Fatalf("after publishing to public.a: %v", types)
 	}
-	if n := e.srv.Refused()[session.RefusedForbidden]; n != 2 {
+	if n := e.srv.Refused()[limit.ReasonForbidden]; n != 2 {
 		t.Fatalf("refused forbidden %d, want 2", n)
 	}
 	// refresh runs as on a WebSocket.
@@ -223,7 +223,7 @@ func TestTokenAndPermissions(t *testing.T) {
 	if r := c.expect("refreshed"); r["ref"] != "r" {
 		t.Fatalf("refreshed %v", r)
 	}
-	if n := door.Refused()[admit.RefusedToken]; n != 2 {
+	if n := door.Refused()[limit.ReasonToken]; n != 2 {
 		t.Fatalf("door refused %d tokens, want 2", n)
 	}
 }
@@ -364,7 +364,7 @@ func TestMaxSessions(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("second session: %d, want 503 with Retry-After", resp.StatusCode)
 	}
-	if n := e.srv.Stats().Refused[admit.RefusedMaxSessions]; n != 1 {
+	if n := e.srv.Stats().Refused[limit.ReasonMaxSessions]; n != 1 {
 		t.Fatalf("refused %d, want 1", n)
 	}
 }

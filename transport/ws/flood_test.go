@@ -11,7 +11,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/internal/testkit"
-	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/limit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -134,7 +134,7 @@ func TestFloodOfTenThousandOpsPerSecondIsLimited(t *testing.T) {
 		t.Errorf("%d rate_limited errors in %v, want between %d and %d", limited, elapsed, refusals, maxLimited)
 	}
 	testkit.Eventually(t, waitTimeout, func() error {
-		return errors.Join(h.wantRefused(session.RefusedOpRate, uint64(limited)), h.wantRefused(session.RefusedOpAbuse, 1))
+		return errors.Join(h.wantRefused(limit.ReasonOpRate, uint64(limited)), h.wantRefused(limit.ReasonOpAbuse, 1))
 	})
 	t.Logf("flood: %d sent, %d answered, %d rate_limited, closed after %v", f.sent.Load(), pongs, limited, elapsed)
 }

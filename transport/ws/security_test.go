@@ -24,7 +24,6 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
-	"github.com/tidings-io/tidings/session"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -209,7 +208,7 @@ func TestTokenIsCheckedBeforeTheUpgrade(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := h.refused(wsserver.RefusedToken)
+			before := h.refused(limit.ReasonToken)
 			c, ref := h.handshake(t, tt.query, tt.header)
 			if tt.message == "" {
 				if ref != nil {
@@ -223,7 +222,7 @@ func TestTokenIsCheckedBeforeTheUpgrade(t *testing.T) {
 			if !strings.HasPrefix(ref.header.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("WWW-Authenticate %q, want the Bearer scheme", ref.header.Get("WWW-Authenticate"))
 			}
-			if got := h.refused(wsserver.RefusedToken); got != before+1 {
+			if got := h.refused(limit.ReasonToken); got != before+1 {
 				t.Errorf("refused[token] = %d, want %d", got, before+1)
 			}
 		})
@@ -244,7 +243,7 @@ func TestTokenForPricesCannotSubscribeNewsNorEverything(t *testing.T) {
 			t.Fatalf("subscribe %s: %s, want error forbidden naming the topic", topic, e)
 		}
 	}
-	if got := h.refused(session.RefusedForbidden); got != 5 {
+	if got := h.refused(limit.ReasonForbidden); got != 5 {
 		t.Errorf("refused[forbidden] = %d, want 5", got)
 	}
 	for _, topic := range []string{"prices.eur.usd", "prices.*", "prices.>", "prices.*.usd"} {
@@ -326,7 +325,7 @@ func TestTokenPublishPermissions(t *testing.T) {
 			t.Fatalf("publish to %s: %s, want %s", tc.topic, e, tc.want)
 		}
 	}
-	if got := h.refused(session.RefusedForbidden); got != 2 {
+	if got := h.refused(limit.ReasonForbidden); got != 2 {
 		t.Errorf("refused[forbidden] = %d, want 2", got)
 	}
 	if got := h.b.Stats().Published; got != 2 {
@@ -345,7 +344,7 @@ func TestExpiredTokenClosesTheLiveSessionWith1008(t *testing.T) {
 	if late := time.Since(exp); late < 0 {
 		t.Fatalf("closed %v before the token's expiry", -late)
 	}
-	testkit.Eventually(t, waitTimeout, func() error { return h.wantRefused(session.RefusedTokenExpired, 1) })
+	testkit.Eventually(t, waitTimeout, func() error { return h.wantRefused(limit.ReasonTokenExpired, 1) })
 	testkit.Eventually(t, waitTimeout, func() error { return wantCount("CloseSent[1008]", h.srv.Stats().CloseSent[1008], 1) })
 }
 
@@ -373,7 +372,7 @@ func TestRefreshKeepsTheSessionPastItsFirstToken(t *testing.T) {
 		t.Fatalf("past the first token's expiry: %v, want silence", err)
 	}
 	c.ping("after the first expiry")
-	if got := h.refused(session.RefusedTokenExpired); got != 0 {
+	if got := h.refused(limit.ReasonTokenExpired); got != 0 {
 		t.Errorf("refused[token_expired] = %d, want 0", got)
 	}
 }
@@ -434,7 +433,7 @@ func TestRefreshRefusalsLeaveTheSessionAsItWas(t *testing.T) {
 			t.Fatalf("%s: %s, want error %s", tt.name, e, tt.code)
 		}
 	}
-	if got := h.refused(session.RefusedRefresh); got != 3 {
+	if got := h.refused(limit.ReasonRefresh); got != 3 {
 		t.Errorf("refused[refresh] = %d, want 3", got)
 	}
 	// Still subscribed, still under the first token's rules.
@@ -662,7 +661,7 @@ func TestOriginPatterns(t *testing.T) {
 		"https://a.example.com/path":     403,
 		"null":                           403,
 	} {
-		before := h.refused(wsserver.RefusedOrigin)
+		before := h.refused(limit.ReasonOrigin)
 		status, header, body := h.dialStatus(t, origin)
 		if status != want {
 			t.Errorf("Origin %q: %d, want %d", origin, status, want)
@@ -670,7 +669,7 @@ func TestOriginPatterns(t *testing.T) {
 		}
 		if status == http.StatusForbidden {
 			checkErrorBody(t, header, body, "forbidden")
-			if got := h.refused(wsserver.RefusedOrigin); got != before+1 {
+			if got := h.refused(limit.ReasonOrigin); got != before+1 {
 				t.Errorf("Origin %q: refused[origin] = %d, want %d", origin, got, before+1)
 			}
 		}
@@ -695,7 +694,7 @@ func TestMaxSessionsRefusesWith503AndRetryAfter(t *testing.T) {
 	if ra := ref.header.Get("Retry-After"); ra != "5" {
 		t.Errorf("Retry-After %q, want 5", ra)
 	}
-	if got := h.refused(wsserver.RefusedMaxSessions); got != 1 {
+	if got := h.refused(limit.ReasonMaxSessions); got != 1 {
 		t.Errorf("refused[max_sessions] = %d, want 1", got)
 	}
 	a.sendClose(closeBody(1000, ""))
@@ -718,7 +717,7 @@ func TestPerAddressSessionRate(t *testing.T) {
 	if ra, err := strconv.Atoi(ref.header.Get("Retry-After")); err != nil || ra < 1 {
 		t.Errorf("Retry-After %q, want whole seconds ≥ 1", ref.header.Get("Retry-After"))
 	}
-	if got := h.refused(wsserver.RefusedIPRate); got != 1 {
+	if got := h.refused(limit.ReasonIPRate); got != 1 {
 		t.Errorf("refused[ip_rate] = %d, want 1", got)
 	}
 	// Another client behind the trusted proxy has its own allowance.
@@ -736,7 +735,7 @@ func TestPerAddressConcurrentSessions(t *testing.T) {
 	h.dialWelcome(t)
 	_, ref := h.handshake(t, "", nil)
 	ref.expect(t, http.StatusTooManyRequests, "rate_limited", "too many connections")
-	if got := h.refused(wsserver.RefusedIPConns); got != 1 {
+	if got := h.refused(limit.ReasonIPConns); got != 1 {
 		t.Errorf("refused[ip_conns] = %d, want 1", got)
 	}
 	_ = a.conn.Close()
@@ -754,7 +753,7 @@ func TestSubscriptionLimitAnswersTooLarge(t *testing.T) {
 	if e := c.expect("error"); e.Code != "too_large" || e.Ref != "4th" || !strings.Contains(e.Message, "3") {
 		t.Fatalf("4th subscription: %s, want too_large naming the limit", e)
 	}
-	if got := h.refused(session.RefusedSubscriptions); got != 1 {
+	if got := h.refused(limit.ReasonSubscriptions); got != 1 {
 		t.Errorf("refused[subscriptions] = %d, want 1", got)
 	}
 	c.send(`{"op":"unsubscribe","topic":"s.a"}`)
@@ -790,7 +789,7 @@ func TestCommandRateLimit(t *testing.T) {
 		t.Fatalf("frames before the close %v, want %v", got, want)
 	}
 	testkit.Eventually(t, waitTimeout, func() error {
-		return errors.Join(h.wantRefused(session.RefusedOpRate, 3), h.wantRefused(session.RefusedOpAbuse, 1))
+		return errors.Join(h.wantRefused(limit.ReasonOpRate, 3), h.wantRefused(limit.ReasonOpAbuse, 1))
 	})
 }
 
@@ -813,7 +812,7 @@ func TestPingFramesCountTowardTheRate(t *testing.T) {
 	if e := c.expect("error"); e.Code != "rate_limited" || e.Ref != "after" {
 		t.Fatalf("%s, want error rate_limited", e)
 	}
-	if got := h.refused(session.RefusedOpRate); got != 3 {
+	if got := h.refused(limit.ReasonOpRate); got != 3 {
 		t.Errorf("refused[op_rate] = %d, want 3", got)
 	}
 }
@@ -823,9 +822,9 @@ func TestRefusalCountersListEveryReason(t *testing.T) {
 	h := newHarness(t, config{})
 	got := h.srv.Stats().Refused
 	for _, reason := range []limit.Reason{
-		wsserver.RefusedOrigin, wsserver.RefusedToken, wsserver.RefusedMaxSessions, wsserver.RefusedIPRate,
-		wsserver.RefusedIPConns, session.RefusedOpRate, session.RefusedOpAbuse, session.RefusedForbidden,
-		session.RefusedSubscriptions, session.RefusedTokenExpired, session.RefusedRefresh,
+		limit.ReasonOrigin, limit.ReasonToken, limit.ReasonMaxSessions, limit.ReasonIPRate,
+		limit.ReasonIPConns, limit.ReasonOpRate, limit.ReasonOpAbuse, limit.ReasonForbidden,
+		limit.ReasonSubscriptions, limit.ReasonTokenExpired, limit.ReasonRefresh,
 	} {
 		if n, ok := got[reason]; !ok || n != 0 {
 			t.Errorf("Refused[%q] = %d (present %v), want 0", reason, n, ok)
@@ -887,13 +886,13 @@ func TestDefaultOriginRefusesDNSRebinding(t *testing.T) {
 		{"localhost on another port", "localhost:" + port, "http://localhost:1", http.StatusForbidden},
 		{"a name under localhost's domain", "localhost.evil.example:" + port, "http://localhost.evil.example:" + port, http.StatusForbidden},
 	} {
-		before := h.refused(wsserver.RefusedOrigin)
+		before := h.refused(limit.ReasonOrigin)
 		if got := h.dialAs(t, tc.host, tc.origin); got != tc.want {
 			t.Errorf("%s: Host %s, Origin %s: %d, want %d", tc.name, tc.host, tc.origin, got, tc.want)
 			continue
 		}
 		if tc.want == http.StatusForbidden {
-			if got := h.refused(wsserver.RefusedOrigin); got != before+1 {
+			if got := h.refused(limit.ReasonOrigin); got != before+1 {
 				t.Errorf("%s: refused[origin] = %d, want %d", tc.name, got, before+1)
 			}
 		}
