@@ -14,7 +14,6 @@ package admin
 import (
 	"embed"
 	"net/http"
-	"strings"
 
 	"github.com/tidings-io/tidings/internal/assets"
 )
@@ -36,21 +35,4 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-sr
 // Referrer-Policy no-referrer. Other methods than GET and HEAD get 405,
 // unknown paths 404. The page itself holds no secret: what it shows, it
 // reads from the server API with the credential the user enters.
-func Handler() http.Handler {
-	files := assets.Dir(console, "console")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/admin"), "/")
-		if name == "" {
-			name = "index.html"
-		}
-		f, ok := files[name]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Security-Policy", CSP)
-		h.Set("Referrer-Policy", "no-referrer")
-		f.Serve(w, r, "no-cache")
-	})
-}
+func Handler() http.Handler { return assets.Site(console, "console", "/admin", CSP) }

@@ -11,7 +11,6 @@ package web
 import (
 	"embed"
 	"net/http"
-	"strings"
 
 	"github.com/tidings-io/tidings/internal/assets"
 )
@@ -41,29 +40,4 @@ const demoCSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
 // and its assets under /demo/. The page loads the client from
 // /v1/client.js and connects to /v1/ws on the same host, so mount
 // ClientHandler too. Unknown paths get 404.
-func DemoHandler() http.Handler {
-	demo := assets.Dir(files, "demo")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		var name string
-		switch {
-		case p == "/demo" || p == "/demo/":
-			name = "index.html"
-		case strings.HasPrefix(p, "/demo/"):
-			name = p[len("/demo/"):]
-		default: // mounted under http.StripPrefix
-			name = strings.TrimPrefix(p, "/")
-		}
-		if name == "" {
-			name = "index.html"
-		}
-		f, ok := demo[name]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Security-Policy", demoCSP)
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		f.Serve(w, r, "no-cache")
-	})
-}
+func DemoHandler() http.Handler { return assets.Site(files, "demo", "/demo", demoCSP) }

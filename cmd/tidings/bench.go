@@ -41,9 +41,9 @@ func runBench(ctx context.Context, e env, g *globals, fs *flag.FlagSet, args []s
 	if len(args) > 0 {
 		return usagef("unexpected argument %q", args[0])
 	}
-	get := func(name string) any { return fs.Lookup(name).Value.(flag.Getter).Get() }
-	msgs, subs, pubs, batch, size := get("msgs").(int), get("subs").(int), get("pubs").(int), get("batch").(int), get("size").(int)
-	rate := get("rate").(float64)
+	num := func(name string) int { return flagValue[int](fs, name) }
+	msgs, subs, pubs, batch, size := num("msgs"), num("subs"), num("pubs"), num("batch"), num("size")
+	rate := flagValue[float64](fs, "rate")
 	if msgs < 1 || subs < 0 || pubs < 1 || batch < 1 || size < 0 || rate < 0 {
 		return usagef("--msgs, --pubs and --batch must be at least 1; --subs, --size and --rate not negative")
 	}

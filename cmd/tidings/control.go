@@ -27,7 +27,7 @@ var presenceCommand = &command{
 	example: "tidings presence chat.lobby\ntidings presence chat.lobby --stats",
 	flags:   func(fs *flag.FlagSet) { fs.Bool("stats", false, "print the numbers of sessions and users only") },
 	run: func(ctx context.Context, e env, g *globals, fs *flag.FlagSet, args []string) error {
-		stats := fs.Lookup("stats").Value.(flag.Getter).Get().(bool)
+		stats := flagValue[bool](fs, "stats")
 		return serverCall(ctx, e, g, args, 1, func(c *client.Client) (any, error) {
 			if stats {
 				return c.PresenceStats(ctx, args[0])
@@ -47,8 +47,8 @@ var historyCommand = &command{
 		fs.Bool("reverse", false, "newest first")
 	},
 	run: func(ctx context.Context, e env, g *globals, fs *flag.FlagSet, args []string) error {
-		opts := client.HistoryOptions{Limit: fs.Lookup("limit").Value.(flag.Getter).Get().(int),
-			Reverse: fs.Lookup("reverse").Value.(flag.Getter).Get().(bool)}
+		opts := client.HistoryOptions{Limit: flagValue[int](fs, "limit"),
+			Reverse: flagValue[bool](fs, "reverse")}
 		if s := str(fs, "since"); s != "" {
 			pos, err := parsePosition(s)
 			if err != nil {
@@ -71,7 +71,7 @@ var topicsCommand = &command{
 			pattern = args[0]
 			args = nil
 		}
-		limit := fs.Lookup("limit").Value.(flag.Getter).Get().(int)
+		limit := flagValue[int](fs, "limit")
 		return serverCall(ctx, e, g, args, 0, func(c *client.Client) (any, error) { return c.Topics(ctx, pattern, limit) })
 	},
 }
@@ -91,7 +91,7 @@ var disconnectCommand = &command{
 		if (t.User == "") == (t.Session == "") {
 			return usagef("name exactly one of --user and --session")
 		}
-		code := fs.Lookup("code").Value.(flag.Getter).Get().(int)
+		code := flagValue[int](fs, "code")
 		return serverCall(ctx, e, g, args, 0, func(c *client.Client) (any, error) {
 			return struct{}{}, c.Disconnect(ctx, t, code, str(fs, "reason"))
 		})

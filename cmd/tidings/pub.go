@@ -30,9 +30,9 @@ func runPub(ctx context.Context, e env, g *globals, fs *flag.FlagSet, args []str
 		return usagef("name a topic and, optionally, the data")
 	}
 	topic := args[0]
-	count := fs.Lookup("count").Value.(flag.Getter).Get().(int)
-	rate := fs.Lookup("rate").Value.(flag.Getter).Get().(float64)
-	batch := fs.Lookup("batch").Value.(flag.Getter).Get().(int)
+	count := flagValue[int](fs, "count")
+	rate := flagValue[float64](fs, "rate")
+	batch := flagValue[int](fs, "batch")
 	if count < 1 || rate < 0 || batch < 1 {
 		return usagef("--count and --batch must be at least 1, --rate not negative")
 	}

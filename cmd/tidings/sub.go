@@ -40,8 +40,8 @@ func runSub(ctx context.Context, e env, g *globals, fs *flag.FlagSet, args []str
 	if len(args) == 0 {
 		return usagef("name at least one topic or pattern")
 	}
-	raw := fs.Lookup("raw").Value.(flag.Getter).Get().(bool)
-	count := fs.Lookup("count").Value.(flag.Getter).Get().(int)
+	raw := flagValue[bool](fs, "raw")
+	count := flagValue[int](fs, "count")
 	opts := client.SubscribeOptions{OnReset: func(r client.Reset) {
 		fmt.Fprintf(e.stderr, "reset %s: %s, the stream goes on after %d@%s\n", r.Topic, r.Reason, r.Offset, r.Epoch)
 	}}

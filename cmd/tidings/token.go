@@ -50,9 +50,17 @@ func (l *listFlag) Set(s string) error {
 
 func (l *listFlag) Get() any { return l.v }
 
-func str(fs *flag.FlagSet, name string) string { return fs.Lookup(name).Value.String() }
+// flagValue returns the value of the flag name, which the command
+// declared with type T.
+func flagValue[T any](fs *flag.FlagSet, name string) T {
+	return fs.Lookup(name).Value.(flag.Getter).Get().(T)
+}
 
-func list(fs *flag.FlagSet, name string) []string { return fs.Lookup(name).Value.(*listFlag).v }
+// str returns the value of the string flag name.
+func str(fs *flag.FlagSet, name string) string { return flagValue[string](fs, name) }
+
+// list returns the values of the list flag name.
+func list(fs *flag.FlagSet, name string) []string { return flagValue[[]string](fs, name) }
 
 func runToken(ctx context.Context, e env, _ *globals, fs *flag.FlagSet, args []string) error {
 	secret := str(fs, "secret")
@@ -75,7 +83,7 @@ func runToken(ctx context.Context, e env, _ *globals, fs *flag.FlagSet, args []s
 	if sub == "" {
 		return usagef("--sub names the user")
 	}
-	ttl := fs.Lookup("ttl").Value.(flag.Getter).Get().(time.Duration)
+	ttl := flagValue[time.Duration](fs, "ttl")
 	if ttl <= 0 {
 		return usagef("--ttl must be positive")
 	}

@@ -77,3 +77,31 @@ func (f File) Serve(w http.ResponseWriter, r *http.Request, cacheControl string)
 	h.Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, f.name, time.Time{}, bytes.NewReader(f.body))
 }
+
+// Site serves the files under dir in fsys at mount (as "/demo"):
+// index.html at mount and mount+"/", the others by their path below it
+// (or below "/", when the handler is mounted under http.StripPrefix).
+// Every answer carries Cache-Control no-cache, Content-Security-Policy
+// csp and Referrer-Policy no-referrer; unknown paths get 404.
+func Site(fsys fs.FS, dir, mount, csp string) http.Handler {
+	files := Dir(fsys, dir)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Path
+		if name == mount || strings.HasPrefix(name, mount+"/") {
+			name = name[len(mount):]
+		}
+		name = strings.TrimPrefix(name, "/")
+		if name == "" {
+			name = "index.html"
+		}
+		f, ok := files[name]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Referrer-Policy", "no-referrer")
+		f.Serve(w, r, "no-cache")
+	})
+}
