@@ -260,3 +260,71 @@ func TestDistance(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionCheck: Check holds an option's value, as its flag takes it,
+// to its type, Bound, Max and Enum.
+func TestOptionCheck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, value, want string // want: "" for a valid value
+	}{
+		{"history-size", "1", ""},
+		{"history-size", "0", "0: must be more than zero"},
+		{"history-size", "ten", `"ten": want a whole number`},
+		{"history-ttl", "1ms", ""},
+		{"history-ttl", "0s", "0s: must be more than zero"},
+		{"history-ttl", "-90s", "-1m30s: must be more than zero"},
+		{"publish-rate", "0", ""},
+		{"publish-rate", "-0.5", "-0.5: must not be negative (0: no limit)"},
+		{"max-conns", "-1", "-1: must not be negative (0: from the open-file limit)"},
+		{"shards", "65536", ""},
+		{"shards", "65537", "65537: at most 65536"},
+		{"ws-readers", "goroutine", ""},
+		{"ws-readers", "POLL", ""},
+		{"ws-readers", "threads", `"threads": want one of poll, goroutine`},
+		{"addr", "anything", ""},
+		{"api-keys", "a,b", ""},
+		{"demo", "false", ""},
+	} {
+		o, ok := Lookup(tc.name)
+		if !ok {
+			t.Fatalf("no option %s", tc.name)
+		}
+		err := o.Check(tc.value)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %q: %v, want valid", tc.name, tc.value, err)
+		case tc.want != "" && (err == nil || err.Error() != tc.want):
+			t.Errorf("%s %q: %v, want %q", tc.name, tc.value, err, tc.want)
+		}
+	}
+	for _, o := range Options() {
+		if err := o.Check(o.Default); err != nil {
+			t.Errorf("%s: the default %q fails Check: %v", o.Name, o.Default, err)
+		}
+		if u := o.Usage(); (o.Type == List) != strings.HasPrefix(u, "comma-separated ") || !strings.HasSuffix(u, o.Help) {
+			t.Errorf("%s: usage %q", o.Name, u)
+		}
+	}
+}
+
+// TestFileHelp: Example names the options a Help names as keys, without
+// the dash their flags take, and leaves any other dash alone.
+func TestFileHelp(t *testing.T) {
+	t.Parallel()
+	o, _ := Lookup("redis-username")
+	want := "Redis ACL username, for redis, redis-cluster or the master and replicas of redis-sentinel (default: none, or the redis URL's)"
+	if got := o.fileHelp(); got != want {
+		t.Errorf("fileHelp %q, want %q", got, want)
+	}
+	if got := (Option{Help: "-1 or -nothing, (-addr)"}).fileHelp(); got != "-1 or -nothing, (addr)" {
+		t.Errorf("fileHelp %q", got)
+	}
+	for _, o := range Options() {
+		for _, m := range optionRef.FindAllStringSubmatch(o.fileHelp(), -1) {
+			if _, ok := Lookup(m[2]); ok {
+				t.Errorf("%s: Example's comment names -%s", o.Name, m[2])
+			}
+		}
+	}
+}

@@ -88,7 +88,7 @@ func Example() string {
 			b.WriteString("\n# ---- " + group + " ----\n")
 		}
 		b.WriteString("\n")
-		for _, line := range wrap(o.Help, 74) {
+		for _, line := range wrap(o.fileHelp(), 74) {
 			b.WriteString("# " + line + "\n")
 		}
 		note := "# env " + o.Env()

@@ -266,9 +266,10 @@ func (p *parser) value(o Option, v *yaml.Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return s, checkValue(o, s, func(format string, args ...any) error {
-		return p.errf(v, o.Name, format, args...)
-	})
+	if err := o.Check(s); err != nil {
+		return "", p.errf(v, o.Name, "%v", err)
+	}
+	return s, nil
 }
 
 // scalar checks that v is a scalar of type t and returns its text.
@@ -335,54 +336,6 @@ func (p *parser) list(key string, v *yaml.Node) ([]*yaml.Node, error) {
 		items = append(items, it)
 	}
 	return items, nil
-}
-
-// checkValue checks s, a value of o's type, against o's bounds and enum.
-func checkValue(o Option, s string, bad func(format string, args ...any) error) error {
-	switch o.Type {
-	case Int, Float, Duration:
-		var v float64
-		var show string
-		switch o.Type {
-		case Int:
-			n, _ := strconv.ParseInt(s, 10, 64)
-			v, show = float64(n), s
-			if o.Max > 0 && n > o.Max {
-				return bad("%s: at most %d", show, o.Max)
-			}
-		case Float:
-			v, _ = strconv.ParseFloat(s, 64)
-			show = s
-		case Duration:
-			d, _ := time.ParseDuration(s)
-			v, show = float64(d), d.String()
-		}
-		switch {
-		case o.Bound == Positive && v <= 0:
-			return bad("%s: must be more than zero", show)
-		case o.Bound == NonNegative && v < 0:
-			return bad("%s: must not be negative (0: %s)", show, zeroMeaning(o))
-		}
-	case String:
-		if len(o.Enum) == 0 {
-			return nil
-		}
-		for _, e := range o.Enum {
-			if strings.EqualFold(s, e) {
-				return nil
-			}
-		}
-		return bad("%q: want one of %s", s, strings.Join(o.Enum, ", "))
-	}
-	return nil
-}
-
-// zeroMeaning says what 0 means for a NonNegative option.
-func zeroMeaning(o Option) string {
-	if o.Name == "max-conns" {
-		return "from the open-file limit"
-	}
-	return "no limit"
 }
 
 // want names what a value of type t looks like.

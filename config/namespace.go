@@ -221,11 +221,12 @@ const (
 var namespaceKeys = []string{keyPattern, keyHistorySize, keyHistoryTTL, keyRecovery, keyPresence, keyJoinLeave,
 	keyAnonymousSubscribe, keyClientPublish, keyMaxMessageSize, keyProxy}
 
-// spec is a namespace as the file writes it: set says which of its
-// options the file gives.
+// spec is a namespace as the file writes it: its pattern, its line, and
+// for each other option it gives the setter of that value.
 type spec struct {
-	ns  Namespace
-	set map[string]bool
+	pattern string
+	line    int
+	sets    []func(*Namespace)
 }
 
 // Namespaces returns the file's namespaces, each option the file leaves
@@ -234,30 +235,9 @@ func (f *File) Namespaces(d Defaults) Namespaces {
 	out := make(Namespaces, len(f.namespaces))
 	for i, s := range f.namespaces {
 		n := d.Namespace()
-		n.Pattern, n.Line, n.Proxy = s.ns.Pattern, s.ns.Line, slices.Clone(s.ns.Proxy)
-		if s.set[keyHistorySize] {
-			n.HistorySize = s.ns.HistorySize
-		}
-		if s.set[keyHistoryTTL] {
-			n.HistoryTTL = s.ns.HistoryTTL
-		}
-		if s.set[keyRecovery] {
-			n.Recovery = s.ns.Recovery
-		}
-		if s.set[keyPresence] {
-			n.Presence = s.ns.Presence
-		}
-		if s.set[keyJoinLeave] {
-			n.JoinLeave = s.ns.JoinLeave
-		}
-		if s.set[keyAnonymousSubscribe] {
-			n.AnonymousSubscribe = s.ns.AnonymousSubscribe
-		}
-		if s.set[keyClientPublish] {
-			n.ClientPublish = s.ns.ClientPublish
-		}
-		if s.set[keyMaxMessageSize] {
-			n.MaxMessageSize = s.ns.MaxMessageSize
+		n.Pattern, n.Line = s.pattern, s.line
+		for _, set := range s.sets {
+			set(&n)
 		}
 		out[i] = n
 	}
@@ -281,10 +261,10 @@ func (p *parser) namespaces(k, v *yaml.Node) error {
 			return err
 		}
 		for j, earlier := range p.f.namespaces {
-			if covers(strings.Split(earlier.ns.Pattern, "."), strings.Split(s.ns.Pattern, ".")) {
+			if covers(strings.Split(earlier.pattern, "."), strings.Split(s.pattern, ".")) {
 				return p.errf(item, fmt.Sprintf("namespaces[%d].pattern", i),
 					"%s is never used: namespaces[%d] (%s, line %d) comes first and takes every topic it matches",
-					s.ns.Pattern, j, earlier.ns.Pattern, earlier.ns.Line)
+					s.pattern, j, earlier.pattern, earlier.line)
 			}
 		}
 		p.f.namespaces = append(p.f.namespaces, s)
@@ -295,7 +275,7 @@ func (p *parser) namespaces(k, v *yaml.Node) error {
 // namespace checks the i-th namespace.
 func (p *parser) namespace(i int, m *yaml.Node) (spec, error) {
 	prefix := fmt.Sprintf("namespaces[%d].", i)
-	s := spec{ns: Namespace{Line: m.Line}, set: map[string]bool{}}
+	s := spec{line: m.Line}
 	if m.Kind != yaml.MappingNode {
 		return s, p.errf(m, strings.TrimSuffix(prefix, "."), "want a mapping (pattern: …, history_size: …), got %s", describe(m))
 	}
@@ -309,100 +289,106 @@ func (p *parser) namespace(i int, m *yaml.Node) (spec, error) {
 		if !slices.Contains(namespaceKeys, key) {
 			return s, p.errf(k, prefix+key, "unknown key%s", suggest(key, namespaceKeys))
 		}
-		if err := p.namespaceKey(&s, prefix+key, key, v); err != nil {
+		set, err := p.namespaceKey(&s, prefix+key, key, v)
+		if err != nil {
 			return s, err
 		}
-		s.set[key] = true
+		if set != nil {
+			s.sets = append(s.sets, set)
+		}
 	}
-	if !s.set[keyPattern] {
+	if _, ok := seen[keyPattern]; !ok {
 		return s, p.errf(m, prefix+keyPattern, "missing: every namespace needs a pattern")
 	}
 	return s, nil
 }
 
-// namespaceKey checks one key of a namespace into s.
-func (p *parser) namespaceKey(s *spec, name, key string, v *yaml.Node) error {
+// boolKeys are the namespace keys of a boolean option, each with its
+// field.
+var boolKeys = map[string]func(*Namespace) *bool{
+	keyRecovery:           func(n *Namespace) *bool { return &n.Recovery },
+	keyPresence:           func(n *Namespace) *bool { return &n.Presence },
+	keyJoinLeave:          func(n *Namespace) *bool { return &n.JoinLeave },
+	keyAnonymousSubscribe: func(n *Namespace) *bool { return &n.AnonymousSubscribe },
+}
+
+// namespaceKey checks one key of a namespace and returns the setter of
+// its value (nil for the pattern, which it sets in s).
+func (p *parser) namespaceKey(s *spec, name, key string, v *yaml.Node) (func(*Namespace), error) {
 	bad := func(format string, args ...any) error { return p.errf(v, name, format, args...) }
+	if field, ok := boolKeys[key]; ok {
+		text, err := p.scalar(name, Bool, v)
+		if err != nil {
+			return nil, err
+		}
+		b := text == "true"
+		return func(ns *Namespace) { *field(ns) = b }, nil
+	}
 	switch key {
 	case keyPattern:
 		text, err := p.scalar(name, String, v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := broker.ValidatePattern(text); err != nil {
-			return bad("%q: %v", text, err)
+			return nil, bad("%q: %v", text, err)
 		}
-		s.ns.Pattern = text
+		s.pattern = text
+		return nil, nil
 	case keyHistorySize, keyMaxMessageSize:
 		text, err := p.scalar(name, Int, v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		n, err := strconv.Atoi(text)
 		switch {
 		case err != nil:
-			return bad("%s: too large", text)
+			return nil, bad("%s: too large", text)
 		case key == keyHistorySize && n <= 0:
-			return bad("%s: must be a whole number more than zero", text)
+			return nil, bad("%s: must be a whole number more than zero", text)
 		case n < 0:
-			return bad("%s: must not be negative (0: no bound of its own)", text)
+			return nil, bad("%s: must not be negative (0: no bound of its own)", text)
 		}
 		if key == keyHistorySize {
-			s.ns.HistorySize = n
-		} else {
-			s.ns.MaxMessageSize = n
+			return func(ns *Namespace) { ns.HistorySize = n }, nil
 		}
+		return func(ns *Namespace) { ns.MaxMessageSize = n }, nil
 	case keyHistoryTTL:
 		text, err := p.scalar(name, Duration, v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		d, _ := time.ParseDuration(text)
 		if d <= 0 {
-			return bad("%s: must be more than zero", d)
+			return nil, bad("%s: must be more than zero", d)
 		}
-		s.ns.HistoryTTL = d
-	case keyRecovery, keyPresence, keyJoinLeave, keyAnonymousSubscribe:
-		text, err := p.scalar(name, Bool, v)
-		if err != nil {
-			return err
-		}
-		b := text == "true"
-		switch key {
-		case keyRecovery:
-			s.ns.Recovery = b
-		case keyPresence:
-			s.ns.Presence = b
-		case keyJoinLeave:
-			s.ns.JoinLeave = b
-		default:
-			s.ns.AnonymousSubscribe = b
-		}
+		return func(ns *Namespace) { ns.HistoryTTL = d }, nil
 	case keyClientPublish:
 		text, err := p.scalar(name, String, v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch c := ClientPublish(text); c {
 		case PublishNone, PublishAuthenticated, PublishAnyone:
-			s.ns.ClientPublish = c
-		default:
-			return bad("%q: want none, authenticated or anyone", text)
+			return func(ns *Namespace) { ns.ClientPublish = c }, nil
 		}
+		return nil, bad("%q: want none, authenticated or anyone", text)
 	case keyProxy:
 		items, err := p.list(name, v)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		var proxy []string
 		for _, it := range items {
 			if !slices.Contains(hookNames, it.Value) {
-				return p.errf(it, name, "%q: want hook names among %s", it.Value, strings.Join(hookNames, ", "))
+				return nil, p.errf(it, name, "%q: want hook names among %s", it.Value, strings.Join(hookNames, ", "))
 			}
-			if slices.Contains(s.ns.Proxy, it.Value) {
-				return p.errf(it, name, "%q is listed twice", it.Value)
+			if slices.Contains(proxy, it.Value) {
+				return nil, p.errf(it, name, "%q is listed twice", it.Value)
 			}
-			s.ns.Proxy = append(s.ns.Proxy, it.Value)
+			proxy = append(proxy, it.Value)
 		}
+		return func(ns *Namespace) { ns.Proxy = slices.Clone(proxy) }, nil
 	}
-	return nil
+	return nil, nil
 }

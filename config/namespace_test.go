@@ -43,6 +43,10 @@ namespaces:
 		len(b.Proxy) != 1 || b.Proxy[0] != "publish" || b.Line != 4 {
 		t.Errorf("b.*: %+v, want every option as set", b)
 	}
+	b.Proxy[0] = "changed"
+	if again := f.Namespaces(d)[1]; again.Proxy[0] != "publish" {
+		t.Errorf("a change to one call's proxy shows in the next: %v", again.Proxy)
+	}
 	fb := d.Namespace()
 	if fb.HistorySize != 50 || !fb.Recovery || !fb.AnonymousSubscribe || fb.ClientPublish != PublishAnyone || !fb.Presence {
 		t.Errorf("fallback %+v", fb)

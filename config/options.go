@@ -1,6 +1,12 @@
 package config
 
-import "strings"
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Type is the kind of value an option takes in the file.
 type Type int
@@ -50,7 +56,9 @@ type Option struct {
 	Type Type
 	// Default is the broker's default, as the flag prints it.
 	Default string
-	// Help says what the option does.
+	// Help says what the option does: the flag's usage (see Usage) and,
+	// with the options it names (-name) written as the file's keys
+	// (name), the option's comment in Example.
 	Help string
 	// Bound limits a number; Max, when not zero, is its largest value.
 	Bound Bound
@@ -85,8 +93,9 @@ const (
 	groupLogs     = "Logs and profiling"
 )
 
-// options is every option, grouped as Example lists them. cmd/broker's
-// tests check that its flags and these agree: names, types and defaults.
+// options is every option, grouped as Example lists them. cmd/broker
+// declares its flags from it (name, help, default); its tests check that
+// the defaults are those of the packages' Default constants.
 var options = []Option{
 	{Name: "addr", Group: groupNode, Type: String, Default: ":8080",
 		Help: "listen address"},
@@ -102,37 +111,37 @@ var options = []Option{
 	{Name: "redis", Group: groupRedis, Type: String, Default: "", Secret: true,
 		Help: "Redis URL, redis://[user:pass@]host:port/db or rediss:// for TLS (default: in-memory, single node); keep the password out of it"},
 	{Name: "redis-cluster", Group: groupRedis, Type: List, Default: "",
-		Help: "Redis Cluster seed addresses host:port (instead of redis)"},
+		Help: "Redis Cluster seed addresses host:port (instead of -redis)"},
 	{Name: "redis-sentinel", Group: groupRedis, Type: String, Default: "",
-		Help: "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of redis)"},
+		Help: "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)"},
 	{Name: "redis-timeout", Group: groupRedis, Type: Duration, Default: "2s", Bound: Positive,
 		Help: "bound on every Redis operation; a publish fails with 503 after it"},
 	{Name: "redis-prefix", Group: groupRedis, Type: String, Default: "tidings:",
 		Help: "prefix of every Redis key and channel"},
 	{Name: "redis-username", Group: groupRedis, Type: String, Default: "",
-		Help: "Redis ACL username, for redis, redis-cluster or the master and replicas of redis-sentinel (default: none, or the redis URL's)"},
+		Help: "Redis ACL username, for -redis, -redis-cluster or the master and replicas of -redis-sentinel (default: none, or the -redis URL's)"},
 	{Name: "redis-password", Group: groupRedis, Type: String, Default: "", Secret: true,
-		Help: "Redis password (requirepass, or the ACL user's); better TIDINGS_REDIS_PASSWORD from a Secret, or redis-password-file; never logged"},
+		Help: "Redis password (requirepass, or the ACL user's): better TIDINGS_REDIS_PASSWORD from a Secret, or -redis-password-file, than the command line or the config file; never logged"},
 	{Name: "redis-password-file", Group: groupRedis, Type: String, Default: "",
-		Help: "file holding the Redis password (a mounted Secret; a final newline is dropped), instead of redis-password"},
+		Help: "file holding the Redis password (a mounted Secret; a final newline is dropped), instead of -redis-password"},
 	{Name: "redis-tls", Group: groupRedis, Type: Bool, Default: "false",
 		Help: "TLS to Redis, the cluster nodes and the sentinels (a rediss:// URL turns it on too)"},
 	{Name: "redis-tls-ca", Group: groupRedis, Type: String, Default: "",
 		Help: "PEM file of the CA certificates that verify Redis's certificate (default: the system's roots)"},
 	{Name: "redis-tls-cert", Group: groupRedis, Type: String, Default: "",
-		Help: "PEM client certificate file presented to Redis (tls-auth-clients), with redis-tls-key; reread when it changes"},
+		Help: "PEM client certificate file presented to Redis (tls-auth-clients), with -redis-tls-key; reread when it changes"},
 	{Name: "redis-tls-key", Group: groupRedis, Type: String, Default: "",
-		Help: "PEM private key file of redis-tls-cert"},
+		Help: "PEM private key file of -redis-tls-cert"},
 	{Name: "redis-tls-server-name", Group: groupRedis, Type: String, Default: "",
 		Help: "name Redis's certificate must carry (default: the host dialled)"},
 	{Name: "redis-tls-insecure-skip-verify", Group: groupRedis, Type: Bool, Default: "false",
 		Help: "accept any Redis certificate: for tests only, never in production"},
 	{Name: "redis-sentinel-username", Group: groupRedis, Type: String, Default: "",
-		Help: "ACL username for the sentinels of redis-sentinel (default: none)"},
+		Help: "ACL username for the sentinels of -redis-sentinel (default: none)"},
 	{Name: "redis-sentinel-password", Group: groupRedis, Type: String, Default: "", Secret: true,
-		Help: "password of the sentinels of redis-sentinel (their requirepass); never logged"},
+		Help: "password of the sentinels of -redis-sentinel (their requirepass): better TIDINGS_REDIS_SENTINEL_PASSWORD from a Secret, or -redis-sentinel-password-file, than the command line or the config file; never logged"},
 	{Name: "redis-sentinel-password-file", Group: groupRedis, Type: String, Default: "",
-		Help: "file holding the sentinels' password, instead of redis-sentinel-password"},
+		Help: "file holding the sentinels' password, instead of -redis-sentinel-password"},
 
 	{Name: "history-size", Group: groupHistory, Type: Int, Default: "100", Bound: Positive, Reload: true,
 		Help: "messages kept per topic for resume (a namespace's history_size overrides it)"},
@@ -162,13 +171,13 @@ var options = []Option{
 	{Name: "ws-compression", Group: groupSessions, Type: Bool, Default: "false",
 		Help: "negotiate permessage-deflate with WebSocket clients that offer it: each message is compressed once per node, whatever its subscribers, and the clients' compressed messages are inflated"},
 	{Name: "ws-compression-min-size", Group: groupSessions, Type: Int, Default: "256", Bound: Positive,
-		Help: "smallest WebSocket payload in bytes sent compressed (with ws-compression); smaller ones go as they are"},
+		Help: "smallest WebSocket payload in bytes sent compressed (with -ws-compression); smaller ones go as they are"},
 	{Name: "max-sessions", Group: groupSessions, Type: Int, Default: "100000", Bound: NonNegative,
 		Help: "WebSocket sessions per node; beyond it 503 (0: no limit)"},
 	{Name: "ip-conn-rate", Group: groupSessions, Type: Float, Default: "100", Bound: NonNegative,
 		Help: "new WebSocket sessions per second per client address (0: no limit)"},
 	{Name: "ip-conn-burst", Group: groupSessions, Type: Int, Default: "1000", Bound: Positive,
-		Help: "new WebSocket sessions a client address may open at once above ip-conn-rate"},
+		Help: "new WebSocket sessions a client address may open at once above -ip-conn-rate"},
 	{Name: "ip-max-conns", Group: groupSessions, Type: Int, Default: "1000", Bound: NonNegative,
 		Help: "WebSocket sessions per client address at once (0: no limit)"},
 	{Name: "max-subscriptions", Group: groupSessions, Type: Int, Default: "1000", Bound: Positive, Reload: true,
@@ -176,11 +185,11 @@ var options = []Option{
 	{Name: "op-rate", Group: groupSessions, Type: Float, Default: "500", Bound: NonNegative, Reload: true,
 		Help: "commands per second per session; beyond it error rate_limited, repeatedly 1008 (0: no limit)"},
 	{Name: "op-burst", Group: groupSessions, Type: Int, Default: "1000", Bound: Positive, Reload: true,
-		Help: "commands a session may send at once above op-rate"},
+		Help: "commands a session may send at once above -op-rate"},
 	{Name: "allowed-origins", Group: groupSessions, Type: List, Default: "",
-		Help: "Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see public-hosts)"},
+		Help: "Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)"},
 	{Name: "public-hosts", Group: groupSessions, Type: List, Default: "",
-		Help: "names browsers reach the node by (its DNS name, the name a proxy serves it under); with no allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions"},
+		Help: "names browsers reach the node by (its DNS name, the name a proxy serves it under); with no -allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions"},
 
 	{Name: "jwt-key", Group: groupAuth, Type: String, Default: "", Secret: true,
 		Help: "HMAC secret (32 bytes or more) that signs session tokens (HS256/384/512); enables token authentication"},
@@ -228,11 +237,11 @@ var options = []Option{
 	{Name: "http-ip-max-idle", Group: groupHTTP, Type: Int, Default: "64", Bound: NonNegative,
 		Help: "idle HTTP keep-alive connections one peer address may hold (IPv6: one /64; trusted proxies exempt); beyond it a response says Connection: close and a connection that turns idle is closed (0: no limit)"},
 	{Name: "max-conns", Group: groupHTTP, Type: Int, Default: "0", Bound: NonNegative,
-		Help: "client connections the node holds at once, HTTP and WebSocket (0: the open-file limit less a reserve of an eighth of it, at least 32 and at most 1024)"},
+		Help: "client connections the node holds at once, HTTP and WebSocket; the last eighth are kept for addresses that hold fewer than 8, and beyond it a new connection is closed at once (0: the open-file limit less a reserve of an eighth of it, at least 32 and at most 1024)"},
 	{Name: "tls-cert", Group: groupHTTP, Type: String, Default: "",
-		Help: "PEM certificate chain file: serve HTTPS and WSS (with tls-key; reloaded on SIGHUP or change)"},
+		Help: "PEM certificate chain file: serve HTTPS and WSS (with -tls-key; reloaded on SIGHUP or change)"},
 	{Name: "tls-key", Group: groupHTTP, Type: String, Default: "",
-		Help: "PEM private key file of tls-cert"},
+		Help: "PEM private key file of -tls-cert"},
 
 	{Name: "presence", Group: groupControl, Type: Bool, Default: "false", Reload: true,
 		Help: "keep the presence of every topic (who is subscribed, on every node) for GET /v1/presence and the presence ops (a namespace's presence overrides it)"},
@@ -248,7 +257,7 @@ var options = []Option{
 	{Name: "log-format", Group: groupLogs, Type: String, Default: "json", Enum: []string{"json", "text"},
 		Help: "log format: json or text"},
 	{Name: "pprof-addr", Group: groupLogs, Type: String, Default: "",
-		Help: "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from addr (default: off)"},
+		Help: "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from -addr (default: off)"},
 }
 
 // byName indexes options by name.
@@ -274,4 +283,85 @@ func Lookup(name string) (Option, bool) {
 		return Option{}, false
 	}
 	return options[i], true
+}
+
+// Check checks value, the option's value as its flag takes it (a list's
+// items joined by commas, a duration as time.ParseDuration reads it),
+// against the option's type, Bound, Max and Enum: the one check of the
+// file's values and of the broker's flags and variables. Its error says
+// what is wrong, the value first ("0: must be more than zero").
+func (o Option) Check(value string) error {
+	switch o.Type {
+	case Int, Float, Duration:
+		n, show, err := o.number(value)
+		if err != nil {
+			return fmt.Errorf("%q: want %s", value, want(o.Type))
+		}
+		switch {
+		case o.Type == Int && o.Max > 0 && n > float64(o.Max):
+			return fmt.Errorf("%s: at most %d", show, o.Max)
+		case o.Bound == Positive && n <= 0:
+			return fmt.Errorf("%s: must be more than zero", show)
+		case o.Bound == NonNegative && n < 0:
+			return fmt.Errorf("%s: must not be negative (0: %s)", show, o.zeroMeaning())
+		}
+	case String:
+		if len(o.Enum) == 0 {
+			return nil
+		}
+		for _, e := range o.Enum {
+			if strings.EqualFold(value, e) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q: want one of %s", value, strings.Join(o.Enum, ", "))
+	}
+	return nil
+}
+
+// number reads value, of a number type, and says how errors show it.
+func (o Option) number(value string) (n float64, show string, err error) {
+	switch o.Type {
+	case Int:
+		i, err := strconv.ParseInt(value, 10, 64)
+		return float64(i), value, err
+	case Float:
+		f, err := strconv.ParseFloat(value, 64)
+		return f, value, err
+	}
+	d, err := time.ParseDuration(value)
+	return float64(d), d.String(), err
+}
+
+// zeroMeaning says what 0 means for a NonNegative option.
+func (o Option) zeroMeaning() string {
+	if o.Name == "max-conns" {
+		return "from the open-file limit"
+	}
+	return "no limit"
+}
+
+// Usage is the option's help as its flag prints it: a List's flag takes
+// its items comma-separated.
+func (o Option) Usage() string {
+	if o.Type == List {
+		return "comma-separated " + o.Help
+	}
+	return o.Help
+}
+
+// optionRef is an option named in a Help, as its flag: a dash and the
+// name, at the start or after a space or a parenthesis.
+var optionRef = regexp.MustCompile(`(^|[\s(])-([a-z][a-z0-9-]*)`)
+
+// fileHelp is the option's Help as the config file's comments give it:
+// the options it names as keys, without their dash.
+func (o Option) fileHelp() string {
+	return optionRef.ReplaceAllStringFunc(o.Help, func(ref string) string {
+		dash := strings.IndexByte(ref, '-')
+		if _, ok := byName[ref[dash+1:]]; !ok {
+			return ref
+		}
+		return ref[:dash] + ref[dash+1:]
+	})
 }

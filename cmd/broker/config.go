@@ -18,6 +18,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	tdconfig "github.com/tidings-io/tidings/config"
 	ctlnode "github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/transport/httpapi"
@@ -28,11 +29,14 @@ import (
 // the config file, then defaults.
 type config struct {
 	// configFile is -config: the YAML file read after the environment.
-	configFile     string
-	addr           string
-	nodeID         string
-	redisURL       string
-	redisCluster   []string
+	configFile   string
+	addr         string
+	nodeID       string
+	redisURL     string
+	redisCluster []string
+	// redisSentinel is -redis-sentinel, master@host:port,…, read into
+	// sentinelMaster and sentinelAddrs.
+	redisSentinel  string
 	sentinelMaster string
 	sentinelAddrs  []string
 	redisTimeout   time.Duration
@@ -100,69 +104,116 @@ var errHelp = errors.New("help requested")
 var errVersion = errors.New("version requested")
 
 // envName is the environment variable that sets flag name.
-func envName(name string) string {
-	return "TIDINGS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
+func envName(name string) string { return tdconfig.EnvName(name) }
 
-// rawLists are the flags given as comma-separated text, split after
-// parsing.
-type rawLists struct {
-	apiKeys, origins, publicHosts, redisCluster, redisSentinel string
-	proxies                                                    *string
-	showVersion                                                *bool
-}
-
-// flagSet declares every flag of the broker on a new flag set, bound to
-// c's fields (the comma-separated ones to lists).
-func (c *config) flagSet() (*flag.FlagSet, *rawLists) {
-	l := &rawLists{}
+// flagSet declares every flag of the broker on a new flag set: -config
+// and -version, and one per option of package config, bound to c's
+// fields (see bindings). It returns -version's value too.
+func (c *config) flagSet() (*flag.FlagSet, *bool) {
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.configFile, "config", "", "YAML file of settings (keys: these flags' names) and namespaces (options per topic pattern); a flag or TIDINGS_* variable wins over it, and SIGHUP rereads it")
-	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
-	fs.StringVar(&c.nodeID, "node-id", "", "id reported in welcome frames and logs (default: hostname and a short random suffix)")
-	fs.StringVar(&c.redisURL, "redis", "", "Redis URL, redis://[user:pass@]host:port/db or rediss:// for TLS (default: in-memory, single node)")
-	fs.StringVar(&l.redisCluster, "redis-cluster", "", "comma-separated Redis Cluster seed addresses host:port (instead of -redis)")
-	fs.StringVar(&l.redisSentinel, "redis-sentinel", "", "Redis Sentinel as master@host:port,host:port: the master's name and the sentinels (instead of -redis)")
-	fs.DurationVar(&c.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on every Redis operation; a publish fails with 503 after it")
-	fs.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key and channel")
-	c.redisAuthFlags.flags(fs)
-	c.hookFlags.flags(fs)
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on graceful shutdown")
-	fs.StringVar(&l.apiKeys, "api-keys", "", "comma-separated publisher API keys, name:secret or secret (default: HTTP publish from loopback only)")
-	fs.StringVar(&l.origins, "allowed-origins", "", "comma-separated Origin allow-list: origins, patterns like https://*.example.com, or * for all (default: the node's own pages, see -public-hosts)")
-	fs.StringVar(&l.publicHosts, "public-hosts", "", "comma-separated names browsers reach the node by (its DNS name, the name a proxy serves it under); with no -allowed-origins, pages on these hosts, on loopback and on the address a connection came in on may open sessions")
-	// -history-size, -history-ttl and -idempotency-window apply to
-	// either store; the two stores' defaults agree (TestStoreDefaultsAgree).
-	fs.IntVar(&c.historySize, "history-size", memory.DefaultHistorySize, "messages kept per topic for resume")
-	fs.DurationVar(&c.historyTTL, "history-ttl", memory.DefaultHistoryTTL, "how long messages stay in history")
-	fs.Int64Var(&c.historyBytes, "history-bytes", memory.DefaultHistoryBytes, "bytes the in-memory store's history holds on the node, every topic together; over it the oldest messages go first")
-	fs.Int64Var(&c.outboundBytes, "outbound-bytes", broker.DefaultOutboundBytes, "bytes every session's outbound queue holds on the node together; over it the sessions with the fullest queues are cut as slow consumers")
-	fs.DurationVar(&c.idemWindow, "idempotency-window", memory.DefaultIdempotencyWindow, "how long a publish's idempotency key is remembered on its topic: a retry within it is answered as the first publish and stored once")
-	fs.IntVar(&c.maxMessageSize, "max-message-size", ws.DefaultMaxMessageSize, "largest inbound WebSocket message in bytes, after reassembly")
-	fs.IntVar(&c.maxBodySize, "max-body-size", httpapi.DefaultMaxBodySize, "largest HTTP publish body in bytes")
-	fs.IntVar(&c.queueSize, "queue-size", broker.DefaultQueueSize, "per-session outbound queue bound in frames")
-	fs.IntVar(&c.queueBytes, "queue-bytes", broker.DefaultQueueBytes, "per-session outbound queue bound in bytes")
-	fs.DurationVar(&c.heartbeat, "heartbeat", ws.DefaultHeartbeat, "server ping interval; a session silent for two intervals is closed")
-	fs.IntVar(&c.shards, "shards", broker.DefaultShards, "topic hub shards")
-	fs.BoolVar(&c.demo, "demo", true, "serve the live demo at /demo and publish demo.prices.* and demo.chat in process")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
-	fs.StringVar(&c.wsReaders, "ws-readers", "poll", "how idle sessions wait for input: poll (one epoll set; a reader goroutine only while bytes arrive) or goroutine (a reader goroutine per session)")
-	fs.BoolVar(&c.wsCompression, "ws-compression", false, "negotiate permessage-deflate with WebSocket clients that offer it: each message is compressed once per node, whatever its subscribers, and the clients' compressed messages are inflated")
-	fs.IntVar(&c.wsCompressionMinSize, "ws-compression-min-size", ws.DefaultCompressionMinSize, "smallest WebSocket payload in bytes sent compressed (with -ws-compression); smaller ones go as they are")
-	fs.BoolVar(&c.presence, "presence", false, "keep the presence of every topic (who is subscribed, on every node) for GET /v1/presence and the presence ops")
-	fs.BoolVar(&c.joinLeave, "join-leave", false, "send join and leave frames to every topic's subscribers when a session subscribes, unsubscribes or ends, on any node")
-	fs.DurationVar(&c.presenceTTL, "presence-ttl", ctlnode.DefaultPresenceTTL, "how long a presence entry lives unless its node refreshes it (every third of it): how long the sessions of a node that died stay listed")
-	fs.DurationVar(&c.revokeFor, "revoke-for", ctlnode.DefaultRevokeFor, "how long a revocation without until lasts: the longest lifetime of the tokens you issue")
-	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof at /debug/pprof/ on this loopback host:port, apart from -addr (default: off)")
-	fs.DurationVar(&c.httpIdleTimeout, "http-idle-timeout", 15*time.Second, "how long an HTTP keep-alive connection may wait idle for its next request before it is closed")
-	fs.IntVar(&c.httpIPMaxIdle, "http-ip-max-idle", 64, "idle HTTP keep-alive connections one peer address may hold (IPv6: one /64; trusted proxies exempt); beyond it a response says Connection: close and a connection that turns idle is closed (0: no limit)")
-	fs.IntVar(&c.maxConns, "max-conns", 0, "client connections the node holds at once, HTTP and WebSocket; the last eighth are kept for addresses that hold fewer than 8, and beyond it a new connection is closed at once (default 0: the open-file limit less a reserve of an eighth of it, at least 32 and at most 1024)")
-	l.proxies = c.security.flags(fs)
+	for _, b := range c.bindings() {
+		b.declare(fs)
+	}
 	// -version has no environment variable: it is a command, not a setting.
-	l.showVersion = fs.Bool("version", false, "print the version (stamped at build time) and exit")
-	return fs, l
+	showVersion := fs.Bool("version", false, "print the version (stamped at build time) and exit")
+	return fs, showVersion
+}
+
+// bindings ties each option of package config to its field of c, with
+// the package's Default constant as its default where there is one;
+// the option gives the flag its name, its usage and any other default.
+func (c *config) bindings() []binding {
+	return []binding{
+		opt("addr", &c.addr),
+		opt("node-id", &c.nodeID),
+		opt("shutdown-timeout", &c.shutdownTimeout),
+		optDef("shards", &c.shards, broker.DefaultShards),
+		opt("demo", &c.demo),
+
+		opt("redis", &c.redisURL),
+		opt("redis-cluster", &c.redisCluster),
+		opt("redis-sentinel", &c.redisSentinel),
+		optDef("redis-timeout", &c.redisTimeout, redisstore.DefaultTimeout),
+		optDef("redis-prefix", &c.redisPrefix, redisstore.DefaultPrefix),
+		opt("redis-username", &c.redisUsername),
+		opt("redis-password", &c.redisPassword),
+		opt("redis-password-file", &c.redisPasswordFile),
+		opt("redis-tls", &c.redisTLS),
+		opt("redis-tls-ca", &c.redisTLSCA),
+		opt("redis-tls-cert", &c.redisTLSCert),
+		opt("redis-tls-key", &c.redisTLSKey),
+		opt("redis-tls-server-name", &c.redisTLSServerName),
+		opt("redis-tls-insecure-skip-verify", &c.redisTLSInsecure),
+		opt("redis-sentinel-username", &c.sentinelUsername),
+		opt("redis-sentinel-password", &c.sentinelPassword),
+		opt("redis-sentinel-password-file", &c.sentinelPasswordFile),
+
+		// history-size, history-ttl and idempotency-window apply to
+		// either store; the two stores' defaults agree
+		// (TestStoreDefaultsAgree).
+		optDef("history-size", &c.historySize, memory.DefaultHistorySize),
+		optDef("history-ttl", &c.historyTTL, memory.DefaultHistoryTTL),
+		optDef("history-bytes", &c.historyBytes, memory.DefaultHistoryBytes),
+		optDef("idempotency-window", &c.idemWindow, memory.DefaultIdempotencyWindow),
+		optDef("max-message-size", &c.maxMessageSize, ws.DefaultMaxMessageSize),
+		optDef("max-body-size", &c.maxBodySize, httpapi.DefaultMaxBodySize),
+		optDef("publish-rate", &c.publishRate, httpapi.DefaultPublishRate),
+
+		optDef("queue-size", &c.queueSize, broker.DefaultQueueSize),
+		optDef("queue-bytes", &c.queueBytes, broker.DefaultQueueBytes),
+		optDef("outbound-bytes", &c.outboundBytes, broker.DefaultOutboundBytes),
+		optDef("heartbeat", &c.heartbeat, ws.DefaultHeartbeat),
+		opt("ws-readers", &c.wsReaders),
+		opt("ws-compression", &c.wsCompression),
+		optDef("ws-compression-min-size", &c.wsCompressionMinSize, ws.DefaultCompressionMinSize),
+		optDef("max-sessions", &c.maxSessions, ws.DefaultMaxSessions),
+		optDef("ip-conn-rate", &c.ipConnRate, ws.DefaultIPConnRate),
+		optDef("ip-conn-burst", &c.ipConnBurst, ws.DefaultIPConnBurst),
+		optDef("ip-max-conns", &c.ipMaxConns, ws.DefaultIPMaxConns),
+		optDef("max-subscriptions", &c.maxSubscriptions, broker.DefaultMaxSubscriptions),
+		optDef("op-rate", &c.opRate, ws.DefaultOpRate),
+		optDef("op-burst", &c.opBurst, ws.DefaultOpBurst),
+		opt("allowed-origins", &c.allowedOrigins),
+		opt("public-hosts", &c.publicHosts),
+
+		opt("jwt-key", &c.jwtKey),
+		opt("jwt-public-key-file", &c.jwtPublicKeyFile),
+		opt("jwt-jwks-url", &c.jwtJWKSURL),
+		opt("jwt-audience", &c.jwtAudience),
+		opt("jwt-issuer", &c.jwtIssuer),
+		opt("jwt-leeway", &c.jwtLeeway),
+		opt("api-keys", &c.apiKeys),
+		opt("api-keys-file", &c.apiKeysFile),
+		opt("hook-connect", &c.hookConnect),
+		opt("hook-subscribe", &c.hookSubscribe),
+		opt("hook-publish", &c.hookPublish),
+		opt("hook-refresh", &c.hookRefresh),
+		optDef("hook-timeout", &c.hookTimeout, hooks.DefaultTimeout),
+		opt("hook-forward-headers", &c.hookForwardHeaders),
+		opt("hook-forward-cookies", &c.hookForwardCookies),
+
+		opt("trusted-proxies", &c.trustedProxies),
+		opt("handshake-timeout", &c.handshakeTimeout),
+		opt("read-timeout", &c.readTimeout),
+		optDef("write-timeout", &c.writeTimeout, ws.DefaultWriteTimeout),
+		opt("max-header-bytes", &c.maxHeaderBytes),
+		opt("http-idle-timeout", &c.httpIdleTimeout),
+		opt("http-ip-max-idle", &c.httpIPMaxIdle),
+		opt("max-conns", &c.maxConns),
+		opt("tls-cert", &c.tlsCert),
+		opt("tls-key", &c.tlsKey),
+
+		opt("presence", &c.presence),
+		opt("join-leave", &c.joinLeave),
+		optDef("presence-ttl", &c.presenceTTL, ctlnode.DefaultPresenceTTL),
+		optDef("revoke-for", &c.revokeFor, ctlnode.DefaultRevokeFor),
+
+		opt("log-level", &c.logLevel),
+		opt("log-format", &c.logFormat),
+		opt("pprof-addr", &c.pprofAddr),
+	}
 }
 
 // parseConfig reads args, then the TIDINGS_* environment for every flag not
@@ -170,7 +221,7 @@ func (c *config) flagSet() (*flag.FlagSet, *rawLists) {
 // flag set by neither. -h prints the flags to stdout.
 func parseConfig(args []string, env environment, stdout io.Writer) (config, error) {
 	c := config{fromEnv: map[string]string{}, fromFile: map[string]string{}}
-	fs, l := c.flagSet()
+	fs, showVersion := c.flagSet()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, stdout)
@@ -178,7 +229,7 @@ func parseConfig(args []string, env environment, stdout io.Writer) (config, erro
 		}
 		return c, usageError{err.Error()}
 	}
-	if *l.showVersion {
+	if *showVersion {
 		fmt.Fprintln(stdout, version)
 		return c, errVersion
 	}
@@ -206,18 +257,13 @@ func parseConfig(args []string, env environment, stdout io.Writer) (config, erro
 		return c, err
 	}
 	c.envWarnings = tdconfig.UnknownEnv(env.Environ())
-	c.apiKeys = splitList(l.apiKeys)
-	c.allowedOrigins = splitList(l.origins)
-	c.publicHosts = splitList(l.publicHosts)
-	c.redisCluster = splitList(l.redisCluster)
-	if l.redisSentinel != "" {
-		name, addrs, _ := strings.Cut(l.redisSentinel, "@")
+	if c.redisSentinel != "" {
+		name, addrs, _ := strings.Cut(c.redisSentinel, "@")
 		c.sentinelMaster, c.sentinelAddrs = name, splitList(addrs)
 		if c.sentinelMaster == "" {
 			c.sentinelMaster = "-" // reported as invalid by validate
 		}
 	}
-	c.trustedProxies = splitList(*l.proxies)
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
 	}
@@ -230,53 +276,17 @@ func parseConfig(args []string, env environment, stdout io.Writer) (config, erro
 	return c, c.loadRedisAuth()
 }
 
-// validate checks the values flag parsing accepts but the broker does not.
+// validate checks the values flag parsing accepts but the broker does
+// not: first every option's against its Bound, Max and Enum in package
+// config, then what the table does not say.
 func (c config) validate() error {
 	bad := func(name, format string, args ...any) error {
 		return c.invalid(name, fmt.Sprintf(format, args...))
 	}
-	positiveInts := []struct {
-		name string
-		v    int
-	}{
-		{"history-size", c.historySize}, {"max-message-size", c.maxMessageSize},
-		{"max-body-size", c.maxBodySize}, {"queue-size", c.queueSize},
-		{"queue-bytes", c.queueBytes}, {"shards", c.shards},
-		{"ws-compression-min-size", c.wsCompressionMinSize},
-	}
-	if c.historyBytes <= 0 {
-		return bad("history-bytes", "%d: must be a positive number", c.historyBytes)
-	}
-	if c.outboundBytes <= 0 {
-		return bad("outbound-bytes", "%d: must be a positive number", c.outboundBytes)
-	}
-	if c.httpIPMaxIdle < 0 {
-		return bad("http-ip-max-idle", "%d: must not be negative (0: no limit)", c.httpIPMaxIdle)
-	}
-	if c.maxConns < 0 {
-		return bad("max-conns", "%d: must not be negative (0: from the open-file limit)", c.maxConns)
-	}
-	for _, p := range positiveInts {
-		if p.v <= 0 {
-			return bad(p.name, "%d: must be a positive number", p.v)
+	for _, o := range tdconfig.Options() {
+		if err := o.Check(c.settings[o.Name]); err != nil {
+			return c.invalid(o.Name, err.Error())
 		}
-	}
-	positiveDurations := []struct {
-		name string
-		v    time.Duration
-	}{
-		{"shutdown-timeout", c.shutdownTimeout}, {"history-ttl", c.historyTTL}, {"heartbeat", c.heartbeat},
-		{"presence-ttl", c.presenceTTL}, {"revoke-for", c.revokeFor},
-		{"redis-timeout", c.redisTimeout}, {"idempotency-window", c.idemWindow},
-		{"http-idle-timeout", c.httpIdleTimeout},
-	}
-	for _, p := range positiveDurations {
-		if p.v <= 0 {
-			return bad(p.name, "%s: must be a positive duration", p.v)
-		}
-	}
-	if c.shards > 1<<16 {
-		return bad("shards", "%d: at most 65536", c.shards)
 	}
 	if c.redisURL != "" && len(c.redisCluster) > 0 {
 		return bad("redis-cluster", "give -redis or -redis-cluster, not both")
@@ -314,9 +324,6 @@ func (c config) validate() error {
 		if err := ws.ValidOrigin(o); err != nil {
 			return bad("allowed-origins", "%v", err)
 		}
-	}
-	if c.wsReaders != "poll" && c.wsReaders != "goroutine" {
-		return bad("ws-readers", "%q: want poll or goroutine", c.wsReaders)
 	}
 	if c.pprofAddr != "" {
 		if err := checkLoopbackAddr(c.pprofAddr); err != nil {

@@ -26,8 +26,11 @@ func writeConfig(t *testing.T, content string) string {
 }
 
 // TestConfigOptionsAreFlags: package config's options are the broker's
-// flags (but -config and -version), with the same types and defaults,
-// so that the file, Example and Check know every flag and no other.
+// flags (but -config and -version), with their usage, types and
+// defaults, so that the file, Example and Check know every flag and no
+// other. A flag whose binding gives a package's Default constant
+// (optDef) takes its default from it: the option's Default must print
+// the same.
 func TestConfigOptionsAreFlags(t *testing.T) {
 	t.Parallel()
 	var c config
@@ -45,6 +48,9 @@ func TestConfigOptionsAreFlags(t *testing.T) {
 		}
 		if o.Default != f.DefValue {
 			t.Errorf("-%s: config's default %q, the flag's %q", f.Name, o.Default, f.DefValue)
+		}
+		if f.Usage != o.Usage() {
+			t.Errorf("-%s: usage %q, want config's %q", f.Name, f.Usage, o.Usage())
 		}
 		var want []tdconfig.Type
 		switch f.Value.(flag.Getter).Get().(type) {
@@ -69,6 +75,60 @@ func TestConfigOptionsAreFlags(t *testing.T) {
 	for _, o := range tdconfig.Options() {
 		if !seen[o.Name] {
 			t.Errorf("config's option %s is no flag of the broker", o.Name)
+		}
+	}
+}
+
+// TestEnumAnyCase: an option with an Enum takes its value in any case,
+// from a flag, the environment or the file alike, and the broker reads
+// it as the Enum spells it.
+func TestEnumAnyCase(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "log-format: TEXT\n")
+	c, err := parseConfig([]string{"-ws-readers", "Goroutine", "-config", path}, envOf(map[string]string{"TIDINGS_LOG_LEVEL": "WARN"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.wsReaders != "goroutine" || c.logLevel != "warn" || c.logFormat != "text" {
+		t.Errorf("ws-readers %q, log-level %q, log-format %q; want goroutine, warn, text", c.wsReaders, c.logLevel, c.logFormat)
+	}
+	if c.settings["ws-readers"] != "goroutine" {
+		t.Errorf("ws-readers shown as %q, want goroutine", c.settings["ws-readers"])
+	}
+}
+
+// TestBoundsFromOptions: every option's Bound and Max in package config
+// apply to its flag and variable as to the file, with the same message.
+func TestBoundsFromOptions(t *testing.T) {
+	t.Parallel()
+	for _, o := range tdconfig.Options() {
+		var bad string
+		switch {
+		case o.Type == tdconfig.Int && o.Max > 0:
+			bad = strconv.FormatInt(o.Max+1, 10)
+		case o.Bound == tdconfig.Positive && o.Type == tdconfig.Duration:
+			bad = "0s"
+		case o.Bound == tdconfig.Positive:
+			bad = "0"
+		case o.Bound == tdconfig.NonNegative && o.Type == tdconfig.Duration:
+			bad = "-1s"
+		case o.Bound == tdconfig.NonNegative:
+			bad = "-1"
+		default:
+			continue
+		}
+		want := o.Check(bad)
+		if want == nil {
+			t.Errorf("%s: %s passes Check", o.Name, bad)
+			continue
+		}
+		_, err := parseConfig([]string{"-" + o.Name + "=" + bad}, noEnv, &bytes.Buffer{})
+		if err == nil || !strings.HasSuffix(err.Error(), "-"+o.Name+": "+want.Error()) {
+			t.Errorf("-%s=%s: error %v, want one ending %q", o.Name, bad, err, want)
+		}
+		_, err = parseConfig(nil, envOf(map[string]string{o.Env(): bad}), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), o.Env()+": "+want.Error()) {
+			t.Errorf("%s=%s: error %v, want one naming the variable and %q", o.Env(), bad, err, want)
 		}
 	}
 }

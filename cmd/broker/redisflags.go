@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -26,22 +25,6 @@ type redisAuthFlags struct {
 	sentinelPassword     string
 	sentinelPasswordFile string
 	redisAuth            redisstore.Auth // built by loadRedisAuth
-}
-
-// flags declares the Redis credential and TLS flags on fs.
-func (a *redisAuthFlags) flags(fs *flag.FlagSet) {
-	fs.StringVar(&a.redisUsername, "redis-username", "", "Redis ACL username, for -redis, -redis-cluster or the master and replicas of -redis-sentinel (default: none, or the -redis URL's)")
-	fs.StringVar(&a.redisPassword, "redis-password", "", "Redis password (requirepass, or the ACL user's): pass it as TIDINGS_REDIS_PASSWORD, from a Secret, rather than on the command line; never logged")
-	fs.StringVar(&a.redisPasswordFile, "redis-password-file", "", "file holding the Redis password (a mounted Secret; a final newline is dropped), instead of -redis-password")
-	fs.BoolVar(&a.redisTLS, "redis-tls", false, "TLS to Redis, the cluster nodes and the sentinels (a rediss:// URL turns it on too)")
-	fs.StringVar(&a.redisTLSCA, "redis-tls-ca", "", "PEM file of the CA certificates that verify Redis's certificate (default: the system's roots)")
-	fs.StringVar(&a.redisTLSCert, "redis-tls-cert", "", "PEM client certificate file presented to Redis (tls-auth-clients), with -redis-tls-key; reread when it changes")
-	fs.StringVar(&a.redisTLSKey, "redis-tls-key", "", "PEM private key file of -redis-tls-cert")
-	fs.StringVar(&a.redisTLSServerName, "redis-tls-server-name", "", "name Redis's certificate must carry (default: the host dialled)")
-	fs.BoolVar(&a.redisTLSInsecure, "redis-tls-insecure-skip-verify", false, "accept any Redis certificate: for tests only, never in production")
-	fs.StringVar(&a.sentinelUsername, "redis-sentinel-username", "", "ACL username for the sentinels of -redis-sentinel (default: none)")
-	fs.StringVar(&a.sentinelPassword, "redis-sentinel-password", "", "password of the sentinels of -redis-sentinel (their requirepass): pass it as TIDINGS_REDIS_SENTINEL_PASSWORD; never logged")
-	fs.StringVar(&a.sentinelPasswordFile, "redis-sentinel-password-file", "", "file holding the sentinels' password, instead of -redis-sentinel-password")
 }
 
 // validateRedisAuth checks the Redis credential and TLS flags against each

@@ -111,12 +111,13 @@ func (c *config) reloadFrom(next config) (applied, restart []string) {
 	if !reflect.DeepEqual(c.namespaces, next.namespaces) {
 		applied = append(applied, "namespaces")
 	}
-	// Every option marked Reload in package config (a test keeps the two
-	// lists alike).
-	c.historySize, c.historyTTL = next.historySize, next.historyTTL
-	c.presence, c.joinLeave = next.presence, next.joinLeave
-	c.maxMessageSize, c.maxBodySize, c.publishRate = next.maxMessageSize, next.maxBodySize, next.publishRate
-	c.maxSubscriptions, c.opRate, c.opBurst = next.maxSubscriptions, next.opRate, next.opBurst
+	// The field of every option marked Reload in package config.
+	nextFields := next.bindings()
+	for i, b := range c.bindings() {
+		if o, _ := tdconfig.Lookup(b.name); o.Reload {
+			reflect.ValueOf(b.field).Elem().Set(reflect.ValueOf(nextFields[i].field).Elem())
+		}
+	}
 	c.file, c.namespaces = next.file, next.namespaces
 	return applied, restart
 }

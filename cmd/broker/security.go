@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -11,11 +10,8 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
-	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/transport/clientip"
-	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/tlsreload"
-	"github.com/tidings-io/tidings/transport/ws"
 )
 
 // security is the part of the command line about authentication, limits,
@@ -45,36 +41,9 @@ type security struct {
 	tlsKey           string
 }
 
-// flags declares the security flags on fs; the comma-separated
-// -trusted-proxies is returned to be split after parsing.
-func (s *security) flags(fs *flag.FlagSet) *string {
-	fs.StringVar(&s.jwtKey, "jwt-key", "", "HMAC secret (32 bytes or more) that signs session tokens (HS256/384/512); enables token authentication")
-	fs.StringVar(&s.jwtPublicKeyFile, "jwt-public-key-file", "", "PEM file of the RSA, ECDSA or Ed25519 public key that verifies session tokens; enables token authentication")
-	fs.StringVar(&s.jwtJWKSURL, "jwt-jwks-url", "", "URL of a JSON Web Key Set that verifies session tokens, refetched for unknown key ids; enables token authentication")
-	fs.StringVar(&s.jwtAudience, "jwt-audience", "", "audience (aud) session tokens must name (default: not checked)")
-	fs.StringVar(&s.jwtIssuer, "jwt-issuer", "", "issuer (iss) session tokens must have (default: not checked)")
-	fs.DurationVar(&s.jwtLeeway, "jwt-leeway", 5*time.Second, "clock skew allowed on token exp, nbf and iat")
-	fs.StringVar(&s.apiKeysFile, "api-keys-file", "", "JSON file of publisher API keys, each with optional topic patterns and rate")
-	fs.Float64Var(&s.publishRate, "publish-rate", httpapi.DefaultPublishRate, "HTTP publish requests per second per API key (0: no limit)")
-	proxies := fs.String("trusted-proxies", "", "comma-separated reverse proxies whose X-Forwarded-For or Forwarded names the client: CIDRs, addresses, private (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7), loopback (127.0.0.0/8, ::1), or none alone for no proxy (default, when empty: private)")
-	fs.IntVar(&s.maxSessions, "max-sessions", ws.DefaultMaxSessions, "WebSocket sessions per node; beyond it 503 (0: no limit)")
-	fs.Float64Var(&s.ipConnRate, "ip-conn-rate", ws.DefaultIPConnRate, "new WebSocket sessions per second per client address (0: no limit)")
-	fs.IntVar(&s.ipConnBurst, "ip-conn-burst", ws.DefaultIPConnBurst, "new WebSocket sessions a client address may open at once above -ip-conn-rate")
-	fs.IntVar(&s.ipMaxConns, "ip-max-conns", ws.DefaultIPMaxConns, "WebSocket sessions per client address at once (0: no limit)")
-	fs.IntVar(&s.maxSubscriptions, "max-subscriptions", broker.DefaultMaxSubscriptions, "subscriptions per session; beyond it error too_large")
-	fs.Float64Var(&s.opRate, "op-rate", ws.DefaultOpRate, "commands per second per session; beyond it error rate_limited, repeatedly 1008 (0: no limit)")
-	fs.IntVar(&s.opBurst, "op-burst", ws.DefaultOpBurst, "commands a session may send at once above -op-rate")
-	fs.DurationVar(&s.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a connection has to send its request headers (the WebSocket upgrade)")
-	fs.DurationVar(&s.readTimeout, "read-timeout", 30*time.Second, "time an HTTP request has to arrive whole, body included")
-	fs.DurationVar(&s.writeTimeout, "write-timeout", ws.DefaultWriteTimeout, "how long a WebSocket write may wait while the client reads nothing, and bound on writing an HTTP response")
-	fs.IntVar(&s.maxHeaderBytes, "max-header-bytes", 16384, "largest HTTP request header in bytes")
-	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain file: serve HTTPS and WSS (with -tls-key; reloaded on SIGHUP or change)")
-	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
-	return proxies
-}
-
-// validate checks the security values flag parsing accepts but the broker
-// does not; the files are read later, by build.
+// validate checks the security values flag parsing and package config's
+// table accept but the broker does not; the files are read later, by
+// build.
 func (s security) validate(c config) error {
 	bad := func(name, format string, args ...any) error {
 		return c.invalid(name, fmt.Sprintf(format, args...))
@@ -96,31 +65,6 @@ func (s security) validate(c config) error {
 	}
 	if _, err := trustedProxies(s.trustedProxies); err != nil {
 		return bad("trusted-proxies", "%v", err)
-	}
-	for _, p := range []struct {
-		name string
-		v    float64
-	}{{"publish-rate", s.publishRate}, {"ip-conn-rate", s.ipConnRate}, {"op-rate", s.opRate},
-		{"max-sessions", float64(s.maxSessions)}, {"ip-max-conns", float64(s.ipMaxConns)}} {
-		if p.v < 0 {
-			return bad(p.name, "%v: must not be negative (0: no limit)", p.v)
-		}
-	}
-	for _, p := range []struct {
-		name string
-		v    int
-	}{{"ip-conn-burst", s.ipConnBurst}, {"max-subscriptions", s.maxSubscriptions}, {"op-burst", s.opBurst}, {"max-header-bytes", s.maxHeaderBytes}} {
-		if p.v <= 0 {
-			return bad(p.name, "%d: must be a positive number", p.v)
-		}
-	}
-	for _, p := range []struct {
-		name string
-		v    time.Duration
-	}{{"jwt-leeway", s.jwtLeeway}, {"handshake-timeout", s.handshakeTimeout}, {"read-timeout", s.readTimeout}, {"write-timeout", s.writeTimeout}} {
-		if p.v <= 0 {
-			return bad(p.name, "%s: must be a positive duration", p.v)
-		}
 	}
 	return nil
 }
