@@ -2,12 +2,10 @@ package broker
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"time"
 
 	telem "github.com/tidings-io/tidings/internal/telemetry"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -77,81 +75,64 @@ type outcomeStats struct {
 }
 
 func (b *Broker) setupTelemetry() {
-	b.tel.tracer = telem.Tracer(b.cfg.TracerProvider, scope)
-	b.tel.prop = b.cfg.Propagator
-	if b.tel.prop == nil {
-		b.tel.prop = telem.W3C()
-	}
+	b.tel.tracer, b.tel.prop = telem.Tracing(b.cfg.TracerProvider, b.cfg.Propagator, scope)
 	if b.cfg.MeterProvider == nil {
 		return
 	}
 	in := telem.NewInstruments(telem.Meter(b.cfg.MeterProvider, scope))
 	// Every broker metric is read from its counters when scraped, so
 	// publishing and delivering pay nothing for them.
-	sessions := in.Int64ObservableUpDownCounter("tidings.sessions",
-		metric.WithUnit("{session}"), metric.WithDescription("Sessions open on this node."))
-	subs := in.Int64ObservableUpDownCounter("tidings.subscriptions",
-		metric.WithUnit("{subscription}"), metric.WithDescription("Subscriptions held on this node, by kind (exact or wildcard)."))
-	topics := in.Int64ObservableUpDownCounter("tidings.topics",
-		metric.WithUnit("{topic}"), metric.WithDescription("Topics with at least one local exact subscriber."))
-	published := in.Int64ObservableCounter("tidings.messages.published",
-		metric.WithUnit("{message}"), metric.WithDescription("Messages accepted for publishing on this node, by api (http, ws)."))
-	delivered := in.Int64ObservableCounter("tidings.messages.delivered",
-		metric.WithUnit("{message}"), metric.WithDescription("Message frames queued to subscribers on this node (one per matching subscription)."))
-	slow := in.Int64ObservableCounter("tidings.slow_consumers",
-		metric.WithUnit("{session}"), metric.WithDescription("Sessions whose outbound queue overflowed (closed with 1008 slow consumer)."))
-	resumes := in.Int64ObservableCounter("tidings.resumes",
-		metric.WithUnit("{subscription}"), metric.WithDescription("Subscribes with since, by outcome (recovered true or false)."))
-	patternNodes := in.Int64ObservableUpDownCounter("tidings.pattern_nodes",
-		metric.WithUnit("{node}"), metric.WithDescription("Nodes of the wildcard pattern index on this node (bounded by MaxPatternNodes)."))
-	patternRefusals := in.Int64ObservableCounter("tidings.pattern_refusals",
-		metric.WithUnit("{subscription}"), metric.WithDescription("Wildcard subscriptions refused because the pattern index was full."))
-	outbound := in.Int64ObservableUpDownCounter("tidings.outbound.bytes",
-		metric.WithUnit("By"), metric.WithDescription("Bytes queued to be written to every session on this node (bounded by -outbound-bytes)."))
-	budgetCuts := in.Int64ObservableCounter("tidings.outbound.budget_cuts",
-		metric.WithUnit("{session}"), metric.WithDescription("Sessions cut as slow consumers because the node's outbound queues held -outbound-bytes."))
-	resets := in.Int64ObservableCounter("tidings.resets",
-		metric.WithUnit("{reset}"), metric.WithDescription("Reset notices to local subscribers, by reason (history_lost, gap)."))
-
-	kindExact := metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "exact")))
-	kindWild := metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "wildcard")))
-	var apiAttrs [len(apis)]metric.ObserveOption
-	for i, a := range apis {
-		apiAttrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("api", a)))
+	st := &b.stats
+	kinds := telem.AttrsEach("kind", "exact", "wildcard")
+	apiAttrs := telem.AttrsEach("api", apis[:]...)
+	recovered := [2]metric.MeasurementOption{
+		telem.Attrs(attribute.Bool("recovered", false)),
+		telem.Attrs(attribute.Bool("recovered", true)),
 	}
-	recovered := [2]metric.ObserveOption{
-		metric.WithAttributeSet(attribute.NewSet(attribute.Bool("recovered", false))),
-		metric.WithAttributeSet(attribute.NewSet(attribute.Bool("recovered", true))),
-	}
-	lost := metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", ResetHistoryLost)))
-	gap := metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", ResetGap)))
-	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		st := &b.stats
-		o.ObserveInt64(sessions, st.sessions.Load())
-		o.ObserveInt64(subs, st.exactSubs.Load(), kindExact)
-		o.ObserveInt64(subs, st.wildcardSubs.Load(), kindWild)
-		o.ObserveInt64(topics, st.topics.Load())
-		o.ObserveInt64(patternNodes, int64(b.patterns.size()))
-		o.ObserveInt64(outbound, b.budget.Used())
-		o.ObserveInt64(budgetCuts, int64(b.budget.Cuts()))
-		o.ObserveInt64(patternRefusals, int64(st.patternRefusals.Load()))
-		for i := range apis {
-			o.ObserveInt64(published, int64(st.published[i].Load()), apiAttrs[i])
-		}
-		o.ObserveInt64(delivered, int64(st.delivered.Load()))
-		o.ObserveInt64(slow, int64(st.slowConsumers.Load()))
-		for i := range recovered {
-			o.ObserveInt64(resumes, int64(st.outcomes.resumed[i].Load()), recovered[i])
-		}
-		o.ObserveInt64(resets, int64(st.outcomes.historyLost.Load()), lost)
-		o.ObserveInt64(resets, int64(st.outcomes.gap.Load()), gap)
-		return nil
-	}, sessions, subs, topics, published, delivered, slow, resumes, resets, patternNodes, patternRefusals, outbound, budgetCuts)
+	reasons := telem.AttrsEach("reason", ResetHistoryLost, ResetGap)
+	in.Observe(
+		telem.UpDownCounter("tidings.sessions", "{session}", "Sessions open on this node.",
+			func(o telem.Observation) { o(st.sessions.Load()) }),
+		telem.UpDownCounter("tidings.subscriptions", "{subscription}", "Subscriptions held on this node, by kind (exact or wildcard).",
+			func(o telem.Observation) {
+				o(st.exactSubs.Load(), kinds[0])
+				o(st.wildcardSubs.Load(), kinds[1])
+			}),
+		telem.UpDownCounter("tidings.topics", "{topic}", "Topics with at least one local exact subscriber.",
+			func(o telem.Observation) { o(st.topics.Load()) }),
+		telem.Counter("tidings.messages.published", "{message}", "Messages accepted for publishing on this node, by api (http, ws).",
+			func(o telem.Observation) {
+				for i := range apis {
+					o(int64(st.published[i].Load()), apiAttrs[i])
+				}
+			}),
+		telem.Counter("tidings.messages.delivered", "{message}", "Message frames queued to subscribers on this node (one per matching subscription).",
+			func(o telem.Observation) { o(int64(st.delivered.Load())) }),
+		telem.Counter("tidings.slow_consumers", "{session}", "Sessions whose outbound queue overflowed (closed with 1008 slow consumer).",
+			func(o telem.Observation) { o(int64(st.slowConsumers.Load())) }),
+		telem.Counter("tidings.resumes", "{subscription}", "Subscribes with since, by outcome (recovered true or false).",
+			func(o telem.Observation) {
+				for i := range recovered {
+					o(int64(st.outcomes.resumed[i].Load()), recovered[i])
+				}
+			}),
+		telem.Counter("tidings.resets", "{reset}", "Reset notices to local subscribers, by reason (history_lost, gap).",
+			func(o telem.Observation) {
+				o(int64(st.outcomes.historyLost.Load()), reasons[0])
+				o(int64(st.outcomes.gap.Load()), reasons[1])
+			}),
+		telem.UpDownCounter("tidings.pattern_nodes", "{node}", "Nodes of the wildcard pattern index on this node (bounded by MaxPatternNodes).",
+			func(o telem.Observation) { o(int64(b.patterns.size())) }),
+		telem.Counter("tidings.pattern_refusals", "{subscription}", "Wildcard subscriptions refused because the pattern index was full.",
+			func(o telem.Observation) { o(int64(st.patternRefusals.Load())) }),
+		telem.UpDownCounter("tidings.outbound.bytes", "By", "Bytes queued to be written to every session on this node (bounded by -outbound-bytes).",
+			func(o telem.Observation) { o(b.budget.Used()) }),
+		telem.Counter("tidings.outbound.budget_cuts", "{session}", "Sessions cut as slow consumers because the node's outbound queues held -outbound-bytes.",
+			func(o telem.Observation) { o(int64(b.budget.Cuts())) }),
+	)
 	// The broker has no logger: OpenTelemetry's error handler reports it
 	// (on stderr unless the program installs its own).
-	if err := in.Err(); err != nil {
-		otel.Handle(fmt.Errorf("broker: metrics: %w", err))
-	}
+	in.HandleErr("broker")
 }
 
 // startAppend runs when tracing is on: it records the publishing span's

@@ -65,32 +65,24 @@ func (h *Hooks) setupTelemetry() {
 	t := &h.tel
 	t.tracer = telem.Tracer(h.cfg.TracerProvider, scope)
 	in := telem.NewInstruments(telem.Meter(h.cfg.MeterProvider, scope))
-	t.duration = in.Float64Histogram("tidings.hook.duration",
-		metric.WithUnit("s"),
-		metric.WithDescription("Time a hook call took, by hook: the wait for a slot, every attempt and the pauses between them."),
-		metric.WithExplicitBucketBoundaries(telem.LatencyBuckets()...))
+	t.duration = in.Seconds("tidings.hook.duration",
+		"Time a hook call took, by hook: the wait for a slot, every attempt and the pauses between them.")
 	t.results = in.Int64Counter("tidings.hook.results",
 		metric.WithUnit("{call}"),
 		metric.WithDescription("Hook calls, by hook and result (allow, deny, timeout, error, overload)."))
 	for k := range numKinds {
 		hook := attribute.String("hook", kindNames[k])
-		t.byHook[k] = metric.WithAttributeSet(attribute.NewSet(hook))
+		t.byHook[k] = telem.Attrs(hook)
 		for r := range numResults {
-			t.byResult[k][r] = metric.WithAttributeSet(attribute.NewSet(hook, attribute.String("result", resultNames[r])))
+			t.byResult[k][r] = telem.Attrs(hook, attribute.String("result", resultNames[r]))
 		}
 	}
 	if h.cfg.MeterProvider != nil {
-		inFlight := in.Int64ObservableUpDownCounter("tidings.hook.in_flight",
-			metric.WithUnit("{request}"),
-			metric.WithDescription("Hook requests open on this node (bounded by MaxConcurrent)."))
-		in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-			o.ObserveInt64(inFlight, int64(len(h.sem)))
-			return nil
-		}, inFlight)
+		in.Observe(telem.UpDownCounter("tidings.hook.in_flight", "{request}",
+			"Hook requests open on this node (bounded by MaxConcurrent).",
+			func(o telem.Observation) { o(int64(len(h.sem))) }))
 	}
-	if err := in.Err(); err != nil {
-		h.cfg.Logger.Error("metrics: registering instruments", "scope", scope, "err", err)
-	}
+	in.LogErr(h.cfg.Logger, scope)
 }
 
 // targetAttrs are the span attributes of a hook's URL u: its query and

@@ -125,40 +125,40 @@ func options[O any](s otlpSettings, c otlpOptions[O], path string) []O {
 	return opts
 }
 
-func otlpTraceExporter(ctx context.Context, env envReader) (sdktrace.SpanExporter, string, error) {
-	s, err := otlpFromEnv(env, "TRACES")
+// otlpExporter reads the settings of signal ("TRACES" or "METRICS") and
+// builds its exporter with build; it returns the protocol too. what names
+// the exporter in build's error.
+func otlpExporter[E any](ctx context.Context, env envReader, signal, what string, build func(context.Context, otlpSettings) (E, error)) (E, string, error) {
+	var none E
+	s, err := otlpFromEnv(env, signal)
 	if err != nil {
-		return nil, "", err
+		return none, "", err
 	}
-	var exp sdktrace.SpanExporter
-	if s.protocol == "grpc" {
-		exp, err = otlptracegrpc.New(ctx, options(s, otlpOptions[otlptracegrpc.Option]{otlptracegrpc.WithTimeout,
-			otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders}, "")...)
-	} else {
-		exp, err = otlptracehttp.New(ctx, options(s, otlpOptions[otlptracehttp.Option]{otlptracehttp.WithTimeout,
-			otlptracehttp.WithEndpointURL, nil, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders}, "/v1/traces")...)
-	}
+	exp, err := build(ctx, s)
 	if err != nil {
-		return nil, "", fmt.Errorf("tracing: OTLP trace exporter: %w", err)
+		return none, "", fmt.Errorf("tracing: OTLP %s exporter: %w", what, err)
 	}
 	return exp, s.protocol, nil
 }
 
+func otlpTraceExporter(ctx context.Context, env envReader) (sdktrace.SpanExporter, string, error) {
+	return otlpExporter(ctx, env, "TRACES", "trace", func(ctx context.Context, s otlpSettings) (sdktrace.SpanExporter, error) {
+		if s.protocol == "grpc" {
+			return otlptracegrpc.New(ctx, options(s, otlpOptions[otlptracegrpc.Option]{otlptracegrpc.WithTimeout,
+				otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders}, "")...)
+		}
+		return otlptracehttp.New(ctx, options(s, otlpOptions[otlptracehttp.Option]{otlptracehttp.WithTimeout,
+			otlptracehttp.WithEndpointURL, nil, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders}, "/v1/traces")...)
+	})
+}
+
 func otlpMetricExporter(ctx context.Context, env envReader) (sdkmetric.Exporter, string, error) {
-	s, err := otlpFromEnv(env, "METRICS")
-	if err != nil {
-		return nil, "", err
-	}
-	var exp sdkmetric.Exporter
-	if s.protocol == "grpc" {
-		exp, err = otlpmetricgrpc.New(ctx, options(s, otlpOptions[otlpmetricgrpc.Option]{otlpmetricgrpc.WithTimeout,
-			otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders}, "")...)
-	} else {
-		exp, err = otlpmetrichttp.New(ctx, options(s, otlpOptions[otlpmetrichttp.Option]{otlpmetrichttp.WithTimeout,
+	return otlpExporter(ctx, env, "METRICS", "metric", func(ctx context.Context, s otlpSettings) (sdkmetric.Exporter, error) {
+		if s.protocol == "grpc" {
+			return otlpmetricgrpc.New(ctx, options(s, otlpOptions[otlpmetricgrpc.Option]{otlpmetricgrpc.WithTimeout,
+				otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders}, "")...)
+		}
+		return otlpmetrichttp.New(ctx, options(s, otlpOptions[otlpmetrichttp.Option]{otlpmetrichttp.WithTimeout,
 			otlpmetrichttp.WithEndpointURL, nil, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders}, "/v1/metrics")...)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("tracing: OTLP metric exporter: %w", err)
-	}
-	return exp, s.protocol, nil
+	})
 }

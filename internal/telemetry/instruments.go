@@ -3,7 +3,9 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 )
@@ -93,5 +95,34 @@ func (in *Instruments) RegisterCallback(f metric.Callback, insts ...metric.Obser
 	_, err := in.m.RegisterCallback(f, insts...)
 	if err != nil {
 		in.errs = append(in.errs, fmt.Errorf("registering a callback: %w", err))
+	}
+}
+
+// Seconds creates a latency histogram: a float64 histogram in seconds
+// with description and the LatencyBuckets boundaries; opts come after
+// those and may replace them (WithExplicitBucketBoundaries of
+// LatencyBucketsUpTo for shorter latencies).
+func (in *Instruments) Seconds(name, description string, opts ...metric.Float64HistogramOption) metric.Float64Histogram {
+	return in.Float64Histogram(name, append([]metric.Float64HistogramOption{
+		metric.WithUnit("s"),
+		metric.WithDescription(description),
+		metric.WithExplicitBucketBoundaries(LatencyBuckets()...),
+	}, opts...)...)
+}
+
+// LogErr logs Err on log, at error level and naming scope, when the meter
+// reported errors.
+func (in *Instruments) LogErr(log *slog.Logger, scope string) {
+	if err := in.Err(); err != nil {
+		log.Error("metrics: registering instruments", "scope", scope, "err", err)
+	}
+}
+
+// HandleErr hands Err, when the meter reported errors, to OpenTelemetry's
+// error handler as "<pkg>: metrics: <Err>": the report of a package that
+// has no logger.
+func (in *Instruments) HandleErr(pkg string) {
+	if err := in.Err(); err != nil {
+		otel.Handle(fmt.Errorf("%s: metrics: %w", pkg, err))
 	}
 }

@@ -1,8 +1,9 @@
 // Package telemetry holds what every package of the module does the same
 // way with OpenTelemetry: the instrumentation scope names, the tracer and
 // meter of a scope from the providers a config hands in (nil meaning
-// off), the default propagator, the shared histogram buckets, and
-// instrument registration that reports its errors (Instruments).
+// off), the default propagator, the shared histogram buckets, attribute
+// sets made once (Attrs), and instrument registration that reports its
+// errors (Instruments), observed instruments by families (Observe).
 //
 // It uses the OpenTelemetry API only, never the SDK or an exporter
 // (internal/importrules enforces it): the providers come from the caller,
@@ -12,6 +13,7 @@ package telemetry
 import (
 	"slices"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -38,6 +40,16 @@ func Tracer(tp trace.TracerProvider, scope string) trace.Tracer {
 		return nil
 	}
 	return tp.Tracer(scope)
+}
+
+// Tracing returns the tracer of scope from tp, nil when tracing is off
+// (see Tracer), and prop, or W3C when prop is nil: what a package traces
+// with, from the provider and propagator its config names.
+func Tracing(tp trace.TracerProvider, prop propagation.TextMapPropagator, scope string) (trace.Tracer, propagation.TextMapPropagator) {
+	if prop == nil {
+		prop = W3C()
+	}
+	return Tracer(tp, scope), prop
 }
 
 // Meter returns the meter of scope from mp, or a no-op meter when mp is nil.
@@ -72,6 +84,22 @@ func LatencyBucketsUpTo(max float64) []float64 {
 		if b <= max {
 			out = append(out, b)
 		}
+	}
+	return out
+}
+
+// Attrs returns the measurement option of the attribute set of kvs, to
+// make once and pass to every measurement it applies to.
+func Attrs(kvs ...attribute.KeyValue) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(kvs...))
+}
+
+// AttrsEach returns, for each of values in order, the measurement option
+// of the one attribute key=value.
+func AttrsEach(key string, values ...string) []metric.MeasurementOption {
+	out := make([]metric.MeasurementOption, len(values))
+	for i, v := range values {
+		out[i] = Attrs(attribute.String(key, v))
 	}
 	return out
 }

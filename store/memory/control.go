@@ -126,6 +126,31 @@ func (s *Store) controlReady(ctx context.Context) error {
 	return nil
 }
 
+// locked runs f on the control state under its lock, with the store
+// clock's time, once ctx and the store allow it: it returns ctx's error or
+// ErrClosed without running f.
+func (s *Store) locked(ctx context.Context, f func(c *controlState, now time.Time) error) error {
+	if err := s.controlReady(ctx); err != nil {
+		return err
+	}
+	c := s.controlPlane()
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return f(c, now)
+}
+
+// lockedRead returns what read finds in the control state, run as locked
+// runs it.
+func lockedRead[T any](ctx context.Context, s *Store, read func(c *controlState, now time.Time) T) (T, error) {
+	var out T
+	err := s.locked(ctx, func(c *controlState, now time.Time) error {
+		out = read(c, now)
+		return nil
+	})
+	return out, err
+}
+
 // Broadcast hands msg to this node's OnBroadcast handler, the only node
 // of a memory store, after the messages broadcast before it. It returns
 // once msg is delivered, unless a delivery is under way (another
@@ -191,17 +216,18 @@ func (s *Store) OnBroadcast(handler func(msg []byte)) {
 // new expiry (and the new fields); a removed one that is absent is
 // ignored.
 func (s *Store) UpdatePresence(ctx context.Context, u control.PresenceUpdate) error {
-	if err := s.controlReady(ctx); err != nil {
-		return err
-	}
-	if len(u.Add) > 0 && u.TTL <= 0 {
-		return errPresenceTTL
-	}
-	c := s.controlPlane()
-	now := c.now()
+	return s.locked(ctx, func(c *controlState, now time.Time) error {
+		if len(u.Add) > 0 && u.TTL <= 0 {
+			return errPresenceTTL
+		}
+		c.updatePresence(u, now)
+		return nil
+	})
+}
+
+// updatePresence applies u at now. The caller holds mu.
+func (c *controlState) updatePresence(u control.PresenceUpdate, now time.Time) {
 	expires := now.Add(u.TTL)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !now.Before(c.nextSweep) {
 		c.sweepPresence(now)
 	}
@@ -241,47 +267,36 @@ func (s *Store) UpdatePresence(ctx context.Context, u control.PresenceUpdate) er
 			delete(c.topics, k.Topic)
 		}
 	}
-	return nil
 }
 
 // Presence lists topic's live entries.
 func (s *Store) Presence(ctx context.Context, topic string) ([]control.PresenceEntry, error) {
-	if err := s.controlReady(ctx); err != nil {
-		return nil, err
-	}
-	c := s.controlPlane()
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.liveTopic(topic, now)
-	if t == nil {
-		return nil, nil
-	}
-	out := make([]control.PresenceEntry, 0, len(t.entries))
-	for _, it := range t.entries {
-		e := it.entry
-		e.Info = slices.Clone(e.Info)
-		out = append(out, e)
-	}
-	return out, nil
+	return lockedRead(ctx, s, func(c *controlState, now time.Time) []control.PresenceEntry {
+		t := c.liveTopic(topic, now)
+		if t == nil {
+			return nil
+		}
+		out := make([]control.PresenceEntry, 0, len(t.entries))
+		for _, it := range t.entries {
+			e := it.entry
+			e.Info = slices.Clone(e.Info)
+			out = append(out, e)
+		}
+		return out
+	})
 }
 
 // PresenceStats counts topic's live entries and their distinct non-empty
 // users; it drops the entries that expired since the last call, and is
 // otherwise O(1).
 func (s *Store) PresenceStats(ctx context.Context, topic string) (control.PresenceStats, error) {
-	if err := s.controlReady(ctx); err != nil {
-		return control.PresenceStats{}, err
-	}
-	c := s.controlPlane()
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.liveTopic(topic, now)
-	if t == nil {
-		return control.PresenceStats{}, nil
-	}
-	return control.PresenceStats{Sessions: len(t.entries), Users: len(t.users)}, nil
+	return lockedRead(ctx, s, func(c *controlState, now time.Time) control.PresenceStats {
+		t := c.liveTopic(topic, now)
+		if t == nil {
+			return control.PresenceStats{}
+		}
+		return control.PresenceStats{Sessions: len(t.entries), Users: len(t.users)}
+	})
 }
 
 // liveTopic returns topic's presence with its expired entries dropped, or
@@ -342,33 +357,24 @@ func (t *presenceTopic) dropUser(user string) {
 // Revoke records r until r.Until; when the user or token is revoked
 // already, the later Until is kept.
 func (s *Store) Revoke(ctx context.Context, r control.Revocation) error {
-	if err := s.controlReady(ctx); err != nil {
-		return err
-	}
-	field := r.Key()
-	if field == "" {
-		return errRevocation
-	}
-	c := s.controlPlane()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.revoked[field]; !ok || old.Until.Before(r.Until) {
-		c.revoked[field] = r
-	}
-	return nil
+	return s.locked(ctx, func(c *controlState, _ time.Time) error {
+		field := r.Key()
+		if field == "" {
+			return errRevocation
+		}
+		if old, ok := c.revoked[field]; !ok || old.Until.Before(r.Until) {
+			c.revoked[field] = r
+		}
+		return nil
+	})
 }
 
 // Revocations lists the revocations whose Until is after now, and drops
 // the others.
 func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
-	if err := s.controlReady(ctx); err != nil {
-		return nil, err
-	}
-	c := s.controlPlane()
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return keepLive(c.revoked, func(r control.Revocation) bool { return r.Until.After(now) }), nil
+	return lockedRead(ctx, s, func(c *controlState, now time.Time) []control.Revocation {
+		return keepLive(c.revoked, func(r control.Revocation) bool { return r.Until.After(now) })
+	})
 }
 
 // keepLive deletes from m the values live rejects and returns the others.
@@ -386,34 +392,24 @@ func keepLive[K comparable, V any](m map[K]V, live func(V) bool) []V {
 
 // Announce records n as live for ttl from now.
 func (s *Store) Announce(ctx context.Context, n control.NodeInfo, ttl time.Duration) error {
-	if err := s.controlReady(ctx); err != nil {
-		return err
-	}
-	if ttl <= 0 {
-		return errAnnounceTTL
-	}
-	c := s.controlPlane()
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.nodes[n.ID] = announced{info: n, expires: now.Add(ttl)}
-	return nil
+	return s.locked(ctx, func(c *controlState, now time.Time) error {
+		if ttl <= 0 {
+			return errAnnounceTTL
+		}
+		c.nodes[n.ID] = announced{info: n, expires: now.Add(ttl)}
+		return nil
+	})
 }
 
 // Nodes lists the nodes whose last announcement has not expired, and
 // drops the others.
 func (s *Store) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
-	if err := s.controlReady(ctx); err != nil {
-		return nil, err
-	}
-	c := s.controlPlane()
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	live := keepLive(c.nodes, func(a announced) bool { return now.Before(a.expires) })
-	out := make([]control.NodeInfo, len(live))
-	for i, a := range live {
-		out[i] = a.info
-	}
-	return out, nil
+	return lockedRead(ctx, s, func(c *controlState, now time.Time) []control.NodeInfo {
+		live := keepLive(c.nodes, func(a announced) bool { return now.Before(a.expires) })
+		out := make([]control.NodeInfo, len(live))
+		for i, a := range live {
+			out[i] = a.info
+		}
+		return out
+	})
 }

@@ -11,7 +11,6 @@ package memory
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/telemetry"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -163,23 +161,17 @@ func (s *Store) setupMetrics() {
 		return
 	}
 	in := telemetry.NewInstruments(telemetry.Meter(s.cfg.MeterProvider, telemetry.Scope("store/memory")))
-	bytes := in.Int64ObservableUpDownCounter("tidings.history.bytes",
-		metric.WithUnit("By"), metric.WithDescription("Bytes history holds on this node (bounded by -history-bytes)."))
-	evicted := in.Int64ObservableCounter("tidings.history.evicted",
-		metric.WithUnit("{message}"), metric.WithDescription("Messages, and records of topics left empty, dropped from history, oldest first, to stay within -history-bytes."))
-	topics := in.Int64ObservableUpDownCounter("tidings.store.topics",
-		metric.WithUnit("{topic}"), metric.WithDescription("Topics the store keeps a sequence and history for."))
-	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(bytes, s.historyBytes.Load())
-		o.ObserveInt64(evicted, int64(s.evicted.Load()))
-		o.ObserveInt64(topics, int64(s.Topics()))
-		return nil
-	}, bytes, evicted, topics)
+	in.Observe(
+		telemetry.UpDownCounter("tidings.history.bytes", "By", "Bytes history holds on this node (bounded by -history-bytes).",
+			func(o telemetry.Observation) { o(s.historyBytes.Load()) }),
+		telemetry.Counter("tidings.history.evicted", "{message}", "Messages, and records of topics left empty, dropped from history, oldest first, to stay within -history-bytes.",
+			func(o telemetry.Observation) { o(int64(s.evicted.Load())) }),
+		telemetry.UpDownCounter("tidings.store.topics", "{topic}", "Topics the store keeps a sequence and history for.",
+			func(o telemetry.Observation) { o(int64(s.Topics())) }),
+	)
 	// The store has no logger: OpenTelemetry's error handler reports it
 	// (on stderr unless the program installs its own).
-	if err := in.Err(); err != nil {
-		otel.Handle(fmt.Errorf("store/memory: metrics: %w", err))
-	}
+	in.HandleErr("store/memory")
 }
 
 func newEpoch() string { return uuid.NewString()[:8] }

@@ -83,14 +83,7 @@ func (s *Store) coalescerOf(ctx context.Context, c *pubCall) *coalescer {
 		}
 		addr = a
 	}
-	s.coMu.Lock()
-	defer s.coMu.Unlock()
-	co := s.coByMaster[addr]
-	if co == nil {
-		co = &coalescer{}
-		s.coByMaster[addr] = co
-	}
-	return co
+	return getOrAdd(&s.coMu, s.coByMaster, addr)
 }
 
 // submit stores c: in a coalesced round trip, or in one of its own when

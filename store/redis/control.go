@@ -212,16 +212,19 @@ keep_until(KEYS[1], keep)
 return 1
 `)
 
-// revocationsScript returns the revocations whose Until is ahead, as
-// field, until pairs, and deletes the others.
+// liveScript returns the records of a hash of expiring records whose
+// expiry is ahead, as field, value pairs, and deletes the others. A
+// record's expiry is the number (tonumber) that the first capture of a
+// Lua pattern finds in its value; a value it finds none in is expired.
 //
-//	KEYS[1] <prefix>revoked
-var revocationsScript = goredis.NewScript(scriptNow + `
+//	KEYS[1] the hash (<prefix>revoked, <prefix>nodes)
+//	ARGV[1] the pattern (revocationExpiry, announcementExpiry)
+var liveScript = goredis.NewScript(scriptNow + `
 local all = redis.call('HGETALL', KEYS[1])
 local out = {}
 for i = 1, #all, 2 do
-  local upto = tonumber(all[i+1])
-  if upto and upto > now then
+  local expires = tonumber(string.match(all[i+1], ARGV[1]))
+  if expires and expires > now then
     out[#out+1] = all[i]
     out[#out+1] = all[i+1]
   else
@@ -230,6 +233,15 @@ for i = 1, #all, 2 do
 end
 return out
 `)
+
+// The liveScript patterns of the expiry in the values of the revocations
+// hash (the whole value: the Until in Unix ms) and of the nodes hash
+// (announcement.Expires, the JSON's first member, as announceScript
+// writes it).
+const (
+	revocationExpiry   = `^(.*)$`
+	announcementExpiry = `^{"expires":(%d+),`
+)
 
 // announceScript records a node's announcement until now + ttl, and keeps
 // the hash as long as the latest announcement (and controlLinger).
@@ -243,24 +255,6 @@ redis.call('HSET', KEYS[1], ARGV[1], '{"expires":' .. string.format('%d', expire
 local keep = expires + tonumber(ARGV[4])
 keep_until(KEYS[1], keep)
 return 1
-`)
-
-// nodesScript returns the announcements that have not expired and
-// deletes the others.
-//
-//	KEYS[1] <prefix>nodes
-var nodesScript = goredis.NewScript(scriptNow + `
-local all = redis.call('HGETALL', KEYS[1])
-local out = {}
-for i = 1, #all, 2 do
-  local expires = tonumber(string.match(all[i+1], '^{"expires":(%d+),'))
-  if expires and expires > now then
-    out[#out+1] = all[i+1]
-  else
-    redis.call('HDEL', KEYS[1], all[i])
-  end
-end
-return out
 `)
 
 // Revoke records r until r.Until; when the user or token is revoked
@@ -289,10 +283,12 @@ func (s *Store) runControl(ctx context.Context, what string, script *goredis.Scr
 	return cmd, nil
 }
 
-// Revocations lists the revocations whose Until is ahead on Redis's
-// clock, and deletes the others.
-func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
-	cmd, err := s.runControl(ctx, "reading revocations", revocationsScript, []string{s.revokedKey()})
+// controlPairs runs script on keys with args, as runControl does, and
+// decodes each field, value pair of its answer with decode; an answer
+// that is not a list of strings, or a pair decode rejects, is
+// errControlRecord.
+func controlPairs[T any](ctx context.Context, s *Store, what string, script *goredis.Script, keys []string, args []any, decode func(field, value string) (T, bool)) ([]T, error) {
+	cmd, err := s.runControl(ctx, what, script, keys, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -300,19 +296,28 @@ func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
 	if err != nil {
 		return nil, errControlRecord
 	}
-	out := make([]control.Revocation, 0, len(res)/2)
+	out := make([]T, 0, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
-		until, err := strconv.ParseInt(res[i+1], 10, 64)
-		if err != nil {
-			return nil, errControlRecord
-		}
-		r, ok := control.RevocationOf(res[i], time.UnixMilli(until))
+		v, ok := decode(res[i], res[i+1])
 		if !ok {
 			return nil, errControlRecord
 		}
-		out = append(out, r)
+		out = append(out, v)
 	}
 	return out, nil
+}
+
+// Revocations lists the revocations whose Until is ahead on Redis's
+// clock, and deletes the others.
+func (s *Store) Revocations(ctx context.Context) ([]control.Revocation, error) {
+	return controlPairs(ctx, s, "reading revocations", liveScript, []string{s.revokedKey()}, []any{revocationExpiry},
+		func(field, value string) (control.Revocation, bool) {
+			until, err := strconv.ParseInt(value, 10, 64)
+			if err != nil {
+				return control.Revocation{}, false
+			}
+			return control.RevocationOf(field, time.UnixMilli(until))
+		})
 }
 
 // announcement is the value of a node's field in the nodes hash.
@@ -338,21 +343,10 @@ func (s *Store) Announce(ctx context.Context, n control.NodeInfo, ttl time.Durat
 // Nodes lists the nodes whose last announcement has not expired on
 // Redis's clock, and deletes the others.
 func (s *Store) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
-	cmd, err := s.runControl(ctx, "reading nodes", nodesScript, []string{s.nodesKey()})
-	if err != nil {
-		return nil, err
-	}
-	res, err := cmd.StringSlice()
-	if err != nil {
-		return nil, errControlRecord
-	}
-	out := make([]control.NodeInfo, 0, len(res))
-	for _, v := range res {
-		var a announcement
-		if err := json.Unmarshal([]byte(v), &a); err != nil {
-			return nil, errControlRecord
-		}
-		out = append(out, a.Node)
-	}
-	return out, nil
+	return controlPairs(ctx, s, "reading nodes", liveScript, []string{s.nodesKey()}, []any{announcementExpiry},
+		func(_, value string) (control.NodeInfo, bool) {
+			var a announcement
+			err := json.Unmarshal([]byte(value), &a)
+			return a.Node, err == nil
+		})
 }

@@ -215,3 +215,48 @@ func TestClosedStoreRefusesControl(t *testing.T) {
 		t.Fatalf("Nodes on a closed store: %v, want ErrClosed", err)
 	}
 }
+
+// Revocations and announcements keep their hash layout: records another
+// node wrote are read, and those expired or unreadable on Redis's clock
+// are deleted by the reader.
+func TestControlRecordsLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redis.Config{URL: srv.URL()})
+	c := srv.Client()
+	ctx := t.Context()
+	ahead := time.Now().Add(time.Hour).UnixMilli()
+	past := time.Now().Add(-time.Hour).UnixMilli()
+	if err := c.HSet(ctx, "tidings:revoked",
+		"user:alice", fmt.Sprint(ahead), "jti:t1", fmt.Sprint(past), "user:bob", "soon").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.HSet(ctx, "tidings:nodes",
+		"n1", fmt.Sprintf(`{"expires":%d,"node":{"id":"n1"}}`, ahead),
+		"n2", fmt.Sprintf(`{"expires":%d,"node":{"id":"n2"}}`, past),
+		"n3", `{"node":{"id":"n3"}}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := s.Revocations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != 1 || revs[0].User != "alice" || revs[0].Until.UnixMilli() != ahead {
+		t.Errorf("Revocations = %+v, want alice's until %d", revs, ahead)
+	}
+	nodes, err := s.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].ID != "n1" {
+		t.Errorf("Nodes = %+v, want n1", nodes)
+	}
+	for key, want := range map[string][]string{"tidings:revoked": {"user:alice"}, "tidings:nodes": {"n1"}} {
+		left, err := c.HKeys(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || left[0] != want[0] {
+			t.Errorf("%s keeps %v, want %v", key, left, want)
+		}
+	}
+}

@@ -44,14 +44,17 @@ local function dropUser(u)
     redis.call('HDEL', KEYS[3], u)
   end
 end
+local function forget(s)
+  local v = redis.call('HGET', KEYS[1], s)
+  if v then
+    redis.call('HDEL', KEYS[1], s)
+    dropUser(userOf(v))
+  end
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 if #expired > 0 then
   for _, s in ipairs(expired) do
-    local v = redis.call('HGET', KEYS[1], s)
-    if v then
-      redis.call('HDEL', KEYS[1], s)
-      dropUser(userOf(v))
-    end
+    forget(s)
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 end
@@ -89,13 +92,8 @@ for i = 4, 3 + 2*n, 2 do
   end
 end
 for i = 4 + 2*n, #ARGV do
-  local s = ARGV[i]
-  redis.call('ZREM', KEYS[2], s)
-  local old = redis.call('HGET', KEYS[1], s)
-  if old then
-    redis.call('HDEL', KEYS[1], s)
-    dropUser(userOf(old))
-  end
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  forget(ARGV[i])
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[3])
@@ -237,23 +235,12 @@ func (s *Store) runPresenceUpdate(ctx context.Context, keys [][]string, args [][
 
 // Presence lists topic's live entries.
 func (s *Store) Presence(ctx context.Context, topic string) ([]control.PresenceEntry, error) {
-	cmd, err := s.runControl(ctx, "reading presence", presenceListScript, s.presenceKeys(topic))
-	if err != nil {
-		return nil, err
-	}
-	res, err := cmd.StringSlice()
-	if err != nil {
-		return nil, errControlRecord
-	}
-	out := make([]control.PresenceEntry, 0, len(res)/2)
-	for i := 0; i+1 < len(res); i += 2 {
-		var v presenceValue
-		if err := json.Unmarshal([]byte(res[i+1]), &v); err != nil {
-			return nil, errControlRecord
-		}
-		out = append(out, control.PresenceEntry{Topic: topic, Session: res[i], User: v.User, Info: v.Info, Node: v.Node})
-	}
-	return out, nil
+	return controlPairs(ctx, s, "reading presence", presenceListScript, s.presenceKeys(topic), nil,
+		func(session, value string) (control.PresenceEntry, bool) {
+			var v presenceValue
+			err := json.Unmarshal([]byte(value), &v)
+			return control.PresenceEntry{Topic: topic, Session: session, User: v.User, Info: v.Info, Node: v.Node}, err == nil
+		})
 }
 
 // PresenceStats counts topic's live entries and their distinct non-empty

@@ -31,9 +31,8 @@ func newTelemetry(mp metric.MeterProvider, log *slog.Logger) telemetry {
 	in := telem.NewInstruments(telem.Meter(mp, scope))
 	var t telemetry
 	// Its buckets stop at 2.5 s, just above DefaultTimeout (2 s).
-	t.roundTrip = in.Float64Histogram("tidings.redis.round_trip",
-		metric.WithUnit("s"),
-		metric.WithDescription("Round trip of a Redis script or ping, by op (publish, since, ping)."),
+	t.roundTrip = in.Seconds("tidings.redis.round_trip",
+		"Round trip of a Redis script or ping, by op (publish, since, ping).",
 		metric.WithExplicitBucketBoundaries(telem.LatencyBucketsUpTo(2.5)...))
 	t.reconnects = in.Int64Counter("tidings.redis.reconnects",
 		metric.WithUnit("{reconnect}"),
@@ -41,15 +40,13 @@ func newTelemetry(mp metric.MeterProvider, log *slog.Logger) telemetry {
 	t.repairs = in.Int64Counter("tidings.gap_repairs",
 		metric.WithUnit("{repair}"),
 		metric.WithDescription("Missed relayed messages caught up: outcome=recovered (from history) or reset (history no longer had them)."))
-	if err := in.Err(); err != nil {
-		log.Error("metrics: registering instruments", "scope", scope, "err", err)
-	}
-	rec := func(k, v string) metric.MeasurementOption {
-		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
-	}
-	t.opPublish, t.opSince, t.opPing = rec("op", "publish"), rec("op", "since"), rec("op", "ping")
-	t.connCommands, t.connPubSub = rec("conn", "commands"), rec("conn", "pubsub")
-	t.repaired, t.gapReset = rec("outcome", "recovered"), rec("outcome", "reset")
+	in.LogErr(log, scope)
+	ops := telem.AttrsEach("op", "publish", "since", "ping")
+	t.opPublish, t.opSince, t.opPing = ops[0], ops[1], ops[2]
+	conns := telem.AttrsEach("conn", "commands", "pubsub")
+	t.connCommands, t.connPubSub = conns[0], conns[1]
+	outcomes := telem.AttrsEach("outcome", "recovered", "reset")
+	t.repaired, t.gapReset = outcomes[0], outcomes[1]
 	return t
 }
 

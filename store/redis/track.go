@@ -35,14 +35,20 @@ const maxHeld = 4096
 
 // trackOf returns the topic's tracking state, creating it empty.
 func (r *relay) trackOf(topic string) *track {
-	r.trackMu.Lock()
-	defer r.trackMu.Unlock()
-	t := r.tracks[topic]
-	if t == nil {
-		t = &track{}
-		r.tracks[topic] = t
+	return getOrAdd(&r.trackMu, r.tracks, topic)
+}
+
+// getOrAdd returns m's value at k, adding a zero one when there is none;
+// mu guards m.
+func getOrAdd[K comparable, V any](mu *sync.Mutex, m map[K]*V, k K) *V {
+	mu.Lock()
+	defer mu.Unlock()
+	v := m[k]
+	if v == nil {
+		v = new(V)
+		m[k] = v
 	}
-	return t
+	return v
 }
 
 // startTrack starts tracking topic at pos unless it is already tracked.

@@ -31,27 +31,18 @@ type telemetry struct {
 
 func (a *API) setupTelemetry() {
 	t := &a.tel
-	t.tracer = telem.Tracer(a.cfg.TracerProvider, scope)
-	t.prop = a.cfg.Propagator
-	if t.prop == nil {
-		t.prop = telem.W3C()
-	}
-	m := telem.Meter(a.cfg.MeterProvider, scope)
-	in := telem.NewInstruments(m)
+	t.tracer, t.prop = telem.Tracing(a.cfg.TracerProvider, a.cfg.Propagator, scope)
+	in := telem.NewInstruments(telem.Meter(a.cfg.MeterProvider, scope))
 	t.requests = in.Int64Counter("tidings.http.requests",
 		metric.WithUnit("{request}"),
 		metric.WithDescription("HTTP requests answered, by route (the matched pattern) and status; WebSocket upgrades count as 101 when the session ends."))
-	t.duration = in.Float64Histogram("tidings.http.request.duration",
-		metric.WithUnit("s"),
-		metric.WithDescription("Time to answer an HTTP request, by route (WebSocket sessions excluded)."),
-		metric.WithExplicitBucketBoundaries(telem.LatencyBuckets()...))
-	if err := in.Err(); err != nil {
-		a.cfg.Logger.Error("metrics: registering instruments", "scope", scope, "err", err)
-	}
+	t.duration = in.Seconds("tidings.http.request.duration",
+		"Time to answer an HTTP request, by route (WebSocket sessions excluded).")
+	in.LogErr(a.cfg.Logger, scope)
 	if a.cfg.MeterProvider == nil {
 		return
 	}
-	if err := a.refused.RegisterMetric(m, attribute.String("transport", "http")); err != nil {
+	if err := a.refused.RegisterMetric(in.Meter(), attribute.String("transport", "http")); err != nil {
 		a.cfg.Logger.Error("metrics: tidings.refused", "err", err)
 	}
 }
@@ -66,11 +57,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		route = "other"
 	}
 	status := sw.code()
-	set := attribute.NewSet(attribute.String("route", route), attribute.String("status", strconv.Itoa(status)))
-	a.tel.requests.Add(r.Context(), 1, metric.WithAttributeSet(set))
+	a.tel.requests.Add(r.Context(), 1, telem.Attrs(attribute.String("route", route), attribute.String("status", strconv.Itoa(status))))
 	if !sw.hijacked {
-		a.tel.duration.Record(r.Context(), time.Since(start).Seconds(),
-			metric.WithAttributeSet(attribute.NewSet(attribute.String("route", route))))
+		a.tel.duration.Record(r.Context(), time.Since(start).Seconds(), telem.Attrs(attribute.String("route", route)))
 	}
 }
 

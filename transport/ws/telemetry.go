@@ -42,33 +42,22 @@ type telemetry struct {
 var transportAttr = attribute.String("transport", "websocket")
 
 // openedAttrs are the attributes of tidings.sessions.opened.
-var openedAttrs = metric.WithAttributeSet(attribute.NewSet(transportAttr))
+var openedAttrs = telem.Attrs(transportAttr)
 
 func (s *Server) setupTelemetry() {
 	// Every line the server logs names its node.
 	s.log = s.log.With("node", s.cfg.NodeID)
 	t := &s.tel
-	t.tracer = telem.Tracer(s.cfg.TracerProvider, scope)
-	t.prop = s.cfg.Propagator
-	if t.prop == nil {
-		t.prop = telem.W3C()
-	}
-	m := telem.Meter(s.cfg.MeterProvider, scope)
-	in := telem.NewInstruments(m)
-	defer func() {
-		if err := in.Err(); err != nil {
-			s.log.Error("metrics: registering instruments", "scope", scope, "err", err)
-		}
-	}()
+	t.tracer, t.prop = telem.Tracing(s.cfg.TracerProvider, s.cfg.Propagator, scope)
+	in := telem.NewInstruments(telem.Meter(s.cfg.MeterProvider, scope))
+	defer in.LogErr(s.log, scope)
 	t.opened = in.Int64Counter("tidings.sessions.opened",
 		metric.WithUnit("{session}"), metric.WithDescription("WebSocket sessions opened (welcome sent)."))
 	t.closed = in.Int64Counter("tidings.sessions.closed",
 		metric.WithUnit("{session}"),
 		metric.WithDescription("WebSocket sessions ended, by close code (1006: dropped without a close frame; 1005: the client's close frame had no code) and reason."))
-	t.latency = in.Float64Histogram("tidings.delivery.latency",
-		metric.WithUnit("s"),
-		metric.WithDescription("From a message's acceptance by the publishing node to its frame written to a subscriber's socket; recorded once per written batch, for its longest-waiting message."),
-		metric.WithExplicitBucketBoundaries(telem.LatencyBuckets()...))
+	t.latency = in.Seconds("tidings.delivery.latency",
+		"From a message's acceptance by the publishing node to its frame written to a subscriber's socket; recorded once per written batch, for its longest-waiting message.")
 	t.depth = in.Int64Histogram("tidings.outbound.queue.depth",
 		metric.WithUnit("{frame}"),
 		metric.WithDescription("Frames a session writer found queued and wrote in one batch."),
@@ -76,31 +65,31 @@ func (s *Server) setupTelemetry() {
 	if s.cfg.MeterProvider == nil {
 		return
 	}
-	bytes := in.Int64ObservableCounter("tidings.ws.io",
-		metric.WithUnit("By"), metric.WithDescription("WebSocket bytes, frame headers included, by direction (in, out)."))
-	sent := in.Int64ObservableCounter("tidings.close.sent",
-		metric.WithUnit("{frame}"), metric.WithDescription("Close frames sent, by close code."))
-	received := in.Int64ObservableCounter("tidings.close.received",
-		metric.WithUnit("{session}"), metric.WithDescription("Sessions ended by the peer, by close code (1005: no code, 1006: dropped)."))
-	dirIn := metric.WithAttributeSet(attribute.NewSet(attribute.String("direction", "in")))
-	dirOut := metric.WithAttributeSet(attribute.NewSet(attribute.String("direction", "out")))
-	var byCode [16]metric.ObserveOption
-	for i := range byCode {
-		byCode[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("code", strconv.Itoa(1000+i))))
+	dirs := telem.AttrsEach("direction", "in", "out")
+	codes := make([]string, len(s.stats.sent))
+	for i := range codes {
+		codes[i] = strconv.Itoa(1000 + i)
 	}
-	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(bytes, int64(t.bytesIn.Load()), dirIn)
-		o.ObserveInt64(bytes, int64(t.bytesOut.Load()), dirOut)
-		for i := range byCode {
-			if n := s.stats.sent[i].Load(); n > 0 {
-				o.ObserveInt64(sent, int64(n), byCode[i])
-			}
-			if n := s.stats.received[i].Load(); n > 0 {
-				o.ObserveInt64(received, int64(n), byCode[i])
+	byCode := telem.AttrsEach("code", codes...)
+	// byCodes reports the codes counted at least once in counts.
+	byCodes := func(counts *[16]atomic.Uint64) func(telem.Observation) {
+		return func(o telem.Observation) {
+			for i := range counts {
+				if n := counts[i].Load(); n > 0 {
+					o(int64(n), byCode[i])
+				}
 			}
 		}
-		return nil
-	}, bytes, sent, received)
+	}
+	in.Observe(
+		telem.Counter("tidings.ws.io", "By", "WebSocket bytes, frame headers included, by direction (in, out).",
+			func(o telem.Observation) {
+				o(int64(t.bytesIn.Load()), dirs[0])
+				o(int64(t.bytesOut.Load()), dirs[1])
+			}),
+		telem.Counter("tidings.close.sent", "{frame}", "Close frames sent, by close code.", byCodes(&s.stats.sent)),
+		telem.Counter("tidings.close.received", "{session}", "Sessions ended by the peer, by close code (1005: no code, 1006: dropped).", byCodes(&s.stats.received)),
+	)
 	s.compressionMetrics(in)
 }
 
@@ -180,8 +169,8 @@ func (c *conn) logger() *slog.Logger {
 func (c *conn) ended() {
 	cause, code, reason := c.closeState()
 	outcome := c.outcome(cause, code)
-	c.srv.tel.closed.Add(context.Background(), 1, metric.WithAttributeSet(attribute.NewSet(
-		attribute.String("code", codeLabel(outcome)), attribute.String("reason", cause.Label()), transportAttr)))
+	c.srv.tel.closed.Add(context.Background(), 1, telem.Attrs(
+		attribute.String("code", codeLabel(outcome)), attribute.String("reason", cause.Label()), transportAttr))
 	args := []any{"code", int(outcome), "reason", cause.Label(), "duration", time.Since(c.started).Round(time.Millisecond).String()}
 	if cause == session.CauseClient {
 		reason = c.closeReason
