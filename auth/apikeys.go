@@ -120,15 +120,10 @@ func checkKeys(keys []APIKey) error {
 	return nil
 }
 
+// keyNameChars are the bytes a key's name may hold.
+const keyNameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+
+// validKeyName reports whether s is 1 to 64 of keyNameChars.
 func validKeyName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return len(s) > 0 && len(s) <= 64 && strings.Trim(s, keyNameChars) == ""
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/ws"
 )
@@ -44,7 +45,7 @@ func TestWildcardPatternsAreBounded(t *testing.T) {
 	t.Cleanup(s.Close)
 	for i := range 1000 {
 		err := s.Subscribe(ctx, "", deepPattern(i, 125), nil)
-		if broker.ClientError(err).Code != broker.CodeBadRequest {
+		if broker.ClientError(err).Code != protocol.CodeBadRequest {
 			t.Fatalf("a 125-segment pattern: %v, want bad_request", err)
 		}
 	}
@@ -77,7 +78,7 @@ func TestWildcardPatternsAreBounded(t *testing.T) {
 			err := s.Subscribe(ctx, "", deepPattern(n*1000+i, 16), nil)
 			switch {
 			case err == nil:
-			case errors.Is(err, broker.ErrNodeFull) && broker.ClientError(err).Code == broker.CodeUnavailable:
+			case errors.Is(err, broker.ErrNodeFull) && broker.ClientError(err).Code == protocol.CodeUnavailable:
 				refused++
 			default:
 				t.Fatalf("session %d pattern %d: %v", n, i, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/memory"
 	"go.uber.org/goleak"
 )
@@ -266,9 +267,9 @@ func TestSubscribeErrors(t *testing.T) {
 		want    error
 		code    string
 	}{
-		{"twice", "a.b", nil, broker.ErrAlreadySubscribed, broker.CodeBadRequest},
-		{"invalid", "a..b", nil, broker.ErrInvalidTopic, broker.CodeBadRequest},
-		{"since on wildcard", "a.*", &broker.Position{}, broker.ErrSinceOnWildcard, broker.CodeBadRequest},
+		{"twice", "a.b", nil, broker.ErrAlreadySubscribed, protocol.CodeBadRequest},
+		{"invalid", "a..b", nil, broker.ErrInvalidTopic, protocol.CodeBadRequest},
+		{"since on wildcard", "a.*", &broker.Position{}, broker.ErrSinceOnWildcard, protocol.CodeBadRequest},
 	}
 	for _, tc := range tests {
 		err := s.Subscribe(context.Background(), "", tc.pattern, tc.since)
@@ -276,7 +277,7 @@ func TestSubscribeErrors(t *testing.T) {
 			t.Errorf("%s: err %v (code %s), want %v (%s)", tc.name, err, broker.ClientError(err).Code, tc.want, tc.code)
 		}
 	}
-	if err := s.Unsubscribe("x.y"); !errors.Is(err, broker.ErrNotSubscribed) || broker.ClientError(err).Code != broker.CodeNotFound {
+	if err := s.Unsubscribe("x.y"); !errors.Is(err, broker.ErrNotSubscribed) || broker.ClientError(err).Code != protocol.CodeNotFound {
 		t.Errorf("Unsubscribe unknown: %v", err)
 	}
 	drain(s)
@@ -347,7 +348,7 @@ func TestPublishRejectsInvalidBatchWhole(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInvalidTopic", err)
 	}
 	for _, pubs := range [][]broker.Publication{nil, {{Topic: "a.b"}}} {
-		if _, err := b.Publish(context.Background(), pubs); broker.ClientError(err).Code != broker.CodeBadRequest {
+		if _, err := b.Publish(context.Background(), pubs); broker.ClientError(err).Code != protocol.CodeBadRequest {
 			t.Fatalf("Publish(%v) err = %v, want a bad_request error", pubs, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/memory"
 )
 
@@ -28,11 +29,11 @@ func TestClientErrorsCarryNoInternalText(t *testing.T) {
 		code, msg string
 		is        error
 	}{
-		{"a batch's invalid topic", batchErr, broker.CodeBadRequest, "message 1: topic is invalid: empty segment at byte 2", broker.ErrInvalidTopic},
-		{"an invalid idempotency key", keyErr, broker.CodeBadRequest, "message 0: idempotency key is invalid: byte 2 is not printable ASCII", broker.ErrInvalidIdempotencyKey},
-		{"a store failure", storeDown, broker.CodeUnavailable, "store unavailable", broker.ErrUnavailable},
-		{"wrapped again", fmt.Errorf("context: %w", storeDown), broker.CodeUnavailable, "store unavailable", broker.ErrUnavailable},
-		{"not a broker error", errors.New("runtime: something broke"), broker.CodeInternal, "internal error", nil},
+		{"a batch's invalid topic", batchErr, protocol.CodeBadRequest, "message 1: topic is invalid: empty segment at byte 2", broker.ErrInvalidTopic},
+		{"an invalid idempotency key", keyErr, protocol.CodeBadRequest, "message 0: idempotency key is invalid: byte 2 is not printable ASCII", broker.ErrInvalidIdempotencyKey},
+		{"a store failure", storeDown, protocol.CodeUnavailable, "store unavailable", broker.ErrUnavailable},
+		{"wrapped again", fmt.Errorf("context: %w", storeDown), protocol.CodeUnavailable, "store unavailable", broker.ErrUnavailable},
+		{"not a broker error", errors.New("runtime: something broke"), protocol.CodeInternal, "internal error", nil},
 	}
 	for _, tc := range tests {
 		ce := broker.ClientError(tc.err)

@@ -6,30 +6,6 @@ import (
 	"time"
 )
 
-// Errors returned by the broker, each with its protocol code. Callers
-// match them with errors.Is; transports tell a client ClientError(err).
-var (
-	// ErrAlreadySubscribed: the session already holds this subscription.
-	ErrAlreadySubscribed = &Error{Code: CodeBadRequest, Message: "already subscribed"}
-	// ErrNotSubscribed: the session holds no such subscription.
-	ErrNotSubscribed = &Error{Code: CodeNotFound, Message: "not subscribed"}
-	// ErrSinceOnWildcard: resume positions are kept per exact topic only.
-	ErrSinceOnWildcard = &Error{Code: CodeBadRequest, Message: "since is only valid for exact topics"}
-	// ErrNoData: a publication without a data value.
-	ErrNoData = &Error{Code: CodeBadRequest, Message: "data is missing"}
-	// ErrEmptyBatch: a publish call with no messages.
-	ErrEmptyBatch = &Error{Code: CodeBadRequest, Message: "no messages to publish"}
-	// ErrSessionClosed: the session has ended.
-	ErrSessionClosed = &Error{Code: CodeUnavailable, Message: "session is closed"}
-	// ErrUnavailable wraps store failures (the store cannot be reached).
-	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "store unavailable"}
-	// ErrPartialBatch: a batch that could not be stored in one atomic step
-	// (its topics live on several Redis Cluster slots) was stored only in
-	// part. The messages whose Offset is set were stored and relayed; the
-	// others were not. Publish's error matches it and ErrUnavailable.
-	ErrPartialBatch = &Error{Code: CodeUnavailable, Message: "the batch was stored in part: retry it with the same idempotency keys"}
-)
-
 // Message is one published message as stored and delivered.
 type Message struct {
 	// ID is a UUID assigned when the message is accepted.

@@ -4,24 +4,6 @@ import (
 	"sort"
 )
 
-// Errors of authorization and limits, with their protocol codes.
-var (
-	// ErrForbidden: the session's or publisher's permissions do not cover
-	// the topic.
-	ErrForbidden = &Error{Code: CodeForbidden, Message: "forbidden"}
-	// ErrTooManySubscriptions: the session holds Config.MaxSubscriptions
-	// subscriptions already. A quota, not a rate: waiting does not help,
-	// unsubscribing does.
-	ErrTooManySubscriptions = &Error{Code: CodeTooLarge, Message: "too many subscriptions"}
-	// ErrNodeFull: the node holds as many wildcard pattern nodes as
-	// Config.MaxPatternNodes allows.
-	ErrNodeFull = &Error{Code: CodeUnavailable, Message: "the node holds too many wildcard patterns"}
-	// ErrRateLimited: the client sends faster than its limit allows.
-	ErrRateLimited = &Error{Code: CodeRateLimited, Message: "rate limited"}
-	// ErrUnauthorized: the client's credentials are missing or not valid.
-	ErrUnauthorized = &Error{Code: CodeUnauthorized, Message: "unauthorized"}
-)
-
 // Permissions decide which topics a session or a publisher may use. A nil
 // Permissions allows everything.
 type Permissions interface {

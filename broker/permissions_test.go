@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/memory"
 )
 
@@ -27,7 +28,7 @@ func TestSubscribeIsCheckedAgainstPermissions(t *testing.T) {
 	if revoked := s.SetPermissions(prefixPerms{sub: "a."}); len(revoked) != 0 {
 		t.Fatalf("revoked %v from a session with no subscription", revoked)
 	}
-	if err := s.Subscribe(context.Background(), "", "b.x", nil); !errors.Is(err, broker.ErrForbidden) || broker.ClientError(err).Code != broker.CodeForbidden {
+	if err := s.Subscribe(context.Background(), "", "b.x", nil); !errors.Is(err, broker.ErrForbidden) || broker.ClientError(err).Code != protocol.CodeForbidden {
 		t.Fatalf("subscribe b.x: %v, want ErrForbidden (code forbidden)", err)
 	}
 	if err := s.Subscribe(context.Background(), "", "a.x", nil); err != nil {
@@ -104,7 +105,7 @@ func TestMaxSubscriptions(t *testing.T) {
 		}
 	}
 	err := s.Subscribe(context.Background(), "", "m.b", nil)
-	if !errors.Is(err, broker.ErrTooManySubscriptions) || broker.ClientError(err).Code != broker.CodeTooLarge {
+	if !errors.Is(err, broker.ErrTooManySubscriptions) || broker.ClientError(err).Code != protocol.CodeTooLarge {
 		t.Fatalf("3rd subscription: %v, want ErrTooManySubscriptions (code too_large)", err)
 	}
 	// A duplicate is still reported as such, not as over the limit.
@@ -122,10 +123,10 @@ func TestMaxSubscriptions(t *testing.T) {
 func TestErrorCodesOfRefusals(t *testing.T) {
 	t.Parallel()
 	for err, want := range map[error]string{
-		broker.ErrForbidden:            broker.CodeForbidden,
-		broker.ErrUnauthorized:         broker.CodeUnauthorized,
-		broker.ErrRateLimited:          broker.CodeRateLimited,
-		broker.ErrTooManySubscriptions: broker.CodeTooLarge,
+		broker.ErrForbidden:            protocol.CodeForbidden,
+		broker.ErrUnauthorized:         protocol.CodeUnauthorized,
+		broker.ErrRateLimited:          protocol.CodeRateLimited,
+		broker.ErrTooManySubscriptions: protocol.CodeTooLarge,
 	} {
 		if got := broker.ClientError(fmt.Errorf("context: %w", err)).Code; got != want {
 			t.Errorf("ClientError(%v).Code = %s, want %s", err, got, want)

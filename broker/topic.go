@@ -3,12 +3,14 @@ package broker
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // ErrInvalidTopic is the error, wrapped with a short detail, that
 // ValidateTopic and ValidatePattern return for a topic or pattern that breaks
 // the rules of PROTOCOL.md ("Topics"). Test for it with errors.Is.
-var ErrInvalidTopic = &Error{Code: CodeBadRequest, Message: "topic is invalid"}
+var ErrInvalidTopic = &Error{Code: protocol.CodeBadRequest, Message: "topic is invalid"}
 
 // maxTopicLen is the longest topic or pattern, in bytes.
 const maxTopicLen = 255
@@ -41,7 +43,7 @@ func ValidatePattern(pattern string) (wildcard bool, err error) {
 }
 
 // ErrInvalidIdempotencyKey is wrapped by ValidateIdempotencyKey's errors.
-var ErrInvalidIdempotencyKey = &Error{Code: CodeBadRequest, Message: "idempotency key is invalid"}
+var ErrInvalidIdempotencyKey = &Error{Code: protocol.CodeBadRequest, Message: "idempotency key is invalid"}
 
 // MaxIdempotencyKeyLen is the longest idempotency key, in bytes.
 const MaxIdempotencyKeyLen = 128

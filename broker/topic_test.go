@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // segments returns n segments of one byte, joined by '.': 2n-1 bytes.
@@ -141,8 +143,8 @@ func checkTopicErr(t *testing.T, input string, err error, detail string) {
 	if !strings.HasPrefix(msg, "topic is invalid: ") {
 		t.Errorf("error %q does not start with the sentinel's message", msg)
 	}
-	if ce := ClientError(err); ce.Code != CodeBadRequest || ce.Message != msg {
-		t.Errorf("the client is told %s %q, want %s %q", ce.Code, ce.Message, CodeBadRequest, msg)
+	if ce := ClientError(err); ce.Code != protocol.CodeBadRequest || ce.Message != msg {
+		t.Errorf("the client is told %s %q, want %s %q", ce.Code, ce.Message, protocol.CodeBadRequest, msg)
 	}
 	if !strings.Contains(msg, detail) {
 		t.Errorf("error %q does not contain %q", msg, detail)

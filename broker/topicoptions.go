@@ -1,6 +1,10 @@
 package broker
 
-import "time"
+import (
+	"time"
+
+	"github.com/tidings-io/tidings/protocol"
+)
 
 // TopicOptions are the options of a topic's namespace (the config file's
 // namespaces) that the broker applies. The zero value is a topic with no
@@ -19,7 +23,7 @@ type TopicOptions struct {
 
 // ErrDataTooLarge: a message's data is larger than its topic's
 // TopicOptions.MaxDataSize.
-var ErrDataTooLarge = &Error{Code: CodeTooLarge, Message: "data is too large"}
+var ErrDataTooLarge = &Error{Code: protocol.CodeTooLarge, Message: "data is too large"}
 
 // topicOptions returns topic's options.
 func (b *Broker) topicOptions(topic string) TopicOptions {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/memory"
 )
 
@@ -59,7 +60,7 @@ func TestTopicOptionsMaxDataSize(t *testing.T) {
 		{Topic: "loose.d", Data: json.RawMessage(`"a long text"`)},
 		{Topic: "strict.d", Data: json.RawMessage(`"abc"`)},
 	})
-	if !errors.Is(err, broker.ErrDataTooLarge) || broker.ClientError(err).Code != broker.CodeTooLarge ||
+	if !errors.Is(err, broker.ErrDataTooLarge) || broker.ClientError(err).Code != protocol.CodeTooLarge ||
 		err.Error() != "message 1: data is larger than the topic's limit of 4 bytes" {
 		t.Errorf("5 bytes in a batch: %v, want ErrDataTooLarge for message 1", err)
 	}

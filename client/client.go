@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // Defaults of Config.
@@ -164,7 +166,7 @@ func (c *Client) call(ctx context.Context, req request, out any) ([]byte, error)
 		if err == nil {
 			if out != nil {
 				if err := json.Unmarshal(body, out); err != nil {
-					return body, &Error{Code: CodeInternal, Message: fmt.Sprintf("%s %s: the answer is not valid: %v", req.method, req.path, err), Status: http.StatusOK, err: err}
+					return body, &Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("%s %s: the answer is not valid: %v", req.method, req.path, err), Status: http.StatusOK, err: err}
 				}
 			}
 			return body, nil
@@ -206,7 +208,7 @@ func jitter(base, ceil time.Duration, n int) time.Duration {
 func retryable(e *Error) bool {
 	switch e.Status {
 	case 0:
-		return e.Code == CodeUnavailable
+		return e.Code == protocol.CodeUnavailable
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
@@ -229,7 +231,7 @@ func (c *Client) once(ctx context.Context, req request) ([]byte, error) {
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, u.String(), rd)
 	if err != nil {
-		return nil, &Error{Code: CodeBadRequest, Message: err.Error(), err: err}
+		return nil, &Error{Code: protocol.CodeBadRequest, Message: err.Error(), err: err}
 	}
 	for k, v := range req.header {
 		hr.Header[k] = v
@@ -243,12 +245,12 @@ func (c *Client) once(ctx context.Context, req request) ([]byte, error) {
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
-		return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s %s: %v", req.method, req.path, err), err: err}
+		return nil, &Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("%s %s: %v", req.method, req.path, err), err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s %s: reading the answer: %v", req.method, req.path, err), err: err}
+		return nil, &Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("%s %s: reading the answer: %v", req.method, req.path, err), err: err}
 	}
 	if resp.StatusCode == http.StatusOK {
 		return body, nil
@@ -271,7 +273,7 @@ func answerError(status int, h http.Header, body []byte) *Error {
 		e.Code, e.Message = eb.Error.Code, eb.Error.Message
 		return e
 	}
-	e.Code = codeOfStatus(status)
+	e.Code = protocol.CodeOfStatus(status)
 	e.Message = http.StatusText(status)
 	if s := strings.TrimSpace(string(body)); s != "" {
 		if len(s) > 200 {

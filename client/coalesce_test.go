@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/client"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // publishGate holds the node's publish requests until released, and
@@ -174,7 +175,7 @@ func TestCoalescedRefusalFailsOnlyItsCall(t *testing.T) {
 		}
 	}
 	var e *client.Error
-	if err := <-bad; !errors.As(err, &e) || e.Code != client.CodeBadRequest || e.Status != http.StatusBadRequest {
+	if err := <-bad; !errors.As(err, &e) || e.Code != protocol.CodeBadRequest || e.Status != http.StatusBadRequest {
 		t.Fatalf("the publish to a pattern answered %v, want 400 bad_request", err)
 	}
 	if batches := g.count("/v1/publish/batch"); batches != 1 {

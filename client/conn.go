@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/wsframe"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 const (
-	// subprotocol is the WebSocket subprotocol the client offers.
-	subprotocol = "pubsub.v1"
 	// maxMessage bounds a message the client reads (fragments joined).
 	maxMessage = 64 << 20
 	// dialTimeout bounds the connect and the upgrade.
@@ -56,10 +56,10 @@ func dial(ctx context.Context, u string, tlsConf *tls.Config) (*conn, error) {
 	var refusal *Error
 	d := ws.Dialer{
 		Timeout:   dialTimeout,
-		Protocols: []string{subprotocol},
+		Protocols: []string{protocol.Subprotocol},
 		TLSConfig: tlsConf,
 		OnStatusError: func(status int, _ []byte, r io.Reader) {
-			refusal = &Error{Status: status, Code: codeOfStatus(status), Message: http.StatusText(status)}
+			refusal = &Error{Status: status, Code: protocol.CodeOfStatus(status), Message: http.StatusText(status)}
 			resp, err := http.ReadResponse(bufio.NewReader(r), nil)
 			if err != nil {
 				return
@@ -74,11 +74,11 @@ func dial(ctx context.Context, u string, tlsConf *tls.Config) (*conn, error) {
 		if refusal != nil {
 			return nil, refusal
 		}
-		return nil, &Error{Code: CodeUnavailable, Message: "connecting: " + err.Error(), err: err}
+		return nil, &Error{Code: protocol.CodeUnavailable, Message: "connecting: " + err.Error(), err: err}
 	}
-	if hs.Protocol != subprotocol {
+	if hs.Protocol != protocol.Subprotocol {
 		_ = nc.Close()
-		return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("the server selected the subprotocol %q, not %s: is this a Tidings broker?", hs.Protocol, subprotocol)}
+		return nil, &Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("the server selected the subprotocol %q, not %s: is this a Tidings broker?", hs.Protocol, protocol.Subprotocol)}
 	}
 	if br == nil {
 		br = bufio.NewReader(nc)
@@ -197,19 +197,5 @@ func (c *conn) readFrame(idle time.Duration) (ws.Header, []byte, error) {
 		return ws.Header{}, nil, err
 	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(frameTimeout))
-	h, err := ws.ReadHeader(c.br)
-	if err != nil {
-		return h, nil, err
-	}
-	if h.Length > maxMessage {
-		return h, nil, fmt.Errorf("a frame of %d bytes, over %d", h.Length, maxMessage)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		return h, nil, err
-	}
-	if h.Masked {
-		ws.Cipher(p, h.Mask, 0)
-	}
-	return h, p, nil
+	return wsframe.Read(c.br, maxMessage)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // run keeps the subscription connected until it ends, then records why
@@ -89,12 +90,12 @@ func refused(e *Error) bool {
 
 // connect opens a connection and reads its welcome. The connection is
 // closed when the subscription's context is done.
-func (s *Subscription) connect() (*conn, wireFrame, error) {
+func (s *Subscription) connect() (*conn, protocol.Frame, error) {
 	token := s.c.cfg.Token
 	if f := s.c.cfg.TokenFunc; f != nil {
 		t, err := f(s.ctx)
 		if err != nil {
-			return nil, wireFrame{}, &Error{Code: CodeUnauthorized, Message: "Config.TokenFunc: " + err.Error(), err: err}
+			return nil, protocol.Frame{}, &Error{Code: protocol.CodeUnauthorized, Message: "Config.TokenFunc: " + err.Error(), err: err}
 		}
 		token = t
 	}
@@ -104,12 +105,12 @@ func (s *Subscription) connect() (*conn, wireFrame, error) {
 	}
 	c, err := dial(s.ctx, u, s.c.tlsConfig())
 	if err != nil {
-		return nil, wireFrame{}, err
+		return nil, protocol.Frame{}, err
 	}
 	stop := context.AfterFunc(s.ctx, func() { c.close(ws.StatusNormalClosure, "") })
 	c.stopWatch = stop
 	msg, err := c.readMessage(dialTimeout)
-	var f wireFrame
+	var f protocol.Frame
 	if err == nil {
 		err = json.Unmarshal(msg, &f)
 		if err == nil && f.Type != "welcome" {
@@ -124,9 +125,9 @@ func (s *Subscription) connect() (*conn, wireFrame, error) {
 		}
 		var ce *CloseError
 		if errors.As(err, &ce) {
-			return nil, wireFrame{}, ce
+			return nil, protocol.Frame{}, ce
 		}
-		return nil, wireFrame{}, &Error{Code: CodeUnavailable, Message: "connecting: " + err.Error(), err: err}
+		return nil, protocol.Frame{}, &Error{Code: protocol.CodeUnavailable, Message: "connecting: " + err.Error(), err: err}
 	}
 	return c, f, nil
 }
@@ -146,7 +147,7 @@ var errHeartbeat = errors.New("no frame from the broker for two heartbeats")
 
 // serve runs one connection: it subscribes every pattern, then reads
 // and handles frames until the connection ends.
-func (s *Subscription) serve(c *conn, w wireFrame) error {
+func (s *Subscription) serve(c *conn, w protocol.Frame) error {
 	defer c.stopWatch()
 	s.mu.Lock()
 	s.session, s.node = w.Session, w.Node

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/client"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // Server-side disconnects: 4000–4499 make the client reconnect and
@@ -46,7 +47,7 @@ func TestSubscribeCloseCodes(t *testing.T) {
 	eventually(t, n.sessions(0))
 
 	// The server API checks its input too.
-	if err := c.Disconnect(ctxT(t), client.Target{Session: "x"}, 1000, ""); !client.IsCode(err, client.CodeBadRequest) {
+	if err := c.Disconnect(ctxT(t), client.Target{Session: "x"}, 1000, ""); !client.IsCode(err, protocol.CodeBadRequest) {
 		t.Errorf("Disconnect with code 1000: %v, want bad_request", err)
 	}
 }
@@ -92,7 +93,7 @@ func TestServerAPI(t *testing.T) {
 		if err != nil || st != (client.PresenceStats{Topic: "api.a", Sessions: 1, Users: 0}) {
 			t.Errorf("PresenceStats = %+v, %v", st, err)
 		}
-		if _, err := c.Presence(ctx, "api.*"); !client.IsCode(err, client.CodeBadRequest) {
+		if _, err := c.Presence(ctx, "api.*"); !client.IsCode(err, protocol.CodeBadRequest) {
 			t.Errorf("Presence of a pattern: %v, want bad_request", err)
 		}
 	})
@@ -133,7 +134,7 @@ func TestServerAPI(t *testing.T) {
 		if err != nil || h4.Recovered || len(h4.Messages) != 0 {
 			t.Errorf("History of another epoch = %+v, %v; want not recovered", h4, err)
 		}
-		if _, err := c.History(ctx, "api.*", client.HistoryOptions{}); !client.IsCode(err, client.CodeBadRequest) {
+		if _, err := c.History(ctx, "api.*", client.HistoryOptions{}); !client.IsCode(err, protocol.CodeBadRequest) {
 			t.Errorf("History of a pattern: %v, want bad_request", err)
 		}
 	})
@@ -160,7 +161,7 @@ func TestServerAPI(t *testing.T) {
 		eventually(t, func() error {
 			mu.Lock()
 			defer mu.Unlock()
-			if !slices.Equal(ended, []string{"api.a"}) || !client.IsCode(endErr, client.CodeForbidden) {
+			if !slices.Equal(ended, []string{"api.a"}) || !client.IsCode(endErr, protocol.CodeForbidden) {
 				return fmt.Errorf("OnUnsubscribed got %q, %v; want api.a, forbidden", ended, endErr)
 			}
 			return nil
@@ -193,7 +194,7 @@ func TestRevokeStopsAfterThreeRefusals(t *testing.T) {
 	}
 	expectClosed(t, sub)
 	var e *client.Error
-	if !errors.As(sub.Err(), &e) || e.Code != client.CodeUnauthorized || e.Status != 401 {
+	if !errors.As(sub.Err(), &e) || e.Code != protocol.CodeUnauthorized || e.Status != 401 {
 		t.Fatalf("Err() = %v, want 401 unauthorized", sub.Err())
 	}
 	mu.Lock()

@@ -39,7 +39,8 @@
 //
 // # Errors
 //
-// The broker's refusals are *Error values with the protocol's code
-// (CodeForbidden, CodeUnavailable, …) and the HTTP status: test them with
-// IsCode(err, CodeForbidden) or errors.Is(err, ErrForbidden).
+// The broker's refusals are *Error values with the protocol's code (the
+// constants of package protocol: protocol.CodeForbidden,
+// protocol.CodeUnavailable, …) and the HTTP status: test them with
+// IsCode(err, protocol.CodeForbidden) or errors.Is(err, ErrForbidden).
 package client

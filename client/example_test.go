@@ -18,7 +18,7 @@ func ExampleClient_Publish() {
 	}
 	p, err := c.Publish(context.Background(), "orders.1842", map[string]string{"status": "paid"})
 	if err != nil {
-		log.Fatal(err) // an *client.Error: client.IsCode(err, client.CodeForbidden), …
+		log.Fatal(err) // an *client.Error: client.IsCode(err, protocol.CodeForbidden), …
 	}
 	fmt.Println("stored on", p.Topic) // and p.ID, p.Offset, p.Epoch
 	// Output: stored on orders.1842

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // errResubscribe ends a connection whose subscribe the broker could not
@@ -17,7 +19,7 @@ func (e errResubscribe) Unwrap() error { return e.e }
 
 // handle handles one frame from the broker.
 func (s *Subscription) handle(c *conn, msg []byte) error {
-	var f wireFrame
+	var f protocol.Frame
 	if err := json.Unmarshal(msg, &f); err != nil {
 		s.log.Warn("tidings: unreadable frame", "frame", string(msg[:min(len(msg), 200)]), "err", err)
 		return nil
@@ -37,63 +39,77 @@ func (s *Subscription) handle(c *conn, msg []byte) error {
 	return nil
 }
 
-func (s *Subscription) onMessage(f wireFrame) error {
-	pos := Position{Offset: f.Offset, Epoch: f.Epoch}
+// streamOf returns the active subscription a message or reset frame
+// belongs to: the exact subscription to its topic, or the wildcard one it
+// names in sub when the topic has no exact subscription (which gets its
+// own frames); nil when there is none.
+func (s *Subscription) streamOf(f protocol.Frame) *pattern {
 	if f.Sub == "" {
-		p := s.pats[f.Topic]
-		if p == nil || p.wild || p.state != active {
-			return nil
+		if p := s.pats[f.Topic]; p != nil && !p.wild && p.state == active {
+			return p
 		}
-		if p.has && p.pos.Epoch == f.Epoch {
-			if f.Offset <= p.pos.Offset {
-				return nil // delivered already
-			}
-			if f.Offset > p.pos.Offset+1 {
-				s.log.Warn("tidings: offsets skipped without a reset", "topic", f.Topic, "after", p.pos.Offset, "got", f.Offset)
-			}
-		}
-		p.pos, p.has = pos, true
-	} else {
-		p := s.pats[f.Sub]
-		if p == nil || !p.wild || p.state != active {
-			return nil
-		}
-		if ex := s.pats[f.Topic]; ex != nil && !ex.wild {
-			return nil // the exact subscription delivers it
-		}
-		if old, ok := s.wpos[f.Topic]; ok && old.Epoch == f.Epoch && f.Offset <= old.Offset {
-			return nil // delivered already, through another pattern
-		}
-		s.wpos[f.Topic] = pos
+		return nil
 	}
-	return s.enqueue(item{kind: itemDelivery, d: f.delivery()})
+	p := s.pats[f.Sub]
+	if p == nil || !p.wild || p.state != active {
+		return nil
+	}
+	if ex := s.pats[f.Topic]; ex != nil && !ex.wild {
+		return nil // the exact subscription gets its own
+	}
+	return p
 }
 
-func (s *Subscription) onReset(f wireFrame) error {
-	pos := Position{Offset: f.Offset, Epoch: f.Epoch}
-	if f.Sub == "" {
-		p := s.pats[f.Topic]
-		if p == nil || p.wild || p.state != active || p.has && p.pos == pos {
-			return nil
-		}
-		p.pos, p.has = pos, true
-	} else {
-		p := s.pats[f.Sub]
-		if p == nil || !p.wild || p.state != active {
-			return nil
-		}
-		if ex := s.pats[f.Topic]; ex != nil && !ex.wild {
-			return nil // the exact subscription gets its own
-		}
-		if old, ok := s.wpos[f.Topic]; ok && old == pos {
-			return nil // nothing missed: another pattern told already
-		}
-		s.wpos[f.Topic] = pos
+// last returns the position last taken of topic through p: p's own for
+// an exact subscription, the topic's through any pattern for a wildcard.
+func (s *Subscription) last(p *pattern, topic string) (Position, bool) {
+	if p.wild {
+		pos, ok := s.wpos[topic]
+		return pos, ok
 	}
+	return p.pos, p.has
+}
+
+// advance records pos as the position last taken of topic through p.
+func (s *Subscription) advance(p *pattern, topic string, pos Position) {
+	if p.wild {
+		s.wpos[topic] = pos
+	} else {
+		p.pos, p.has = pos, true
+	}
+}
+
+func (s *Subscription) onMessage(f protocol.Frame) error {
+	p := s.streamOf(f)
+	if p == nil {
+		return nil
+	}
+	if old, had := s.last(p, f.Topic); had && old.Epoch == f.Epoch {
+		if f.Offset <= old.Offset {
+			return nil // delivered already (through another pattern, for a wildcard)
+		}
+		if !p.wild && f.Offset > old.Offset+1 {
+			s.log.Warn("tidings: offsets skipped without a reset", "topic", f.Topic, "after", old.Offset, "got", f.Offset)
+		}
+	}
+	s.advance(p, f.Topic, Position{Offset: f.Offset, Epoch: f.Epoch})
+	return s.enqueue(item{kind: itemDelivery, d: deliveryOf(f)})
+}
+
+func (s *Subscription) onReset(f protocol.Frame) error {
+	p := s.streamOf(f)
+	if p == nil {
+		return nil
+	}
+	pos := Position{Offset: f.Offset, Epoch: f.Epoch}
+	if old, had := s.last(p, f.Topic); had && old == pos {
+		return nil // nothing missed: told already
+	}
+	s.advance(p, f.Topic, pos)
 	return s.enqueue(item{kind: itemReset, reset: Reset{Topic: f.Topic, Sub: f.Sub, Offset: f.Offset, Epoch: f.Epoch, Reason: f.Reason}})
 }
 
-func (s *Subscription) onSubscribed(f wireFrame) error {
+func (s *Subscription) onSubscribed(f protocol.Frame) error {
 	var p *pattern
 	if f.Ref == "" {
 		// The broker subscribed the session itself: a channels claim, or
@@ -135,7 +151,7 @@ func (s *Subscription) onSubscribed(f wireFrame) error {
 	return err
 }
 
-func (s *Subscription) onUnsubscribed(f wireFrame) error {
+func (s *Subscription) onUnsubscribed(f protocol.Frame) error {
 	if f.Ref != "" {
 		return nil // the client sends no unsubscribe
 	}
@@ -146,10 +162,10 @@ func (s *Subscription) onUnsubscribed(f wireFrame) error {
 	s.drop(p)
 	s.checkReady()
 	return s.enqueue(item{kind: itemUnsubscribed, pattern: f.Topic,
-		err: &Error{Code: CodeForbidden, Message: "the broker ended the subscription to " + f.Topic}})
+		err: &Error{Code: protocol.CodeForbidden, Message: "the broker ended the subscription to " + f.Topic}})
 }
 
-func (s *Subscription) onError(f wireFrame) error {
+func (s *Subscription) onError(f protocol.Frame) error {
 	e := &Error{Code: f.Code, Message: f.Message}
 	name, ok := s.refs[f.Ref]
 	if !ok {
@@ -165,7 +181,7 @@ func (s *Subscription) onError(f wireFrame) error {
 		return fmt.Errorf("subscribe %s: %w", name, e)
 	}
 	switch f.Code {
-	case CodeUnavailable, CodeRateLimited, CodeInternal:
+	case protocol.CodeUnavailable, protocol.CodeRateLimited, protocol.CodeInternal:
 		return errResubscribe{e}
 	}
 	s.drop(p)
@@ -262,28 +278,8 @@ func (s *Subscription) setDelivered(topic string, pos Position) (Position, bool)
 	return prev, had
 }
 
-// wireFrame is a frame from the broker; the fields its type has are set.
-type wireFrame struct {
-	Type      string          `json:"type"`
-	Ref       string          `json:"ref"`
-	Topic     string          `json:"topic"`
-	Sub       string          `json:"sub"`
-	ID        string          `json:"id"`
-	Offset    uint64          `json:"offset"`
-	Epoch     string          `json:"epoch"`
-	Time      string          `json:"time"`
-	Data      json.RawMessage `json:"data"`
-	Recovered bool            `json:"recovered"`
-	Reason    string          `json:"reason"`
-	Code      string          `json:"code"`
-	Message   string          `json:"message"`
-	Session   string          `json:"session"`
-	Node      string          `json:"node"`
-	Heartbeat float64         `json:"heartbeat"`
-}
-
-// delivery returns a message frame (or history message) as a Delivery.
-func (f wireFrame) delivery() Delivery {
+// deliveryOf returns a message frame (or history message) as a Delivery.
+func deliveryOf(f protocol.Frame) Delivery {
 	t, _ := time.Parse(time.RFC3339Nano, f.Time)
 	return Delivery{Topic: f.Topic, ID: f.ID, Sub: f.Sub, Offset: f.Offset, Epoch: f.Epoch, Time: t, Data: f.Data}
 }

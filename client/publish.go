@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/google/uuid"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // Message is one message of a batch.
@@ -155,7 +156,7 @@ func (c *Client) PublishBatch(ctx context.Context, msgs []Message) ([]Published,
 		return nil, err
 	}
 	if len(res.Results) != len(msgs) {
-		return nil, &Error{Code: CodeInternal, Status: http.StatusOK, Message: fmt.Sprintf("the broker answered %d results for %d messages", len(res.Results), len(msgs))}
+		return nil, &Error{Code: protocol.CodeInternal, Status: http.StatusOK, Message: fmt.Sprintf("the broker answered %d results for %d messages", len(res.Results), len(msgs))}
 	}
 	out := make([]Published, len(msgs))
 	for i, r := range res.Results {
@@ -178,12 +179,12 @@ func encodeData(data any) ([]byte, error) {
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(data); err != nil {
-			return nil, &Error{Code: CodeBadRequest, Message: "data cannot be encoded as JSON: " + err.Error(), err: err}
+			return nil, &Error{Code: protocol.CodeBadRequest, Message: "data cannot be encoded as JSON: " + err.Error(), err: err}
 		}
 		return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 	}
 	if !json.Valid(raw) {
-		return nil, &Error{Code: CodeBadRequest, Message: "data is not valid JSON"}
+		return nil, &Error{Code: protocol.CodeBadRequest, Message: "data is not valid JSON"}
 	}
 	return raw, nil
 }

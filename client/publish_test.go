@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/client"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/httpapi"
 )
 
@@ -99,7 +100,7 @@ func TestPublish(t *testing.T) {
 	for _, bad := range []any{json.RawMessage(`{"a":`), []byte("not json"), func() {}} {
 		_, err := c.Publish(ctx, "pub.a", bad)
 		var e *client.Error
-		if !errors.As(err, &e) || e.Code != client.CodeBadRequest || e.Status != 0 {
+		if !errors.As(err, &e) || e.Code != protocol.CodeBadRequest || e.Status != 0 {
 			t.Errorf("Publish(%T) = %v, want a client-side bad_request", bad, err)
 		}
 	}
@@ -140,7 +141,7 @@ func TestPublishBatch(t *testing.T) {
 
 	// A batch with one invalid message is refused whole.
 	_, err = c.PublishBatch(ctx, []client.Message{{Topic: "batch.a", Data: 4}, {Topic: "batch..bad", Data: 5}})
-	if !client.IsCode(err, client.CodeBadRequest) {
+	if !client.IsCode(err, protocol.CodeBadRequest) {
 		t.Fatalf("a batch with a bad topic: %v, want bad_request", err)
 	}
 	if got := len(history(t, c, "batch.a")); got != 2 {
@@ -293,7 +294,7 @@ func TestPublishRetriesBounded(t *testing.T) {
 		c := newClient(t, n.URL, client.Config{Retries: tc.retries})
 		_, err := c.Publish(ctxT(t), "bounded.a", 1)
 		var e *client.Error
-		if !errors.As(err, &e) || e.Code != client.CodeUnavailable || e.Status != http.StatusServiceUnavailable || !errors.Is(err, client.ErrUnavailable) {
+		if !errors.As(err, &e) || e.Code != protocol.CodeUnavailable || e.Status != http.StatusServiceUnavailable || !errors.Is(err, client.ErrUnavailable) {
 			t.Errorf("Retries %d: %v, want 503 unavailable", tc.retries, err)
 		}
 		if got := len(f.seen()); got != tc.requests {
@@ -305,7 +306,7 @@ func TestPublishRetriesBounded(t *testing.T) {
 	f.requests, f.fail = nil, 0
 	f.mu.Unlock()
 	c := newClient(t, n.URL, client.Config{})
-	if _, err := c.Publish(ctxT(t), "bounded..bad", 1); !client.IsCode(err, client.CodeBadRequest) {
+	if _, err := c.Publish(ctxT(t), "bounded..bad", 1); !client.IsCode(err, protocol.CodeBadRequest) {
 		t.Errorf("bad topic: %v, want bad_request", err)
 	}
 	if got := len(f.seen()); got != 1 {
@@ -342,7 +343,7 @@ func TestPublishHonoursRetryAfter(t *testing.T) {
 	c = newClient(t, n.URL, client.Config{Retries: -1})
 	_, err = c.Publish(ctxT(t), "after.a", 2)
 	var e *client.Error
-	if !errors.As(err, &e) || e.Code != client.CodeRateLimited || e.Status != 429 || e.RetryAfter != time.Second {
+	if !errors.As(err, &e) || e.Code != protocol.CodeRateLimited || e.Status != 429 || e.RetryAfter != time.Second {
 		t.Errorf("got %v (%+v), want 429 rate_limited with RetryAfter 1s", err, e)
 	}
 }
@@ -365,12 +366,12 @@ func TestPublishErrors(t *testing.T) {
 		status int
 		is     error
 	}{
-		{"NoKey", newClient(t, n.URL, client.Config{}), "allowed.a", 1, client.CodeUnauthorized, 401, client.ErrUnauthorized},
-		{"WrongKey", newClient(t, n.URL, client.Config{APIKey: "nope"}), "allowed.a", 1, client.CodeUnauthorized, 401, client.ErrUnauthorized},
-		{"TopicOutsideTheKey", pub, "denied.a", 1, client.CodeForbidden, 403, client.ErrForbidden},
-		{"BadTopic", pub, "allowed..a", 1, client.CodeBadRequest, 400, client.ErrBadRequest},
-		{"Pattern", pub, "allowed.*", 1, client.CodeBadRequest, 400, client.ErrBadRequest},
-		{"TooLarge", pub, "allowed.a", strings.Repeat("x", 2000), client.CodeTooLarge, 413, client.ErrTooLarge},
+		{"NoKey", newClient(t, n.URL, client.Config{}), "allowed.a", 1, protocol.CodeUnauthorized, 401, client.ErrUnauthorized},
+		{"WrongKey", newClient(t, n.URL, client.Config{APIKey: "nope"}), "allowed.a", 1, protocol.CodeUnauthorized, 401, client.ErrUnauthorized},
+		{"TopicOutsideTheKey", pub, "denied.a", 1, protocol.CodeForbidden, 403, client.ErrForbidden},
+		{"BadTopic", pub, "allowed..a", 1, protocol.CodeBadRequest, 400, client.ErrBadRequest},
+		{"Pattern", pub, "allowed.*", 1, protocol.CodeBadRequest, 400, client.ErrBadRequest},
+		{"TooLarge", pub, "allowed.a", strings.Repeat("x", 2000), protocol.CodeTooLarge, 413, client.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.c.Publish(ctx, tc.topic, tc.data)
@@ -390,7 +391,7 @@ func TestPublishErrors(t *testing.T) {
 		t.Fatalf("allowed publish: %+v, %v", p, err)
 	}
 	// The server API takes an admin key.
-	if _, err := pub.History(ctx, "allowed.a", client.HistoryOptions{}); !client.IsCode(err, client.CodeForbidden) {
+	if _, err := pub.History(ctx, "allowed.a", client.HistoryOptions{}); !client.IsCode(err, protocol.CodeForbidden) {
 		t.Errorf("History with a publisher key: %v, want forbidden", err)
 	}
 	admin := newClient(t, n.URL, client.Config{APIKey: "admin-secret"})
@@ -399,7 +400,7 @@ func TestPublishErrors(t *testing.T) {
 	}
 }
 
-// An unreachable broker is CodeUnavailable wrapping the network error,
+// An unreachable broker is protocol.CodeUnavailable wrapping the network error,
 // after the retries.
 func TestPublishUnreachable(t *testing.T) {
 	n := startNode(t, nodeConfig{})
@@ -408,7 +409,7 @@ func TestPublishUnreachable(t *testing.T) {
 	c := newClient(t, url, client.Config{Retries: 1})
 	_, err := c.Publish(ctxT(t), "gone.a", 1)
 	var e *client.Error
-	if !errors.As(err, &e) || e.Code != client.CodeUnavailable || e.Status != 0 || errors.Unwrap(e) == nil {
+	if !errors.As(err, &e) || e.Code != protocol.CodeUnavailable || e.Status != 0 || errors.Unwrap(e) == nil {
 		t.Fatalf("got %v, want unavailable with the network error", err)
 	}
 }

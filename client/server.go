@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // The server API (docs/PROTOCOL.md, "Server API"): calls an operator's
@@ -107,11 +109,11 @@ func (c *Client) History(ctx context.Context, topic string, opts HistoryOptions)
 		q.Set("reverse", "true")
 	}
 	var res struct {
-		Topic     string      `json:"topic"`
-		Offset    uint64      `json:"offset"`
-		Epoch     string      `json:"epoch"`
-		Recovered bool        `json:"recovered"`
-		Messages  []wireFrame `json:"messages"`
+		Topic     string           `json:"topic"`
+		Offset    uint64           `json:"offset"`
+		Epoch     string           `json:"epoch"`
+		Recovered bool             `json:"recovered"`
+		Messages  []protocol.Frame `json:"messages"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/history", query: q}, &res); err != nil {
 		return History{}, err
@@ -119,14 +121,14 @@ func (c *Client) History(ctx context.Context, topic string, opts HistoryOptions)
 	h := History{Topic: res.Topic, Position: Position{Offset: res.Offset, Epoch: res.Epoch}, Recovered: res.Recovered,
 		Messages: make([]Delivery, len(res.Messages))}
 	for i, m := range res.Messages {
-		h.Messages[i] = m.delivery()
+		h.Messages[i] = deliveryOf(m)
 	}
 	return h, nil
 }
 
 // Presence lists the sessions subscribed to an exact topic, on every node
 // (GET /v1/presence). The broker must have presence on for the topic;
-// otherwise the error is CodeBadRequest.
+// otherwise the error is protocol.CodeBadRequest.
 func (c *Client) Presence(ctx context.Context, topic string) ([]PresenceClient, error) {
 	var res struct {
 		Clients []struct {
@@ -190,16 +192,7 @@ func (c *Client) Topics(ctx context.Context, pattern string, limit int) ([]Topic
 // Info describes every live node (GET /v1/info), by id.
 func (c *Client) Info(ctx context.Context) ([]NodeInfo, error) {
 	var res struct {
-		Nodes []struct {
-			ID                 string  `json:"id"`
-			Version            string  `json:"version"`
-			Uptime             float64 `json:"uptime"`
-			Sessions           int64   `json:"sessions"`
-			Subscriptions      int64   `json:"subscriptions"`
-			Topics             int64   `json:"topics"`
-			PublishedPerSecond float64 `json:"published_per_second"`
-			DeliveredPerSecond float64 `json:"delivered_per_second"`
-		} `json:"nodes"`
+		Nodes []protocol.NodeInfo `json:"nodes"`
 	}
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/info"}, &res); err != nil {
 		return nil, err
@@ -282,7 +275,7 @@ func (t Target) put(body map[string]any) {
 func (c *Client) post(ctx context.Context, path string, body map[string]any) error {
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return &Error{Code: CodeBadRequest, Message: err.Error(), err: err}
+		return &Error{Code: protocol.CodeBadRequest, Message: err.Error(), err: err}
 	}
 	_, err = c.call(ctx, request{method: http.MethodPost, path: path, body: raw}, nil)
 	return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/client"
+	"github.com/tidings-io/tidings/protocol"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -288,7 +289,7 @@ func TestSubscribeRefused(t *testing.T) {
 	c := newClient(t, n.URL, client.Config{})
 	for _, patterns := range [][]string{{"bad..topic"}, {"ok.a", "a.>.b"}} {
 		sub, err := c.Subscribe(ctxT(t), patterns, client.SubscribeOptions{})
-		if !client.IsCode(err, client.CodeBadRequest) || sub != nil {
+		if !client.IsCode(err, protocol.CodeBadRequest) || sub != nil {
 			t.Errorf("Subscribe(%q) = %v, %v; want bad_request", patterns, sub, err)
 		}
 	}
@@ -301,7 +302,7 @@ func TestSubscribeRefused(t *testing.T) {
 	url := down.URL
 	down.shutdown()
 	_, err = newClient(t, url, client.Config{}).Subscribe(ctxT(t), []string{"a.b"}, client.SubscribeOptions{})
-	if !client.IsCode(err, client.CodeUnavailable) {
+	if !client.IsCode(err, protocol.CodeUnavailable) {
 		t.Errorf("Subscribe to a stopped broker: %v, want unavailable", err)
 	}
 }
@@ -326,11 +327,11 @@ func TestSubscribeTokens(t *testing.T) {
 	n := startNode(t, nodeConfig{JWTKey: jwtKey})
 	_, err := newClient(t, n.URL, client.Config{Token: "not-a-jwt"}).Subscribe(ctxT(t), []string{"a.b"}, client.SubscribeOptions{})
 	var e *client.Error
-	if !errors.As(err, &e) || e.Code != client.CodeUnauthorized || e.Status != 401 {
+	if !errors.As(err, &e) || e.Code != protocol.CodeUnauthorized || e.Status != 401 {
 		t.Errorf("a bad token: %v, want 401 unauthorized", err)
 	}
 	c := newClient(t, n.URL, client.Config{Token: sign(t, "ada", "rooms.>")})
-	if _, err := c.Subscribe(ctxT(t), []string{"rooms.1", "news.>"}, client.SubscribeOptions{}); !client.IsCode(err, client.CodeForbidden) {
+	if _, err := c.Subscribe(ctxT(t), []string{"rooms.1", "news.>"}, client.SubscribeOptions{}); !client.IsCode(err, protocol.CodeForbidden) {
 		t.Errorf("a pattern outside the token: %v, want forbidden", err)
 	}
 	calls := 0

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // Answer is what a backend's allow answer gives, checked. Only the fields
@@ -87,12 +88,12 @@ type wireAnswer struct {
 // what errors.Is matches besides ErrDenied. Their messages are the
 // default of a refusal that gives none.
 var (
-	deniedBadRequest   = &broker.Error{Code: broker.CodeBadRequest, Message: "bad request"}
-	deniedUnauthorized = &broker.Error{Code: broker.CodeUnauthorized, Message: "unauthorized"}
-	deniedForbidden    = &broker.Error{Code: broker.CodeForbidden, Message: "forbidden"}
-	deniedNotFound     = &broker.Error{Code: broker.CodeNotFound, Message: "not found"}
-	deniedRateLimited  = &broker.Error{Code: broker.CodeRateLimited, Message: "rate limited"}
-	deniedTooLarge     = &broker.Error{Code: broker.CodeTooLarge, Message: "too large"}
+	deniedBadRequest   = &broker.Error{Code: protocol.CodeBadRequest, Message: "bad request"}
+	deniedUnauthorized = &broker.Error{Code: protocol.CodeUnauthorized, Message: "unauthorized"}
+	deniedForbidden    = &broker.Error{Code: protocol.CodeForbidden, Message: "forbidden"}
+	deniedNotFound     = &broker.Error{Code: protocol.CodeNotFound, Message: "not found"}
+	deniedRateLimited  = &broker.Error{Code: protocol.CodeRateLimited, Message: "rate limited"}
+	deniedTooLarge     = &broker.Error{Code: protocol.CodeTooLarge, Message: "too large"}
 )
 
 // deniedKind returns the kind of a refusal with code: forbidden for a
@@ -100,15 +101,15 @@ var (
 // internal included: those are the node's to say).
 func deniedKind(code string) *broker.Error {
 	switch code {
-	case broker.CodeBadRequest:
+	case protocol.CodeBadRequest:
 		return deniedBadRequest
-	case broker.CodeUnauthorized:
+	case protocol.CodeUnauthorized:
 		return deniedUnauthorized
-	case broker.CodeNotFound:
+	case protocol.CodeNotFound:
 		return deniedNotFound
-	case broker.CodeRateLimited:
+	case protocol.CodeRateLimited:
 		return deniedRateLimited
-	case broker.CodeTooLarge:
+	case protocol.CodeTooLarge:
 		return deniedTooLarge
 	default:
 		return deniedForbidden

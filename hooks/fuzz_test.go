@@ -10,6 +10,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // FuzzAnswer: whatever a backend answers, decoding it does not panic,
@@ -32,7 +33,7 @@ func FuzzAnswer(f *testing.F) {
 			f.Add(uint8(k), []byte(s))
 		}
 	}
-	codes := []string{broker.CodeBadRequest, broker.CodeUnauthorized, broker.CodeForbidden, broker.CodeNotFound, broker.CodeRateLimited, broker.CodeTooLarge}
+	codes := []string{protocol.CodeBadRequest, protocol.CodeUnauthorized, protocol.CodeForbidden, protocol.CodeNotFound, protocol.CodeRateLimited, protocol.CodeTooLarge}
 	f.Fuzz(func(t *testing.T, k uint8, raw []byte) {
 		kind := hooks.Kind(k%4 + 1)
 		a, deny, err := hooks.Decode(kind, raw)

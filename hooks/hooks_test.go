@@ -13,6 +13,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 func TestNewChecksTheConfig(t *testing.T) {
@@ -80,7 +81,7 @@ func TestEnabled(t *testing.T) {
 	none.Close()
 	for _, hh := range []*hooks.Hooks{h, none} {
 		_, err := hh.Call(t.Context(), hooks.Connect, hooks.Request{})
-		if !errors.Is(err, hooks.ErrOff) || broker.ClientError(err).Code != broker.CodeInternal {
+		if !errors.Is(err, hooks.ErrOff) || broker.ClientError(err).Code != protocol.CodeInternal {
 			t.Errorf("Call(connect) = %v, want ErrOff", err)
 		}
 	}
@@ -371,7 +372,7 @@ func TestRequestNotJSON(t *testing.T) {
 	h := newHooks(t, allHooks(b))
 	for _, req := range []hooks.Request{{Data: json.RawMessage(`{"a":`)}, {Info: json.RawMessage(`nope`)}} {
 		_, err := h.Call(t.Context(), hooks.Publish, req)
-		if err == nil || errors.Is(err, broker.ErrUnavailable) || broker.ClientError(err).Code != broker.CodeInternal {
+		if err == nil || errors.Is(err, broker.ErrUnavailable) || broker.ClientError(err).Code != protocol.CodeInternal {
 			t.Errorf("Call(%+v) = %v, want an encoding error", req, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/protocol"
 	"go.uber.org/goleak"
 )
 
@@ -116,7 +117,7 @@ func wantUnavailable(t testing.TB, err, cause error) {
 		t.Errorf("err = %v (%v), want one matching broker.ErrUnavailable and %v", err, slog.AnyValue(err), cause)
 	}
 	ce := broker.ClientError(err)
-	if ce.Code != broker.CodeUnavailable || ce.Message != hooks.UnavailableMessage || err.Error() != hooks.UnavailableMessage {
+	if ce.Code != protocol.CodeUnavailable || ce.Message != hooks.UnavailableMessage || err.Error() != hooks.UnavailableMessage {
 		t.Errorf("the client is told %s %q (Error %q), want unavailable %q", ce.Code, ce.Message, err.Error(), hooks.UnavailableMessage)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // Errors of the command codec, broker.Error values of code bad_request.
@@ -52,12 +53,9 @@ type wireCommand struct {
 	Token string          `json:"token"`
 	// IdempotencyKey is the publish's idempotency_key.
 	IdempotencyKey string `json:"idempotency_key"`
-	Since          *struct {
-		Offset *uint64 `json:"offset"`
-		Epoch  *string `json:"epoch"`
-	} `json:"since"`
-	Limit   int  `json:"limit"`
-	Reverse bool `json:"reverse"`
+	Since          *Since `json:"since"`
+	Limit          int    `json:"limit"`
+	Reverse        bool   `json:"reverse"`
 }
 
 // DecodeCommand decodes one text frame. It returns an error wrapping
@@ -112,16 +110,35 @@ func DecodeCommand(p []byte) (Command, error) {
 		c.IdempotencyKey = w.IdempotencyKey
 	}
 	if w.Op == "history" {
-		if w.Limit < 0 || w.Limit > MaxHistoryLimit {
-			return c, broker.NewError(ErrBadCommand, "bad command: limit must be from 1 to %d", MaxHistoryLimit)
+		if _, ok := protocol.HistoryLimit.Of(w.Limit); !ok {
+			return c, broker.NewError(ErrBadCommand, "bad command: limit must be from 1 to %d", protocol.HistoryLimit.Max)
 		}
 		c.Limit, c.Reverse = w.Limit, w.Reverse
 	}
-	if w.Since != nil && (w.Op == "subscribe" || w.Op == "history") {
-		if w.Since.Offset == nil || w.Since.Epoch == nil {
+	if w.Op == "subscribe" || w.Op == "history" {
+		var ok bool
+		if c.Since, ok = w.Since.Position(); !ok {
 			return c, broker.NewError(ErrBadCommand, "bad command: since needs offset and epoch")
 		}
-		c.Since = &broker.Position{Offset: *w.Since.Offset, Epoch: *w.Since.Epoch}
 	}
 	return c, nil
+}
+
+// Since is a resume position as a request carries it (a command's or the
+// server API's `since`): both fields must be there.
+type Since struct {
+	Offset *uint64 `json:"offset"`
+	Epoch  *string `json:"epoch"`
+}
+
+// Position returns the position s names; nil for a nil s; false when a
+// field is missing.
+func (s *Since) Position() (*broker.Position, bool) {
+	switch {
+	case s == nil:
+		return nil, true
+	case s.Offset == nil || s.Epoch == nil:
+		return nil, false
+	}
+	return &broker.Position{Offset: *s.Offset, Epoch: *s.Epoch}, true
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 )
 
@@ -126,7 +127,7 @@ func FuzzCommand(f *testing.F) {
 		if (cmd.Limit != 0 || cmd.Reverse) && cmd.Op != "history" {
 			t.Fatalf("%q: %s carries limit or reverse", p, cmd.Op)
 		}
-		if cmd.Limit < 0 || cmd.Limit > session.MaxHistoryLimit {
+		if cmd.Limit < 0 || cmd.Limit > protocol.HistoryLimit.Max {
 			t.Fatalf("%q: limit %d out of range", p, cmd.Limit)
 		}
 		// The command outlives the frame buffer it was decoded from.

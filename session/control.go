@@ -7,6 +7,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // The presence replies.
@@ -52,7 +53,7 @@ func (s *Session) presence(cmd Command) {
 		reply = PresenceStats{Type: "presence_stats", Ref: cmd.Ref, Topic: cmd.Topic, Sessions: st.Sessions, Users: st.Users}
 	}
 	if err != nil {
-		if broker.ClientError(err).Code == broker.CodeUnavailable {
+		if broker.ClientError(err).Code == protocol.CodeUnavailable {
 			s.info.Log().Warn(cmd.Op+" failed", "topic", cmd.Topic, "err", err)
 		}
 		s.replyError(cmd.Ref, err)

@@ -6,15 +6,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
-)
-
-// History bounds, the same for the `history` op and GET /v1/history.
-const (
-	// DefaultHistoryLimit is how many messages a history returns without
-	// a limit.
-	DefaultHistoryLimit = 100
-	// MaxHistoryLimit is the largest limit a history takes.
-	MaxHistoryLimit = 1000
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // History answers a `history` op (with Type and Ref) and GET /v1/history
@@ -42,11 +34,11 @@ type HistoryMessage struct {
 }
 
 // ReadHistory reads topic's history from b: after since when not nil,
-// else the last messages; at most limit (0: DefaultHistoryLimit), oldest
+// else the last messages; at most limit (0: protocol.HistoryLimit.Default), oldest
 // first unless reverse. The caller has checked that it may.
 func ReadHistory(ctx context.Context, b *broker.Broker, topic string, since *broker.Position, limit int, reverse bool) (History, error) {
 	if limit <= 0 {
-		limit = DefaultHistoryLimit
+		limit = protocol.HistoryLimit.Default
 	}
 	msgs, pos, recovered, err := b.History(ctx, topic, since, limit)
 	if err != nil {
@@ -72,7 +64,7 @@ func (s *Session) history(cmd Command) {
 	}
 	h, err := ReadHistory(s.ctx, s.cfg.Broker, cmd.Topic, cmd.Since, cmd.Limit, cmd.Reverse)
 	if err != nil {
-		if broker.ClientError(err).Code == broker.CodeUnavailable {
+		if broker.ClientError(err).Code == protocol.CodeUnavailable {
 			s.info.Log().Warn("history failed", "topic", cmd.Topic, "err", err)
 		}
 		s.replyError(cmd.Ref, err)

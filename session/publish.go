@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/protocol"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -51,7 +52,7 @@ func (s *Session) publish(cmd Command) {
 	msgs, err := s.cfg.Broker.Publish(ctx, []broker.Publication{{Topic: cmd.Topic, Data: data, IdempotencyKey: cmd.IdempotencyKey}})
 	end(msgs, err)
 	if err != nil {
-		if code := broker.ClientError(err).Code; code == broker.CodeUnavailable || code == broker.CodeInternal {
+		if code := broker.ClientError(err).Code; code == protocol.CodeUnavailable || code == protocol.CodeInternal {
 			s.info.Log().Warn("publish failed", "err", err)
 		}
 		s.replyError(cmd.Ref, err)

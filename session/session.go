@@ -15,6 +15,7 @@ import (
 	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -410,7 +411,7 @@ func (s *Session) refresh(cmd Command) {
 		} else {
 			s.cfg.Refused.Add(limit.ReasonRefresh)
 		}
-		if broker.ClientError(err).Code != broker.CodeUnauthorized {
+		if broker.ClientError(err).Code != protocol.CodeUnauthorized {
 			err = broker.WrapErrorf(broker.ErrUnauthorized, err, "token is not valid")
 		}
 		s.replyError(cmd.Ref, err)

@@ -362,18 +362,13 @@ export declare class Tidings extends EventTarget {
   /** Closes the connection with 1000 for good. */
   close(): void;
 
-  addEventListener<K extends keyof TidingsEventMap>(
-    type: K,
-    listener: (this: Tidings, event: TidingsEventMap[K]) => void,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
+  addEventListener<K extends keyof TidingsEventMap>(type: K, listener: TidingsListener<K>, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
-  removeEventListener<K extends keyof TidingsEventMap>(
-    type: K,
-    listener: (this: Tidings, event: TidingsEventMap[K]) => void,
-    options?: boolean | EventListenerOptions,
-  ): void;
+  removeEventListener<K extends keyof TidingsEventMap>(type: K, listener: TidingsListener<K>, options?: boolean | EventListenerOptions): void;
   removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
 }
+
+/** A listener of one of Tidings' events. */
+export type TidingsListener<K extends keyof TidingsEventMap> = (this: Tidings, event: TidingsEventMap[K]) => void;
 
 export default Tidings;

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // The kinds of broadcast messages.
@@ -121,7 +122,7 @@ func (n *Node) handle(msg []byte) {
 	case kindTopics:
 		ack.Topics = n.cfg.Broker.LocalTopics(env.Topic, env.Limit)
 	case kindSessions:
-		ack.Sessions = n.localSessions(env.Target, min(max(env.Limit, 1), MaxSessionsLimit))
+		ack.Sessions = n.localSessions(env.Target, min(max(env.Limit, 1), protocol.SessionsLimit.Max))
 	default:
 		return
 	}

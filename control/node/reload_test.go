@@ -13,6 +13,7 @@ import (
 	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -80,7 +81,7 @@ func TestPresencePerTopicAndReload(t *testing.T) {
 		}
 	}
 	testkit.Eventually(t, 5*time.Second, sessionsOn("p.a", 1))
-	if _, err := ctl.Presence(context.Background(), "q.a"); broker.ClientError(err).Code != broker.CodeBadRequest {
+	if _, err := ctl.Presence(context.Background(), "q.a"); broker.ClientError(err).Code != protocol.CodeBadRequest {
 		t.Errorf("presence of q.a, off: %v, want bad_request", err)
 	}
 
@@ -90,7 +91,7 @@ func TestPresencePerTopicAndReload(t *testing.T) {
 	ctl.Reload()
 	testkit.Eventually(t, 5*time.Second, sessionsOn("q.a", 1))
 	testkit.Eventually(t, 5*time.Second, sessionsOn("p.a", 0))
-	if _, err := ctl.Presence(context.Background(), "p.a"); broker.ClientError(err).Code != broker.CodeBadRequest {
+	if _, err := ctl.Presence(context.Background(), "p.a"); broker.ClientError(err).Code != protocol.CodeBadRequest {
 		t.Errorf("presence of p.a after the reload: %v, want bad_request", err)
 	}
 	if f := c.Expect("unsubscribed"); f.Topic != "y.a" || f.Ref != "" {

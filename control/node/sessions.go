@@ -7,20 +7,12 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 )
 
-// Bounds of Sessions.
-const (
-	// DefaultSessionsLimit is how many sessions Sessions lists when asked
-	// for none in particular.
-	DefaultSessionsLimit = 100
-	// MaxSessionsLimit is the most sessions Sessions lists, and the most
-	// each node answers with.
-	MaxSessionsLimit = 1000
-	// MaxSessionTopics is the most subscriptions listed per session; its
-	// SubscriptionsTotal counts them all.
-	MaxSessionTopics = 100
-)
+// MaxSessionTopics is the most subscriptions listed per session; its
+// SubscriptionsTotal counts them all.
+const MaxSessionTopics = 100
 
 // SessionInfo describes one live session, on whichever node holds it.
 type SessionInfo struct {
@@ -45,17 +37,15 @@ type SessionInfo struct {
 }
 
 // Sessions lists the live sessions of t, on every node, oldest first,
-// at most limit (1 to MaxSessionsLimit; 0: DefaultSessionsLimit). Each
+// at most limit (protocol.SessionsLimit: 0 for its default). Each
 // node answers with at most limit of its own.
 func (n *Node) Sessions(ctx context.Context, t Target, limit int) ([]SessionInfo, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
-	if limit == 0 {
-		limit = DefaultSessionsLimit
-	}
-	if limit < 1 || limit > MaxSessionsLimit {
-		return nil, broker.NewError(broker.ErrBadRequest, "limit must be a whole number from 1 to %d", MaxSessionsLimit)
+	limit, ok := protocol.SessionsLimit.Of(limit)
+	if !ok {
+		return nil, broker.NewError(broker.ErrBadRequest, "limit must be a whole number from 1 to %d", protocol.SessionsLimit.Max)
 	}
 	replies, err := n.request(ctx, envelope{Kind: kindSessions, Target: t, Limit: limit})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // Sessions finds a user's sessions and one session by id, with their
@@ -87,7 +88,7 @@ func TestSessionsRefusesBadQueries(t *testing.T) {
 		{node.Target{}, 0},
 		{node.Target{User: "u", Session: "s"}, 0},
 		{node.Target{User: "u"}, -1},
-		{node.Target{User: "u"}, node.MaxSessionsLimit + 1},
+		{node.Target{User: "u"}, protocol.SessionsLimit.Max + 1},
 	} {
 		if _, err := h.ctl.Sessions(context.Background(), c.t, c.limit); !errors.Is(err, broker.ErrBadRequest) {
 			t.Errorf("Sessions(%+v, %d): %v, want a bad request", c.t, c.limit, err)

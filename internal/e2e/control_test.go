@@ -19,6 +19,7 @@ import (
 	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -304,7 +305,7 @@ func TestControlPlaneAcrossNodes(t *testing.T) {
 				pongNext(t, other)
 				// Refresh to a revoked token is refused too.
 				other.Send(map[string]any{"op": "refresh", "token": token(t, "frank", "tok-1"), "ref": "r"})
-				if f := other.Expect("error"); f.Ref != "r" || f.Code != broker.CodeUnauthorized || f.Message != "token revoked" {
+				if f := other.Expect("error"); f.Ref != "r" || f.Code != protocol.CodeUnauthorized || f.Message != "token revoked" {
 					t.Fatalf("refresh to a revoked token answered %s", f.Raw)
 				}
 			})

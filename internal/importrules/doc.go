@@ -13,8 +13,11 @@
 //   - internal/telemetry, which every package may use, imports the
 //     OpenTelemetry API only: no package of the module, no SDK or
 //     exporter, no Redis client;
+//   - protocol, the wire's types (error codes, server frame, node
+//     figures), imports the standard library only;
 //   - control, the control plane's store contract, imports no package of
-//     the module (control/node and the control/controltest suite aside);
+//     the module but protocol (control/node and the control/controltest
+//     suite aside);
 //   - control/node (a node's control plane) depends on no transport or
 //     store package, no Redis client and no OpenTelemetry SDK or
 //     exporter;
@@ -29,6 +32,10 @@
 //     package of the module but internal/assets, no Redis client and no
 //     OpenTelemetry SDK or exporter: it reaches the broker through the
 //     server API only; internal/assets imports nothing of the module;
+//   - client, the Go client, imports no package of the module but
+//     protocol and internal/wsframe (capped frame reads, which imports no
+//     package of the module), no Redis client and no OpenTelemetry; nor
+//     does internal/wstest, the test client;
 //   - config (read by the broker and the tidings CLI) imports no
 //     transport, store, session, control, auth or limit package, no
 //     Redis client and no OpenTelemetry SDK or exporter.

@@ -27,13 +27,18 @@ type listError struct {
 
 // rule forbids the packages under any From prefix, except those under an
 // Except prefix, to depend (directly or not) on anything under a Forbid
-// prefix. A prefix matches the path itself and every path below it
-// ("a/store" matches "a/store/memory", not "a/storefront").
+// prefix but what is under an Allow prefix, or, with StdlibOnly, on
+// anything outside the standard library. A prefix matches the path itself
+// and every path below it ("a/store" matches "a/store/memory", not
+// "a/storefront").
 type rule struct {
 	Name   string
 	From   []string
 	Except []string
 	Forbid []string
+	Allow  []string
+	// StdlibOnly forbids every dependency outside the standard library.
+	StdlibOnly bool
 	// MustMatch makes the rule fail when no listed package is under From, so
 	// that renaming or removing a package cannot silently disable a rule.
 	MustMatch bool
@@ -83,11 +88,43 @@ func rules(mod string) []rule {
 		},
 		{
 			// The stores implement it: it must bring none of the module
-			// along.
-			Name:      "control (the control plane's store contract) imports no package of the module",
+			// along but the wire's types.
+			Name:      "control (the control plane's store contract) imports no package of the module but protocol",
 			From:      []string{mod + "/control"},
 			Except:    []string{mod + "/control/node", mod + "/control/controltest"},
 			Forbid:    []string{mod, goRedis},
+			Allow:     []string{mod + "/protocol"},
+			MustMatch: true,
+		},
+		{
+			// The broker, the Go client and the tests share it: it
+			// brings nothing along.
+			Name:       "protocol (the wire's types) imports the standard library only",
+			From:       []string{mod + "/protocol"},
+			StdlibOnly: true,
+			MustMatch:  true,
+		},
+		{
+			// Applications import the Go client: it must stay light.
+			Name:      "client imports no package of the module but protocol and internal/wsframe, and no Redis client or OpenTelemetry",
+			From:      []string{mod + "/client"},
+			Forbid:    []string{mod, goRedis, "go.opentelemetry.io"},
+			Allow:     []string{mod + "/protocol", mod + "/internal/wsframe"},
+			MustMatch: true,
+		},
+		{
+			Name:      "internal/wsframe (capped frame reads) imports no package of the module",
+			From:      []string{mod + "/internal/wsframe"},
+			Forbid:    []string{mod},
+			MustMatch: true,
+		},
+		{
+			// The test client speaks the wire as any client does: it
+			// knows nothing of the broker's side.
+			Name:      "internal/wstest (the test client) imports no package of the module but protocol and internal/wsframe",
+			From:      []string{mod + "/internal/wstest"},
+			Forbid:    []string{mod},
+			Allow:     []string{mod + "/protocol", mod + "/internal/wsframe"},
 			MustMatch: true,
 		},
 		{
@@ -167,6 +204,24 @@ func under(path, prefix string) bool {
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }
 
+// forbidden reports whether rule r forbids a dependency on d.
+func forbidden(r rule, d string) bool {
+	if underAny(d, r.Allow) {
+		return false
+	}
+	if r.StdlibOnly && !stdlib(d) {
+		return true
+	}
+	return underAny(d, r.Forbid)
+}
+
+// stdlib reports whether path is a package of the standard library: its
+// first element has no dot.
+func stdlib(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
 func underAny(path string, prefixes []string) bool {
 	for _, p := range prefixes {
 		if under(path, p) {
@@ -206,7 +261,7 @@ func check(mod string, pkgs []pkg, rs []rule) []string {
 			}
 			matched = true
 			for _, d := range p.Deps {
-				if underAny(d, r.Forbid) {
+				if forbidden(r, d) {
 					problems = append(problems, fmt.Sprintf("%s imports %s (%s): breaks rule %q",
 						p.ImportPath, d, strings.Join(chain(byPath, p.ImportPath, d), " -> "), r.Name))
 				}
@@ -341,7 +396,11 @@ func TestCheck(t *testing.T) {
 		"go.opentelemetry.io/otel/trace": {"go.opentelemetry.io/otel/attribute"},
 		mod + "/auth":                    {"github.com/golang-jwt/jwt/v5"},
 		mod + "/limit":                   {"golang.org/x/time/rate"},
-		mod + "/control":                 {"context"},
+		mod + "/control":                 {"context", mod + "/protocol"},
+		mod + "/protocol":                {"encoding/json"},
+		mod + "/internal/wsframe":        {"github.com/gobwas/ws"},
+		mod + "/internal/wstest":         {mod + "/protocol", mod + "/internal/wsframe", "github.com/gobwas/ws"},
+		mod + "/client":                  {mod + "/protocol", mod + "/internal/wsframe", "github.com/google/uuid"},
 		mod + "/control/node":            {mod + "/control"},
 		mod + "/hooks":                   {"net/http"},
 		mod + "/config":                  {"go.yaml.in/yaml/v3"},
@@ -543,6 +602,39 @@ func TestCheck(t *testing.T) {
 			name:  "no store package",
 			graph: with(map[string][]string{mod + "/store/memory": nil, mod + "/store/redis": nil, mod + "/store/storetest": nil}),
 			want:  []string{`rule "store packages do not import transport packages" matched no package`},
+		},
+		{
+			name:  "protocol imports a package outside the standard library",
+			graph: with(map[string][]string{mod + "/protocol": {"encoding/json", "github.com/google/uuid"}}),
+			want: []string{
+				mod + "/protocol imports github.com/google/uuid (" + mod + "/protocol -> github.com/google/uuid): breaks rule \"protocol",
+			},
+		},
+		{
+			name:  "client imports the broker",
+			graph: with(map[string][]string{mod + "/client": {mod + "/protocol", mod + "/broker"}}),
+			want: []string{
+				mod + "/client imports " + mod + "/broker (" + mod + "/client -> " + mod + "/broker): breaks rule \"client",
+				mod + "/client imports " + mod + "/internal/telemetry (" + mod + "/client -> " + mod + "/broker -> " + mod + "/internal/telemetry): breaks rule \"client",
+				mod + "/client imports go.opentelemetry.io/otel/attribute (",
+				mod + "/client imports go.opentelemetry.io/otel/metric (",
+				mod + "/client imports go.opentelemetry.io/otel/trace (",
+			},
+		},
+		{
+			name:  "the test client imports the broker",
+			graph: with(map[string][]string{mod + "/internal/wstest": {mod + "/protocol", mod + "/broker"}}),
+			want: []string{
+				mod + "/internal/wstest imports " + mod + "/broker (" + mod + "/internal/wstest -> " + mod + "/broker): breaks rule \"internal/wstest",
+				mod + "/internal/wstest imports " + mod + "/internal/telemetry (",
+			},
+		},
+		{
+			name:  "control imports a package of the module other than protocol",
+			graph: with(map[string][]string{mod + "/control": {mod + "/protocol", mod + "/auth"}}),
+			want: []string{
+				mod + "/control imports " + mod + "/auth (" + mod + "/control -> " + mod + "/auth): breaks rule \"control",
+			},
 		},
 		{
 			name:  "load error",

@@ -23,12 +23,11 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/wsframe"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 const (
-	// subprotocol is the WebSocket subprotocol the client offers, and that
-	// the server must select.
-	subprotocol = "pubsub.v1"
 	// maxFrame bounds the payload of a frame the client reads, and the body
 	// of a refused handshake it keeps.
 	maxFrame = 4 << 20
@@ -41,26 +40,10 @@ const (
 )
 
 // Frame is a decoded server text frame: the fields of docs/PROTOCOL.md that
-// its type carries are set, the others are zero.
+// its type carries are set (see protocol.Frame), the others are zero; Raw
+// and Close add what the test client saw.
 type Frame struct {
-	Type      string          `json:"type"`
-	Session   string          `json:"session"`
-	Node      string          `json:"node"`
-	Heartbeat float64         `json:"heartbeat"`
-	User      string          `json:"user"`
-	Ref       string          `json:"ref"`
-	Topic     string          `json:"topic"`
-	Sub       string          `json:"sub"`
-	ID        string          `json:"id"`
-	Offset    uint64          `json:"offset"`
-	Epoch     string          `json:"epoch"`
-	Time      string          `json:"time"`
-	Data      json.RawMessage `json:"data"`
-	Recovered bool            `json:"recovered"`
-	Reason    string          `json:"reason"`
-	Expires   string          `json:"expires"`
-	Code      string          `json:"code"`
-	Message   string          `json:"message"`
+	protocol.Frame
 
 	// Raw is the frame's payload as received. For a close frame returned
 	// by Client.Next it is a description of the close (code and reason).
@@ -164,7 +147,7 @@ func (d Dialer) Open(ctx context.Context, url string) (*Conn, error) {
 		wd.Header = ws.HandshakeHeaderHTTP(d.Header)
 	}
 	if !d.NoSubprotocol {
-		wd.Protocols = []string{subprotocol}
+		wd.Protocols = []string{protocol.Subprotocol}
 	}
 	nc, br, hs, err := wd.Dial(ctx, url)
 	var status ws.StatusError
@@ -174,9 +157,9 @@ func (d Dialer) Open(ctx context.Context, url string) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !d.NoSubprotocol && hs.Protocol != subprotocol {
+	if !d.NoSubprotocol && hs.Protocol != protocol.Subprotocol {
 		_ = nc.Close()
-		return nil, fmt.Errorf("subprotocol %q selected, want %s", hs.Protocol, subprotocol)
+		return nil, fmt.Errorf("subprotocol %q selected, want %s", hs.Protocol, protocol.Subprotocol)
 	}
 	if br == nil {
 		br = bufio.NewReader(nc)
@@ -228,7 +211,7 @@ func (c *Conn) SendClose(code ws.StatusCode, reason string) error {
 func (c *Conn) Next(deadline time.Time) (Frame, error) {
 	_ = c.nc.SetReadDeadline(deadline)
 	for {
-		h, p, err := c.readFrame()
+		h, p, err := wsframe.Read(c.br, maxFrame)
 		if err != nil {
 			return Frame{}, err
 		}
@@ -317,25 +300,6 @@ func (c *Conn) Drain(deadline time.Time) error {
 	return err
 }
 
-// readFrame reads one whole frame of at most maxFrame payload bytes.
-func (c *Conn) readFrame() (ws.Header, []byte, error) {
-	h, err := ws.ReadHeader(c.br)
-	if err != nil {
-		return h, nil, err
-	}
-	if h.Length > maxFrame {
-		return h, nil, fmt.Errorf("frame of %d bytes, over the test client's %d", h.Length, maxFrame)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		return h, nil, err
-	}
-	if h.Masked {
-		ws.Cipher(p, h.Mask, 0)
-	}
-	return h, p, nil
-}
-
 // Client is a session driven by the goroutine of a test: its methods fail
 // the test on an error, and each read gives up after readTimeout.
 type Client struct {
@@ -383,7 +347,7 @@ func (c *Client) Next() Frame {
 	c.t.Helper()
 	f, err := c.Conn.Next(time.Now().Add(readTimeout))
 	if ce := AsClose(err); ce != nil {
-		return Frame{Type: "close", Raw: []byte(ce.Error()), Close: ce}
+		return Frame{Frame: protocol.Frame{Type: "close"}, Raw: []byte(ce.Error()), Close: ce}
 	}
 	if err != nil {
 		c.t.Fatalf("reading a frame: %v", err)

@@ -154,6 +154,16 @@ func publish(t *testing.T, s broker.Store, topic string, data ...string) []*brok
 	return msgs
 }
 
+// position returns topic's position in s.
+func position(t *testing.T, s broker.Store, topic string) broker.Position {
+	t.Helper()
+	p, err := s.Position(context.Background(), topic)
+	if err != nil {
+		t.Fatalf("Position: %v", err)
+	}
+	return p
+}
+
 // numbers returns n JSON numbers as data values.
 func numbers(n int) []string {
 	out := make([]string, n)
@@ -182,17 +192,11 @@ func testOffsets(t *testing.T, newStore Factory) {
 func testPositionNewTopic(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
 	topic := topicName(t, s)
-	p1, err := s.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p1 := position(t, s, topic)
 	if p1.Offset != 0 || p1.Epoch == "" {
 		t.Fatalf("Position of a new topic = %+v, want offset 0 and an epoch", p1)
 	}
-	p2, err := s.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p2 := position(t, s, topic)
 	if p2 != p1 {
 		t.Fatalf("Position changed with no publish: %+v then %+v", p1, p2)
 	}
@@ -201,18 +205,12 @@ func testPositionNewTopic(t *testing.T, newStore Factory) {
 func testEpochMatchesPosition(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
 	topic := topicName(t, s)
-	before, err := s.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := position(t, s, topic)
 	m := publish(t, s, topic, "1")[0]
 	if m.Epoch != before.Epoch {
 		t.Fatalf("message epoch %q, position epoch %q", m.Epoch, before.Epoch)
 	}
-	after, err := s.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := position(t, s, topic)
 	if after != (broker.Position{Offset: 1, Epoch: before.Epoch}) {
 		t.Fatalf("Position after one publish = %+v", after)
 	}
@@ -304,10 +302,7 @@ func testSinceReplays(t *testing.T, newStore Factory) {
 func testSinceCurrent(t *testing.T, newStore Factory) {
 	s, _ := setup(t, newStore, Options{})
 	topic := topicName(t, s)
-	pos, err := s.Position(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pos := position(t, s, topic)
 	msgs, _, ok, err := s.Since(context.Background(), topic, pos)
 	if err != nil || !ok || len(msgs) != 0 {
 		t.Fatalf("Since(current) on a new topic = %d msgs, recovered %v, err %v; want 0, true", len(msgs), ok, err)

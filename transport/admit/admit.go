@@ -25,6 +25,7 @@ import (
 	"github.com/tidings-io/tidings/internal/defaults"
 	telem "github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/clientip"
 	"go.opentelemetry.io/otel/attribute"
@@ -244,14 +245,14 @@ func (p *Pass) Release() {
 // releases the pass when the session ends.
 func (d *Door) Admit(w http.ResponseWriter, r *http.Request) *Pass {
 	if !d.originAllowed(r) {
-		d.refuse(w, limit.ReasonOrigin, http.StatusForbidden, broker.CodeForbidden, "origin not allowed", 0)
+		d.refuse(w, limit.ReasonOrigin, http.StatusForbidden, protocol.CodeForbidden, "origin not allowed", 0)
 		return nil
 	}
 	client := d.resolver.Resolve(r)
 	if max := d.cfg.MaxSessions; max > 0 {
 		if d.admitted.Add(1) > int64(max) {
 			d.admitted.Add(-1)
-			d.refuse(w, limit.ReasonMaxSessions, http.StatusServiceUnavailable, broker.CodeUnavailable,
+			d.refuse(w, limit.ReasonMaxSessions, http.StatusServiceUnavailable, protocol.CodeUnavailable,
 				"the server holds as many sessions as it may; try again later", maxSessionsRetry)
 			return nil
 		}
@@ -269,7 +270,7 @@ func (d *Door) Admit(w http.ResponseWriter, r *http.Request) *Pass {
 		if errors.Is(err, limit.ErrConcurrent) {
 			reason = limit.ReasonIPConns
 		}
-		d.refuse(w, reason, http.StatusTooManyRequests, broker.CodeRateLimited, broker.ClientError(err).Message, retry)
+		d.refuse(w, reason, http.StatusTooManyRequests, protocol.CodeRateLimited, broker.ClientError(err).Message, retry)
 		return nil
 	}
 	if active > crowdSessions && !client.Forwarded && !d.resolver.Trusted(client.Peer) && d.perIP.FirstCrowd(active, crowdSessions) {
@@ -290,7 +291,7 @@ func (d *Door) Admit(w http.ResponseWriter, r *http.Request) *Pass {
 			if errors.Is(err, auth.ErrTokenRevoked) {
 				reason = limit.ReasonTokenRevoked
 			}
-			d.refuse(w, reason, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message, 0)
+			d.refuse(w, reason, http.StatusUnauthorized, protocol.CodeUnauthorized, broker.ClientError(err).Message, 0)
 			return nil
 		}
 	}

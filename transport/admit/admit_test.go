@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/auth"
-	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
 )
@@ -73,7 +73,7 @@ func TestMaxSessionsHoldsAcrossPassesUntilReleased(t *testing.T) {
 		passes = append(passes, p)
 	}
 	status, code, _ := refusal(t, d, request("10.0.0.2:1000", "", nil))
-	if status != http.StatusServiceUnavailable || code != broker.CodeUnavailable {
+	if status != http.StatusServiceUnavailable || code != protocol.CodeUnavailable {
 		t.Fatalf("third session: %d %s, want 503 unavailable", status, code)
 	}
 	passes[0].Release()
@@ -94,7 +94,7 @@ func TestAddressBoundAndRate(t *testing.T) {
 	if status, _, _ := refusal(t, d, request("10.0.0.1:1", "", nil)); status != 0 {
 		t.Fatalf("first refused: %d", status)
 	}
-	if status, code, _ := refusal(t, d, request("10.0.0.1:2", "", nil)); status != http.StatusTooManyRequests || code != broker.CodeRateLimited {
+	if status, code, _ := refusal(t, d, request("10.0.0.1:2", "", nil)); status != http.StatusTooManyRequests || code != protocol.CodeRateLimited {
 		t.Fatalf("second from one address: %d %s", status, code)
 	}
 	if status, _, _ := refusal(t, d, request("10.0.0.9:1", "", nil)); status != 0 {
@@ -183,7 +183,7 @@ func TestOrigins(t *testing.T) {
 			hdr["Origin"] = tc.origin
 		}
 		status, code, p := refusal(t, tc.door, request("10.0.0.1:1", "", hdr))
-		if (p != nil) != tc.ok || (!tc.ok && (status != http.StatusForbidden || code != broker.CodeForbidden)) {
+		if (p != nil) != tc.ok || (!tc.ok && (status != http.StatusForbidden || code != protocol.CodeForbidden)) {
 			t.Fatalf("origin %q: admitted %v (%d %s), want %v", tc.origin, p != nil, status, code, tc.ok)
 		}
 		if p != nil {

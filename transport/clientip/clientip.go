@@ -409,20 +409,14 @@ func parseNode(s string) netip.Addr {
 	return a.WithZone("").Unmap()
 }
 
+// obfuscatedPortChars are the bytes of an obfport after its "_".
+const obfuscatedPortChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
 // validPort reports whether s is a node-port of RFC 7239 §6: up to five
 // digits, at most 65535, or "_" and letters, digits, ".", "_" or "-".
 func validPort(s string) bool {
 	if strings.HasPrefix(s, "_") {
-		if len(s) == 1 {
-			return false
-		}
-		for i := 1; i < len(s); i++ {
-			c := s[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-				return false
-			}
-		}
-		return true
+		return len(s) > 1 && strings.Trim(s[1:], obfuscatedPortChars) == ""
 	}
 	if s == "" || len(s) > 5 {
 		return false

@@ -11,6 +11,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // TokenVerifier verifies the JWTs the server API accepts in place of an
@@ -59,7 +60,7 @@ func (a *API) admitAdmin(w http.ResponseWriter, r *http.Request, method string) 
 	}
 	if !key.Admin {
 		a.refused.Add(limit.ReasonHTTPScope)
-		writeError(w, http.StatusForbidden, broker.CodeForbidden, fmt.Sprintf("API key %s may not call the server API", key.Name))
+		writeError(w, http.StatusForbidden, protocol.CodeForbidden, fmt.Sprintf("API key %s may not call the server API", key.Name))
 		return "", false
 	}
 	return "key " + key.Name, true
@@ -90,7 +91,7 @@ func (a *API) admitJWT(w http.ResponseWriter, r *http.Request, tok string) (stri
 	if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
 		a.refused.Add(limit.ReasonHTTPKeyFailures)
 		w.Header().Set("Retry-After", retrySeconds(wait))
-		writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
+		writeError(w, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many wrong API keys from this address; try again later")
 		return "", false
 	}
 	claims, err := a.cfg.Tokens.Verify(r.Context(), tok)
@@ -98,12 +99,12 @@ func (a *API) admitJWT(w http.ResponseWriter, r *http.Request, tok string) (stri
 		a.keyFails.Fail(client.Addr)
 		a.refused.Add(limit.ReasonHTTPKey)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
-		writeError(w, http.StatusUnauthorized, broker.CodeUnauthorized, broker.ClientError(err).Message)
+		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, broker.ClientError(err).Message)
 		return "", false
 	}
 	if !hasAdminScope(tok) {
 		a.refused.Add(limit.ReasonHTTPScope)
-		writeError(w, http.StatusForbidden, broker.CodeForbidden, "the token has no admin scope")
+		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "the token has no admin scope")
 		return "", false
 	}
 	return "jwt " + claims.Subject, true

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,38 +18,24 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
 	"github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/protocol"
+	"github.com/tidings-io/tidings/session"
 )
 
-// Bounds of the server API's requests.
-const (
-	// maxControlBody bounds the JSON body of a POST of the server API.
-	maxControlBody = 64 << 10
-	// DefaultTopicsLimit is how many topics GET /v1/topics lists without
-	// a limit; MaxTopicsLimit the most it lists.
-	DefaultTopicsLimit = 100
-	// MaxTopicsLimit is the largest limit GET /v1/topics takes.
-	MaxTopicsLimit = 10000
-	// DefaultPresenceLimit is how many clients GET /v1/presence lists
-	// without a limit; MaxPresenceLimit the most it lists.
-	DefaultPresenceLimit = 100
-	// MaxPresenceLimit is the largest limit GET /v1/presence takes.
-	MaxPresenceLimit = 1000
-)
+// maxControlBody bounds the JSON body of a POST of the server API.
+const maxControlBody = 64 << 10
 
 // controlRequest is the body of the server API's POST calls; each call
 // reads the fields it names.
 type controlRequest struct {
-	User    string `json:"user"`
-	Session string `json:"session"`
-	Topic   string `json:"topic"`
-	Since   *struct {
-		Offset *uint64 `json:"offset"`
-		Epoch  *string `json:"epoch"`
-	} `json:"since"`
-	Code   *int   `json:"code"`
-	Reason string `json:"reason"`
-	JTI    string `json:"jti"`
-	Until  string `json:"until"`
+	User    string         `json:"user"`
+	Session string         `json:"session"`
+	Topic   string         `json:"topic"`
+	Since   *session.Since `json:"since"`
+	Code    *int           `json:"code"`
+	Reason  string         `json:"reason"`
+	JTI     string         `json:"jti"`
+	Until   string         `json:"until"`
 }
 
 // routeControl adds the server API's routes.
@@ -107,14 +94,14 @@ func (a *API) controlGet(call func(*http.Request) (any, error)) http.HandlerFunc
 // controlReady answers 503 when the node runs no control plane.
 func (a *API) controlReady(w http.ResponseWriter) bool {
 	if a.cfg.Control == nil {
-		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "the server API is not available on this node")
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "the server API is not available on this node")
 		return false
 	}
 	return true
 }
 
 func (a *API) controlFailed(w http.ResponseWriter, r *http.Request, err error) {
-	if broker.ClientError(err).Code == broker.CodeUnavailable {
+	if broker.ClientError(err).Code == protocol.CodeUnavailable {
 		a.cfg.Logger.Warn("server API call failed", "path", r.URL.Path, "err", err)
 	}
 	writeClientError(w, err)
@@ -132,9 +119,9 @@ func decodeControl(w http.ResponseWriter, r *http.Request) (controlRequest, bool
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", maxControlBody))
+			writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", maxControlBody))
 		} else {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body could not be read")
+			writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "body could not be read")
 		}
 		return req, false
 	}
@@ -149,7 +136,7 @@ func decodeControl(w http.ResponseWriter, r *http.Request) (controlRequest, bool
 		case err != nil && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")):
 			msg = "body is not valid: " + err.Error()
 		}
-		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, msg)
+		writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, msg)
 		return req, false
 	}
 	return req, true
@@ -198,12 +185,9 @@ func (a *API) subscribe(r *http.Request, req controlRequest) error {
 	if req.Topic == "" {
 		return broker.NewError(broker.ErrBadRequest, "topic is missing")
 	}
-	var since *broker.Position
-	if req.Since != nil {
-		if req.Since.Offset == nil || req.Since.Epoch == nil {
-			return broker.NewError(broker.ErrBadRequest, "since needs offset and epoch")
-		}
-		since = &broker.Position{Offset: *req.Since.Offset, Epoch: *req.Since.Epoch}
+	since, ok := req.Since.Position()
+	if !ok {
+		return broker.NewError(broker.ErrBadRequest, "since needs offset and epoch")
 	}
 	return a.cfg.Control.Subscribe(r.Context(), req.target(), req.Topic, since)
 }
@@ -228,7 +212,7 @@ func (a *API) revoke(r *http.Request, req controlRequest) error {
 func (a *API) presence(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	topic := q.Get("topic")
-	limit, err := intParam("limit", q.Get("limit"), DefaultPresenceLimit, 1, MaxPresenceLimit)
+	limit, err := limitParam(q, protocol.PresenceLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -261,11 +245,11 @@ func (a *API) presenceStats(r *http.Request) (any, error) {
 // busiest topics after the first offset of them.
 func (a *API) topics(r *http.Request) (any, error) {
 	q := r.URL.Query()
-	limit, err := intParam("limit", q.Get("limit"), DefaultTopicsLimit, 1, MaxTopicsLimit)
+	limit, err := limitParam(q, protocol.TopicsLimit)
 	if err != nil {
 		return nil, err
 	}
-	offset, err := intParam("offset", q.Get("offset"), 0, 0, MaxTopicsLimit)
+	offset, err := intParam("offset", q.Get("offset"), 0, 0, protocol.TopicsLimit.Max)
 	if err != nil {
 		return nil, err
 	}
@@ -282,6 +266,11 @@ func (a *API) topics(r *http.Request) (any, error) {
 
 // intParam reads the whole-number query parameter name, s, from lo to
 // hi; "" is def.
+// limitParam reads the limit query parameter of a list bounded by l.
+func limitParam(q url.Values, l protocol.Limit) (int, error) {
+	return intParam("limit", q.Get("limit"), l.Default, 1, l.Max)
+}
+
 func intParam(name, s string, def, lo, hi int) (int, error) {
 	if s == "" {
 		return def, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/clientip"
 	"github.com/tidings-io/tidings/transport/ws"
 	"go.opentelemetry.io/otel/metric"
@@ -159,7 +160,7 @@ func New(cfg Config, b *broker.Broker, wsrv *ws.Server) *API {
 	a.mux.HandleFunc("/readyz", a.readyz)
 	a.mux.HandleFunc("/metrics", a.metrics)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, broker.CodeNotFound, "no such route")
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "no such route")
 	})
 	return a
 }
@@ -222,7 +223,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	a.accept(w, r, &p, func(r *http.Request, key *apiKey) {
 		if header := r.Header.Get("Idempotency-Key"); header != "" {
 			if p.IdempotencyKey != "" && p.IdempotencyKey != header {
-				writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "the Idempotency-Key header and idempotency_key differ")
+				writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "the Idempotency-Key header and idempotency_key differ")
 				return
 			}
 			p.IdempotencyKey = header
@@ -241,7 +242,7 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	a.accept(w, r, &batch, func(r *http.Request, key *apiKey) {
 		if len(batch.Messages) > a.cfg.MaxBatch {
-			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("a batch holds at most %d messages", a.cfg.MaxBatch))
+			writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("a batch holds at most %d messages", a.cfg.MaxBatch))
 			return
 		}
 		results, ok := a.run(w, r, key, batch.Messages)
@@ -265,7 +266,7 @@ func (a *API) accept(w http.ResponseWriter, r *http.Request, v any, publish func
 	}
 	defer a.publishes.Leave()
 	if err := decodeStrict(body, v); err != nil {
-		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, err.Error())
 		return
 	}
 	publish(r, key)
@@ -290,13 +291,13 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, key *apiKey, ps []publ
 	msgs, err := a.b.Publish(r.Context(), pubs)
 	if err != nil {
 		ce := broker.ClientError(err)
-		if ce.Code == broker.CodeUnavailable || ce.Code == broker.CodeInternal {
+		if ce.Code == protocol.CodeUnavailable || ce.Code == protocol.CodeInternal {
 			a.cfg.Logger.Warn("publish failed", "topics", len(pubs), "err", err)
 		}
 		if errors.Is(err, broker.ErrPartialBatch) {
 			// Tell the publisher what was stored; a retry with the same
 			// idempotency keys stores the rest and answers the same.
-			writeJSON(w, statusOf(ce.Code), map[string]any{
+			writeJSON(w, protocol.HTTPStatus(ce.Code), map[string]any{
 				"error":   errorBody{Code: ce.Code, Message: ce.Message},
 				"results": results(msgs),
 			})
@@ -315,7 +316,7 @@ func results(msgs []*broker.Message) []publishResult {
 	out := make([]publishResult, len(msgs))
 	for i, m := range msgs {
 		if m.Offset == 0 {
-			out[i] = publishResult{Topic: m.Topic, Error: &errorBody{Code: broker.CodeUnavailable, Message: "not stored"}}
+			out[i] = publishResult{Topic: m.Topic, Error: &errorBody{Code: protocol.CodeUnavailable, Message: "not stored"}}
 			continue
 		}
 		out[i] = publishResult{ID: m.ID, Topic: m.Topic, Offset: m.Offset, Epoch: m.Epoch}
@@ -341,7 +342,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 	if retry, ok := key.allow(); !ok {
 		a.refused.Add(limit.ReasonHTTPRate)
 		w.Header().Set("Retry-After", retry)
-		writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, fmt.Sprintf("API key %s publishes faster than its limit allows", key.Name))
+		writeError(w, http.StatusTooManyRequests, protocol.CodeRateLimited, fmt.Sprintf("API key %s publishes faster than its limit allows", key.Name))
 		return nil, nil, false
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -350,7 +351,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		return nil, nil, false
 	}
 	if !a.publishes.Enter() {
-		writeError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "server shutting down")
 		return nil, nil, false
 	}
 	maxBody := a.maxBody.Load()
@@ -359,15 +360,15 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) ([]byte, *apiKey, bo
 		a.publishes.Leave()
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBody))
+			writeError(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBody))
 		} else {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body could not be read")
+			writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "body could not be read")
 		}
 		return nil, nil, false
 	}
 	if !utf8.Valid(body) {
 		a.publishes.Leave()
-		writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "body is not valid UTF-8")
+		writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "body is not valid UTF-8")
 		return nil, nil, false
 	}
 	return body, key, true
@@ -386,7 +387,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*apiKey, boo
 		if wait, blocked := a.keyFails.Blocked(client.Addr); blocked {
 			a.refused.Add(limit.ReasonHTTPKeyFailures)
 			w.Header().Set("Retry-After", retrySeconds(wait))
-			writeError(w, http.StatusTooManyRequests, broker.CodeRateLimited, "too many wrong API keys from this address; try again later")
+			writeError(w, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many wrong API keys from this address; try again later")
 			return nil, false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/httpapi"
 )
 
@@ -71,7 +72,7 @@ func TestBadIdempotencyKeysAreRefused(t *testing.T) {
 		{"bad key in a batch", "/v1/publish/batch", `{"messages":[{"topic":"k.a","data":1},{"topic":"k.a","data":2,"idempotency_key":"x y"}]}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wantError(t, e.post(t, tc.path, tc.body, tc.header...), http.StatusBadRequest, broker.CodeBadRequest)
+			wantError(t, e.post(t, tc.path, tc.body, tc.header...), http.StatusBadRequest, protocol.CodeBadRequest)
 		})
 	}
 	pos, err := e.store.Position(t.Context(), "k.a")
@@ -92,7 +93,7 @@ func TestStoreErrorsAreNotSentToClients(t *testing.T) {
 		e.post(t, "/v1/publish/batch", `{"messages":[{"topic":"down.a","data":1}]}`),
 	} {
 		var eb errorBody
-		if err := checkError(r, http.StatusServiceUnavailable, broker.CodeUnavailable); err != nil {
+		if err := checkError(r, http.StatusServiceUnavailable, protocol.CodeUnavailable); err != nil {
 			t.Fatal(err)
 		}
 		if err := decodeExact(r.body, &eb); err != nil || eb.Error.Message != "store unavailable" {
@@ -102,7 +103,7 @@ func TestStoreErrorsAreNotSentToClients(t *testing.T) {
 	c.Send(map[string]any{"op": "subscribe", "topic": "down.b", "ref": "s"})
 	c.Send(map[string]any{"op": "publish", "topic": "down.b", "data": 1, "ref": "p"})
 	for range 2 {
-		if f := c.Expect("error"); f.Code != broker.CodeUnavailable || f.Message != "store unavailable" {
+		if f := c.Expect("error"); f.Code != protocol.CodeUnavailable || f.Message != "store unavailable" {
 			t.Fatalf("error frame %s, want code unavailable with the fixed message", f.Raw)
 		}
 	}

@@ -3,7 +3,7 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // metrics serves GET /metrics with Config.Metrics: the OpenTelemetry
@@ -11,7 +11,7 @@ import (
 // Prometheus text format.
 func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Metrics == nil {
-		writeError(w, http.StatusNotFound, broker.CodeNotFound, "metrics are off (OTEL_METRICS_EXPORTER=none)")
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "metrics are off (OTEL_METRICS_EXPORTER=none)")
 		return
 	}
 	a.cfg.Metrics.ServeHTTP(w, r)

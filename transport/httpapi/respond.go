@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 )
 
 // decodeStrict decodes exactly one JSON value with no unknown fields.
@@ -48,37 +49,15 @@ func decodeStrict(body []byte, v any) error {
 // (broker.ClientError) with its HTTP status.
 func writeClientError(w http.ResponseWriter, err error) {
 	e := broker.ClientError(err)
-	writeError(w, statusOf(e.Code), e.Code, e.Message)
-}
-
-// statusOf maps a protocol error code to its HTTP status.
-func statusOf(code string) int {
-	switch code {
-	case broker.CodeBadRequest:
-		return http.StatusBadRequest
-	case broker.CodeUnauthorized:
-		return http.StatusUnauthorized
-	case broker.CodeForbidden:
-		return http.StatusForbidden
-	case broker.CodeNotFound:
-		return http.StatusNotFound
-	case broker.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case broker.CodeRateLimited:
-		return http.StatusTooManyRequests
-	case broker.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
+	writeError(w, protocol.HTTPStatus(e.Code), e.Code, e.Message)
 }
 
 // statusCode maps an auth refusal status to its protocol code.
 func statusCode(status int) string {
 	if status == http.StatusUnauthorized {
-		return broker.CodeUnauthorized
+		return protocol.CodeUnauthorized
 	}
-	return broker.CodeForbidden
+	return protocol.CodeForbidden
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

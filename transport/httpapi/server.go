@@ -1,11 +1,11 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 )
 
@@ -26,20 +26,16 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		writeClientError(w, err)
 		return
 	}
-	limit := session.DefaultHistoryLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > session.MaxHistoryLimit {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", session.MaxHistoryLimit))
-			return
-		}
-		limit = n
+	limit, err := limitParam(q, protocol.HistoryLimit)
+	if err != nil {
+		writeClientError(w, err)
+		return
 	}
 	var since *broker.Position
 	if s, e := q.Get("since"), q.Get("epoch"); s != "" || e != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil || e == "" {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "since needs a whole number and epoch")
+			writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "since needs a whole number and epoch")
 			return
 		}
 		since = &broker.Position{Offset: n, Epoch: e}
@@ -48,14 +44,14 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("reverse"); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, broker.CodeBadRequest, "reverse must be true or false")
+			writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "reverse must be true or false")
 			return
 		}
 		reverse = b
 	}
 	h, err := session.ReadHistory(r.Context(), a.b, topic, since, limit, reverse)
 	if err != nil {
-		if broker.ClientError(err).Code == broker.CodeUnavailable {
+		if broker.ClientError(err).Code == protocol.CodeUnavailable {
 			a.cfg.Logger.Warn("history failed", "topic", topic, "err", err)
 		}
 		writeClientError(w, err)

@@ -34,6 +34,7 @@ import (
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpstream"
@@ -225,7 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // unavailable answers a request that comes after Shutdown began.
 func unavailable(w http.ResponseWriter) {
-	httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+	httpError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "server shutting down")
 }
 
 // httpError writes the JSON error body of the HTTP API.

@@ -17,6 +17,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/sse"
@@ -410,7 +411,7 @@ func TestTokenRequiredWhenTokensSet(t *testing.T) {
 			t.Fatal(err)
 		}
 		body := jsonError(t, resp)
-		if resp.StatusCode != http.StatusUnauthorized || body.Code != broker.CodeUnauthorized {
+		if resp.StatusCode != http.StatusUnauthorized || body.Code != protocol.CodeUnauthorized {
 			t.Fatalf("token %q: %d %+v", token, resp.StatusCode, body)
 		}
 	}
@@ -422,7 +423,7 @@ func TestTokenRequiredWhenTokensSet(t *testing.T) {
 	}
 	s.expect("subscribed")
 	// Outside the token's permissions: an error event, the stream stays.
-	if _, er := s.expect("error"); er["code"] != broker.CodeForbidden {
+	if _, er := s.expect("error"); er["code"] != protocol.CodeForbidden {
 		t.Fatalf("error %v", er)
 	}
 	s.expectMessage(publish(t, e.b, "public.a", `1`), "")

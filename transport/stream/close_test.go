@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/stream"
 )
@@ -136,7 +137,7 @@ func TestClientEndingTheGetEndsTheSession(t *testing.T) {
 		}
 		return nil
 	})
-	if status, er := c.post(`{"op":"ping"}`); status != http.StatusNotFound || er.Code != broker.CodeNotFound {
+	if status, er := c.post(`{"op":"ping"}`); status != http.StatusNotFound || er.Code != protocol.CodeNotFound {
 		t.Fatalf("POST to the ended session: %d %+v", status, er)
 	}
 }

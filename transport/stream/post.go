@@ -8,7 +8,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/admit"
 )
 
@@ -31,20 +31,20 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, key string) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxBodySize)))
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			admit.HTTPError(w, http.StatusRequestEntityTooLarge, broker.CodeTooLarge,
+			admit.HTTPError(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge,
 				fmt.Sprintf("the body is larger than %d bytes", s.cfg.MaxBodySize))
 			return
 		}
-		admit.HTTPError(w, http.StatusBadRequest, broker.CodeBadRequest, "the body could not be read")
+		admit.HTTPError(w, http.StatusBadRequest, protocol.CodeBadRequest, "the body could not be read")
 		return
 	}
 	cmds, err := splitCommands(body)
 	if err != nil {
-		admit.HTTPError(w, http.StatusBadRequest, broker.CodeBadRequest, err.Error())
+		admit.HTTPError(w, http.StatusBadRequest, protocol.CodeBadRequest, err.Error())
 		return
 	}
 	if !s.posts.Enter() {
-		admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+		admit.HTTPError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "server shutting down")
 		return
 	}
 	defer s.posts.Leave()
@@ -60,7 +60,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, key string) {
 
 // notFound answers a POST to a key that names no session (any more).
 func notFound(w http.ResponseWriter) {
-	admit.HTTPError(w, http.StatusNotFound, broker.CodeNotFound, "no such stream: open a new one with GET")
+	admit.HTTPError(w, http.StatusNotFound, protocol.CodeNotFound, "no such stream: open a new one with GET")
 }
 
 // splitCommands returns the commands of a POST body: the body itself when

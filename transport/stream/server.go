@@ -14,6 +14,7 @@ import (
 	"github.com/tidings-io/tidings/internal/gate"
 	telem "github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpstream"
@@ -232,7 +233,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 
 // unavailable answers a request that comes after Shutdown began.
 func unavailable(w http.ResponseWriter) {
-	admit.HTTPError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+	admit.HTTPError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "server shutting down")
 }
 
 // lookup returns the session of key, or nil.

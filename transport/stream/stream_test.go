@@ -13,6 +13,7 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/stream"
 )
@@ -201,7 +202,7 @@ func TestTokenAndPermissions(t *testing.T) {
 	c.mustPost(`[{"op":"subscribe","topic":"private.x","ref":"1"},{"op":"publish","topic":"private.x","data":1,"ref":"2"},
 		{"op":"subscribe","topic":"public.a","ref":"3"},{"op":"publish","topic":"public.a","data":1,"ref":"4"}]`)
 	for _, ref := range []string{"1", "2"} {
-		if er := c.expect("error"); er["ref"] != ref || er["code"] != broker.CodeForbidden {
+		if er := c.expect("error"); er["ref"] != ref || er["code"] != protocol.CodeForbidden {
 			t.Fatalf("error %v, want forbidden for ref %s", er, ref)
 		}
 	}
@@ -249,7 +250,7 @@ func TestBadPosts(t *testing.T) {
 		"an array of non-objects": `[{"op":"ping","ref":"no"}, 1]`,
 		"two objects":             `{"op":"ping"} {"op":"ping"}`,
 	} {
-		if status, er := c.post(body); status != http.StatusBadRequest || er.Code != broker.CodeBadRequest {
+		if status, er := c.post(body); status != http.StatusBadRequest || er.Code != protocol.CodeBadRequest {
 			t.Errorf("%s: %d %+v, want 400 bad_request", name, status, er)
 		}
 	}
@@ -258,7 +259,7 @@ func TestBadPosts(t *testing.T) {
 	at := `{"op":"ping","ref":"at the limit"}`
 	at += strings.Repeat(" ", 100-len(at))
 	over := `[{"op":"ping","ref":"over"}]` + strings.Repeat(" ", 101-28)
-	if status, er := c.post(over); status != http.StatusRequestEntityTooLarge || er.Code != broker.CodeTooLarge {
+	if status, er := c.post(over); status != http.StatusRequestEntityTooLarge || er.Code != protocol.CodeTooLarge {
 		t.Errorf("101 bytes: %d %+v, want 413 too_large", status, er)
 	}
 	c.mustPost(at)
@@ -268,7 +269,7 @@ func TestBadPosts(t *testing.T) {
 	if p := c.expect("pong"); p["ref"] != "at the limit" {
 		t.Fatalf("pong %v: something of a refused body ran", p)
 	}
-	if er := c.expect("error"); er["ref"] != "j" || er["code"] != broker.CodeBadRequest {
+	if er := c.expect("error"); er["ref"] != "j" || er["code"] != protocol.CodeBadRequest {
 		t.Fatalf("error %v", er)
 	}
 
@@ -277,7 +278,7 @@ func TestBadPosts(t *testing.T) {
 		"not a key":      "xyz",
 		"the session id": c.id,
 	} {
-		if status, er := e.postTo(t, key, `{"op":"ping"}`); status != http.StatusNotFound || er.Code != broker.CodeNotFound {
+		if status, er := e.postTo(t, key, `{"op":"ping"}`); status != http.StatusNotFound || er.Code != protocol.CodeNotFound {
 			t.Errorf("%s: %d %+v, want 404 not_found", name, status, er)
 		}
 	}
@@ -313,7 +314,7 @@ func TestCommandRate(t *testing.T) {
 	if p := c.expect("pong"); p["ref"] != "1" {
 		t.Fatalf("pong %v", p)
 	}
-	if er := c.expect("error"); er["ref"] != "2" || er["code"] != broker.CodeRateLimited {
+	if er := c.expect("error"); er["ref"] != "2" || er["code"] != protocol.CodeRateLimited {
 		t.Fatalf("error %v, want rate_limited", er)
 	}
 	// Over the rate again: the session is closed, and runs nothing more.

@@ -24,6 +24,7 @@ import (
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
 	"go.opentelemetry.io/otel/metric"
@@ -321,7 +322,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.sessions.Enter() {
-		httpError(w, http.StatusServiceUnavailable, broker.CodeUnavailable, "server shutting down")
+		httpError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "server shutting down")
 		return
 	}
 	started := false
