@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/internal/browsertest"
+	"github.com/tidings-io/tidings/session"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -191,7 +192,7 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 	if err := ctl.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wcfg := ws.Config{NodeID: cfg.id, CloseTimeout: 2 * time.Second, Registry: ctl, Presence: ctl}
+	wcfg := ws.Config{NodeID: cfg.id, CloseTimeout: 2 * time.Second, Services: session.Services{Registry: ctl, Presence: ctl}}
 	var tokens httpapi.TokenVerifier
 	if cfg.tokens != nil {
 		wcfg.Tokens, tokens = cfg.tokens, cfg.tokens

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"golang.org/x/time/rate"
 )
 
@@ -94,14 +95,38 @@ func (s *Session) checkClientPublish(topic string) error {
 	return nil
 }
 
-// OpLimits are a session's command rate (see Config.OpRate).
+// OpLimits are a session's command rate. A transport's Config embeds
+// them, and there the zero value of each field means its default
+// (WithDefaults); a session (Config) takes them as they are.
 type OpLimits struct {
-	// Rate is the sustained rate of commands per second; 0 or less: no
-	// limit.
-	Rate float64
-	// Burst is how many may come at once above Rate; Refusals how many
-	// over it are refused before the session is closed.
-	Burst, Refusals int
+	// OpRate is the sustained rate of commands (and pings) per second a
+	// session may send; a command over it is answered with `error`
+	// `rate_limited`, a ping is not answered. Default 500; negative (for
+	// a session, 0 or less): no limit.
+	OpRate float64
+	// OpBurst is how many commands a session may send at once above
+	// OpRate. Default 1000.
+	OpBurst int
+	// OpRefusals is how many commands over its rate a session may send,
+	// an allowance that refills at a tenth of OpRate, before it is closed
+	// with 1008 `rate limit exceeded` (CauseRateLimited). Default
+	// OpBurst.
+	OpRefusals int
+}
+
+// The defaults of OpLimits.
+const (
+	DefaultOpRate  = 500
+	DefaultOpBurst = 1000
+)
+
+// WithDefaults returns l with its defaults where its fields are zero
+// (OpBurst and OpRefusals: zero or negative).
+func (l OpLimits) WithDefaults() OpLimits {
+	defaults.Zero(&l.OpRate, DefaultOpRate)
+	defaults.Positive(&l.OpBurst, DefaultOpBurst)
+	defaults.Positive(&l.OpRefusals, l.OpBurst)
+	return l
 }
 
 // opLimiter is a session's command rate: ops takes commands and pings,
@@ -112,12 +137,12 @@ type opLimiter struct {
 
 // newOpLimiter returns the limiter of l, full.
 func newOpLimiter(l OpLimits) *opLimiter {
-	if l.Rate <= 0 || math.IsInf(l.Rate, 1) {
+	if l.OpRate <= 0 || math.IsInf(l.OpRate, 1) {
 		return &opLimiter{}
 	}
 	return &opLimiter{
-		ops:     rate.NewLimiter(rate.Limit(l.Rate), l.Burst),
-		strikes: rate.NewLimiter(rate.Limit(l.Rate/10), l.Refusals),
+		ops:     rate.NewLimiter(rate.Limit(l.OpRate), l.OpBurst),
+		strikes: rate.NewLimiter(rate.Limit(l.OpRate/10), l.OpRefusals),
 	}
 }
 

@@ -68,20 +68,47 @@ var RefusalReasons = []limit.Reason{
 	limit.ReasonTokenExpired, limit.ReasonRefresh, limit.ReasonTokenRevoked,
 }
 
+// Services are what a node gives the sessions of its transports: token
+// verification, the control plane, presence, the namespaces' rules and
+// the backend's hooks. Config and each transport's Config embed them; a
+// transport passes them on to its sessions, and Tokens and Hooks to the
+// door of its own when it is given none.
+type Services struct {
+	// Tokens verifies session tokens: the token of a `refresh` and, at a
+	// transport's own door, that of the request that opens a session
+	// (the `token` query parameter or `Authorization: Bearer`; a missing
+	// or refused token gets 401). nil: sessions are anonymous, may
+	// subscribe to anything and may publish only from a loopback
+	// address; refresh is refused.
+	Tokens TokenVerifier
+	// Registry, when set, is told of every session (see Registry): the
+	// node's control plane (disconnect, revoke, server-side
+	// subscriptions).
+	Registry Registry
+	// Presence answers the presence ops; nil: presence is off.
+	Presence PresenceReader
+	// Rules are the namespaces' rules on subscribing and publishing; nil:
+	// none.
+	Rules Rules
+	// Hooks asks the application's backend about subscribes, publishes
+	// and refreshes (and, at a transport's own door, connects); nil: no
+	// hook.
+	Hooks *hooks.Hooks
+	// HookApplies reports whether the hook named (subscribe, publish)
+	// applies to topic (its namespace's proxy list); nil: every hook that
+	// is on applies everywhere.
+	HookApplies func(hook, topic string) bool
+}
+
 // Config is what every session of a transport shares.
 type Config struct {
+	// Services are what the node gives the sessions.
+	Services
+	// OpLimits are the command rate of each session, taken as they are
+	// (no defaults), unless Limits is set.
+	OpLimits
 	// Broker runs the sessions' subscriptions and publishes.
 	Broker *broker.Broker
-	// Tokens verifies the token of a `refresh`; nil refuses refresh.
-	Tokens TokenVerifier
-	// OpRate is the sustained rate of commands (and pings) per second a
-	// session may send; 0 or less: no limit. OpBurst is how many it may
-	// send at once above it, and OpRefusals how many over it may be
-	// refused (an allowance that refills at a tenth of OpRate) before
-	// the session is closed (CauseRateLimited).
-	OpRate     float64
-	OpBurst    int
-	OpRefusals int
 	// Publishes admits publishes until shutdown and waits for them.
 	Publishes *gate.Gate
 	// Refused counts refusals by the Refused* reasons; it must know
@@ -93,23 +120,9 @@ type Config struct {
 	Protocol string
 	// API is what the transport's publishes are counted under (broker.APIWS, …).
 	API string
-	// Registry, when set, is told of each session (see Registry).
-	Registry Registry
-	// Presence answers the presence ops; nil: presence is off.
-	Presence PresenceReader
-	// Hooks asks the application's backend about subscribes, publishes
-	// and refreshes; nil: no hook.
-	Hooks *hooks.Hooks
-	// HookApplies reports whether the hook named (subscribe, publish)
-	// applies to topic (its namespace's proxy list); nil: every hook that
-	// is on applies everywhere.
-	HookApplies func(hook, topic string) bool
-	// Rules are the namespaces' rules on subscribing and publishing; nil:
-	// none.
-	Rules Rules
 	// Limits, when set, returns the command rate of a new session in
-	// place of OpRate, OpBurst and OpRefusals: the transport's current
-	// limits, which a reload may change.
+	// place of OpLimits: the transport's current limits, which a reload
+	// may change.
 	Limits func() OpLimits
 }
 
@@ -166,7 +179,7 @@ type Session struct {
 // New returns the session of bs carried by t; ctx ends with it.
 func New(ctx context.Context, cfg *Config, t Transport, bs *broker.Session, info Info) *Session {
 	s := &Session{cfg: cfg, t: t, bs: bs, info: info, ctx: ctx, pubCx: broker.WithAPI(ctx, cfg.API), started: time.Now()}
-	limits := OpLimits{Rate: cfg.OpRate, Burst: cfg.OpBurst, Refusals: cfg.OpRefusals}
+	limits := cfg.OpLimits
 	if cfg.Limits != nil {
 		limits = cfg.Limits()
 	}
@@ -439,4 +452,24 @@ func (s *Session) refresh(cmd Command) {
 	}
 	s.ArmExpiry(claims.Expires)
 	s.t.Reply(Refreshed{Type: "refreshed", Ref: cmd.Ref, Expires: claims.Expires.UTC().Format(time.RFC3339)})
+}
+
+// Drain ends at shutdown the sessions of a transport, which g counts:
+// it closes those list returns with CauseShutdown (each after what it
+// queued) and waits for g; at ctx's deadline it cuts those list returns
+// then, and waits for them to end. It returns ctx.Err() if the deadline
+// was reached, else nil. list appends the transport's sessions to dst.
+func Drain[S interface{ Close(Cause) }](ctx context.Context, g *gate.Gate, list func(dst []S) []S, cut func(S)) error {
+	all := list(nil)
+	for _, s := range all {
+		s.Close(CauseShutdown)
+	}
+	if g.Wait(ctx) == nil {
+		return nil
+	}
+	for _, s := range list(all[:0]) {
+		cut(s)
+	}
+	_ = g.Wait(context.Background())
+	return ctx.Err()
 }

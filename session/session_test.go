@@ -87,7 +87,7 @@ func TestSessionAnswersThroughItsTransport(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	b := broker.New(broker.Config{}, st, nil)
 	cfg := &session.Config{
-		Broker: b, OpRate: 1, OpBurst: 6, OpRefusals: 1,
+		Broker: b, OpLimits: session.OpLimits{OpRate: 1, OpBurst: 6, OpRefusals: 1},
 		Publishes: &gate.Gate{}, Refused: limit.NewTally(session.RefusalReasons...),
 		Protocol: "test", API: broker.APIOther,
 	}

@@ -30,9 +30,11 @@ import (
 	"github.com/tidings-io/tidings/control"
 	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/stream"
 	"github.com/tidings-io/tidings/transport/ws"
 	"github.com/tidings-io/tidings/web"
@@ -288,7 +290,8 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 		cfg.id = "node-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	}
 	b := broker.New(broker.Config{}, cfg.store, ws.Encoder{})
-	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, AllowedOrigins: cfg.origins, CloseTimeout: 2 * time.Second, Tokens: cfg.tokens, Hooks: cfg.hooks, Compression: cfg.compression}
+	wcfg := ws.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, CloseTimeout: 2 * time.Second, Compression: cfg.compression,
+		Policy: admit.Policy{AllowedOrigins: cfg.origins}, Services: session.Services{Tokens: cfg.tokens, Hooks: cfg.hooks}}
 	var ctl *ctlnode.Node
 	if cfg.control {
 		ctl = ctlnode.New(ctlnode.Config{Broker: b, Backend: cfg.store.(control.Backend), ID: cfg.id, Presence: true, JoinLeave: true})
@@ -301,9 +304,8 @@ func startNode(t *testing.T, cfg nodeConfig) *node {
 	api := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
 	n := &node{t: t, b: b, ws: wsrv, api: api, ctl: ctl, close: cfg.close}
 	if cfg.stream {
-		n.stream = stream.New(stream.Config{NodeID: cfg.id, Heartbeat: cfg.heartbeat, Tokens: cfg.tokens, Hooks: cfg.hooks,
-			Registry: wcfg.Registry, Presence: wcfg.Presence,
-			Door: admit.New(admit.Config{AllowedOrigins: cfg.origins, Tokens: cfg.tokens, Hooks: cfg.hooks, Transport: "http-stream"})}, b)
+		n.stream = stream.New(stream.Config{Settings: httpstream.Settings{NodeID: cfg.id, Heartbeat: cfg.heartbeat}, Services: wcfg.Services,
+			Door: admit.New(admit.Config{Policy: wcfg.Policy, Tokens: cfg.tokens, Hooks: cfg.hooks, Transport: "http-stream"})}, b)
 	}
 
 	mux := http.NewServeMux()

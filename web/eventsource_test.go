@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/sse"
 	"github.com/tidings-io/tidings/transport/ws"
 )
@@ -48,7 +49,7 @@ func startSSENode(t *testing.T) *sseNode {
 	t.Helper()
 	st := memory.New(memory.Config{})
 	b := broker.New(broker.Config{}, st, ws.Encoder{})
-	n := &sseNode{b: b, sse: sse.New(sse.Config{NodeID: "sse-node", WriteTimeout: 5 * time.Second}, b)}
+	n := &sseNode{b: b, sse: sse.New(sse.Config{Settings: httpstream.Settings{NodeID: "sse-node", WriteTimeout: 5 * time.Second}}, b)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/sse", func(w http.ResponseWriter, r *http.Request) {
 		n.mu.Lock()

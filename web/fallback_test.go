@@ -25,6 +25,7 @@ import (
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/transport/admit"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/sse"
 )
 
@@ -295,7 +296,7 @@ func TestStaysOnWebSocketWhereItWorks(t *testing.T) {
 func TestFallsBackToSSE(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nodeConfig{origins: []string{"*"}})
-	ssrv := sse.New(sse.Config{NodeID: "sse-" + nodeID(t), Door: admit.New(admit.Config{AllowedOrigins: []string{"*"}, Transport: "sse"})}, n.b)
+	ssrv := sse.New(sse.Config{Settings: httpstream.Settings{NodeID: "sse-" + nodeID(t)}, Door: admit.New(admit.Config{Policy: admit.Policy{AllowedOrigins: []string{"*"}}, Transport: "sse"})}, n.b)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -23,11 +23,13 @@ import (
 	"github.com/tidings-io/tidings/control"
 	ctlnode "github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/demo"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	redisstore "github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/tracing"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/sse"
 	"github.com/tidings-io/tidings/transport/stream"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -128,24 +130,8 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 	b := broker.New(broker.Config{Shards: cfg.shards, QueueSize: cfg.queueSize, QueueBytes: cfg.queueBytes, MaxSubscriptions: cfg.maxSubscriptions,
 		OutboundBytes: cfg.outboundBytes, Topics: lc.topicOptions,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, store, ws.Encoder{})
-	wcfg := ws.Config{
-		NodeID:         cfg.nodeID,
-		MaxMessageSize: cfg.maxMessageSize,
-		Heartbeat:      cfg.heartbeat,
-		Logger:         sessionLog,
-		TracerProvider: tel.TracerProvider,
-		MeterProvider:  tel.MeterProvider,
-		Propagator:     tel.Propagator,
-		WriteTimeout:   cfg.writeTimeout,
-		OpRate:         limitOf(cfg.opRate),
-		OpBurst:        cfg.opBurst,
-		Rules:          lc,
-		HookApplies:    lc.hookApplies,
-
-		GoroutineReaders:   cfg.wsReaders == "goroutine",
-		Compression:        cfg.wsCompression,
-		CompressionMinSize: cfg.wsCompressionMinSize,
-	}
+	// What every transport gives its sessions.
+	svc := session.Services{Rules: lc, HookApplies: lc.hookApplies}
 	hk, err := cfg.hookFlags.build(cfg, log, tel)
 	if err != nil {
 		_ = store.Close()
@@ -153,7 +139,7 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 	}
 	if hk != nil {
 		defer hk.Close()
-		wcfg.Hooks = hk
+		svc.Hooks = hk
 	}
 	ctl := ctlnode.New(ctlnode.Config{Broker: b, Backend: store, ID: cfg.nodeID, Version: version,
 		Topics: lc.presenceFor, PresenceTTL: cfg.presenceTTL, RevokeFor: cfg.revokeFor, Logger: log})
@@ -163,30 +149,42 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 	}
 	// Presence is on or off per topic (the namespaces, -presence): the
 	// node answers for each.
-	wcfg.Registry, wcfg.Presence = ctl, ctl
+	svc.Registry, svc.Presence = ctl, ctl
 	if sec.verifier != nil {
-		wcfg.Tokens = sec.verifier
+		svc.Tokens = sec.verifier
 		sec.verifier.CheckRevocation(ctl.Check)
 	}
+	ops := session.OpLimits{OpRate: limitOf(cfg.opRate), OpBurst: cfg.opBurst}
 	// One door for every transport: the node's bounds hold for the
 	// node, whichever way its sessions came.
-	wcfg.Door = admit.New(admit.Config{
-		AllowedOrigins: cfg.allowedOrigins, PublicHosts: cfg.publicHosts, TrustedProxies: sec.proxies,
-		MaxSessions: limitOf(cfg.maxSessions), IPConnRate: limitOf(cfg.ipConnRate), IPConnBurst: cfg.ipConnBurst, IPMaxConns: limitOf(cfg.ipMaxConns),
-		Tokens: wcfg.Tokens, Hooks: wcfg.Hooks, MeterProvider: tel.MeterProvider, Logger: log,
+	door := admit.New(admit.Config{
+		Policy: admit.Policy{
+			AllowedOrigins: cfg.allowedOrigins, PublicHosts: cfg.publicHosts, TrustedProxies: sec.proxies,
+			MaxSessions: limitOf(cfg.maxSessions), IPConnRate: limitOf(cfg.ipConnRate), IPConnBurst: cfg.ipConnBurst, IPMaxConns: limitOf(cfg.ipMaxConns),
+		},
+		Tokens: svc.Tokens, Hooks: svc.Hooks, MeterProvider: tel.MeterProvider, Logger: log,
 	})
-	wsrv := ws.New(wcfg, b)
-	ssrv := sse.New(sse.Config{
-		NodeID: cfg.nodeID, Heartbeat: cfg.heartbeat, WriteTimeout: cfg.writeTimeout, Door: wcfg.Door.For("sse"), Tokens: wcfg.Tokens,
-		Registry: ctl, Presence: ctl, Rules: lc, Hooks: wcfg.Hooks, HookApplies: lc.hookApplies,
-		MeterProvider: tel.MeterProvider, Logger: sessionLog,
+	wsrv := ws.New(ws.Config{
+		Services:       svc,
+		OpLimits:       ops,
+		Door:           door,
+		NodeID:         cfg.nodeID,
+		MaxMessageSize: cfg.maxMessageSize,
+		Heartbeat:      cfg.heartbeat,
+		WriteTimeout:   cfg.writeTimeout,
+		Logger:         sessionLog,
+		TracerProvider: tel.TracerProvider,
+		MeterProvider:  tel.MeterProvider,
+		Propagator:     tel.Propagator,
+
+		GoroutineReaders:   cfg.wsReaders == "goroutine",
+		Compression:        cfg.wsCompression,
+		CompressionMinSize: cfg.wsCompressionMinSize,
 	}, b)
-	stsrv := stream.New(stream.Config{
-		NodeID: cfg.nodeID, Heartbeat: cfg.heartbeat, WriteTimeout: cfg.writeTimeout, Door: wcfg.Door.For("http-stream"), Tokens: wcfg.Tokens,
-		MaxBodySize: cfg.maxMessageSize, OpRate: limitOf(cfg.opRate), OpBurst: cfg.opBurst,
-		Registry: ctl, Presence: ctl, Rules: lc, Hooks: wcfg.Hooks, HookApplies: lc.hookApplies,
-		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Logger: sessionLog,
-	}, b)
+	streamed := httpstream.Settings{NodeID: cfg.nodeID, Heartbeat: cfg.heartbeat, WriteTimeout: cfg.writeTimeout, Logger: sessionLog}
+	ssrv := sse.New(sse.Config{Settings: streamed, Services: svc, Door: door.For("sse"), MeterProvider: tel.MeterProvider}, b)
+	stsrv := stream.New(stream.Config{Settings: streamed, Services: svc, OpLimits: ops, Door: door.For("http-stream"),
+		MaxBodySize: cfg.maxMessageSize, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider}, b)
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        sec.apiKeys,
 		PublishRate:    limitOf(cfg.publishRate),
@@ -199,7 +197,7 @@ func run(ctx context.Context, args []string, env environment, stdout io.Writer) 
 		Propagator:     tel.Propagator,
 		Logger:         log,
 		Control:        ctl,
-		Tokens:         wcfg.Tokens,
+		Tokens:         svc.Tokens,
 		Settings:       lc.settings,
 		SSE:            ssrv,
 		Stream:         stsrv,

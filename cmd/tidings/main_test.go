@@ -18,6 +18,7 @@ import (
 	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -42,7 +43,7 @@ func startBroker(t *testing.T, secret string) *testBroker {
 	if err := ctl.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wcfg := ws.Config{NodeID: "cli-node", CloseTimeout: time.Second, Registry: ctl, Presence: ctl}
+	wcfg := ws.Config{NodeID: "cli-node", CloseTimeout: time.Second, Services: session.Services{Registry: ctl, Presence: ctl}}
 	if secret != "" {
 		v, err := auth.New(auth.Config{HMACKey: []byte(secret)})
 		if err != nil {

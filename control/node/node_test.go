@@ -16,6 +16,7 @@ import (
 	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
@@ -50,7 +51,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	v.CheckRevocation(ctl.Check)
-	wsrv := ws.New(ws.Config{NodeID: "n1", CloseTimeout: time.Second, WriteTimeout: time.Second, Tokens: v, Registry: ctl, Presence: ctl}, b)
+	wsrv := ws.New(ws.Config{NodeID: "n1", CloseTimeout: time.Second, WriteTimeout: time.Second, Services: session.Services{Tokens: v, Registry: ctl, Presence: ctl}}, b)
 	ts := httptest.NewServer(httpapi.New(httpapi.Config{Control: ctl}, b, wsrv))
 	h := &harness{b: b, ctl: ctl, wsrv: wsrv, staying: make(chan struct{}, 1), wsURL: "ws" + strings.TrimPrefix(ts.URL, "http") + "/v1/ws"}
 	t.Cleanup(func() {

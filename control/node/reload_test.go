@@ -52,7 +52,7 @@ func TestPresencePerTopicAndReload(t *testing.T) {
 	if err := ctl.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wsrv := ws.New(ws.Config{NodeID: "n1", CloseTimeout: time.Second, Registry: ctl, Presence: ctl, Rules: r}, b)
+	wsrv := ws.New(ws.Config{NodeID: "n1", CloseTimeout: time.Second, Services: session.Services{Registry: ctl, Presence: ctl, Rules: r}}, b)
 	ts := httptest.NewServer(wsrv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -20,6 +20,7 @@ import (
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/protocol"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/redis"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -55,8 +56,8 @@ func startControlNode(t testing.TB, cfg redis.Config, id string) *controlNode {
 		t.Fatal(err)
 	}
 	verifier.CheckRevocation(ctl.Check)
-	wsrv := wstransport.New(wstransport.Config{NodeID: id, CloseTimeout: 2 * time.Second, Tokens: verifier,
-		Registry: ctl, Presence: ctl}, b)
+	wsrv := wstransport.New(wstransport.Config{NodeID: id, CloseTimeout: 2 * time.Second,
+		Services: session.Services{Tokens: verifier, Registry: ctl, Presence: ctl}}, b)
 	api := httpapi.New(httpapi.Config{Ready: st.Healthy, Control: ctl}, b, wsrv)
 	srv := httptest.NewServer(api)
 	n := &controlNode{node: &node{store: st, b: b, ws: wsrv, api: api, srv: srv,

@@ -13,6 +13,7 @@ import (
 	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
@@ -28,7 +29,7 @@ func hookNode(b *testing.B, on bool) string {
 	b.Cleanup(backend.Close)
 	st := memory.New(memory.Config{})
 	br := broker.New(broker.Config{}, st, wsserver.Encoder{})
-	cfg := wsserver.Config{NodeID: "h1", CloseTimeout: time.Second, IPConnRate: -1, IPMaxConns: -1}
+	cfg := wsserver.Config{NodeID: "h1", CloseTimeout: time.Second, Policy: admit.Policy{IPConnRate: -1, IPMaxConns: -1}}
 	if on {
 		hk, err := hooks.New(hooks.Config{Connect: backend.URL + "/connect", Publish: backend.URL + "/publish"})
 		if err != nil {

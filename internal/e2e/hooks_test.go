@@ -15,7 +15,9 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
@@ -53,7 +55,7 @@ func TestSlowConnectHookUnderAThousandConnects(t *testing.T) {
 	t.Cleanup(hk.Close)
 	st := memory.New(memory.Config{})
 	br := broker.New(broker.Config{}, st, wsserver.Encoder{})
-	wsrv := wsserver.New(wsserver.Config{NodeID: "h", CloseTimeout: time.Second, IPConnRate: -1, IPMaxConns: -1, Hooks: hk}, br)
+	wsrv := wsserver.New(wsserver.Config{NodeID: "h", CloseTimeout: time.Second, Policy: admit.Policy{IPConnRate: -1, IPMaxConns: -1}, Services: session.Services{Hooks: hk}}, br)
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{}, br, wsrv))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

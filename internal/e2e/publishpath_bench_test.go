@@ -17,7 +17,9 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/client"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
 )
@@ -28,7 +30,7 @@ func publishPathNode(b *testing.B, tls bool) *httptest.Server {
 	b.Helper()
 	st := memory.New(memory.Config{HistorySize: 100})
 	br := broker.New(broker.Config{}, st, ws.Encoder{})
-	wsrv := ws.New(ws.Config{MaxSessions: -1, IPConnRate: -1, IPMaxConns: -1, OpRate: -1}, br)
+	wsrv := ws.New(ws.Config{Policy: admit.Policy{MaxSessions: -1, IPConnRate: -1, IPMaxConns: -1}, OpLimits: session.OpLimits{OpRate: -1}}, br)
 	api := httpapi.New(httpapi.Config{PublishRate: -1}, br, wsrv)
 	srv := httptest.NewUnstartedServer(api)
 	if tls {

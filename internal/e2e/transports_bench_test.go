@@ -18,6 +18,7 @@ import (
 	gws "github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/sse"
 	"github.com/tidings-io/tidings/transport/ws"
 )
@@ -33,7 +34,7 @@ func startTransportNode(b *testing.B) *transportNode {
 	b.Helper()
 	st := memory.New(memory.Config{HistorySize: 100})
 	br := broker.New(broker.Config{QueueSize: 1 << 16, QueueBytes: 1 << 26, OutboundBytes: 1 << 32}, st, ws.Encoder{})
-	wsrv := ws.New(ws.Config{MaxSessions: -1, IPConnRate: -1, IPMaxConns: -1}, br)
+	wsrv := ws.New(ws.Config{Policy: admit.Policy{MaxSessions: -1, IPConnRate: -1, IPMaxConns: -1}}, br)
 	ssrv := sse.New(sse.Config{MaxSessions: -1}, br)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", wsrv)

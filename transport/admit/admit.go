@@ -32,8 +32,11 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// Config tunes a Door. The zero value of each field means its default.
-type Config struct {
+// Policy is what a door admits: the Origins, the node's bound on
+// sessions and the per-address ones. Config embeds it, and so does the
+// Config of a transport that makes a door of its own. The zero value of
+// each field means its default.
+type Policy struct {
 	// AllowedOrigins lists the Origins allowed to open sessions; "*"
 	// allows all. Entries are exact origins (scheme://host[:port]) or
 	// patterns whose host opens with "*." (https://*.example.com: any
@@ -46,12 +49,16 @@ type Config struct {
 	// Requests with no Origin header are not checked.
 	AllowedOrigins []string
 	// PublicHosts are the names (host names or addresses, without port)
-	// under which browsers reach the node; with no AllowedOrigins, pages
+	// under which browsers reach the node, such as its DNS name or the
+	// name a reverse proxy serves it under; with no AllowedOrigins, pages
 	// on these hosts may open sessions. Case does not matter. Default:
-	// none.
+	// none (only loopback names and the address the connection came in
+	// on).
 	PublicHosts []string
 	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
-	// names the client, for the address limits. Empty: none.
+	// names the client, for the address limits. Only a direct loopback
+	// peer is loopback for the loopback rules. Empty: none (cmd/broker
+	// defaults its flag to the private ranges).
 	TrustedProxies []netip.Prefix
 	// MaxSessions bounds the sessions the door admits at once; beyond it
 	// a request gets 503 with Retry-After. Default 100000; negative: no
@@ -67,6 +74,11 @@ type Config struct {
 	// IPMaxConns bounds the sessions one client address holds at once;
 	// beyond it a request gets 429. Default 1000; negative: no limit.
 	IPMaxConns int
+}
+
+// Config tunes a Door. The zero value of each field means its default.
+type Config struct {
+	Policy
 	// Tokens verifies the token of each request (the `token` query
 	// parameter or `Authorization: Bearer`); a missing or refused token
 	// gets 401. Default (nil): sessions are anonymous.
@@ -85,7 +97,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// The defaults of Config.
+// The defaults of Policy.
 const (
 	DefaultMaxSessions = 100000
 	DefaultIPConnRate  = 100

@@ -63,7 +63,7 @@ func refusal(t *testing.T, d *admit.Door, r *http.Request) (int, string, *admit.
 }
 
 func TestMaxSessionsHoldsAcrossPassesUntilReleased(t *testing.T) {
-	d := admit.New(admit.Config{MaxSessions: 2, IPConnRate: -1})
+	d := admit.New(admit.Config{Policy: admit.Policy{MaxSessions: 2, IPConnRate: -1}})
 	var passes []*admit.Pass
 	for i := 0; i < 2; i++ {
 		status, _, p := refusal(t, d, request("10.0.0.1:1000", "", nil))
@@ -90,7 +90,7 @@ func TestMaxSessionsHoldsAcrossPassesUntilReleased(t *testing.T) {
 }
 
 func TestAddressBoundAndRate(t *testing.T) {
-	d := admit.New(admit.Config{IPMaxConns: 1, IPConnRate: -1})
+	d := admit.New(admit.Config{Policy: admit.Policy{IPMaxConns: 1, IPConnRate: -1}})
 	if status, _, _ := refusal(t, d, request("10.0.0.1:1", "", nil)); status != 0 {
 		t.Fatalf("first refused: %d", status)
 	}
@@ -100,7 +100,7 @@ func TestAddressBoundAndRate(t *testing.T) {
 	if status, _, _ := refusal(t, d, request("10.0.0.9:1", "", nil)); status != 0 {
 		t.Fatalf("another address refused: %d", status)
 	}
-	r := admit.New(admit.Config{IPConnRate: 1, IPConnBurst: 1})
+	r := admit.New(admit.Config{Policy: admit.Policy{IPConnRate: 1, IPConnBurst: 1}})
 	refusal(t, r, request("10.0.0.1:1", "", nil))
 	w := httptest.NewRecorder()
 	if r.Admit(w, request("10.0.0.1:2", "", nil)) != nil || w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
@@ -164,7 +164,7 @@ func TestAnonymousPublishesOnlyFromLoopback(t *testing.T) {
 
 func TestOrigins(t *testing.T) {
 	own := admit.New(admit.Config{})
-	allowed := admit.New(admit.Config{AllowedOrigins: []string{"https://*.example.com"}})
+	allowed := admit.New(admit.Config{Policy: admit.Policy{AllowedOrigins: []string{"https://*.example.com"}}})
 	for _, tc := range []struct {
 		door   *admit.Door
 		origin string

@@ -21,6 +21,7 @@ import (
 	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -75,7 +76,7 @@ func newAdminEnv(t *testing.T, keys []auth.APIKey) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wsrv := wstransport.New(wstransport.Config{NodeID: "n1", Tokens: v, Registry: ctl, Presence: ctl}, b)
+	wsrv := wstransport.New(wstransport.Config{NodeID: "n1", Services: session.Services{Tokens: v, Registry: ctl, Presence: ctl}}, b)
 	logs := &logBuffer{}
 	api := httpapi.New(httpapi.Config{APIKeys: keys, Control: ctl, Tokens: v, Logger: slog.New(slog.NewJSONHandler(logs, nil))}, b, wsrv)
 	srv := httptest.NewServer(api)

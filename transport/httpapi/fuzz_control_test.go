@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -40,7 +41,7 @@ func FuzzControlBody(f *testing.F) {
 	if err := ctl.Start(context.Background()); err != nil {
 		f.Fatal(err)
 	}
-	wsrv := wstransport.New(wstransport.Config{Registry: ctl}, b)
+	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
 	api := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
 	f.Cleanup(func() {
 		_ = wsrv.Shutdown(context.Background())

@@ -11,6 +11,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -52,7 +53,7 @@ func TestInfoShowsSettings(t *testing.T) {
 	if err := ctl.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wsrv := wstransport.New(wstransport.Config{Registry: ctl}, b)
+	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
 	calls := 0
 	settings := func() any {
 		calls++

@@ -13,6 +13,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -147,7 +148,7 @@ func TestEveryServerAPICallNeedsAnAdminKey(t *testing.T) {
 	if err := ctl.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wsrv := wstransport.New(wstransport.Config{Registry: ctl}, b)
+	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
 	keys := []auth.APIKey{{Name: "ops", Secret: opsKey}, {Name: "root", Secret: adminKey, Admin: true}}
 	withKeys := httpapi.New(httpapi.Config{APIKeys: keys, Control: ctl}, b, wsrv)
 	withoutKeys := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)

@@ -8,8 +8,8 @@ import (
 )
 
 // Options are a server's, shared by its streams. Heartbeat and
-// WriteTimeout have no default: a transport sets them from its Config
-// (see Defaults).
+// WriteTimeout have no default: a transport sets them from its Settings
+// (see WithDefaults).
 type Options struct {
 	// Heartbeat is the interval between Pings; positive.
 	Heartbeat time.Duration
@@ -39,23 +39,36 @@ const MaxBurst = 64 << 10
 // backlog of frames up to 64 KiB.
 const maxIdleBuffer = 2 * MaxBurst
 
-// The defaults of the settings every streamed transport's Config has.
+// Settings are those every streamed transport's Config has (it embeds
+// them). The zero value of each field means its default (WithDefaults).
+type Settings struct {
+	// NodeID is reported in every welcome. Default "tidings".
+	NodeID string
+	// Heartbeat is the interval between a stream's pings (Options.Ping:
+	// an SSE comment line, an HTTP streaming ping frame). Default 25s.
+	Heartbeat time.Duration
+	// WriteTimeout bounds each write to a client that reads nothing; a
+	// write that times out ends the stream. Default 10s.
+	WriteTimeout time.Duration
+	// Logger receives the server's events. Default: discard.
+	Logger *slog.Logger
+}
+
+// The defaults of Settings.
 const (
 	DefaultNodeID       = "tidings"
 	DefaultHeartbeat    = 25 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
 )
 
-// Defaults sets the settings every streamed transport's Config has to
-// their defaults where they are zero (a negative Heartbeat or
-// WriteTimeout too): the node's ID, DefaultNodeID; the heartbeat's
-// interval, DefaultHeartbeat; the write timeout, DefaultWriteTimeout; the
-// logger, one that discards.
-func Defaults(nodeID *string, heartbeat, writeTimeout *time.Duration, logger **slog.Logger) {
-	defaults.Zero(nodeID, DefaultNodeID)
-	defaults.Positive(heartbeat, DefaultHeartbeat)
-	defaults.Positive(writeTimeout, DefaultWriteTimeout)
-	if *logger == nil {
-		*logger = slog.New(slog.DiscardHandler)
+// WithDefaults returns s with its defaults where its fields are zero (a
+// negative Heartbeat or WriteTimeout too).
+func (s Settings) WithDefaults() Settings {
+	defaults.Zero(&s.NodeID, DefaultNodeID)
+	defaults.Positive(&s.Heartbeat, DefaultHeartbeat)
+	defaults.Positive(&s.WriteTimeout, DefaultWriteTimeout)
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
 	}
+	return s
 }

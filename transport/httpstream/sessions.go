@@ -93,18 +93,7 @@ func (r *Sessions[K, S]) Close() {
 // ctx.Err() then.
 func (r *Sessions[K, S]) Shutdown(ctx context.Context) error {
 	r.Close()
-	all := r.appendTo(nil)
-	for _, s := range all {
-		s.Close(session.CauseShutdown)
-	}
-	if r.gate.Wait(ctx) == nil {
-		return nil
-	}
-	for _, s := range r.appendTo(all[:0]) {
-		s.Cut()
-	}
-	_ = r.gate.Wait(context.Background())
-	return ctx.Err()
+	return session.Drain(ctx, &r.gate, r.appendTo, S.Cut)
 }
 
 // Door admits the requests that open streams (an *admit.Door): Admit

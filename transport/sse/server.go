@@ -26,11 +26,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
-	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
@@ -46,66 +44,38 @@ type TokenVerifier = session.TokenVerifier
 
 // Config tunes a Server. The zero value of each field means its default.
 type Config struct {
-	// NodeID is reported in every welcome event. Default "tidings".
-	NodeID string
-	// Tokens verifies the tokens of the sessions' refreshes (a stream
-	// sends none) and, without Door, of each request (the `token` query
-	// parameter or `Authorization: Bearer`); a missing or refused token
-	// gets 401. Default (nil): streams are anonymous.
-	Tokens TokenVerifier
+	// Settings are those of every streamed transport: NodeID, Heartbeat
+	// (between `: ping` comment lines), WriteTimeout and Logger.
+	httpstream.Settings
+	// Services are what the sessions are given (session.Services). A
+	// stream sends no commands: Tokens verifies, without Door, the
+	// request's token, Presence is there for the control plane's
+	// sessions, Rules bear on subscribing and Hooks on the subscribes
+	// (the connect hook is the Door's; the server's own door asks none).
+	session.Services
 	// Door admits the requests: a node's transports share one, so that
 	// its bounds hold for the node. Default (nil): a door of the
 	// server's own with MaxSessions and Tokens, any Origin and no
 	// per-address limits.
 	Door *admit.Door
-	// Heartbeat is the interval between `: ping` comment lines. Default
-	// 25s.
-	Heartbeat time.Duration
-	// WriteTimeout bounds each write to a client that reads nothing.
-	// Default 10s.
-	WriteTimeout time.Duration
 	// MaxSessions bounds the streams of the server's own door (without
-	// Door); beyond it a request gets 503 with Retry-After. Default
-	// 100000; negative: no limit.
+	// Door), as admit.Policy.MaxSessions does.
 	MaxSessions int
 	// MaxTopics bounds the topics of one request; more get 400. Default
 	// 32.
 	MaxTopics int
-	// Registry, when set, is told of every session (the node's control
-	// plane: disconnect, revoke, server-side subscriptions).
-	Registry session.Registry
-	// Presence answers presence; nil: off. (A stream sends no commands:
-	// it is there for the control plane's sessions.)
-	Presence session.PresenceReader
-	// Rules are the namespaces' rules on subscribing (session.Rules);
-	// nil: none.
-	Rules session.Rules
-	// Hooks asks the application's backend about the streams'
-	// subscribes (the connect hook is the Door's); nil: no hook.
-	Hooks *hooks.Hooks
-	// HookApplies reports whether the hook named applies to a topic
-	// (session.Config.HookApplies); nil: everywhere.
-	HookApplies func(hook, topic string) bool
 	// MeterProvider receives the sessions metrics
 	// (tidings_sessions_opened_total, tidings_sessions_closed_total) and
 	// the sessions' refusals. Default nil: none.
 	MeterProvider metric.MeterProvider
-	// Logger receives the server's events. Default: discard.
-	Logger *slog.Logger
 }
 
-// The defaults of Config.
-const (
-	DefaultNodeID       = httpstream.DefaultNodeID
-	DefaultHeartbeat    = httpstream.DefaultHeartbeat
-	DefaultWriteTimeout = httpstream.DefaultWriteTimeout
-	DefaultMaxSessions  = 100000
-	DefaultMaxTopics    = 32
-)
+// DefaultMaxTopics is the default of Config.MaxTopics; the other
+// defaults are httpstream's (Settings) and admit's (MaxSessions).
+const DefaultMaxTopics = 32
 
 func (c Config) withDefaults() Config {
-	httpstream.Defaults(&c.NodeID, &c.Heartbeat, &c.WriteTimeout, &c.Logger)
-	defaults.Zero(&c.MaxSessions, DefaultMaxSessions)
+	c.Settings = c.Settings.WithDefaults()
 	defaults.Positive(&c.MaxTopics, DefaultMaxTopics)
 	return c
 }
@@ -141,22 +111,17 @@ func New(cfg Config, b *broker.Broker) *Server {
 		enc:  b.AddEncoder(Encoder{}),
 	}
 	if s.door == nil {
-		s.door = admit.New(admit.Config{MaxSessions: cfg.MaxSessions, IPConnRate: -1, IPMaxConns: -1,
-			AllowedOrigins: []string{"*"}, Tokens: cfg.Tokens, Transport: "sse", MeterProvider: cfg.MeterProvider, Logger: cfg.Logger})
+		s.door = admit.New(admit.Config{
+			Policy: admit.Policy{MaxSessions: cfg.MaxSessions, IPConnRate: -1, IPMaxConns: -1, AllowedOrigins: []string{"*"}},
+			Tokens: cfg.Tokens, Transport: "sse", MeterProvider: cfg.MeterProvider, Logger: cfg.Logger})
 	}
 	s.sessionCfg = session.Config{
+		Services:  cfg.Services,
 		Broker:    b,
-		Tokens:    cfg.Tokens,
 		Publishes: &s.publishes,
 		Refused:   s.door.Tally(),
 		Protocol:  "sse",
 		API:       broker.APIOther,
-		Registry:  cfg.Registry,
-		Presence:  cfg.Presence,
-		Rules:     cfg.Rules,
-		Hooks:     cfg.Hooks,
-
-		HookApplies: cfg.HookApplies,
 	}
 	s.streams = httpstream.Options{
 		Heartbeat:    cfg.Heartbeat,

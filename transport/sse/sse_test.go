@@ -20,6 +20,7 @@ import (
 	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/sse"
 	"go.uber.org/goleak"
 )
@@ -233,7 +234,7 @@ func (s *stream) expectMessage(m *broker.Message, sub string) event {
 }
 
 func TestHeadersWelcomeSubscribedAndMessagesInOrder(t *testing.T) {
-	e := newEnv(t, sse.Config{NodeID: "n1", Heartbeat: time.Hour}, broker.Config{})
+	e := newEnv(t, sse.Config{Settings: httpstream.Settings{NodeID: "n1", Heartbeat: time.Hour}}, broker.Config{})
 	s := e.open(t, topics("news"), nil)
 	h := s.resp.Header
 	for k, v := range map[string]string{
@@ -400,7 +401,7 @@ func (verifier) Verify(_ context.Context, token string) (*auth.Claims, error) {
 func (verifier) Leeway() time.Duration { return 0 }
 
 func TestTokenRequiredWhenTokensSet(t *testing.T) {
-	e := newEnv(t, sse.Config{Tokens: verifier{}}, broker.Config{})
+	e := newEnv(t, sse.Config{Services: session.Services{Tokens: verifier{}}}, broker.Config{})
 	for _, token := range []string{"", "bad"} {
 		q := topics("public.a")
 		if token != "" {
@@ -487,7 +488,7 @@ func TestMaxSessions(t *testing.T) {
 }
 
 func TestHeartbeatComment(t *testing.T) {
-	e := newEnv(t, sse.Config{Heartbeat: 20 * time.Millisecond}, broker.Config{})
+	e := newEnv(t, sse.Config{Settings: httpstream.Settings{Heartbeat: 20 * time.Millisecond}}, broker.Config{})
 	s := e.open(t, topics("a"), nil)
 	s.expect("welcome")
 	s.expect("subscribed")

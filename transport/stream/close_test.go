@@ -112,7 +112,7 @@ func (r *registry) Remove(*session.Session) {}
 func TestDisconnectClosesWithItsCode(t *testing.T) {
 	t.Parallel()
 	reg := &registry{added: make(chan *session.Session, 1)}
-	e := newEnv(t, stream.Config{Registry: reg}, envOpts{})
+	e := newEnv(t, stream.Config{Services: session.Services{Registry: reg}}, envOpts{})
 	c := e.open(t, "")
 	w := c.expect("welcome")
 	s := <-reg.added

@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tidings-io/tidings/broker"
-	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	telem "github.com/tidings-io/tidings/internal/telemetry"
@@ -24,8 +22,14 @@ import (
 
 // Config tunes a Server. The zero value of each field means its default.
 type Config struct {
-	// NodeID is reported in every welcome frame. Default "tidings".
-	NodeID string
+	// Settings are those of every streamed transport: NodeID, Heartbeat
+	// (between ping frames), WriteTimeout and Logger.
+	httpstream.Settings
+	// Services are what the sessions are given (session.Services); the
+	// server's own door (without Door) takes Tokens and Hooks too.
+	session.Services
+	// OpLimits are each session's command rate (session.OpLimits).
+	session.OpLimits
 	// Door admits the requests that open sessions (Origin, the node's
 	// bounds on sessions and per address, the token, the connect hook)
 	// and counts the refusals of the transport and its sessions: a
@@ -34,47 +38,12 @@ type Config struct {
 	// Tokens, Hooks, MeterProvider and Logger, and admit's defaults for
 	// the rest (only the node's own pages as Origins).
 	Door *admit.Door
-	// Tokens verifies the tokens of refreshes and, without Door, of the
-	// requests that open sessions. Default (nil): anonymous sessions,
-	// refresh refused.
-	Tokens session.TokenVerifier
-	// Heartbeat is the interval between ping frames. Default 25s.
-	Heartbeat time.Duration
-	// WriteTimeout bounds each write to a client that reads nothing; a
-	// write that times out ends the session. Default 10s.
-	WriteTimeout time.Duration
+	// MaxSessions bounds the sessions of the server's own door (without
+	// Door), as admit.Policy.MaxSessions does.
+	MaxSessions int
 	// MaxBodySize is the largest POST body in bytes, inclusive; one byte
 	// more is answered 413 and nothing of it is run. Default 65536.
 	MaxBodySize int
-	// MaxSessions bounds the sessions of the server's own door (without
-	// Door); beyond it a request gets 503 with Retry-After. Default
-	// 100000; negative: no limit.
-	MaxSessions int
-	// OpRate is the sustained rate of commands per second a session may
-	// send; a command over it is answered with `error` `rate_limited`.
-	// Default 500; negative: no limit.
-	OpRate float64
-	// OpBurst is how many commands a session may send at once above
-	// OpRate. Default 1000.
-	OpBurst int
-	// OpRefusals is how many commands over its rate a session may send,
-	// an allowance that refills at a tenth of OpRate, before it is
-	// closed with 1008 `rate limit exceeded`. Default OpBurst.
-	OpRefusals int
-	// Registry, when set, is told of every session (the node's control
-	// plane: disconnect, revoke, server-side subscriptions).
-	Registry session.Registry
-	// Presence answers the presence ops; nil: presence is off.
-	Presence session.PresenceReader
-	// Rules are the namespaces' rules on subscribing and publishing
-	// (session.Rules); nil: none.
-	Rules session.Rules
-	// Hooks asks the application's backend about subscribes, publishes
-	// and refreshes (and, for the default Door, connects); nil: no hook.
-	Hooks *hooks.Hooks
-	// HookApplies reports whether the hook named applies to a topic
-	// (session.Config.HookApplies); nil: everywhere.
-	HookApplies func(hook, topic string) bool
 	// TracerProvider traces publishes. Default nil: off.
 	TracerProvider trace.TracerProvider
 	// MeterProvider receives the sessions metrics
@@ -82,26 +51,17 @@ type Config struct {
 	// transport "http-stream") and, for the server's own door, the
 	// refusals. Default nil: none.
 	MeterProvider metric.MeterProvider
-	// Logger receives the server's events. Default: discard.
-	Logger *slog.Logger
 }
 
-// The defaults of Config.
-const (
-	DefaultNodeID       = httpstream.DefaultNodeID
-	DefaultHeartbeat    = httpstream.DefaultHeartbeat
-	DefaultWriteTimeout = httpstream.DefaultWriteTimeout
-	DefaultMaxBodySize  = 65536
-	DefaultOpRate       = 500
-	DefaultOpBurst      = 1000
-)
+// DefaultMaxBodySize is the default of Config.MaxBodySize; the other
+// defaults are httpstream's (Settings), session's (OpLimits) and
+// admit's (MaxSessions).
+const DefaultMaxBodySize = 65536
 
 func (c Config) withDefaults() Config {
-	httpstream.Defaults(&c.NodeID, &c.Heartbeat, &c.WriteTimeout, &c.Logger)
+	c.Settings = c.Settings.WithDefaults()
+	c.OpLimits = c.OpLimits.WithDefaults()
 	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
-	defaults.Zero(&c.OpRate, DefaultOpRate)
-	defaults.Positive(&c.OpBurst, DefaultOpBurst)
-	defaults.Positive(&c.OpRefusals, c.OpBurst)
 	return c
 }
 
@@ -144,25 +104,18 @@ func New(cfg Config, b *broker.Broker) *Server {
 		closeSent: make(map[int]uint64),
 	}
 	if s.door == nil {
-		s.door = admit.New(admit.Config{MaxSessions: cfg.MaxSessions, Tokens: cfg.Tokens, Hooks: cfg.Hooks,
+		s.door = admit.New(admit.Config{Policy: admit.Policy{MaxSessions: cfg.MaxSessions}, Tokens: cfg.Tokens, Hooks: cfg.Hooks,
 			Transport: transportName, MeterProvider: cfg.MeterProvider, Logger: cfg.Logger})
 	}
 	s.sessionCfg = session.Config{
-		Broker:      b,
-		Tokens:      cfg.Tokens,
-		OpRate:      cfg.OpRate,
-		OpBurst:     cfg.OpBurst,
-		OpRefusals:  cfg.OpRefusals,
-		Publishes:   &s.publishes,
-		Refused:     s.door.Tally(),
-		Tracer:      telem.Tracer(cfg.TracerProvider, scope),
-		Protocol:    transportName,
-		API:         broker.APIOther,
-		Registry:    cfg.Registry,
-		Presence:    cfg.Presence,
-		Rules:       cfg.Rules,
-		Hooks:       cfg.Hooks,
-		HookApplies: cfg.HookApplies,
+		Services:  cfg.Services,
+		OpLimits:  cfg.OpLimits,
+		Broker:    b,
+		Publishes: &s.publishes,
+		Refused:   s.door.Tally(),
+		Tracer:    telem.Tracer(cfg.TracerProvider, scope),
+		Protocol:  transportName,
+		API:       broker.APIOther,
 	}
 	s.streams = httpstream.Options{
 		Heartbeat:        cfg.Heartbeat,

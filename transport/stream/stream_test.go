@@ -14,13 +14,15 @@ import (
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/protocol"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/transport/admit"
+	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/stream"
 )
 
 func TestHeadersAndWelcomeFirst(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stream.Config{NodeID: "n1", Heartbeat: time.Hour}, envOpts{})
+	e := newEnv(t, stream.Config{Settings: httpstream.Settings{NodeID: "n1", Heartbeat: time.Hour}}, envOpts{})
 	c := e.open(t, "")
 	h := c.resp.Header
 	for k, v := range map[string]string{
@@ -184,7 +186,7 @@ func (verifier) Leeway() time.Duration { return 0 }
 func TestTokenAndPermissions(t *testing.T) {
 	t.Parallel()
 	door := admit.New(admit.Config{Tokens: verifier{}})
-	e := newEnv(t, stream.Config{Door: door, Tokens: verifier{}}, envOpts{})
+	e := newEnv(t, stream.Config{Door: door, Services: session.Services{Tokens: verifier{}}}, envOpts{})
 	for _, q := range []string{"", "?token=bad"} {
 		resp, err := e.ts.Client().Get(e.url() + q)
 		if err != nil {
@@ -231,7 +233,7 @@ func TestTokenAndPermissions(t *testing.T) {
 
 func TestTokenExpiryCloses1008(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stream.Config{Door: admit.New(admit.Config{Tokens: verifier{}}), Tokens: verifier{}}, envOpts{})
+	e := newEnv(t, stream.Config{Door: admit.New(admit.Config{Tokens: verifier{}}), Services: session.Services{Tokens: verifier{}}}, envOpts{})
 	c := e.open(t, "brief")
 	c.expect("welcome")
 	c.expectClose(1008, "token expired")
@@ -307,7 +309,7 @@ func TestBadPosts(t *testing.T) {
 
 func TestCommandRate(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stream.Config{OpRate: 0.001, OpBurst: 1, OpRefusals: 1}, envOpts{})
+	e := newEnv(t, stream.Config{OpLimits: session.OpLimits{OpRate: 0.001, OpBurst: 1, OpRefusals: 1}}, envOpts{})
 	c := e.open(t, "")
 	c.expect("welcome")
 	c.mustPost(`[{"op":"ping","ref":"1"},{"op":"ping","ref":"2"},{"op":"ping","ref":"3"},{"op":"ping","ref":"4"}]`)
@@ -323,7 +325,7 @@ func TestCommandRate(t *testing.T) {
 
 func TestHeartbeatPingFrames(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stream.Config{Heartbeat: 20 * time.Millisecond}, envOpts{})
+	e := newEnv(t, stream.Config{Settings: httpstream.Settings{Heartbeat: 20 * time.Millisecond}}, envOpts{})
 	c := e.open(t, "")
 	c.expect("welcome")
 	for range 2 {
@@ -374,7 +376,7 @@ func TestMaxSessions(t *testing.T) {
 // stream, its key, and the answers to its POSTs.
 func TestCrossOriginPage(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stream.Config{Door: admit.New(admit.Config{AllowedOrigins: []string{"https://app.example"}})}, envOpts{})
+	e := newEnv(t, stream.Config{Door: admit.New(admit.Config{Policy: admit.Policy{AllowedOrigins: []string{"https://app.example"}}})}, envOpts{})
 	get := func(origin string) *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, e.url(), nil)
 		req.Header.Set("Origin", origin)

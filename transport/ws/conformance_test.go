@@ -21,6 +21,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -51,11 +53,13 @@ func newConfHarness(t testing.TB, goroutineReaders bool) *harness {
 	return newHarness(t, config{ws: wsserver.Config{
 		GoroutineReaders: goroutineReaders,
 		MaxMessageSize:   confMaxMessage,
-		OpRate:           -1,
-		IPConnRate:       -1,
-		IPMaxConns:       -1,
-		MaxSessions:      -1,
-		CloseTimeout:     time.Second,
+		OpLimits:         session.OpLimits{OpRate: -1},
+		Policy: admit.Policy{
+			IPConnRate:  -1,
+			IPMaxConns:  -1,
+			MaxSessions: -1,
+		},
+		CloseTimeout: time.Second,
 	}})
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/session"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -153,7 +154,7 @@ func BenchmarkDeliveryUnderFlood(b *testing.B) {
 	}{{"quiet", false, 0}, {"flood-10k-limited", true, 0}, {"flood-10k-unlimited", true, -1}} {
 		flood := bc.flood
 		b.Run(bc.name, func(b *testing.B) {
-			h := newHarness(b, config{ws: wsserver.Config{OpRefusals: 1 << 30, OpRate: bc.rate}})
+			h := newHarness(b, config{ws: wsserver.Config{OpLimits: session.OpLimits{OpRefusals: 1 << 30, OpRate: bc.rate}}})
 			const subs = 8
 			got := make(chan struct{}, subs)
 			var wg sync.WaitGroup

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -106,8 +107,10 @@ func FuzzFrame(f *testing.F) {
 		Logger:         slog.New(faults),
 		// One session per input, thousands a second from one address:
 		// the address limits are tested elsewhere.
-		IPConnRate: -1,
-		IPMaxConns: -1,
+		Policy: admit.Policy{
+			IPConnRate: -1,
+			IPMaxConns: -1,
+		},
 	}})
 
 	for _, s := range commandSeeds {

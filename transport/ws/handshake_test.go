@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -178,7 +179,7 @@ func TestOriginIsCheckedBeforeTheUpgrade(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, config{ws: wsserver.Config{AllowedOrigins: tt.allowed}})
+			h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{AllowedOrigins: tt.allowed}}})
 			origin := tt.origin
 			if origin == same {
 				origin = h.ts.URL

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -64,7 +66,7 @@ func TestIdleSessionsRunNoGoroutine(t *testing.T) {
 		{"goroutine-readers", true, func(n int) bool { return n == sessions }, fmt.Sprint(sessions)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, config{ws: wsserver.Config{GoroutineReaders: tc.goroutines, OpRate: -1, IPConnRate: -1, IPMaxConns: -1}})
+			h := newHarness(t, config{ws: wsserver.Config{GoroutineReaders: tc.goroutines, OpLimits: session.OpLimits{OpRate: -1}, Policy: admit.Policy{IPConnRate: -1, IPMaxConns: -1}}})
 			clients := make([]*client, sessions)
 			for i := range clients {
 				clients[i], _ = h.dialWelcome(t)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/session"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -12,7 +13,7 @@ import (
 // once, the command rate from the next command.
 func TestSetLimitsAppliesToOpenSessions(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{MaxMessageSize: 4096, OpRate: 1000, OpBurst: 1000}})
+	h := newHarness(t, config{ws: wsserver.Config{MaxMessageSize: 4096, OpLimits: session.OpLimits{OpRate: 1000, OpBurst: 1000}}})
 	c := h.dial(t)
 	c.expect("welcome")
 	for i := range 5 {

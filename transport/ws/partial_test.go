@@ -11,6 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/internal/testkit"
+	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -77,9 +79,11 @@ func TestPartialFrameHoldsOnlyWhatArrived(t *testing.T) {
 			h := newHarness(t, config{ws: wsserver.Config{
 				MeterProvider:    mp,
 				GoroutineReaders: tc.goroutines,
-				OpRate:           -1,
-				IPConnRate:       -1,
-				IPMaxConns:       -1,
+				OpLimits:         session.OpLimits{OpRate: -1},
+				Policy: admit.Policy{
+					IPConnRate: -1,
+					IPMaxConns: -1,
+				},
 			}})
 			idleGoroutines := 0
 			if tc.goroutines {

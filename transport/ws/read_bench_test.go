@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/session"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -89,7 +90,7 @@ func BenchmarkReadFrames(b *testing.B) {
 				h := newHarness(b, config{ws: wsserver.Config{
 					GoroutineReaders: readers.goroutines,
 					Heartbeat:        time.Hour,
-					OpRate:           -1,
+					OpLimits:         session.OpLimits{OpRate: -1},
 				}})
 				c, _ := h.dialWelcome(b)
 				b.SetBytes(int64(len(bc.batch) / bc.frames))

@@ -96,7 +96,7 @@ func feed(t *testing.T, c *conn, script []byte, cuts func(rest []byte) int, chec
 // holds at most twice what arrived (at least 512 bytes).
 func TestConsumeCutAnywhere(t *testing.T) {
 	t.Parallel()
-	cfg := Config{OpRate: -1}
+	cfg := Config{OpLimits: session.OpLimits{OpRate: -1}}
 	small, answers := splitScript(0)
 	want := feed(t, newTestConn(t, cfg), small, func(rest []byte) int { return len(rest) }, nil)
 	if len(want) != answers {
@@ -165,7 +165,7 @@ func sameFrames(got, want [][]byte) error {
 func TestSplitFragmentsGrowTheBufferGeometrically(t *testing.T) {
 	t.Parallel()
 	const size, piece = 1 << 20, 4096
-	c := newTestConn(t, Config{OpRate: -1, MaxMessageSize: size})
+	c := newTestConn(t, Config{OpLimits: session.OpLimits{OpRate: -1}, MaxMessageSize: size})
 	msg := []byte(`{"op":"ping","ref":"big"}`)
 	msg = append(msg, bytes.Repeat([]byte(" "), size-len(msg))...)
 	var script bytes.Buffer

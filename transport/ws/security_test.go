@@ -24,6 +24,8 @@ import (
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
+	"github.com/tidings-io/tidings/session"
+	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -454,7 +456,7 @@ func TestRefreshRefusalsLeaveTheSessionAsItWas(t *testing.T) {
 
 func TestAnonymousPublishUsesTheClientBehindTrustedProxies(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+	h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}})
 	publish := func(c *client) event {
 		c.send(`{"op":"publish","topic":"lo.t","data":1,"ref":"p"}`)
 		return c.next()
@@ -531,7 +533,7 @@ func TestAnonymousPublishUsesTheClientBehindTrustedProxies(t *testing.T) {
 func TestLoopbackOriginNeedsALocalClient(t *testing.T) {
 	t.Parallel()
 	for _, trusted := range [][]netip.Prefix{nil, {netip.MustParsePrefix("127.0.0.0/8")}} {
-		h := newHarness(t, config{ws: wsserver.Config{TrustedProxies: trusted}})
+		h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{TrustedProxies: trusted}}})
 		addr := h.ts.Listener.Addr().String()
 		_, port, _ := net.SplitHostPort(addr)
 		for _, tc := range []struct {
@@ -587,7 +589,7 @@ func TestCrowdWarning(t *testing.T) {
 	const warning = "many sessions from one address; is a proxy in front without -trusted-proxies?"
 	open := func(t *testing.T, trusted []netip.Prefix, n int, header func(i int) http.Header) *logRecords {
 		logs := &logRecords{}
-		h := newHarness(t, config{ws: wsserver.Config{TrustedProxies: trusted, Logger: slog.New(slog.NewJSONHandler(logs, nil))}})
+		h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{TrustedProxies: trusted}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}})
 		for i := range n {
 			c, ref := h.handshake(t, "", header(i))
 			if ref != nil {
@@ -642,7 +644,7 @@ func TestCrowdWarning(t *testing.T) {
 
 func TestOriginPatterns(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{AllowedOrigins: []string{"https://*.example.com", "https://*.example.net:8443", "http://app.example.org"}}})
+	h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{AllowedOrigins: []string{"https://*.example.com", "https://*.example.net:8443", "http://app.example.org"}}}})
 	for origin, want := range map[string]int{
 		"https://a.example.com":          101,
 		"https://A.B.Example.COM":        101,
@@ -686,7 +688,7 @@ func TestOriginPatterns(t *testing.T) {
 
 func TestMaxSessionsRefusesWith503AndRetryAfter(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{MaxSessions: 2}})
+	h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{MaxSessions: 2}}})
 	a, _ := h.dialWelcome(t)
 	h.dialWelcome(t)
 	_, ref := h.handshake(t, "", nil)
@@ -705,9 +707,11 @@ func TestMaxSessionsRefusesWith503AndRetryAfter(t *testing.T) {
 func TestPerAddressSessionRate(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, config{ws: wsserver.Config{
-		IPConnRate:     0.01, // one more every 100s: the burst is all a test sees
-		IPConnBurst:    3,
-		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Policy: admit.Policy{
+			IPConnRate:     0.01, // one more every 100s: the burst is all a test sees
+			IPConnBurst:    3,
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		},
 	}})
 	for i := 0; i < 3; i++ {
 		h.dialWelcome(t)
@@ -730,7 +734,7 @@ func TestPerAddressSessionRate(t *testing.T) {
 
 func TestPerAddressConcurrentSessions(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{IPMaxConns: 2}})
+	h := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{IPMaxConns: 2}}})
 	a, _ := h.dialWelcome(t)
 	h.dialWelcome(t)
 	_, ref := h.handshake(t, "", nil)
@@ -766,7 +770,7 @@ func TestSubscriptionLimitAnswersTooLarge(t *testing.T) {
 // session is closed with 1008.
 func TestCommandRateLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{OpRate: 0.01, OpBurst: 5, OpRefusals: 3}})
+	h := newHarness(t, config{ws: wsserver.Config{OpLimits: session.OpLimits{OpRate: 0.01, OpBurst: 5, OpRefusals: 3}}})
 	c, _ := h.dialWelcome(t)
 	for i := 0; i < 20; i++ {
 		cmd := `{"op":"ping","ref":"` + strconv.Itoa(i) + `"}`
@@ -796,7 +800,7 @@ func TestCommandRateLimit(t *testing.T) {
 // TestPingFramesCountTowardTheRate: a ping over the rate is not answered.
 func TestPingFramesCountTowardTheRate(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, config{ws: wsserver.Config{OpRate: 0.01, OpBurst: 2, OpRefusals: 100}})
+	h := newHarness(t, config{ws: wsserver.Config{OpLimits: session.OpLimits{OpRate: 0.01, OpBurst: 2, OpRefusals: 100}}})
 	c, _ := h.dialWelcome(t)
 	for i := 0; i < 4; i++ {
 		c.raw(true, 0, ws.OpPing, true, []byte{byte('0' + i)})
@@ -899,7 +903,7 @@ func TestDefaultOriginRefusesDNSRebinding(t *testing.T) {
 	}
 
 	// The node's public names, as configured, pass; nothing else does.
-	pub := newHarness(t, config{ws: wsserver.Config{PublicHosts: []string{"Broker.Example.", "[2001:db8::1]"}}})
+	pub := newHarness(t, config{ws: wsserver.Config{Policy: admit.Policy{PublicHosts: []string{"Broker.Example.", "[2001:db8::1]"}}}})
 	_, port, err = net.SplitHostPort(pub.ts.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
 	"github.com/tidings-io/tidings/broker"
-	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/internal/gate"
 	"github.com/tidings-io/tidings/limit"
@@ -37,6 +35,23 @@ const Subprotocol = "pubsub.v1"
 
 // Config tunes a Server. The zero value of each field means its default.
 type Config struct {
+	// Services are what the sessions are given (session.Services). Hooks
+	// is asked at connect too, before the upgrade, by the server's own
+	// door (without Door).
+	session.Services
+	// OpLimits are each session's command rate (session.OpLimits);
+	// SetLimits changes them.
+	session.OpLimits
+	// Policy is what the server's own door (without Door) admits: the
+	// Origins, the bound on the server's sessions and the per-address
+	// ones (admit.Policy).
+	admit.Policy
+	// Door admits the upgrades: a node's transports share one, so that
+	// its bounds hold for the node. Default (nil): a door of the
+	// server's own, made of Policy, Tokens and Hooks (Policy then applies
+	// only through it; Tokens and Hooks serve the sessions too).
+	Door *admit.Door
+
 	// NodeID is reported in every welcome frame. Default "tidings".
 	NodeID string
 	// MaxMessageSize is the largest inbound message in bytes, counted after
@@ -45,23 +60,6 @@ type Config struct {
 	// Heartbeat is the interval between server pings; a session silent for
 	// two intervals is cut. Default 25s.
 	Heartbeat time.Duration
-	// AllowedOrigins lists the Origins allowed to connect; "*" allows all.
-	// Entries are exact origins (scheme://host[:port]) or patterns whose
-	// host opens with "*." (https://*.example.com: any subdomain, at any
-	// depth, not example.com itself). Default (empty): only the node's own
-	// pages, an Origin whose host:port is the request's Host and whose
-	// host is one of the node's names: a loopback name or address
-	// (localhost, 127.0.0.0/8, ::1), the address the connection came in
-	// on, or one of PublicHosts. The Host header alone is not enough: a
-	// DNS-rebinding page controls it. Requests with no Origin header are
-	// not checked.
-	AllowedOrigins []string
-	// PublicHosts are the names (host names or addresses, without port)
-	// under which browsers reach the node, such as its DNS name or the
-	// name a reverse proxy serves it under; with no AllowedOrigins, pages
-	// on these hosts may connect. Case does not matter. Default: none (only
-	// loopback names and the address the connection came in on).
-	PublicHosts []string
 	// CloseTimeout bounds the wait for a peer's close reply. Default 5s.
 	CloseTimeout time.Duration
 	// WriteTimeout bounds how long a write may wait on a full socket
@@ -80,69 +78,12 @@ type Config struct {
 	// trace context and baggage.
 	Propagator propagation.TextMapPropagator
 
-	// Tokens verifies the token of each upgrade (the `token` query
-	// parameter or `Authorization: Bearer`); a missing or refused token
-	// gets 401. Default (nil): sessions are anonymous, may subscribe to
-	// anything and may publish only from a loopback address.
-	Tokens TokenVerifier
-	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
-	// names the client, for the address limits. Only a direct loopback
-	// peer is loopback for the loopback rules. Empty: none (cmd/broker
-	// defaults its flag to the private ranges).
-	TrustedProxies []netip.Prefix
-	// MaxSessions bounds the sessions of the server; beyond it an upgrade
-	// gets 503 with Retry-After. Default 100000; negative: no limit.
-	MaxSessions int
-	// IPConnRate is the sustained rate of new sessions per second from one
-	// client address (IPv6: one /64); beyond it an upgrade gets 429 with
-	// Retry-After. Default 100; negative: no limit.
-	IPConnRate float64
-	// IPConnBurst is how many new sessions one address may open at once
-	// above IPConnRate. Default 1000.
-	IPConnBurst int
-	// IPMaxConns bounds the sessions one client address holds at once;
-	// beyond it an upgrade gets 429. Default 1000; negative: no limit.
-	IPMaxConns int
-	// OpRate is the sustained rate of commands (and pings) per second a
-	// session may send; a command over it is answered with `error`
-	// `rate_limited`, a ping is not answered. Default 500; negative: no
-	// limit.
-	OpRate float64
-	// OpBurst is how many commands a session may send at once above
-	// OpRate. Default 1000.
-	OpBurst int
 	// GoroutineReaders gives every session a goroutine that waits on its
 	// socket, as on platforms without epoll. By default (Linux) idle
 	// sessions are watched by one epoll set and a reader goroutine runs
 	// only while a session has bytes to read. TLS sessions always have
 	// their own reader.
 	GoroutineReaders bool
-	// OpRefusals is how many commands over its rate a session may send, an
-	// allowance that refills at a tenth of OpRate, before it is closed with
-	// 1008 `rate limit exceeded`. Default OpBurst.
-	OpRefusals int
-	// Registry, when set, is told of every session (the node's control
-	// plane: disconnect, revoke, server-side subscriptions).
-	Registry session.Registry
-	// Presence answers the presence ops; nil: presence is off.
-	Presence session.PresenceReader
-	// Rules are the namespaces' rules on subscribing and publishing
-	// (session.Rules); nil: none.
-	Rules session.Rules
-	// Hooks asks the application's backend at connect (before the
-	// upgrade) and, through the sessions, about subscribes, publishes and
-	// refreshes; nil: no hook.
-	Hooks *hooks.Hooks
-	// HookApplies reports whether the hook named applies to a topic
-	// (session.Config.HookApplies); nil: everywhere.
-	HookApplies func(hook, topic string) bool
-	// Door admits the upgrades: a node's transports share one, so that
-	// its bounds hold for the node. Default (nil): a door of the server's
-	// own, made of AllowedOrigins, PublicHosts, TrustedProxies,
-	// MaxSessions, the IP limits, Tokens and Hooks (those fields then
-	// apply only through it; Tokens and Hooks serve the sessions too).
-	Door *admit.Door
-
 	// Compression negotiates permessage-deflate (RFC 7692) with clients
 	// that offer it: frames of at least CompressionMinSize payload bytes
 	// are sent compressed, each message compressed once per node
@@ -155,19 +96,20 @@ type Config struct {
 	CompressionMinSize int
 }
 
-// The defaults of Config, which cmd/broker's flags take too.
+// The defaults of Config, which cmd/broker's flags take too; those of
+// its OpLimits are session's and those of its Policy admit's.
 const (
 	DefaultNodeID         = "tidings"
 	DefaultMaxMessageSize = 65536
 	DefaultHeartbeat      = 25 * time.Second
 	DefaultCloseTimeout   = 5 * time.Second
 	DefaultWriteTimeout   = 10 * time.Second
-	DefaultMaxSessions    = 100000
-	DefaultIPConnRate     = 100
-	DefaultIPConnBurst    = 1000
-	DefaultIPMaxConns     = 1000
-	DefaultOpRate         = 500
-	DefaultOpBurst        = 1000
+	DefaultMaxSessions    = admit.DefaultMaxSessions
+	DefaultIPConnRate     = admit.DefaultIPConnRate
+	DefaultIPConnBurst    = admit.DefaultIPConnBurst
+	DefaultIPMaxConns     = admit.DefaultIPMaxConns
+	DefaultOpRate         = session.DefaultOpRate
+	DefaultOpBurst        = session.DefaultOpBurst
 )
 
 func (c Config) withDefaults() Config {
@@ -179,13 +121,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	defaults.Zero(&c.MaxSessions, DefaultMaxSessions)
-	defaults.Zero(&c.IPConnRate, DefaultIPConnRate)
-	defaults.Positive(&c.IPConnBurst, DefaultIPConnBurst)
-	defaults.Zero(&c.IPMaxConns, DefaultIPMaxConns)
-	defaults.Zero(&c.OpRate, DefaultOpRate)
-	defaults.Positive(&c.OpBurst, DefaultOpBurst)
-	defaults.Positive(&c.OpRefusals, c.OpBurst)
+	c.OpLimits = c.OpLimits.WithDefaults()
 	defaults.Positive(&c.CompressionMinSize, DefaultCompressionMinSize)
 	return c
 }
@@ -263,11 +199,8 @@ func New(cfg Config, b *broker.Broker) *Server {
 		door:  cfg.Door,
 	}
 	if s.door == nil {
-		s.door = admit.New(admit.Config{
-			AllowedOrigins: cfg.AllowedOrigins, PublicHosts: cfg.PublicHosts, TrustedProxies: cfg.TrustedProxies,
-			MaxSessions: cfg.MaxSessions, IPConnRate: cfg.IPConnRate, IPConnBurst: cfg.IPConnBurst, IPMaxConns: cfg.IPMaxConns,
-			Tokens: cfg.Tokens, Hooks: cfg.Hooks, MeterProvider: cfg.MeterProvider, Logger: cfg.Logger,
-		})
+		s.door = admit.New(admit.Config{Policy: cfg.Policy, Tokens: cfg.Tokens, Hooks: cfg.Hooks,
+			MeterProvider: cfg.MeterProvider, Logger: cfg.Logger})
 	}
 	s.refused = s.door.Tally()
 	if cfg.Compression {
@@ -275,26 +208,18 @@ func New(cfg Config, b *broker.Broker) *Server {
 	}
 	s.setupTelemetry()
 	s.sessionCfg = session.Config{
-		Broker:     b,
-		Tokens:     cfg.Tokens,
-		OpRate:     cfg.OpRate,
-		OpBurst:    cfg.OpBurst,
-		OpRefusals: cfg.OpRefusals,
-		Publishes:  &s.publishes,
-		Refused:    s.refused,
-		Tracer:     s.tel.tracer,
-		Protocol:   "websocket",
-		API:        broker.APIWS,
-		Registry:   cfg.Registry,
-		Presence:   cfg.Presence,
-		Rules:      cfg.Rules,
-		Hooks:      cfg.Hooks,
-
-		HookApplies: cfg.HookApplies,
-		Limits:      func() session.OpLimits { return *s.opLimits.Load() },
+		Services:  cfg.Services,
+		OpLimits:  cfg.OpLimits,
+		Broker:    b,
+		Publishes: &s.publishes,
+		Refused:   s.refused,
+		Tracer:    s.tel.tracer,
+		Protocol:  "websocket",
+		API:       broker.APIWS,
+		Limits:    func() session.OpLimits { return *s.opLimits.Load() },
 	}
 	s.maxMessage.Store(int64(cfg.MaxMessageSize))
-	s.opLimits.Store(&session.OpLimits{Rate: cfg.OpRate, Burst: cfg.OpBurst, Refusals: cfg.OpRefusals})
+	s.opLimits.Store(&cfg.OpLimits)
 	return s
 }
 
@@ -447,18 +372,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Publishes already begun finish first, within ctx.
 	published := s.publishes.Wait(ctx)
 
-	conns := s.appendConns(nil)
-	for _, c := range conns {
-		c.requestClose(session.CauseShutdown, "")
+	if err := session.Drain(ctx, &s.sessions, s.appendConns, (*conn).cut); err != nil {
+		return err
 	}
-	if s.sessions.Wait(ctx) == nil {
-		return published
-	}
-	for _, c := range s.appendConns(conns[:0]) {
-		c.cut()
-	}
-	_ = s.sessions.Wait(context.Background())
-	return ctx.Err()
+	return published
 }
 
 // httpError writes the JSON error body of the HTTP API.
