@@ -1,7 +1,6 @@
 package limit
 
 import (
-	"context"
 	"sync/atomic"
 
 	"github.com/tidings-io/tidings/internal/telemetry"
@@ -145,22 +144,15 @@ func (t *Tally) Snapshot() map[Reason]uint64 {
 // must not report the same series.
 func (t *Tally) RegisterMetric(m metric.Meter, attrs ...attribute.KeyValue) error {
 	in := telemetry.NewInstruments(m)
-	refused := in.Int64ObservableCounter("tidings.refused",
-		metric.WithUnit("{refusal}"),
-		metric.WithDescription("Upgrades, sessions, commands and publishes refused by a security rule or limit, by reason."))
-	if err := in.Err(); err != nil {
-		return err
-	}
-	observe := make([]metric.ObserveOption, len(t.reasons))
+	observe := make([]metric.MeasurementOption, len(t.reasons))
 	for i, r := range t.reasons {
-		kv := append([]attribute.KeyValue{attribute.String("reason", r.String())}, attrs...)
-		observe[i] = metric.WithAttributeSet(attribute.NewSet(kv...))
+		observe[i] = telemetry.Attrs(append([]attribute.KeyValue{attribute.String("reason", r.String())}, attrs...)...)
 	}
-	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for i, r := range t.reasons {
-			o.ObserveInt64(refused, int64(t.counts[r].Load()), observe[i])
-		}
-		return nil
-	}, refused)
+	in.Observe(telemetry.Counter("tidings.refused", "{refusal}", "Upgrades, sessions, commands and publishes refused by a security rule or limit, by reason.",
+		func(o telemetry.Observation) {
+			for i, r := range t.reasons {
+				o(int64(t.counts[r].Load()), observe[i])
+			}
+		}))
 	return in.Err()
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tidings-io/tidings/internal/telemetry"
 	"github.com/tidings-io/tidings/limit"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -268,24 +267,25 @@ func (g *connGuard) instrument(mp metric.MeterProvider) {
 	}
 	scope := telemetry.Scope("cmd/broker")
 	in := telemetry.NewInstruments(telemetry.Meter(mp, scope))
-	open := in.Int64ObservableGauge("tidings.connections",
-		metric.WithUnit("{connection}"), metric.WithDescription("Client connections the node holds, HTTP and WebSocket (bound: -max-conns)."))
-	refused := in.Int64ObservableCounter("tidings.connections.refused",
-		metric.WithUnit("{connection}"), metric.WithDescription("Client connections closed by the node's bounds, by reason: idle (turned idle over -http-ip-max-idle), reserve (a hoarding address near -max-conns), capacity (-max-conns)."))
-	byReason := map[string]*atomic.Uint64{"idle": &g.refusedIdle, "reserve": &g.refusedReserve, "capacity": &g.refusedFull}
-	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		g.mu.Lock()
-		n := g.open
-		g.mu.Unlock()
-		o.ObserveInt64(open, int64(n))
-		for reason, c := range byReason {
-			o.ObserveInt64(refused, int64(c.Load()), metric.WithAttributes(attribute.String("reason", reason)))
-		}
-		return nil
-	}, open, refused)
-	if err := in.Err(); err != nil {
-		g.log.Error("metrics: registering instruments", "scope", scope, "err", err)
-	}
+	reasons := []string{"idle", "reserve", "capacity"}
+	counts := []*atomic.Uint64{&g.refusedIdle, &g.refusedReserve, &g.refusedFull}
+	byReason := telemetry.AttrsEach("reason", reasons...)
+	in.Observe(
+		telemetry.Gauge("tidings.connections", "{connection}", "Client connections the node holds, HTTP and WebSocket (bound: -max-conns).",
+			func(o telemetry.Observation) {
+				g.mu.Lock()
+				n := g.open
+				g.mu.Unlock()
+				o(int64(n))
+			}),
+		telemetry.Counter("tidings.connections.refused", "{connection}", "Client connections closed by the node's bounds, by reason: idle (turned idle over -http-ip-max-idle), reserve (a hoarding address near -max-conns), capacity (-max-conns).",
+			func(o telemetry.Observation) {
+				for i, c := range counts {
+					o(int64(c.Load()), byReason[i])
+				}
+			}),
+	)
+	in.LogErr(g.log, scope)
 }
 
 // guardedConn is an accepted connection that connGuard counts until it

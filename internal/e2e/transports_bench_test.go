@@ -17,6 +17,7 @@ import (
 
 	gws "github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/admit"
 	"github.com/tidings-io/tidings/transport/sse"
@@ -71,7 +72,7 @@ func (c *counter) add() {
 // first bytes.
 func openWS(b *testing.B, url, topic string, c *counter) io.Closer {
 	b.Helper()
-	d := gws.Dialer{Protocols: []string{ws.Subprotocol}}
+	d := gws.Dialer{Protocols: []string{protocol.Subprotocol}}
 	nc, br, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(url, "http")+"/v1/ws")
 	if err != nil {
 		b.Fatal(err)

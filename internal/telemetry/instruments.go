@@ -70,24 +70,6 @@ func (in *Instruments) Float64Histogram(name string, opts ...metric.Float64Histo
 	return create(in, name, metric.Meter.Float64Histogram, opts)
 }
 
-// Int64ObservableCounter creates an asynchronous int64 counter, observed
-// by a callback given to RegisterCallback.
-func (in *Instruments) Int64ObservableCounter(name string, opts ...metric.Int64ObservableCounterOption) metric.Int64ObservableCounter {
-	return create(in, name, metric.Meter.Int64ObservableCounter, opts)
-}
-
-// Int64ObservableUpDownCounter creates an asynchronous int64 up-down
-// counter, observed by a callback given to RegisterCallback.
-func (in *Instruments) Int64ObservableUpDownCounter(name string, opts ...metric.Int64ObservableUpDownCounterOption) metric.Int64ObservableUpDownCounter {
-	return create(in, name, metric.Meter.Int64ObservableUpDownCounter, opts)
-}
-
-// Int64ObservableGauge creates an asynchronous int64 gauge, observed by a
-// callback given to RegisterCallback.
-func (in *Instruments) Int64ObservableGauge(name string, opts ...metric.Int64ObservableGaugeOption) metric.Int64ObservableGauge {
-	return create(in, name, metric.Meter.Int64ObservableGauge, opts)
-}
-
 // RegisterCallback registers f to observe insts when the metrics are
 // read. The registration is not returned: the module's callbacks last as
 // long as their meter provider.

@@ -53,11 +53,11 @@ func (in *Instruments) Observe(family ...Observed) {
 		unit, desc := metric.WithUnit(f.unit), metric.WithDescription(f.description)
 		switch f.kind {
 		case counterKind:
-			insts[i] = in.Int64ObservableCounter(f.name, unit, desc)
+			insts[i] = create(in, f.name, metric.Meter.Int64ObservableCounter, []metric.Int64ObservableCounterOption{unit, desc})
 		case upDownCounterKind:
-			insts[i] = in.Int64ObservableUpDownCounter(f.name, unit, desc)
+			insts[i] = create(in, f.name, metric.Meter.Int64ObservableUpDownCounter, []metric.Int64ObservableUpDownCounterOption{unit, desc})
 		default:
-			insts[i] = in.Int64ObservableGauge(f.name, unit, desc)
+			insts[i] = create(in, f.name, metric.Meter.Int64ObservableGauge, []metric.Int64ObservableGaugeOption{unit, desc})
 		}
 		all[i] = insts[i]
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
@@ -27,7 +28,7 @@ func TestSubprotocolIsSelectedWhenOfferedAndOptional(t *testing.T) {
 		offered []string
 		want    string
 	}{
-		{name: "offered alone", offered: []string{wsserver.Subprotocol}, want: "pubsub.v1"},
+		{name: "offered alone", offered: []string{protocol.Subprotocol}, want: "pubsub.v1"},
 		{name: "offered after another", offered: []string{"chat.v2", "pubsub.v1"}, want: "pubsub.v1"},
 		{name: "not offered", offered: nil, want: ""},
 		{name: "only others offered", offered: []string{"chat.v2"}, want: ""},

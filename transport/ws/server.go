@@ -30,9 +30,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Subprotocol is the WebSocket subprotocol the server selects when offered.
-const Subprotocol = "pubsub.v1"
-
 // Config tunes a Server. The zero value of each field means its default.
 type Config struct {
 	// Services are what the sessions are given (session.Services). Hooks
@@ -193,7 +190,7 @@ func New(cfg Config, b *broker.Broker) *Server {
 		b:   b,
 		log: cfg.Logger,
 		upgrader: ws.HTTPUpgrader{
-			Protocol: func(p string) bool { return p == Subprotocol },
+			Protocol: func(p string) bool { return p == protocol.Subprotocol },
 		},
 		conns: make(map[*conn]struct{}),
 		door:  cfg.Door,

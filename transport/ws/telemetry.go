@@ -96,34 +96,29 @@ func (s *Server) setupTelemetry() {
 // compressionMetrics registers the permessage-deflate metrics, read from
 // the encoder's counters when scraped (zero while compression is off).
 func (s *Server) compressionMetrics(in *telem.Instruments) {
-	frames := in.Int64ObservableCounter("tidings.ws.compressed.messages",
-		metric.WithUnit("{frame}"), metric.WithDescription("Frames sent compressed (permessage-deflate): a message's frame once per node (once per wildcard pattern), whatever its subscribers, and each reply a session compressed for itself."))
-	saved := in.Int64ObservableCounter("tidings.ws.compression.saved",
-		metric.WithUnit("By"), metric.WithDescription("Payload bytes compression saved on the frames it compressed, counted once per frame built (not per subscriber it is sent to)."))
-	windows := in.Int64ObservableUpDownCounter("tidings.ws.inflate.window",
-		metric.WithUnit("By"), metric.WithDescription("Bytes the sessions' inflate windows hold: the last 32 KiB (at most) each client that uses context takeover sent, for its next message."))
-	insts := []metric.Observable{frames, saved, windows}
+	in.Observe(
+		telem.Counter("tidings.ws.compressed.messages", "{frame}", "Frames sent compressed (permessage-deflate): a message's frame once per node (once per wildcard pattern), whatever its subscribers, and each reply a session compressed for itself.",
+			func(o telem.Observation) { o(int64(s.CompressionStats().Frames)) }),
+		telem.Counter("tidings.ws.compression.saved", "By", "Payload bytes compression saved on the frames it compressed, counted once per frame built (not per subscriber it is sent to).",
+			func(o telem.Observation) { o(int64(s.CompressionStats().Saved)) }),
+		telem.UpDownCounter("tidings.ws.inflate.window", "By", "Bytes the sessions' inflate windows hold: the last 32 KiB (at most) each client that uses context takeover sent, for its next message.",
+			func(o telem.Observation) { o(s.CompressionStats().InflateWindowBytes) }),
+	)
 	ratio, err := in.Meter().Float64ObservableGauge("tidings.ws.compression.ratio",
 		metric.WithUnit("1"), metric.WithDescription("Payload bytes before compression over bytes after, over every frame compressed so far (0 before the first)."))
 	if err != nil {
 		s.log.Error("metrics: registering instruments", "scope", scope, "err", err)
-	} else {
-		insts = append(insts, ratio)
+		return
 	}
 	in.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := s.CompressionStats()
-		o.ObserveInt64(frames, int64(st.Frames))
-		o.ObserveInt64(saved, int64(st.Saved))
-		o.ObserveInt64(windows, st.InflateWindowBytes)
-		if ratio != nil {
-			r := 0.0
-			if st.Out > 0 {
-				r = float64(st.In) / float64(st.Out)
-			}
-			o.ObserveFloat64(ratio, r)
+		r := 0.0
+		if st.Out > 0 {
+			r = float64(st.In) / float64(st.Out)
 		}
+		o.ObserveFloat64(ratio, r)
 		return nil
-	}, insts...)
+	}, ratio)
 }
 
 // written records one batch the writer wrote: its size, and the latency
