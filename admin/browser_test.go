@@ -92,14 +92,8 @@ func (p *page) run(actions ...chromedp.Action[chromedp.Void]) {
 // eval runs js (promises awaited) and decodes its value into out.
 func (p *page) eval(js string, out any) {
 	p.t.Helper()
-	raw, err := chromedp.Run(p.ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
-	if err != nil {
+	if err := browsertest.Eval(p.ctx, js, out); err != nil {
 		p.t.Fatalf("eval %s: %v", js, err)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			p.t.Fatalf("eval %s: decoding %s: %v", js, raw, err)
-		}
 	}
 }
 
@@ -108,22 +102,14 @@ func (p *page) eval(js string, out any) {
 func (p *page) wait(expr string, timeout time.Duration) {
 	p.t.Helper()
 	safe := "(() => { try { return !!(" + expr + "); } catch (e) { return false; } })()"
-	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](safe,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
-	if err != nil {
+	if err := browsertest.Poll(p.ctx, safe, 50*time.Millisecond, timeout); err != nil {
 		p.t.Fatalf("waiting for %s: %v\npage: %s", expr, err, p.text())
 	}
 }
 
 // text is the page's visible text, for failure messages.
 func (p *page) text() string {
-	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-	if err != nil {
-		return fmt.Sprintf("(unavailable: %v)", err)
-	}
-	return s
+	return browsertest.Text(p.ctx, `document.body ? document.body.innerText : ""`)
 }
 
 // screenshot saves the viewport as admin-NAME.png in the screenshots

@@ -19,6 +19,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/internal/testkit"
 )
 
 // jwkOf returns the public JWK of a signing key.
@@ -91,19 +92,6 @@ func (ks *keyServer) fail() {
 	ks.mu.Unlock()
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestJWKSKeyTypes(t *testing.T) {
 	t.Parallel()
 	ks := newKeyServer(t,
@@ -155,7 +143,7 @@ func TestJWKSRotation(t *testing.T) {
 	t.Parallel()
 	k1, k2 := rsaKey, mustEC(ecKey.Curve)
 	ks := newKeyServer(t, jwkOf(t, "k1", "RS256", k1))
-	clk := &clock{t: fixedNow}
+	clk := testkit.NewClock(fixedNow)
 	v := newVerifier(t, auth.Config{JWKSURL: ks.srv.URL, Now: clk.Now, JWKSMinInterval: 10 * time.Second, JWKSRefresh: time.Hour})
 	ctx := context.Background()
 	verify := func(method jwt.SigningMethod, key any, kid string) error {

@@ -90,19 +90,7 @@ func benchFanout(b *testing.B, cfg broker.Config, n int) (*benchBroker, func() i
 	st := memory.New(memory.Config{})
 	b.Cleanup(func() { _ = st.Close() })
 	br := broker.New(cfg, st, ws.Encoder{})
-	sessions := make([]*broker.Session, n)
-	for i := range sessions {
-		s := br.NewSession()
-		if err := s.Subscribe(context.Background(), "", "bench.topic", nil); err != nil {
-			b.Fatal(err)
-		}
-		sessions[i] = s
-	}
-	b.Cleanup(func() {
-		for _, s := range sessions {
-			s.Close()
-		}
-	})
+	sessions := testkit.Subscribers(b, n, br.NewSession, "bench.topic")
 	spare := make([][][]byte, n)
 	return &benchBroker{br, testkit.EpochOf(b, st, "bench.topic")}, func() int {
 		frames := 0

@@ -1,7 +1,6 @@
 package hooks_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/hooks"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/protocol"
 	"go.uber.org/goleak"
 )
@@ -135,26 +135,8 @@ func jsonEqual(t testing.TB, a, b []byte) bool {
 	return reflect.DeepEqual(va, vb)
 }
 
-// logBuffer is a slog handler's output, safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// logger returns a logger writing text lines to a new logBuffer.
-func logger() (*slog.Logger, *logBuffer) {
-	lb := &logBuffer{}
+// logger returns a logger writing text lines to a new buffer.
+func logger() (*slog.Logger, *testkit.Buffer) {
+	lb := &testkit.Buffer{}
 	return slog.New(slog.NewTextHandler(lb, nil)), lb
 }

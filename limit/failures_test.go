@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
 )
 
@@ -23,7 +24,7 @@ func fail(f *limit.Failures, a netip.Addr, n int) (time.Duration, bool) {
 // MaxBackoff; other addresses are not affected.
 func TestFailuresBlockWithAGrowingBackoff(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	f := limit.NewFailures(limit.FailureConfig{Max: 3, Window: time.Minute, Backoff: time.Second, MaxBackoff: 4 * time.Second, Now: clk.Now})
 	if _, blocked := fail(f, a1, 2); blocked {
 		t.Fatal("blocked after 2 failures, want after 3")
@@ -56,7 +57,7 @@ func TestFailuresBlockWithAGrowingBackoff(t *testing.T) {
 // Window never block, and a quiet address starts again from Backoff.
 func TestFailuresOutsideTheWindowAreForgotten(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	f := limit.NewFailures(limit.FailureConfig{Max: 3, Window: time.Minute, Backoff: time.Second, MaxBackoff: time.Hour, Now: clk.Now})
 	for i := 0; i < 10; i++ {
 		fail(f, a1, 2)
@@ -82,7 +83,7 @@ func TestFailuresOutsideTheWindowAreForgotten(t *testing.T) {
 // grow the table beyond MaxAddrs; the oldest records go first.
 func TestFailuresAreBoundedInMemory(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	f := limit.NewFailures(limit.FailureConfig{Max: 2, MaxAddrs: 100, Now: clk.Now})
 	fail(f, a1, 2)
 	for i := 0; i < 10000; i++ {

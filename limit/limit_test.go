@@ -3,24 +3,12 @@ package limit_test
 import (
 	"errors"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 var (
 	a1 = netip.MustParseAddr("203.0.113.1")
@@ -29,7 +17,7 @@ var (
 
 func TestRateHoldsAndRefuses(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Unix(1e9, 0)}
+	clk := testkit.NewClock(time.Unix(1e9, 0))
 	l := limit.New(limit.Config{Rate: 2, Burst: 3, Now: clk.Now})
 	for i := 0; i < 3; i++ {
 		if _, err := l.Acquire(a1); err != nil {
@@ -99,7 +87,7 @@ func TestIPv6IsLimitedPerSlash64(t *testing.T) {
 
 func TestIdleAddressesAreForgotten(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Unix(1e9, 0)}
+	clk := testkit.NewClock(time.Unix(1e9, 0))
 	l := limit.New(limit.Config{Rate: 10, Burst: 10, Max: 5, Now: clk.Now})
 	release, err := l.Acquire(a1)
 	if err != nil {

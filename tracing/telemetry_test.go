@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/tidings-io/tidings/internal/telemetry"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/tracing"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -115,7 +116,7 @@ func TestSetupResource(t *testing.T) {
 
 func TestSetupConsoleAndSampler(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testkit.Buffer // written by the exporter's goroutine
 	tel := setup(t, map[string]string{
 		"OTEL_TRACES_EXPORTER":    "console",
 		"OTEL_TRACES_SAMPLER":     "traceidratio",
@@ -415,21 +416,3 @@ func hasLabel(f *dtoFamily, name, value string) bool {
 }
 
 type dtoFamily = dto.MetricFamily
-
-// syncBuffer is a bytes.Buffer safe for the exporter's goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/internal/browsertest"
+	"github.com/tidings-io/tidings/internal/testkit"
 
 	"github.com/chromedp/chromedp"
 	"github.com/tidings-io/tidings/broker"
@@ -88,14 +89,8 @@ func openPage(t *testing.T, baseURL string) *page {
 // into out when out is not nil.
 func (p *page) eval(js string, out any) {
 	p.t.Helper()
-	raw, err := chromedp.Run(p.ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
-	if err != nil {
+	if err := browsertest.Eval(p.ctx, js, out); err != nil {
 		p.t.Fatalf("eval %s: %v\nrecord: %s", js, err, p.record())
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			p.t.Fatalf("eval %s: decoding %s: %v", js, raw, err)
-		}
 	}
 }
 
@@ -103,24 +98,14 @@ func (p *page) eval(js string, out any) {
 // the page's record.
 func (p *page) wait(expr string, timeout time.Duration) {
 	p.t.Helper()
-	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
-	if err != nil {
+	if err := browsertest.Poll(p.ctx, expr, 20*time.Millisecond, timeout); err != nil {
 		p.t.Fatalf("waiting for %s: %v\nrecord: %s", expr, err, p.record())
 	}
 }
 
 // record returns what the harness recorded, for failure messages.
 func (p *page) record() string {
-	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
-	defer cancel()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](`JSON.stringify(window.rec || null)`))
-	if err != nil {
-		return fmt.Sprintf("(unavailable: %v)", err)
-	}
-	var s string
-	_ = json.Unmarshal(raw, &s)
-	return s
+	return browsertest.Text(p.ctx, `JSON.stringify(window.rec || null)`)
 }
 
 // rec is the harness's record, as JSON.
@@ -383,11 +368,7 @@ func (n *node) stop() {
 // publish publishes data (JSON) to topic through the node's broker.
 func (n *node) publish(topic, data string) *broker.Message {
 	n.t.Helper()
-	msgs, err := n.b.Publish(context.Background(), []broker.Publication{{Topic: topic, Data: json.RawMessage(data)}})
-	if err != nil {
-		n.t.Fatalf("publish %s: %v", topic, err)
-	}
-	return msgs[0]
+	return testkit.Publish(n.t, n.b, topic, data)
 }
 
 func (n *node) seenTokens() []string {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/tidings-io/tidings/internal/browsertest"
 	"github.com/tidings-io/tidings/internal/redistest"
 	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/web"
@@ -176,9 +177,7 @@ func (b *balancer) forward(c net.Conn) {
 
 // poll reports whether expr became truthy within timeout.
 func (p *page) poll(expr string, timeout time.Duration) bool {
-	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
-	return err == nil
+	return browsertest.Poll(p.ctx, expr, 50*time.Millisecond, timeout) == nil
 }
 
 // TestDrainMovesClientsToTheOtherNode is the rollout drill: two broker

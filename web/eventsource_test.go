@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/browsertest"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpstream"
 	"github.com/tidings-io/tidings/transport/sse"
@@ -94,8 +95,7 @@ func TestBrowserEventSourceReceivesAndResumesWithLastEventID(t *testing.T) {
 	}
 	poll := func(expr string) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		if err := browsertest.Poll(ctx, expr, 20*time.Millisecond, 20*time.Second); err != nil {
 			raw, _ := chromedp.Run(ctx, chromedp.Evaluate[[]byte](`window.events`))
 			t.Fatalf("waiting for %s: %v; events: %s", expr, err, raw)
 		}
@@ -118,12 +118,8 @@ func TestBrowserEventSourceReceivesAndResumesWithLastEventID(t *testing.T) {
 	n.publish(t, "ticks", 10)
 	poll(`window.events.filter(e => e.type === "message" && e.data.topic === "ticks").length >= 10`)
 
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](`window.events`))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var evs []esEvent
-	if err := json.Unmarshal(raw, &evs); err != nil {
+	if err := browsertest.Eval(ctx, `window.events`, &evs); err != nil {
 		t.Fatal(err)
 	}
 	var offsets []float64

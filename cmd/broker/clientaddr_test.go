@@ -87,15 +87,7 @@ func (p testProxy) openVia(ctx context.Context, addr string, extra http.Header) 
 	for k, v := range extra {
 		h[k] = v
 	}
-	c, err := wstest.Dialer{Header: h}.Open(ctx, "ws://"+p.host+"/v1/ws")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.Expect("welcome", time.Now().Add(20*time.Second)); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	return c, nil
+	return welcomed(wstest.Dialer{Header: h}.Open(ctx, "ws://"+p.host+"/v1/ws"))
 }
 
 // proxiedClient is the address of the i-th of many clients: IPv4 from
@@ -329,15 +321,7 @@ func TestCrowdWarningIsLoggedOnce(t *testing.T) {
 	const warning = "many sessions from one address; is a proxy in front without -trusted-proxies?"
 	n := startNode(t, nil, "-trusted-proxies", "none", "-demo=false")
 	conns := openMany(t, 150, func(ctx context.Context, _ int) (*wstest.Conn, error) {
-		c, err := dialWS(ctx, n.addr)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := c.Expect("welcome", time.Now().Add(20*time.Second)); err != nil {
-			_ = c.Close()
-			return nil, err
-		}
-		return c, nil
+		return welcomed(dialWS(ctx, n.addr))
 	})
 	defer closeAll(conns)
 	// The warning is logged before the upgrade is answered: every

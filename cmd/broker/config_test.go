@@ -206,6 +206,21 @@ var flagCases = []flagCase{
 		envValue: "/etc/tidings/env.key", wantEnv: "/etc/tidings/env.key", flagValue: "flag.key", wantFlag: "flag.key"},
 }
 
+// forEachValueCase runs check on each flag case with an envValue, in a
+// parallel subtest named after the flag.
+func forEachValueCase(t *testing.T, check func(t *testing.T, fc flagCase)) {
+	t.Helper()
+	for _, fc := range flagCases {
+		if fc.envValue == "" {
+			continue
+		}
+		t.Run(fc.name, func(t *testing.T) {
+			t.Parallel()
+			check(t, fc)
+		})
+	}
+}
+
 func TestEnvName(t *testing.T) {
 	t.Parallel()
 	for name, want := range map[string]string{
@@ -245,52 +260,40 @@ func TestConfigDefaults(t *testing.T) {
 
 func TestConfigEnvForm(t *testing.T) {
 	t.Parallel()
-	for _, fc := range flagCases {
-		if fc.envValue == "" {
-			continue
+	forEachValueCase(t, func(t *testing.T, fc flagCase) {
+		env := map[string]string{envName(fc.name): fc.envValue}
+		c, err := parseConfig(fc.with, envOf(env), &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%s=%q: %v", envName(fc.name), fc.envValue, err)
 		}
-		t.Run(fc.name, func(t *testing.T) {
-			t.Parallel()
-			env := map[string]string{envName(fc.name): fc.envValue}
-			c, err := parseConfig(fc.with, envOf(env), &bytes.Buffer{})
-			if err != nil {
-				t.Fatalf("%s=%q: %v", envName(fc.name), fc.envValue, err)
-			}
-			if got := fc.get(c); got != fc.wantEnv {
-				t.Errorf("%s=%q reads as %q, want %q", envName(fc.name), fc.envValue, got, fc.wantEnv)
-			}
-		})
-	}
+		if got := fc.get(c); got != fc.wantEnv {
+			t.Errorf("%s=%q reads as %q, want %q", envName(fc.name), fc.envValue, got, fc.wantEnv)
+		}
+	})
 }
 
 func TestConfigFlagWinsOverEnv(t *testing.T) {
 	t.Parallel()
-	for _, fc := range flagCases {
-		if fc.envValue == "" {
-			continue
+	forEachValueCase(t, func(t *testing.T, fc flagCase) {
+		env := map[string]string{envName(fc.name): fc.envValue}
+		forms := [][]string{
+			{"-" + fc.name + "=" + fc.flagValue},
+			{"--" + fc.name + "=" + fc.flagValue},
 		}
-		t.Run(fc.name, func(t *testing.T) {
-			t.Parallel()
-			env := map[string]string{envName(fc.name): fc.envValue}
-			forms := [][]string{
-				{"-" + fc.name + "=" + fc.flagValue},
-				{"--" + fc.name + "=" + fc.flagValue},
+		if fc.def != "true" && fc.def != "false" { // a boolean flag takes its value only after '='
+			forms = append(forms, []string{"-" + fc.name, fc.flagValue}, []string{"--" + fc.name, fc.flagValue})
+		}
+		for _, args := range forms {
+			args = append(slices.Clone(fc.with), args...)
+			c, err := parseConfig(args, envOf(env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("%v with %s=%q: %v", args, envName(fc.name), fc.envValue, err)
 			}
-			if fc.def != "true" && fc.def != "false" { // a boolean flag takes its value only after '='
-				forms = append(forms, []string{"-" + fc.name, fc.flagValue}, []string{"--" + fc.name, fc.flagValue})
+			if got := fc.get(c); got != fc.wantFlag {
+				t.Errorf("%v with %s=%q reads as %q, want the flag's %q", args, envName(fc.name), fc.envValue, got, fc.wantFlag)
 			}
-			for _, args := range forms {
-				args = append(slices.Clone(fc.with), args...)
-				c, err := parseConfig(args, envOf(env), &bytes.Buffer{})
-				if err != nil {
-					t.Fatalf("%v with %s=%q: %v", args, envName(fc.name), fc.envValue, err)
-				}
-				if got := fc.get(c); got != fc.wantFlag {
-					t.Errorf("%v with %s=%q reads as %q, want the flag's %q", args, envName(fc.name), fc.envValue, got, fc.wantFlag)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestConfigEnvPerFlag checks that one flag on the command line does not
@@ -584,17 +587,7 @@ func TestRunUsesEnvironment(t *testing.T) {
 				t.Errorf("listening line node %v, want %q", rec["node"], tc.wantNode)
 			}
 			deadline := time.Now().Add(10 * time.Second)
-			ctx, cancel := context.WithDeadline(context.Background(), deadline)
-			defer cancel()
-			c, err := dialWS(ctx, n.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			w, err := c.Expect("welcome", deadline)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, w := openSession(t, n.addr, deadline)
 			if w.Node != tc.wantNode || w.Heartbeat != 7 {
 				t.Errorf("welcome node %q heartbeat %v, want %q and 7 (TIDINGS_HEARTBEAT=7s)", w.Node, w.Heartbeat, tc.wantNode)
 			}

@@ -159,47 +159,41 @@ func fileValue(t *testing.T, name, v string) string {
 // neither sets keeps its default.
 func TestConfigFilePrecedence(t *testing.T) {
 	t.Parallel()
-	for _, fc := range flagCases {
-		if fc.envValue == "" {
-			continue
+	forEachValueCase(t, func(t *testing.T, fc flagCase) {
+		path := writeConfig(t, "# "+fc.name+"\n"+fc.name+": "+fileValue(t, fc.name, fc.envValue)+"\n")
+		args := append(slices.Clone(fc.with), "-config", path)
+		c, err := parseConfig(args, noEnv, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("file %s: %v", fc.name, err)
 		}
-		t.Run(fc.name, func(t *testing.T) {
-			t.Parallel()
-			path := writeConfig(t, "# "+fc.name+"\n"+fc.name+": "+fileValue(t, fc.name, fc.envValue)+"\n")
-			args := append(slices.Clone(fc.with), "-config", path)
-			c, err := parseConfig(args, noEnv, &bytes.Buffer{})
-			if err != nil {
-				t.Fatalf("file %s: %v", fc.name, err)
-			}
-			if got := fc.get(c); got != fc.wantEnv {
-				t.Errorf("from the file %q reads as %q, want %q", fc.envValue, got, fc.wantEnv)
-			}
-			if got, want := c.sources[fc.name], path+":2"; got != want {
-				t.Errorf("source %q, want %q", got, want)
-			}
-			// The environment wins over the file.
-			env := map[string]string{envName(fc.name): fc.flagValue}
-			c, err = parseConfig(args, envOf(env), &bytes.Buffer{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := fc.get(c); got != fc.wantFlag {
-				t.Errorf("env %q over the file %q reads as %q, want the env's %q", fc.flagValue, fc.envValue, got, fc.wantFlag)
-			}
-			// A flag wins over the file (and over the environment).
-			env = map[string]string{envName(fc.name): fc.envValue}
-			c, err = parseConfig(append(slices.Clone(args), "-"+fc.name+"="+fc.flagValue), envOf(env), &bytes.Buffer{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := fc.get(c); got != fc.wantFlag {
-				t.Errorf("flag %q over the env and the file reads as %q, want the flag's %q", fc.flagValue, got, fc.wantFlag)
-			}
-			if c.sources[fc.name] != "flag" {
-				t.Errorf("source %q, want flag", c.sources[fc.name])
-			}
-		})
-	}
+		if got := fc.get(c); got != fc.wantEnv {
+			t.Errorf("from the file %q reads as %q, want %q", fc.envValue, got, fc.wantEnv)
+		}
+		if got, want := c.sources[fc.name], path+":2"; got != want {
+			t.Errorf("source %q, want %q", got, want)
+		}
+		// The environment wins over the file.
+		env := map[string]string{envName(fc.name): fc.flagValue}
+		c, err = parseConfig(args, envOf(env), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fc.get(c); got != fc.wantFlag {
+			t.Errorf("env %q over the file %q reads as %q, want the env's %q", fc.flagValue, fc.envValue, got, fc.wantFlag)
+		}
+		// A flag wins over the file (and over the environment).
+		env = map[string]string{envName(fc.name): fc.envValue}
+		c, err = parseConfig(append(slices.Clone(args), "-"+fc.name+"="+fc.flagValue), envOf(env), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fc.get(c); got != fc.wantFlag {
+			t.Errorf("flag %q over the env and the file reads as %q, want the flag's %q", fc.flagValue, got, fc.wantFlag)
+		}
+		if c.sources[fc.name] != "flag" {
+			t.Errorf("source %q, want flag", c.sources[fc.name])
+		}
+	})
 }
 
 // TestConfigFileFromEnv: TIDINGS_CONFIG names the file as -config does;

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,27 +78,12 @@ func TestPresenceOfAKilledNodeExpires(t *testing.T) {
 	}
 	t.Parallel()
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "broker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testkit.BuildBroker(t)
 	args := []string{"-redis", srv.URL(), "-presence", "-presence-ttl", "3s", "-demo=false"}
 	live := startNode(t, nil, append(args, "-node-id", "live")...)
 	doomed := startProc(t, bin, append(args, "-node-id", "doomed")...)
 	deadline := time.Now().Add(20 * time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	c, err := dialWS(ctx, doomed.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Expect("welcome", deadline); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Subscribe(deadline, "proc.room"); err != nil {
-		t.Fatal(err)
-	}
+	openSession(t, doomed.addr, deadline, "proc.room")
 	hc := newHTTPClient(t)
 	get := func(path string, out any) error {
 		resp, err := hc.Get("http://" + live.addr + path)

@@ -360,17 +360,7 @@ func TestDrainResumeGivesEveryClientEachOffsetOnce(t *testing.T) {
 		abortAll()
 		clientsWG.Wait()
 	})
-	readyDeadline := time.After(30 * time.Second)
-	for i := range clients {
-		select {
-		case err := <-ready:
-			if err != nil {
-				t.Fatalf("client %d of %d: %v", i, clients, err)
-			}
-		case <-readyDeadline:
-			t.Fatalf("only %d of %d clients subscribed within 30s", i, clients)
-		}
-	}
+	waitReady(t, ready, clients, "client", 30*time.Second)
 
 	// The publisher: round-robin over the topics, paced by a ticker, to
 	// node 2. acks[topic][offset-1] is the id acknowledged for offset.

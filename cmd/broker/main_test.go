@@ -234,6 +234,61 @@ func dialWS(ctx context.Context, addr string) (*wstest.Conn, error) {
 	return wstest.Open(ctx, "ws://"+addr+"/v1/ws")
 }
 
+// welcomed takes a session just opened, or the error of opening it, and
+// reads its welcome within 20 s; on failure the session is closed.
+func welcomed(c *wstest.Conn, err error) (*wstest.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Expect("welcome", time.Now().Add(20*time.Second)); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitReady reads n reports from ready, each of one of n clients (what
+// names them in failures) that has subscribed: an error, or fewer than n
+// reports within timeout, fails t.
+func waitReady(t *testing.T, ready <-chan error, n int, what string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for i := range n {
+		select {
+		case err := <-ready:
+			if err != nil {
+				t.Fatalf("%s %d of %d: %v", what, i, n, err)
+			}
+		case <-deadline:
+			t.Fatalf("only %d of %d %ss subscribed within %v", i, n, what, timeout)
+		}
+	}
+}
+
+// openSession opens a session at the broker listening on addr, reads its
+// welcome and subscribes to topics, all before deadline; an error fails
+// t. It returns the session, closed when the test ends, and its welcome.
+func openSession(t *testing.T, addr string, deadline time.Time, topics ...string) (*wstest.Conn, wstest.Frame) {
+	t.Helper()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	c, err := dialWS(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	w, err := c.Expect("welcome", deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(topics) > 0 {
+		if err := c.Subscribe(deadline, topics...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, w
+}
+
 // everyVarX is an environment in which every variable is "x".
 type everyVarX struct{}
 

@@ -1,48 +1,26 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the copying goroutine of os/exec
-// and a test reading it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // proc is the broker binary running as a child process.
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string
 	log    *logSink
-	stderr *lockedBuffer
-	done   chan struct{} // closed when the process has exited
+	stderr *testkit.Buffer // written by os/exec's copying goroutine
+	done   chan struct{}   // closed when the process has exited
 	state  *os.ProcessState
 	err    error
 }
@@ -51,7 +29,7 @@ type proc struct {
 // line. The process is killed, if still running, when the test ends.
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{log: newLogSink(), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{log: newLogSink(), stderr: &testkit.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = p.stderr
@@ -110,33 +88,17 @@ func TestProcessSignals(t *testing.T) {
 		t.Skip("builds and runs the broker binary")
 	}
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "broker")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testkit.BuildBroker(t)
 
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run("graceful on "+sig.String(), func(t *testing.T) {
 			t.Parallel()
 			p := startProc(t, bin, "-shutdown-timeout", "20s")
 			deadline := time.Now().Add(30 * time.Second)
-			ctx, cancel := context.WithDeadline(context.Background(), deadline)
-			defer cancel()
-			c, err := dialWS(ctx, p.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if _, err := c.Expect("welcome", deadline); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Subscribe(deadline, "proc.a"); err != nil {
-				t.Fatal(err)
-			}
+			c, _ := openSession(t, p.addr, deadline, "proc.a")
 
 			p.signal(t, sig)
-			_, err = c.Next(deadline)
+			_, err := c.Next(deadline)
 			ce := wstest.AsClose(err)
 			if ce == nil || ce.Code != ws.StatusGoingAway || ce.Reason != "server shutting down" {
 				t.Fatalf("after %v: %v, want close 1001 \"server shutting down\"", sig, err)
@@ -164,16 +126,7 @@ func TestProcessSignals(t *testing.T) {
 		t.Parallel()
 		p := startProc(t, bin, "-shutdown-timeout", "30s")
 		deadline := time.Now().Add(30 * time.Second)
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		defer cancel()
-		c, err := dialWS(ctx, p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.Expect("welcome", deadline); err != nil {
-			t.Fatal(err)
-		}
+		c, _ := openSession(t, p.addr, deadline)
 
 		p.signal(t, syscall.SIGTERM)
 		// The session gets its 1001 and does not answer: the broker now

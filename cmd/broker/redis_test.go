@@ -25,19 +25,7 @@ func TestTwoNodesOnOneRedis(t *testing.T) {
 	a := startNode(t, nil, "-redis", srv.URL())
 	b := startNode(t, map[string]string{"TIDINGS_REDIS": srv.URL()})
 	deadline := time.Now().Add(20 * time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	sub, err := dialWS(ctx, b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	if _, err := sub.Expect("welcome", deadline); err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Subscribe(deadline, "cmd.two.nodes", "cmd.>"); err != nil {
-		t.Fatal(err)
-	}
+	sub, _ := openSession(t, b.addr, deadline, "cmd.two.nodes", "cmd.>")
 	hc := newHTTPClient(t)
 	for i, n := range []*node{a, b} {
 		status, reply, err := publish(hc, n.addr, "cmd.two.nodes", `{"n":1}`)

@@ -156,17 +156,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 		clientsWG.Wait()
 	})
-	readyDeadline := time.After(readyTimeout)
-	for i := range sessions {
-		select {
-		case err := <-ready:
-			if err != nil {
-				t.Fatalf("session %d of %d: %v", i, sessions, err)
-			}
-		case <-readyDeadline:
-			t.Fatalf("only %d of %d sessions subscribed within %v", i, sessions, readyTimeout)
-		}
-	}
+	waitReady(t, ready, sessions, "session", readyTimeout)
 
 	// acks[topic][offset] is the id of each acknowledged publish; unknown
 	// counts publishes whose outcome the client could not learn.
@@ -371,19 +361,7 @@ func TestShutdownCutsSessionThatDoesNotAnswer(t *testing.T) {
 		t.Fatalf("/readyz before shutdown: %d, %v; want 200", status, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	c, err := dialWS(ctx, n.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Expect("welcome", deadline); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Subscribe(deadline, "mute.a"); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := openSession(t, n.addr, deadline, "mute.a")
 	status, ack, err := publish(hc, n.addr, "mute.a", `"last words"`)
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("publish: %d, %v", status, err)
@@ -470,19 +448,7 @@ func TestShutdownNotHeldByIdleConnection(t *testing.T) {
 	n := startNode(t, nil, "-shutdown-timeout", timeout.String())
 	hc := newHTTPClient(t)
 	deadline := time.Now().Add(30 * time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	c, err := dialWS(ctx, n.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Expect("welcome", deadline); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Subscribe(deadline, "idle.a"); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := openSession(t, n.addr, deadline, "idle.a")
 	idle, err := net.Dial("tcp", n.addr)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -73,10 +72,7 @@ func TestClusterFlags(t *testing.T) {
 
 func TestBadClusterFlags(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		args []string
-		want string
-	}{
+	expectUsageErrors(t, []badFlags{
 		{[]string{"-scenario", "cluster", "-batch", "-1"}, "invalid value for -batch: -1: must not be negative"},
 		{[]string{"-scenario", "cluster", "-batch", "1001"}, "invalid value for -batch: 1001: the broker takes at most 1000"},
 		{[]string{"-scenario", "cluster", "-batch", "ten"}, `invalid value "ten" for flag -batch`},
@@ -100,22 +96,7 @@ func TestBadClusterFlags(t *testing.T) {
 		{[]string{"-scenario", "cluster", "-topics", "10", "-subs-per-conn", "20"}, "-subs-per-conn between 1 and -topics"},
 		{[]string{"-scenario", "cluster", "-subs-per-conn", "5"}, "only over -topics above 1"},
 		{[]string{"-scenario", "cluster", "-svg", "x.svg"}, "plot is of the broadcast scenario, or of the cluster scenario's -batches sweep"},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			t.Parallel()
-			_, err := parseConfig(tt.args, io.Discard)
-			if err == nil {
-				t.Fatalf("no error; want %q", tt.want)
-			}
-			if !errors.Is(err, errUsage) {
-				t.Errorf("error %v is not a usage error", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error %q does not contain %q", err, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestClusterHelp(t *testing.T) {

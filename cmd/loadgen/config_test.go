@@ -76,10 +76,7 @@ func TestPresets(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		args []string
-		want string // in the error
-	}{
+	expectUsageErrors(t, []badFlags{
 		{nil, "-scenario is required"},
 		{[]string{"-scenario", "storm"}, `invalid value for -scenario: "storm"`},
 		{[]string{"-scenario", "idle", "-conns", "100000"}, "over -max-connections 60000"},
@@ -109,7 +106,19 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-scenario", "idle", "-payload", "8"}, "invalid value for -payload"},
 		{[]string{"-scenario", "idle", "extra"}, `unexpected argument "extra"`},
 		{[]string{"-scenario", "idle", "-bogus"}, "flag provided but not defined: -bogus"},
-	}
+	})
+}
+
+// badFlags is a command line and what its usage error must contain.
+type badFlags struct {
+	args []string
+	want string // in the error
+}
+
+// expectUsageErrors runs each command line through parseConfig, in a
+// parallel subtest of its own, and wants a usage error containing want.
+func expectUsageErrors(t *testing.T, tests []badFlags) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()

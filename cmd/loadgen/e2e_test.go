@@ -56,16 +56,13 @@ func testBroker(t *testing.T) string {
 	return brokerBin
 }
 
-// TestBroadcastEndToEnd builds the broker, runs a tiny broadcast ladder
-// through real worker processes and checks the accounting: every
-// expected delivery arrives, with no gap or duplicate.
-func TestBroadcastEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and starts the broker")
-	}
-	bin := testBroker(t)
-	cfg, err := parseConfig([]string{"-scenario", "broadcast", "-broker-bin", bin, "-conns", "40", "-rates", "400,2000",
-		"-duration", "1s", "-p99-limit", "10s", "-q", "-timeout", "90s", "-workers", "2", "-conns-per-ip", "15"}, io.Discard)
+// coordinateRun runs the coordinator with the command line args and
+// returns the JSON result (the first line of stdout) and all of stdout; a
+// usage error, a failed run or a first line that is not the result fails
+// the test.
+func coordinateRun(t *testing.T, args ...string) (jsonResult, string) {
+	t.Helper()
+	cfg, err := parseConfig(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +75,19 @@ func TestBroadcastEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &res); err != nil {
 		t.Fatalf("first stdout line is not the JSON result: %v\n%s", err, out.String())
 	}
+	return res, out.String()
+}
+
+// TestBroadcastEndToEnd builds the broker, runs a tiny broadcast ladder
+// through real worker processes and checks the accounting: every
+// expected delivery arrives, with no gap or duplicate.
+func TestBroadcastEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the broker")
+	}
+	bin := testBroker(t)
+	res, out := coordinateRun(t, "-scenario", "broadcast", "-broker-bin", bin, "-conns", "40", "-rates", "400,2000",
+		"-duration", "1s", "-p99-limit", "10s", "-q", "-timeout", "90s", "-workers", "2", "-conns-per-ip", "15")
 	steps := 0
 	for _, r := range res.Rows {
 		if !strings.HasPrefix(r.Group, "broadcast ladder") {
@@ -93,10 +103,10 @@ func TestBroadcastEndToEnd(t *testing.T) {
 		}
 	}
 	if steps != 2 {
-		t.Fatalf("%d ladder steps in the result, want 2:\n%s", steps, out.String())
+		t.Fatalf("%d ladder steps in the result, want 2:\n%s", steps, out)
 	}
-	if !strings.Contains(out.String(), "== broadcast ladder, 40 subscribers") {
-		t.Errorf("no human table on stdout:\n%s", out.String())
+	if !strings.Contains(out, "== broadcast ladder, 40 subscribers") {
+		t.Errorf("no human table on stdout:\n%s", out)
 	}
 }
 
@@ -111,21 +121,9 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Skip("no redis-server on PATH")
 	}
 	bin := testBroker(t)
-	cfg, err := parseConfig([]string{"-scenario", "cluster", "-broker-bin", bin, "-conns", "30", "-topics", "20", "-subs-per-conn", "2",
+	res, out := coordinateRun(t, "-scenario", "cluster", "-broker-bin", bin, "-conns", "30", "-topics", "20", "-subs-per-conn", "2",
 		"-cluster-phases", "cross", "-batch", "1", "-publishers", "4", "-rates", "100,200", "-p99-limit", "10s",
-		"-duration", "1s", "-q", "-timeout", "90s", "-workers", "1", "-conns-per-ip", "15"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	if err := coordinate(cfg, &out, &errb); err != nil {
-		t.Fatalf("coordinate: %v\nstderr: %s", err, errb.String())
-	}
-	line, _, _ := strings.Cut(out.String(), "\n")
-	var res jsonResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		t.Fatalf("first stdout line is not the JSON result: %v\n%s", err, out.String())
-	}
+		"-duration", "1s", "-q", "-timeout", "90s", "-workers", "1", "-conns-per-ip", "15")
 	steps, summaries := 0, 0
 	for _, r := range res.Rows {
 		m := r.Median
@@ -155,6 +153,6 @@ func TestClusterEndToEnd(t *testing.T) {
 		}
 	}
 	if steps != 2 || summaries != 1 {
-		t.Fatalf("%d ladder steps and %d summaries, want 2 and 1:\n%s", steps, summaries, out.String())
+		t.Fatalf("%d ladder steps and %d summaries, want 2 and 1:\n%s", steps, summaries, out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -40,29 +41,47 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	st := memory.New(memory.Config{})
-	b := broker.New(broker.Config{QueueSize: 8}, st, ws.Encoder{})
-	ctl := node.New(node.Config{Broker: b, Backend: st, ID: "n1", Presence: true, FlushInterval: 10 * time.Millisecond})
-	if err := ctl.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	_, b, ctl := startNode(t, broker.Config{QueueSize: 8}, node.Config{Presence: true})
 	v, err := auth.New(auth.Config{HMACKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.CheckRevocation(ctl.Check)
 	wsrv := ws.New(ws.Config{NodeID: "n1", CloseTimeout: time.Second, WriteTimeout: time.Second, Services: session.Services{Tokens: v, Registry: ctl, Presence: ctl}}, b)
-	ts := httptest.NewServer(httpapi.New(httpapi.Config{Control: ctl}, b, wsrv))
-	h := &harness{b: b, ctl: ctl, wsrv: wsrv, staying: make(chan struct{}, 1), wsURL: "ws" + strings.TrimPrefix(ts.URL, "http") + "/v1/ws"}
+	ts := serve(t, wsrv, httpapi.New(httpapi.Config{Control: ctl}, b, wsrv))
+	return &harness{b: b, ctl: ctl, wsrv: wsrv, staying: make(chan struct{}, 1), wsURL: "ws" + strings.TrimPrefix(ts.URL, "http") + "/v1/ws"}
+}
+
+// startNode starts node n1, with cfg, on a broker with bcfg on a memory
+// store, flushing every 10 ms; node and store close when the test ends.
+func startNode(t *testing.T, bcfg broker.Config, cfg node.Config) (*memory.Store, *broker.Broker, *node.Node) {
+	t.Helper()
+	st := memory.New(memory.Config{})
+	b := broker.New(bcfg, st, ws.Encoder{})
+	cfg.Broker, cfg.Backend, cfg.ID, cfg.FlushInterval = b, st, "n1", 10*time.Millisecond
+	ctl := node.New(cfg)
+	if err := ctl.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctl.Close()
+		_ = st.Close()
+	})
+	return st, b, ctl
+}
+
+// serve serves h on a test server; when the test ends it shuts wsrv down
+// and closes the server, before the node started earlier closes.
+func serve(t *testing.T, wsrv *ws.Server, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = wsrv.Shutdown(ctx)
 		ts.Close()
-		ctl.Close()
-		_ = st.Close()
 	})
-	return h
+	return ts
 }
 
 func (h *harness) dial(t *testing.T, sub string) *wstest.Client {

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +14,6 @@ import (
 	"github.com/tidings-io/tidings/internal/wstest"
 	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
-	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -46,22 +44,9 @@ func TestPresencePerTopicAndReload(t *testing.T) {
 	p, x := "p.", "x."
 	r.presence.Store(&p)
 	r.private.Store(&x)
-	st := memory.New(memory.Config{})
-	b := broker.New(broker.Config{}, st, ws.Encoder{})
-	ctl := node.New(node.Config{Broker: b, Backend: st, ID: "n1", Topics: r.topics, FlushInterval: 10 * time.Millisecond})
-	if err := ctl.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	st, b, ctl := startNode(t, broker.Config{}, node.Config{Topics: r.topics})
 	wsrv := ws.New(ws.Config{NodeID: "n1", CloseTimeout: time.Second, Services: session.Services{Registry: ctl, Presence: ctl, Rules: r}}, b)
-	ts := httptest.NewServer(wsrv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = wsrv.Shutdown(ctx)
-		ts.Close()
-		ctl.Close()
-		_ = st.Close()
-	})
+	ts := serve(t, wsrv, wsrv)
 	c := wstest.Dial(t, "ws"+strings.TrimPrefix(ts.URL, "http"))
 	c.Subscribe("p.a", "q.a", "y.a")
 	c.Send(map[string]any{"op": "subscribe", "topic": "x.a", "ref": "x"})

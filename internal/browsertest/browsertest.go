@@ -5,6 +5,7 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -98,4 +99,40 @@ func (b *Browser) Close() {
 	if b.cancel != nil {
 		b.cancel()
 	}
+}
+
+// Eval evaluates the expression js in the tab of ctx, awaiting it if it
+// is a promise, and decodes its value into out unless out is nil.
+func Eval(ctx context.Context, js string, out any) error {
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decoding %s: %w", raw, err)
+		}
+	}
+	return nil
+}
+
+// Poll evaluates expr in the tab of ctx every interval until its value is
+// truthy, and fails with an error if it is not within timeout.
+func Poll(ctx context.Context, expr string, interval, timeout time.Duration) error {
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(interval), chromedp.WithPollingTimeout(timeout)))
+	return err
+}
+
+// Text evaluates js, an expression whose value is a string, in the tab
+// of ctx, giving it three seconds: it is for failure messages, so an
+// error comes back as the text "(unavailable: …)".
+func Text(ctx context.Context, js string) string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		return fmt.Sprintf("(unavailable: %v)", err)
+	}
+	return s
 }

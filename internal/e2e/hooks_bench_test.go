@@ -50,62 +50,60 @@ func hookNode(b *testing.B, on bool) string {
 	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"
 }
 
-// BenchmarkConnectHook measures a session's open (upgrade and welcome)
-// and close, one at a time, without hooks and with the connect hook
-// asking a local backend: connects per second, and what the hook adds.
-func BenchmarkConnectHook(b *testing.B) {
+// withHooksOffAndOn runs bench as the sub-benchmarks "off" and "on", each
+// on a hookNode of its own (without hooks, then with them) at url.
+func withHooksOffAndOn(b *testing.B, bench func(b *testing.B, url string)) {
 	for _, on := range []bool{false, true} {
 		name := "off"
 		if on {
 			name = "on"
 		}
-		b.Run(name, func(b *testing.B) {
-			url := hookNode(b, on)
-			ctx := context.Background()
-			for b.Loop() {
-				c, err := wstest.Open(ctx, url)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := c.Expect("welcome", time.Now().Add(10*time.Second)); err != nil {
-					b.Fatal(err)
-				}
-				_ = c.Close()
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "connects/s")
-		})
+		b.Run(name, func(b *testing.B) { bench(b, hookNode(b, on)) })
 	}
+}
+
+// BenchmarkConnectHook measures a session's open (upgrade and welcome)
+// and close, one at a time, without hooks and with the connect hook
+// asking a local backend: connects per second, and what the hook adds.
+func BenchmarkConnectHook(b *testing.B) {
+	withHooksOffAndOn(b, func(b *testing.B, url string) {
+		ctx := context.Background()
+		for b.Loop() {
+			c, err := wstest.Open(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Expect("welcome", time.Now().Add(10*time.Second)); err != nil {
+				b.Fatal(err)
+			}
+			_ = c.Close()
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "connects/s")
+	})
 }
 
 // BenchmarkPublishHook measures a WebSocket publish until its answer,
 // one at a time, without hooks and with the publish hook asking a local
 // backend: the latency the hook adds to a publish.
 func BenchmarkPublishHook(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		name := "off"
-		if on {
-			name = "on"
+	withHooksOffAndOn(b, func(b *testing.B, url string) {
+		c, err := wstest.Open(context.Background(), url)
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.Run(name, func(b *testing.B) {
-			url := hookNode(b, on)
-			c, err := wstest.Open(context.Background(), url)
-			if err != nil {
+		defer c.Close()
+		deadline := time.Now().Add(time.Minute)
+		if _, err := c.Expect("welcome", deadline); err != nil {
+			b.Fatal(err)
+		}
+		cmd := map[string]any{"op": "publish", "topic": "bench.hook", "data": 1}
+		for b.Loop() {
+			if err := c.Send(cmd); err != nil {
 				b.Fatal(err)
 			}
-			defer c.Close()
-			deadline := time.Now().Add(time.Minute)
-			if _, err := c.Expect("welcome", deadline); err != nil {
-				b.Fatal(err)
+			if f, err := c.Expect("published", deadline); err != nil {
+				b.Fatal(f.Raw, err)
 			}
-			cmd := map[string]any{"op": "publish", "topic": "bench.hook", "data": 1}
-			for b.Loop() {
-				if err := c.Send(cmd); err != nil {
-					b.Fatal(err)
-				}
-				if f, err := c.Expect("published", deadline); err != nil {
-					b.Fatal(f.Raw, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }

@@ -4,9 +4,12 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +47,30 @@ func Eventually(t testing.TB, within time.Duration, cond func() error) {
 	}
 }
 
+// Clock is a time source a test sets and moves, safe for concurrent use:
+// pass its Now where a package takes a clock.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock that reads now until it is moved.
+func NewClock(now time.Time) *Clock { return &Clock{now: now} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Add moves the clock by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
 // EpochOf returns topic's current epoch in st, starting the topic if it
 // has none; an error fails the test.
 func EpochOf(t testing.TB, st broker.History, topic string) string {
@@ -53,6 +80,37 @@ func EpochOf(t testing.TB, st broker.History, topic string) string {
 		t.Fatalf("Position(%q): %v", topic, err)
 	}
 	return pos.Epoch
+}
+
+// Publish publishes data, which must be JSON, to topic through b and
+// returns the message; an error fails the test.
+func Publish(t testing.TB, b *broker.Broker, topic, data string) *broker.Message {
+	t.Helper()
+	msgs, err := b.Publish(context.Background(), []broker.Publication{{Topic: topic, Data: json.RawMessage(data)}})
+	if err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+	return msgs[0]
+}
+
+// Subscribers makes n sessions with open, each subscribed to topic, and
+// closes them when the test or benchmark ends; an error fails it.
+func Subscribers(tb testing.TB, n int, open func() *broker.Session, topic string) []*broker.Session {
+	tb.Helper()
+	sessions := make([]*broker.Session, 0, n)
+	tb.Cleanup(func() {
+		for _, s := range sessions {
+			s.Close()
+		}
+	})
+	for range n {
+		s := open()
+		sessions = append(sessions, s)
+		if err := s.Subscribe(context.Background(), "", topic, nil); err != nil {
+			tb.Fatalf("subscribe %s: %v", topic, err)
+		}
+	}
+	return sessions
 }
 
 // BuildBroker builds cmd/broker as shipped (no race detector) into a
@@ -68,4 +126,26 @@ func BuildBroker(t testing.TB) string {
 		t.Fatalf("go build ./cmd/broker: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use: a logger, an exporter
+// or a child process's output copier writes to it while the test reads
+// it. The zero value is an empty buffer ready to use.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what has been written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

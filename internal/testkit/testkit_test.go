@@ -104,3 +104,35 @@ func TestEventuallyTriesAtLeastOnce(t *testing.T) {
 		t.Errorf("failed with %q, want one failure ending in %q", r.fatals, errStill)
 	}
 }
+
+func TestClockMovesOnlyWhenAdded(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	c := testkit.NewClock(start)
+	if got := c.Now(); !got.Equal(start) {
+		t.Fatalf("Now() = %v, want %v", got, start)
+	}
+	c.Add(90 * time.Second)
+	if got, want := c.Now(), start.Add(90*time.Second); !got.Equal(want) {
+		t.Fatalf("after Add(90s): %v, want %v", got, want)
+	}
+}
+
+func TestBufferTakesConcurrentWrites(t *testing.T) {
+	var b testkit.Buffer
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 100 {
+				_, _ = b.Write([]byte("x"))
+				_ = b.String()
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if got := len(b.String()); got != 400 {
+		t.Fatalf("%d bytes, want 400", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidings-io/tidings/control"
 	"github.com/tidings-io/tidings/control/controltest"
+	"github.com/tidings-io/tidings/internal/testkit"
 )
 
 func TestControlConformance(t *testing.T) {
@@ -20,27 +21,9 @@ func TestControlConformance(t *testing.T) {
 	}, nil)
 }
 
-// controlClock is a settable time source.
-type controlClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *controlClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *controlClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newControlClocked(t *testing.T) (*Store, *controlClock) {
+func newControlClocked(t *testing.T) (*Store, *testkit.Clock) {
 	t.Helper()
-	c := &controlClock{now: time.Unix(1_700_000_000, 0)}
+	c := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	s := New(Config{Now: c.Now})
 	t.Cleanup(func() { _ = s.Close() })
 	return s, c
@@ -68,23 +51,23 @@ func TestPresenceExpiresOnTheClock(t *testing.T) {
 		}
 	}
 	add("s1", "alice")
-	c.advance(10 * time.Second)
+	c.Add(10 * time.Second)
 	add("s2", "alice")
 	add("s3", "bob")
-	c.advance(20*time.Second - time.Millisecond)
+	c.Add(20*time.Second - time.Millisecond)
 	if got := mustStats(t, s, "room"); got != (control.PresenceStats{Sessions: 3, Users: 2}) {
 		t.Fatalf("1 ms before s1 expires: %+v, want 3 sessions, 2 users", got)
 	}
-	c.advance(time.Millisecond)
+	c.Add(time.Millisecond)
 	if got := mustStats(t, s, "room"); got != (control.PresenceStats{Sessions: 2, Users: 2}) {
 		t.Fatalf("when s1 expires: %+v, want 2 sessions, 2 users (alice still has s2)", got)
 	}
 	add("s3", "bob") // refreshed: lives 30 s from now
-	c.advance(10 * time.Second)
+	c.Add(10 * time.Second)
 	if got := mustStats(t, s, "room"); got != (control.PresenceStats{Sessions: 1, Users: 1}) {
 		t.Fatalf("when s2 expires: %+v, want only bob's refreshed s3", got)
 	}
-	c.advance(20 * time.Second)
+	c.Add(20 * time.Second)
 	if got := mustStats(t, s, "room"); got != (control.PresenceStats{}) {
 		t.Fatalf("when s3 expires: %+v, want zero", got)
 	}
@@ -128,7 +111,7 @@ func TestAbandonedPresenceIsSwept(t *testing.T) {
 	if err := s.UpdatePresence(t.Context(), control.PresenceUpdate{Add: add, TTL: 30 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	c.advance(presenceSweepEvery + time.Second)
+	c.Add(presenceSweepEvery + time.Second)
 	if err := s.UpdatePresence(t.Context(), control.PresenceUpdate{TTL: time.Minute,
 		Add: []control.PresenceEntry{{Topic: "live", Session: "s", Node: "n"}}}); err != nil {
 		t.Fatal(err)
@@ -155,7 +138,7 @@ func TestRevocationsAndNodesExpireOnTheClock(t *testing.T) {
 	if err := s.Announce(ctx, control.NodeInfo{ID: "n1"}, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c.advance(15*time.Second - time.Millisecond)
+	c.Add(15*time.Second - time.Millisecond)
 	revs, err := s.Revocations(ctx)
 	if err != nil || len(revs) != 1 || !revs[0].Until.Equal(time.Unix(1_700_000_060, 0)) {
 		t.Fatalf("revocations = %+v, %v; want alice's until the later minute", revs, err)
@@ -163,11 +146,11 @@ func TestRevocationsAndNodesExpireOnTheClock(t *testing.T) {
 	if nodes, err := s.Nodes(ctx); err != nil || len(nodes) != 1 {
 		t.Fatalf("nodes 1 ms before the TTL = %+v, %v; want n1", nodes, err)
 	}
-	c.advance(time.Millisecond)
+	c.Add(time.Millisecond)
 	if nodes, err := s.Nodes(ctx); err != nil || len(nodes) != 0 {
 		t.Fatalf("nodes at the TTL = %+v, %v; want none", nodes, err)
 	}
-	c.advance(45 * time.Second)
+	c.Add(45 * time.Second)
 	if revs, err := s.Revocations(ctx); err != nil || len(revs) != 0 {
 		t.Fatalf("revocations at their Until = %+v, %v; want none", revs, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/store/storetest"
 	"go.uber.org/goleak"
@@ -49,35 +50,17 @@ func TestClosedStoreRefusesWork(t *testing.T) {
 	}
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // newClocked returns a store with a one-minute history TTL and idempotency
 // window on a clock the test moves.
-func newClocked(t *testing.T) (*memory.Store, *clock) {
+func newClocked(t *testing.T) (*memory.Store, *testkit.Clock) {
 	t.Helper()
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	c := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	s := memory.New(memory.Config{HistoryTTL: time.Minute, IdempotencyWindow: time.Minute, Now: c.Now})
 	t.Cleanup(func() { _ = s.Close() })
 	return s, c
 }
 
-func publishTo(t *testing.T, s *memory.Store, c *clock, topic, key string) *broker.Message {
+func publishTo(t *testing.T, s *memory.Store, c *testkit.Clock, topic, key string) *broker.Message {
 	t.Helper()
 	m := &broker.Message{ID: uuid.NewString(), Topic: topic, Time: c.Now(), Data: json.RawMessage(`1`), IdempotencyKey: key}
 	if err := s.Publish(t.Context(), []*broker.Message{m}); err != nil {
@@ -97,12 +80,12 @@ func TestIdleTopicsAreForgotten(t *testing.T) {
 	if _, err := s.Position(t.Context(), "order.read-only"); err != nil {
 		t.Fatal(err)
 	}
-	c.advance(30 * time.Second)
+	c.Add(30 * time.Second)
 	s.Sweep()
 	if n := s.Topics(); n != 1001 {
 		t.Fatalf("after 30 s the store holds %d topics, want all 1001 (history still live)", n)
 	}
-	c.advance(31 * time.Second)
+	c.Add(31 * time.Second)
 	s.Sweep()
 	if n := s.Topics(); n != 0 {
 		t.Fatalf("after 61 s idle the store holds %d topics, want 0", n)
@@ -121,7 +104,7 @@ func TestWatchedTopicIsKept(t *testing.T) {
 	}
 	first := publishTo(t, s, c, "room.1", "")
 	publishTo(t, s, c, "room.2", "")
-	c.advance(time.Hour)
+	c.Add(time.Hour)
 	s.Sweep()
 	if n := s.Topics(); n != 1 {
 		t.Fatalf("the store holds %d topics, want only the watched room.1 (a wildcard watch keeps none)", n)
@@ -130,7 +113,7 @@ func TestWatchedTopicIsKept(t *testing.T) {
 		t.Fatalf("watched topic went on at %d in epoch %s, want 2 in %s", next.Offset, next.Epoch, first.Epoch)
 	}
 	s.Unwatch("room.1")
-	c.advance(time.Hour)
+	c.Add(time.Hour)
 	s.Sweep()
 	if n := s.Topics(); n != 0 {
 		t.Fatalf("after the last Unwatch and an idle hour the store holds %d topics, want 0", n)
@@ -146,7 +129,7 @@ func TestForgottenTopicStartsANewEpoch(t *testing.T) {
 		publishTo(t, s, c, "order.42", "")
 	}
 	last := publishTo(t, s, c, "order.42", "k")
-	c.advance(2 * time.Minute)
+	c.Add(2 * time.Minute)
 	s.Sweep()
 	for _, since := range []broker.Position{{Offset: last.Offset, Epoch: last.Epoch}, {Offset: 1, Epoch: last.Epoch}} {
 		msgs, pos, ok, err := s.Since(t.Context(), "order.42", since)
@@ -171,11 +154,11 @@ func TestIdempotencyKeyExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := publishTo(t, s, c, "pay.1", "k")
-	c.advance(59 * time.Second)
+	c.Add(59 * time.Second)
 	if retry := publishTo(t, s, c, "pay.1", "k"); !retry.Duplicate || retry.ID != first.ID {
 		t.Fatalf("a retry within the window was stored again at %d", retry.Offset)
 	}
-	c.advance(2 * time.Second)
+	c.Add(2 * time.Second)
 	if late := publishTo(t, s, c, "pay.1", "k"); late.Duplicate || late.Offset != 2 {
 		t.Fatalf("a publish after the window: offset %d, duplicate %v; want stored at 2", late.Offset, late.Duplicate)
 	}
@@ -207,7 +190,7 @@ func TestSweepDuringPublishLosesNothing(t *testing.T) {
 		// Every topic is idle now, so the sweeper may forget the topic
 		// while the publish looks it up; the clock stands still until the
 		// read below, so it cannot forget it after the publish.
-		c.advance(2 * time.Minute)
+		c.Add(2 * time.Minute)
 		m := publishTo(t, s, c, "t."+strconv.Itoa(i%7), "")
 		msgs, pos, ok, err := s.Since(t.Context(), m.Topic, broker.Position{Offset: m.Offset - 1, Epoch: m.Epoch})
 		if err != nil {

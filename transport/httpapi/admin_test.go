@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,22 +29,13 @@ var jwtKey = []byte("admin-test-key-0123456789abcdef-0123456789")
 
 // logBuffer collects a logger's JSON lines.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
+	testkit.Buffer
 }
 
 // lines returns the records whose msg is msg.
 func (l *logBuffer) lines(msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(l.buf.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)
@@ -221,20 +210,10 @@ func TestSessionsAPI(t *testing.T) {
 	e := newAdminEnv(t, nil)
 	c := e.dial(t, "alice")
 	c.Subscribe("s.a", "s.b")
-	type info struct {
-		Session            string    `json:"session"`
-		User               string    `json:"user"`
-		Node               string    `json:"node"`
-		Remote             string    `json:"remote"`
-		Transport          string    `json:"transport"`
-		Subscriptions      []string  `json:"subscriptions"`
-		SubscriptionsTotal int       `json:"subscriptions_total"`
-		ConnectedAt        time.Time `json:"connected_at"`
-	}
-	get := func(q string) []info {
+	get := func(q string) []node.SessionInfo {
 		t.Helper()
 		w := e.call(http.MethodGet, "/v1/sessions?"+q, "", "127.0.0.1:1000")
-		var body struct{ Sessions []info }
+		var body struct{ Sessions []node.SessionInfo }
 		if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Sessions == nil {
 			t.Fatalf("sessions?%s: %d %s", q, w.Code, w.Body)
 		}

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
-	"github.com/tidings-io/tidings/session"
-	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
-	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
 // FuzzControlBody posts arbitrary bodies to the server API's actions.
@@ -35,19 +30,8 @@ func FuzzControlBody(f *testing.F) {
 			f.Add([]byte(seed), uint8(i))
 		}
 	}
-	st := memory.New(memory.Config{})
-	b := broker.New(broker.Config{}, st, wstransport.Encoder{})
-	ctl := node.New(node.Config{Broker: b, Backend: st, ID: "fuzz", AckTimeout: time.Second})
-	if err := ctl.Start(context.Background()); err != nil {
-		f.Fatal(err)
-	}
-	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
+	b, ctl, wsrv := controlled(f, node.Config{ID: "fuzz", AckTimeout: time.Second})
 	api := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
-	f.Cleanup(func() {
-		_ = wsrv.Shutdown(context.Background())
-		ctl.Close()
-		_ = st.Close()
-	})
 	f.Fuzz(func(t *testing.T, body []byte, which uint8) {
 		path := paths[int(which)%len(paths)]
 		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,12 +8,8 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/auth"
-	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
-	"github.com/tidings-io/tidings/session"
-	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
-	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
 // SetLimits changes the largest body and the rate of the keys without a
@@ -47,13 +42,7 @@ func TestSetLimits(t *testing.T) {
 // returns, as it is at each call.
 func TestInfoShowsSettings(t *testing.T) {
 	t.Parallel()
-	st := memory.New(memory.Config{})
-	b := broker.New(broker.Config{}, st, wstransport.Encoder{})
-	ctl := node.New(node.Config{Broker: b, Backend: st, ID: "n1"})
-	if err := ctl.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
+	b, ctl, wsrv := controlled(t, node.Config{ID: "n1"})
 	calls := 0
 	settings := func() any {
 		calls++
@@ -61,11 +50,6 @@ func TestInfoShowsSettings(t *testing.T) {
 	}
 	with := httpapi.New(httpapi.Config{Control: ctl, Settings: settings}, b, wsrv)
 	without := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
-	t.Cleanup(func() {
-		_ = wsrv.Shutdown(context.Background())
-		ctl.Close()
-		_ = st.Close()
-	})
 	info := func(api *httpapi.API) map[string]json.RawMessage {
 		req := httptest.NewRequest(http.MethodGet, "/v1/info", nil)
 		req.RemoteAddr = "127.0.0.1:1000"

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/control/node"
 	"github.com/tidings-io/tidings/internal/wstest"
+	"github.com/tidings-io/tidings/session"
 	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
@@ -41,7 +43,36 @@ func newEnv(t testing.TB, cfg httpapi.Config) *testEnv {
 	store := memory.New(memory.Config{})
 	b := broker.New(broker.Config{}, store, wstransport.Encoder{})
 	wsrv := wstransport.New(wstransport.Config{}, b)
-	api := httpapi.New(cfg, b, wsrv)
+	return serveEnv(t, httpapi.New(cfg, b, wsrv), b, store, wsrv, nil)
+}
+
+// controlled starts a control plane with cfg on a broker on a memory
+// store, and a WebSocket server whose sessions it registers. When the
+// test ends the server shuts down, then the control plane and store
+// close.
+func controlled(t testing.TB, cfg node.Config) (*broker.Broker, *node.Node, *wstransport.Server) {
+	t.Helper()
+	st := memory.New(memory.Config{})
+	b := broker.New(broker.Config{}, st, wstransport.Encoder{})
+	cfg.Broker, cfg.Backend = b, st
+	ctl := node.New(cfg)
+	if err := ctl.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
+	t.Cleanup(func() {
+		_ = wsrv.Shutdown(context.Background())
+		ctl.Close()
+		_ = st.Close()
+	})
+	return b, ctl, wsrv
+}
+
+// serveEnv serves api on a test server. When the test ends it shuts wsrv
+// down, closes the server and store, then calls stop, if not nil, with
+// the shutdown's context.
+func serveEnv(t testing.TB, api *httpapi.API, b *broker.Broker, store *memory.Store, wsrv *wstransport.Server, stop func(context.Context)) *testEnv {
+	t.Helper()
 	srv := httptest.NewServer(api)
 	tr := &http.Transport{DisableCompression: true}
 	e := &testEnv{api: api, b: b, store: store, wsrv: wsrv, srv: srv, hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
@@ -54,6 +85,9 @@ func newEnv(t testing.TB, cfg httpapi.Config) *testEnv {
 		}
 		srv.Close()
 		_ = store.Close()
+		if stop != nil {
+			stop(ctx)
+		}
 	})
 	return e
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"sort"
@@ -46,21 +45,7 @@ func newObservedEnvWith(t testing.TB, tel *tracing.Telemetry, bcfg broker.Config
 	wsrv := wstransport.New(wstransport.Config{NodeID: "node-m", CloseTimeout: 2 * time.Second, WriteTimeout: time.Second,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagator: tel.Propagator}, b)
 	cfg.Metrics, cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator = tel.MetricsHandler, tel.TracerProvider, tel.MeterProvider, tel.Propagator
-	api := httpapi.New(cfg, b, wsrv)
-	srv := httptest.NewServer(api)
-	tr := &http.Transport{DisableCompression: true}
-	e := &testEnv{api: api, b: b, store: store, wsrv: wsrv, srv: srv, hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := wsrv.Shutdown(ctx); err != nil {
-			t.Errorf("ws shutdown: %v", err)
-		}
-		srv.Close()
-		_ = store.Close()
-		_ = tel.Shutdown(ctx)
-	})
+	e := serveEnv(t, httpapi.New(cfg, b, wsrv), b, store, wsrv, func(ctx context.Context) { _ = tel.Shutdown(ctx) })
 	return e, tel
 }
 

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,12 +10,8 @@ import (
 	"testing"
 
 	"github.com/tidings-io/tidings/auth"
-	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control/node"
-	"github.com/tidings-io/tidings/session"
-	"github.com/tidings-io/tidings/store/memory"
 	"github.com/tidings-io/tidings/transport/httpapi"
-	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
 const adminKey = "admin-key-0123456789abcdef-0123"
@@ -142,21 +137,10 @@ func TestServerAPINeedsAnAdminKey(t *testing.T) {
 // client not on loopback is refused.
 func TestEveryServerAPICallNeedsAnAdminKey(t *testing.T) {
 	t.Parallel()
-	st := memory.New(memory.Config{})
-	b := broker.New(broker.Config{}, st, wstransport.Encoder{})
-	ctl := node.New(node.Config{Broker: b, Backend: st, ID: "n1", Presence: true})
-	if err := ctl.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	wsrv := wstransport.New(wstransport.Config{Services: session.Services{Registry: ctl}}, b)
+	b, ctl, wsrv := controlled(t, node.Config{ID: "n1", Presence: true})
 	keys := []auth.APIKey{{Name: "ops", Secret: opsKey}, {Name: "root", Secret: adminKey, Admin: true}}
 	withKeys := httpapi.New(httpapi.Config{APIKeys: keys, Control: ctl}, b, wsrv)
 	withoutKeys := httpapi.New(httpapi.Config{Control: ctl}, b, wsrv)
-	t.Cleanup(func() {
-		_ = wsrv.Shutdown(context.Background())
-		ctl.Close()
-		_ = st.Close()
-	})
 	calls := []struct{ method, path, body string }{
 		{http.MethodGet, "/v1/history?topic=x.y", ""},
 		{http.MethodGet, "/v1/presence?topic=x.y", ""},

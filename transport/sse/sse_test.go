@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/limit"
 	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/session"
@@ -90,6 +91,18 @@ func (e *env) open(t *testing.T, q url.Values, header http.Header) *stream {
 }
 
 func (s *stream) close() { _ = s.resp.Body.Close() }
+
+// subscribed opens a stream on ts and reads its welcome, then a
+// subscribed event for each topic.
+func (e *env) subscribed(t *testing.T, ts ...string) *stream {
+	t.Helper()
+	s := e.open(t, topics(ts...), nil)
+	s.expect("welcome")
+	for range ts {
+		s.expect("subscribed")
+	}
+	return s
+}
 
 // read parses the event stream, checking every line.
 func (s *stream) read() {
@@ -206,15 +219,6 @@ func (s *stream) ended() {
 	}
 }
 
-func publish(t *testing.T, b *broker.Broker, topic, data string) *broker.Message {
-	t.Helper()
-	msgs, err := b.Publish(context.Background(), []broker.Publication{{Topic: topic, Data: json.RawMessage(data)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msgs[0]
-}
-
 // expectMessage reads a message event for m and checks that its data is
 // the JSON of a WebSocket `message` frame, byte for byte.
 func (s *stream) expectMessage(m *broker.Message, sub string) event {
@@ -255,7 +259,7 @@ func TestHeadersWelcomeSubscribedAndMessagesInOrder(t *testing.T) {
 	}
 	var ids []string
 	for i := 1; i <= 5; i++ {
-		m := publish(t, e.b, "news", fmt.Sprintf(`{"n":%d}`, i))
+		m := testkit.Publish(t, e.b, "news", fmt.Sprintf(`{"n":%d}`, i))
 		ids = append(ids, s.expectMessage(m, "").id)
 	}
 	for i := 1; i < len(ids); i++ {
@@ -267,27 +271,21 @@ func TestHeadersWelcomeSubscribedAndMessagesInOrder(t *testing.T) {
 
 func TestDataWithLineBreaksSpansDataLines(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{})
-	s := e.open(t, topics("t"), nil)
-	s.expect("welcome")
-	s.expect("subscribed")
-	m := publish(t, e.b, "t", "{\n  \"a\": [1,\n 2]\n}")
+	s := e.subscribed(t, "t")
+	m := testkit.Publish(t, e.b, "t", "{\n  \"a\": [1,\n 2]\n}")
 	s.expectMessage(m, "")
 }
 
 func TestResumeWithLastEventID(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{})
-	s := e.open(t, topics("a", "b", "quiet"), nil)
-	s.expect("welcome")
-	for range 3 {
-		s.expect("subscribed")
-	}
-	s.expectMessage(publish(t, e.b, "a", `1`), "")
-	s.expectMessage(publish(t, e.b, "b", `1`), "")
-	last := s.expectMessage(publish(t, e.b, "a", `2`), "").id
+	s := e.subscribed(t, "a", "b", "quiet")
+	s.expectMessage(testkit.Publish(t, e.b, "a", `1`), "")
+	s.expectMessage(testkit.Publish(t, e.b, "b", `1`), "")
+	last := s.expectMessage(testkit.Publish(t, e.b, "a", `2`), "").id
 	s.close()
 
 	// While the client is away.
-	missed := []*broker.Message{publish(t, e.b, "a", `3`), publish(t, e.b, "b", `2`), publish(t, e.b, "quiet", `1`)}
+	missed := []*broker.Message{testkit.Publish(t, e.b, "a", `3`), testkit.Publish(t, e.b, "b", `2`), testkit.Publish(t, e.b, "quiet", `1`)}
 
 	s2 := e.open(t, topics("a", "b", "quiet"), http.Header{"Last-Event-Id": {last}})
 	s2.expect("welcome")
@@ -305,17 +303,15 @@ func TestResumeWithLastEventID(t *testing.T) {
 			s2.expectMessage(m, "")
 		}
 	}
-	s2.expectMessage(publish(t, e.b, "a", `4`), "")
+	s2.expectMessage(testkit.Publish(t, e.b, "a", `4`), "")
 }
 
 func TestResumeWithLastEventIDQueryOnOtherTopics(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{})
-	s := e.open(t, topics("a"), nil)
-	s.expect("welcome")
-	s.expect("subscribed")
-	last := s.expectMessage(publish(t, e.b, "a", `1`), "").id
+	s := e.subscribed(t, "a")
+	last := s.expectMessage(testkit.Publish(t, e.b, "a", `1`), "").id
 	s.close()
-	missed := publish(t, e.b, "a", `2`)
+	missed := testkit.Publish(t, e.b, "a", `2`)
 
 	// A client that opens a new stream, with one more topic, carries its
 	// cursor in the query; the header, when present, wins.
@@ -342,7 +338,7 @@ func TestResumeWithLastEventIDQueryOnOtherTopics(t *testing.T) {
 
 func TestBadLastEventIDIsIgnored(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{})
-	publish(t, e.b, "a", `1`)
+	testkit.Publish(t, e.b, "a", `1`)
 	for _, id := range []string{"garbage!", "e30", "eyJhIjoxfQ"} { // not base64url; {}; {"a":1}
 		s := e.open(t, topics("a"), http.Header{"Last-Event-Id": {id}})
 		s.expect("welcome")
@@ -366,8 +362,8 @@ func TestWildcardTopic(t *testing.T) {
 		t.Fatalf("wildcard subscribed carries an offset: %v", sub)
 	}
 	s.expect("subscribed")
-	s.expectMessage(publish(t, e.b, "chat.two", `"x"`), "chat.*")
-	m := publish(t, e.b, "chat.one", `"y"`)
+	s.expectMessage(testkit.Publish(t, e.b, "chat.two", `"x"`), "chat.*")
+	m := testkit.Publish(t, e.b, "chat.one", `"y"`)
 	// Once through each subscription, in either order.
 	evs := []event{s.next(), s.next()}
 	seen := map[bool]bool{}
@@ -427,7 +423,7 @@ func TestTokenRequiredWhenTokensSet(t *testing.T) {
 	if _, er := s.expect("error"); er["code"] != protocol.CodeForbidden {
 		t.Fatalf("error %v", er)
 	}
-	s.expectMessage(publish(t, e.b, "public.a", `1`), "")
+	s.expectMessage(testkit.Publish(t, e.b, "public.a", `1`), "")
 	if n := e.srv.Refused()[limit.ReasonToken]; n != 2 {
 		t.Fatalf("refused tokens %d, want 2", n)
 	}
@@ -489,9 +485,7 @@ func TestMaxSessions(t *testing.T) {
 
 func TestHeartbeatComment(t *testing.T) {
 	e := newEnv(t, sse.Config{Settings: httpstream.Settings{Heartbeat: 20 * time.Millisecond}}, broker.Config{})
-	s := e.open(t, topics("a"), nil)
-	s.expect("welcome")
-	s.expect("subscribed")
+	s := e.subscribed(t, "a")
 	for {
 		ev := s.nextAny()
 		if len(ev.comments) == 1 && ev.comments[0] == "ping" && ev.typ == "" && ev.data == "" {
@@ -503,10 +497,8 @@ func TestHeartbeatComment(t *testing.T) {
 
 func TestShutdownSendsCloseAndEndsStream(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{})
-	s := e.open(t, topics("a"), nil)
-	s.expect("welcome")
-	s.expect("subscribed")
-	m := publish(t, e.b, "a", `1`)
+	s := e.subscribed(t, "a")
+	m := testkit.Publish(t, e.b, "a", `1`)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.srv.Shutdown(ctx); err != nil {
@@ -529,9 +521,7 @@ func TestShutdownSendsCloseAndEndsStream(t *testing.T) {
 
 func TestSlowConsumerIsClosedWith1008(t *testing.T) {
 	e := newEnv(t, sse.Config{}, broker.Config{QueueSize: 2})
-	s := e.open(t, topics("a"), nil)
-	s.expect("welcome")
-	s.expect("subscribed")
+	s := e.subscribed(t, "a")
 	pubs := make([]broker.Publication, 200)
 	for i := range pubs {
 		pubs[i] = broker.Publication{Topic: "a", Data: json.RawMessage(`1`)}
@@ -580,9 +570,9 @@ func TestHTTP2StreamResumes(t *testing.T) {
 	}
 	s.expect("welcome")
 	s.expect("subscribed")
-	last := s.expectMessage(publish(t, e.b, "a", `1`), "").id
+	last := s.expectMessage(testkit.Publish(t, e.b, "a", `1`), "").id
 	s.close()
-	missed := publish(t, e.b, "a", `2`)
+	missed := testkit.Publish(t, e.b, "a", `2`)
 	s2 := e.open(t, topics("a"), http.Header{"Last-Event-Id": {last}})
 	s2.expect("welcome")
 	if _, sub := s2.expect("subscribed"); sub["recovered"] != true {

@@ -24,7 +24,7 @@ func TestShutdownSends1001AfterEverythingQueued(t *testing.T) {
 	c.expect("subscribed")
 	var sent []*broker.Message
 	for i := range 50 {
-		sent = append(sent, publish(t, e.b, "a", fmt.Sprint(i)))
+		sent = append(sent, testkit.Publish(t, e.b, "a", fmt.Sprint(i)))
 	}
 	c.mustPost(`{"op":"publish","topic":"a","data":"last","ref":"p"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

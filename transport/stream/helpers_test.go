@@ -327,15 +327,6 @@ func (c *conn) mustPost(body string) {
 	}
 }
 
-func publish(t *testing.T, b *broker.Broker, topic, data string) *broker.Message {
-	t.Helper()
-	msgs, err := b.Publish(context.Background(), []broker.Publication{{Topic: topic, Data: json.RawMessage(data)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msgs[0]
-}
-
 func decode(t *testing.T, p []byte) map[string]any {
 	t.Helper()
 	var m map[string]any

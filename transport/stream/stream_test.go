@@ -60,7 +60,7 @@ func TestSubscribePublishUnsubscribeThroughPosts(t *testing.T) {
 	if sub["ref"] != "s1" || sub["topic"] != "news" || sub["recovered"] != false || sub["offset"] != float64(0) {
 		t.Fatalf("subscribed %v", sub)
 	}
-	c.expectMessage(publish(t, e.b, "news", `{"n": 1}`), "")
+	c.expectMessage(testkit.Publish(t, e.b, "news", `{"n": 1}`), "")
 
 	// An array: run in order, each answered on the stream.
 	c.mustPost(`[{"op":"publish","topic":"news","data":{"from":"post"},"ref":"p1"}, {"op":"ping","ref":"x"}]`)
@@ -84,7 +84,7 @@ func TestSubscribePublishUnsubscribeThroughPosts(t *testing.T) {
 	if u := c.expect("unsubscribed"); u["ref"] != "u1" || u["topic"] != "news" {
 		t.Fatalf("unsubscribed %v", u)
 	}
-	publish(t, e.b, "news", `3`)
+	testkit.Publish(t, e.b, "news", `3`)
 	c.mustPost(`{"op":"ping","ref":"after"}`)
 	if p := c.expect("pong"); p["ref"] != "after" {
 		t.Fatalf("pong %v: a message after unsubscribe?", p)
@@ -108,8 +108,8 @@ func TestWildcardSubscription(t *testing.T) {
 		t.Fatalf("a wildcard's subscribed carries an offset: %v", s)
 	}
 	c.expect("subscribed")
-	c.expectMessage(publish(t, e.b, "chat.two", `"x"`), "chat.*")
-	m := publish(t, e.b, "chat.one", `"y"`)
+	c.expectMessage(testkit.Publish(t, e.b, "chat.two", `"x"`), "chat.*")
+	m := testkit.Publish(t, e.b, "chat.one", `"y"`)
 	// Once through each subscription; both frames as the WebSocket's.
 	a, b := c.next(), c.next()
 	exact, wild := string(wsMessage(m, "")), string(wsMessage(m, "chat.*"))
@@ -127,7 +127,7 @@ func TestResumeWithSince(t *testing.T) {
 	c.expect("subscribed")
 	var last *broker.Message
 	for i := 1; i <= 3; i++ {
-		last = publish(t, e.b, "t", fmt.Sprint(i))
+		last = testkit.Publish(t, e.b, "t", fmt.Sprint(i))
 		c.expectMessage(last, "")
 	}
 	c.close()
@@ -143,7 +143,7 @@ func TestResumeWithSince(t *testing.T) {
 
 	var missed []*broker.Message
 	for i := 4; i <= 6; i++ {
-		missed = append(missed, publish(t, e.b, "t", fmt.Sprint(i)))
+		missed = append(missed, testkit.Publish(t, e.b, "t", fmt.Sprint(i)))
 	}
 	c2 := e.open(t, "")
 	c2.expect("welcome")
@@ -154,7 +154,7 @@ func TestResumeWithSince(t *testing.T) {
 	for _, m := range missed {
 		c2.expectMessage(m, "")
 	}
-	c2.expectMessage(publish(t, e.b, "t", `7`), "")
+	c2.expectMessage(testkit.Publish(t, e.b, "t", `7`), "")
 	c2.mustPost(`{"op":"ping","ref":"end"}`)
 	if p := c2.expect("pong"); p["ref"] != "end" {
 		t.Fatalf("pong %v", p)
@@ -345,7 +345,7 @@ func TestHTTP2(t *testing.T) {
 	c.expect("welcome")
 	c.mustPost(`{"op":"subscribe","topic":"h2"}`)
 	c.expect("subscribed")
-	c.expectMessage(publish(t, e.b, "h2", `{"over":"h2"}`), "")
+	c.expectMessage(testkit.Publish(t, e.b, "h2", `{"over":"h2"}`), "")
 	c.close()
 	testkit.Eventually(t, 5*time.Second, func() error {
 		if n := e.srv.Sessions(); n != 0 {

@@ -1,7 +1,6 @@
 package ws_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -68,24 +67,11 @@ func BenchmarkDeliverCompressed(b *testing.B) {
 				enc := wsserver.NewDeflateEncoder(0)
 				deflate := &timedEncoder{Encoder: enc}
 				encoding := br.AddEncoder(deflate)
-				sessions := make([]*broker.Session, n)
-				for i := range sessions {
-					var s *broker.Session
-					if compressed {
-						s = br.NewSessionEncoded(encoding)
-					} else {
-						s = br.NewSession()
-					}
-					if err := s.Subscribe(context.Background(), "", "prices.eurusd", nil); err != nil {
-						b.Fatal(err)
-					}
-					sessions[i] = s
+				open := br.NewSession
+				if compressed {
+					open = func() *broker.Session { return br.NewSessionEncoded(encoding) }
 				}
-				b.Cleanup(func() {
-					for _, s := range sessions {
-						s.Close()
-					}
-				})
+				sessions := testkit.Subscribers(b, n, open, "prices.eurusd")
 				spare := make([][][]byte, n)
 				var frames, bytes int
 				drain := func() {
