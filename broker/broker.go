@@ -109,9 +109,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.MaxPatternSegments, DefaultMaxPatternSegments)
 	defaults.Positive(&c.MaxSessionPatternSegments, DefaultMaxSessionPatternSegments)
 	defaults.Positive(&c.MaxPatternNodes, DefaultMaxPatternNodes)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	defaults.Clock(&c.Now)
 	return c
 }
 

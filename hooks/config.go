@@ -104,9 +104,7 @@ func (c Config) withDefaults() Config {
 	if c.Propagator == nil {
 		c.Propagator = telem.W3C()
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	return c
 }
 

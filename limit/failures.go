@@ -42,9 +42,7 @@ func (c FailureConfig) withDefaults() FailureConfig {
 		c.MaxBackoff = max(c.Backoff, 10*time.Minute)
 	}
 	defaults.Positive(&c.MaxAddrs, 10000)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	defaults.Clock(&c.Now)
 	return c
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"golang.org/x/time/rate"
 )
 
@@ -77,9 +78,7 @@ type entry struct {
 
 // New returns a limiter applying cfg to each address.
 func New(cfg Config) *PerAddr {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	defaults.Clock(&cfg.Now)
 	if cfg.Rate > 0 && cfg.Burst <= 0 {
 		cfg.Burst = max(1, int(math.Ceil(cfg.Rate)))
 	}

@@ -4,6 +4,11 @@
 // too.
 package defaults
 
+import (
+	"log/slog"
+	"time"
+)
+
 // Positive sets *v to def unless *v is positive: zero or negative means
 // the default.
 func Positive[T ~int | ~int64 | ~float64](v *T, def T) {
@@ -18,5 +23,19 @@ func Zero[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
 		*v = def
+	}
+}
+
+// Logger sets a nil *l to a logger that discards every record.
+func Logger(l **slog.Logger) {
+	if *l == nil {
+		*l = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Clock sets a nil *now to time.Now.
+func Clock(now *func() time.Time) {
+	if *now == nil {
+		*now = time.Now
 	}
 }

@@ -79,9 +79,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
 	defaults.Positive(&c.HistoryBytes, DefaultHistoryBytes)
 	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	defaults.Clock(&c.Now)
 	return c
 }
 

@@ -139,9 +139,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.MetaTTL, DefaultMetaTTL)
 	defaults.Zero(&c.MaxCoalesce, DefaultMaxCoalesce)
 	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	return c
 }
 

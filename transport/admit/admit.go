@@ -111,9 +111,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.IPConnBurst, DefaultIPConnBurst)
 	defaults.Zero(&c.IPMaxConns, DefaultIPMaxConns)
 	defaults.Zero(&c.Transport, "websocket")
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	return c
 }
 

@@ -110,9 +110,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
 	defaults.Positive(&c.MaxBatch, DefaultMaxBatch)
 	defaults.Zero(&c.PublishRate, DefaultPublishRate)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	return c
 }
 

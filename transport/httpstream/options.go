@@ -67,8 +67,6 @@ func (s Settings) WithDefaults() Settings {
 	defaults.Zero(&s.NodeID, DefaultNodeID)
 	defaults.Positive(&s.Heartbeat, DefaultHeartbeat)
 	defaults.Positive(&s.WriteTimeout, DefaultWriteTimeout)
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&s.Logger)
 	return s
 }

@@ -115,9 +115,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.Heartbeat, DefaultHeartbeat)
 	defaults.Positive(&c.CloseTimeout, DefaultCloseTimeout)
 	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	c.OpLimits = c.OpLimits.WithDefaults()
 	defaults.Positive(&c.CompressionMinSize, DefaultCompressionMinSize)
 	return c
