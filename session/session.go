@@ -111,7 +111,7 @@ type Config struct {
 	Broker *broker.Broker
 	// Publishes admits publishes until shutdown and waits for them.
 	Publishes *gate.Gate
-	// Refused counts refusals by the Refused* reasons; it must know
+	// Refused counts refusals by reason (limit.Reason*); it must know
 	// RefusalReasons.
 	Refused *limit.Tally
 	// Tracer starts the publish spans; nil: tracing off.

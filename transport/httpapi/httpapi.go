@@ -128,7 +128,7 @@ type API struct {
 	keysMu   sync.Mutex                // orders SetLimits
 	keyFails *limit.Failures           // failed API keys by client address
 	resolver *clientip.Resolver
-	refused  *limit.Tally // by the Refused* reasons
+	refused  *limit.Tally // by reason (limit.ReasonHTTP*)
 	tel      telemetry
 	// maxBody is Config.MaxBodySize, which SetLimits changes.
 	maxBody atomic.Int64

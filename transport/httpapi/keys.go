@@ -29,7 +29,7 @@ func newKeyFailures() *limit.Failures { return limit.NewFailures(limit.FailureCo
 
 // Stats are the publish API's counters.
 type Stats struct {
-	// Refused counts refused publishes by reason (the Refused* constants),
+	// Refused counts refused publishes by reason (limit.Reason*),
 	// every reason present.
 	Refused map[limit.Reason]uint64
 }

@@ -175,7 +175,7 @@ type Stats struct {
 	// close frame with no code, 1006 for a connection that dropped without
 	// a close frame.
 	CloseReceived map[int]uint64
-	// Refused counts refusals by reason (the Refused* constants), every
+	// Refused counts refusals by reason (limit.Reason*), every
 	// reason present.
 	Refused map[limit.Reason]uint64
 }
