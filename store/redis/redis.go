@@ -165,9 +165,11 @@ type Store struct {
 	// wildcardsSeen is set in cluster mode while some node has wildcard
 	// subscriptions, so publishes also go to the wildcard channels.
 	wildcardsSeen atomic.Bool
-	// wildcardsAbsentSince is when the health loop first read the
-	// wildcards key as absent, in a run of such reads (0: it was present).
-	// Only the health loop uses it.
+	// wildcardsAbsentSince is when a read of the wildcards key
+	// (refreshWildcards) first found it absent, in a run of such reads (0:
+	// it was present); under wildcardsMu, as a read may run beside
+	// watchWildcards' own.
+	wildcardsMu          sync.Mutex
 	wildcardsAbsentSince time.Time
 }
 
@@ -399,6 +401,8 @@ func (s *Store) refreshWildcards(ctx context.Context) error {
 // turns the flag on at once; absent turns it off only once the key has
 // read absent for wildcardsLinger.
 func (s *Store) noteWildcards(present bool, now time.Time) {
+	s.wildcardsMu.Lock()
+	defer s.wildcardsMu.Unlock()
 	switch {
 	case present:
 		s.wildcardsAbsentSince = time.Time{}
