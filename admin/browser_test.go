@@ -32,7 +32,6 @@ import (
 	"github.com/tidings-io/tidings/transport/httpapi"
 	"github.com/tidings-io/tidings/transport/ws"
 	"github.com/tidings-io/tidings/web"
-	"go.uber.org/goleak"
 )
 
 // screenshots is where the tests write the console's screenshots; empty:
@@ -43,18 +42,7 @@ var screenshots = flag.String("admin.screenshots", os.Getenv("TIDINGS_ADMIN_SCRE
 // browser is the package's Chromium, stopped by TestMain.
 var browser browsertest.Browser
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	code := m.Run()
-	browser.Close()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { browsertest.Main(m, &browser) }
 
 // page is a browser tab on the console.
 type page struct {

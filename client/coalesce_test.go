@@ -51,6 +51,18 @@ func (g *publishGate) count(path string) int {
 	return g.byPath[path]
 }
 
+// filledClient starts a node behind a gate and a client of it whose
+// requests in flight, single publishes to topic, fill the gate (see fill);
+// the gate opens when the test ends, before the node stops.
+func filledClient(t *testing.T, topic string) (*publishGate, *client.Client, <-chan error) {
+	t.Helper()
+	g := newPublishGate()
+	n := startNode(t, nodeConfig{Wrap: g.wrap})
+	t.Cleanup(g.openUp)
+	c := newClient(t, n.URL, client.Config{})
+	return g, c, g.fill(t, c, topic)
+}
+
 // fill sends the client's MaxPublishRequests publishes and waits until
 // the node holds them all; their answers arrive on the returned channel.
 func (g *publishGate) fill(t *testing.T, c *client.Client, topic string) <-chan error {
@@ -110,11 +122,7 @@ func waitQueued(t *testing.T, c *client.Client, n int) {
 // Publishes made while the client's requests are in flight go together
 // in one batch request, and each gets its own position.
 func TestConcurrentPublishesShareRequests(t *testing.T) {
-	g := newPublishGate()
-	n := startNode(t, nodeConfig{Wrap: g.wrap})
-	t.Cleanup(g.openUp) // before the node stops, should the test fail
-	c := newClient(t, n.URL, client.Config{})
-	first := g.fill(t, c, "co.a")
+	g, c, first := filledClient(t, "co.a")
 	datas := make([]any, 60)
 	for i := range datas {
 		datas[i] = i
@@ -151,11 +159,7 @@ func TestConcurrentPublishesShareRequests(t *testing.T) {
 // A call the broker refuses fails alone: the batch it was in is sent
 // again call by call, and every other call is stored once.
 func TestCoalescedRefusalFailsOnlyItsCall(t *testing.T) {
-	g := newPublishGate()
-	n := startNode(t, nodeConfig{Wrap: g.wrap})
-	t.Cleanup(g.openUp) // before the node stops, should the test fail
-	c := newClient(t, n.URL, client.Config{})
-	first := g.fill(t, c, "cr.a")
+	g, c, first := filledClient(t, "cr.a")
 	outs := queue(t, c, "cr.a", []any{1, 2, 3})
 	bad := make(chan error, 1)
 	go func() {
@@ -189,11 +193,7 @@ func TestCoalescedRefusalFailsOnlyItsCall(t *testing.T) {
 // A call still queued when its context ends returns at once and is never
 // sent.
 func TestQueuedPublishHonoursItsContext(t *testing.T) {
-	g := newPublishGate()
-	n := startNode(t, nodeConfig{Wrap: g.wrap})
-	t.Cleanup(g.openUp) // before the node stops, should the test fail
-	c := newClient(t, n.URL, client.Config{})
-	first := g.fill(t, c, "cc.a")
+	g, c, first := filledClient(t, "cc.a")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -11,12 +11,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,23 +37,12 @@ import (
 	"github.com/tidings-io/tidings/transport/stream"
 	"github.com/tidings-io/tidings/transport/ws"
 	"github.com/tidings-io/tidings/web"
-	"go.uber.org/goleak"
 )
 
 // browser is the package's Chromium, stopped by TestMain.
 var browser browsertest.Browser
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	browser.Close()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { browsertest.Main(m, &browser) }
 
 // tab opens a new tab in its own browser context (no shared storage or
 // cache), closed at cleanup.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 )
 
 // Browser is one Chromium shared by a package's tests. The zero value is
@@ -135,4 +136,19 @@ func Text(ctx context.Context, js string) string {
 		return fmt.Sprintf("(unavailable: %v)", err)
 	}
 	return s
+}
+
+// Main runs a package's tests, then stops b and, when they passed, checks
+// that no goroutine leaked; it exits with their status. A package's
+// TestMain calls it with its shared Browser.
+func Main(m *testing.M, b *Browser) {
+	code := m.Run()
+	b.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
