@@ -14,22 +14,6 @@ import (
 	"github.com/tidings-io/tidings/client"
 )
 
-var benchCommand = &command{
-	summary: "measure a broker: publish over HTTP, receive on WebSocket subscribers, print rates and latency percentiles",
-	usage:   "[--msgs N] [--rate R] [--subs S] [--size BYTES] [--pubs P] [--batch B]",
-	example: "tidings bench --msgs 10000 --subs 4 --size 128\ntidings bench --url https://broker.example --api-key \"$KEY\" --token \"$TOKEN\" --rate 1000",
-	flags: func(fs *flag.FlagSet) {
-		fs.Int("msgs", 1000, "messages to publish")
-		fs.Float64("rate", 0, "messages per second (0: as fast as the publishers go)")
-		fs.Int("subs", 1, "WebSocket subscribers, each receiving every message")
-		fs.Int("pubs", 2, "concurrent publishers")
-		fs.Int("batch", 1, "messages per publish request")
-		fs.Int("size", 64, "bytes of padding in each message")
-		fs.String("topic", "", "topic (default: bench.<random>)")
-	},
-	run: runBench,
-}
-
 // benchData is a bench message: when it was published, and padding.
 type benchData struct {
 	N   int    `json:"n"`

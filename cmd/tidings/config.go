@@ -8,23 +8,18 @@ import (
 	"github.com/tidings-io/tidings/config"
 )
 
-var configCommand = &command{
-	summary: "check a broker config file (config check FILE), or print a commented example (config example)",
-	usage:   "check FILE | example",
-	example: "tidings config example > tidings.yaml\ntidings config check tidings.yaml",
-	run: func(_ context.Context, e env, _ *globals, _ *flag.FlagSet, args []string) error {
-		switch {
-		case len(args) == 1 && args[0] == "example":
-			fmt.Fprint(e.stdout, config.Example())
-			return nil
-		case len(args) == 2 && args[0] == "check":
-			summary, err := config.Check(args[1])
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(e.stdout, summary)
-			return nil
+func runConfig(_ context.Context, e env, _ *globals, _ *flag.FlagSet, args []string) error {
+	switch {
+	case len(args) == 1 && args[0] == "example":
+		fmt.Fprint(e.stdout, config.Example())
+		return nil
+	case len(args) == 2 && args[0] == "check":
+		summary, err := config.Check(args[1])
+		if err != nil {
+			return err
 		}
-		return usagef("config check FILE, or config example")
-	},
+		fmt.Fprint(e.stdout, summary)
+		return nil
+	}
+	return usagef("config check FILE, or config example")
 }

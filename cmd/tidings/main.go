@@ -49,14 +49,6 @@ type command struct {
 	flags   func(fs *flag.FlagSet) // the command's own flags, before parsing
 }
 
-// commands lists the subcommands by name.
-var commands = map[string]*command{
-	"sub": subCommand, "pub": pubCommand, "token": tokenCommand,
-	"info": infoCommand, "presence": presenceCommand, "history": historyCommand,
-	"topics": topicsCommand, "disconnect": disconnectCommand, "revoke": revokeCommand,
-	"config": configCommand, "bench": benchCommand,
-}
-
 // globals are the flags every command takes.
 type globals struct {
 	url, apiKey, token string

@@ -13,18 +13,6 @@ import (
 	"github.com/tidings-io/tidings/client"
 )
 
-var pubCommand = &command{
-	summary: "publish a message (DATA, or one per line of stdin with -), or --count messages at --rate",
-	usage:   "TOPIC [DATA|-] [--count N --rate R]",
-	example: "tidings pub prices.eur.usd '{\"bid\":1.0842}'\nseq 10 | tidings pub counter.t -\ntidings pub load.t --count 10000 --rate 2000",
-	flags: func(fs *flag.FlagSet) {
-		fs.Int("count", 1, "publish the message this many times (the data gets a sequence number when it is not given)")
-		fs.Float64("rate", 0, "messages per second with --count (0: as fast as the broker answers)")
-		fs.Int("batch", 100, "messages per request when reading stdin")
-	},
-	run: runPub,
-}
-
 func runPub(ctx context.Context, e env, g *globals, fs *flag.FlagSet, args []string) error {
 	if len(args) < 1 || len(args) > 2 {
 		return usagef("name a topic and, optionally, the data")

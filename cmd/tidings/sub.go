@@ -12,19 +12,6 @@ import (
 	"github.com/tidings-io/tidings/client"
 )
 
-var subCommand = &command{
-	summary: "subscribe to topics and patterns and print their messages as they arrive, resuming across reconnects",
-	usage:   "PATTERN... [--since OFFSET@EPOCH] [--raw] [--count N]",
-	example: "tidings sub 'prices.>' chat.lobby --since 41@c930f582",
-	flags: func(fs *flag.FlagSet) {
-		fs.String("since", "", "resume the exact topics after OFFSET@EPOCH")
-		fs.Bool("raw", false, "print each message's data only (default: the whole message as a JSON line)")
-		fs.Bool("json", false, "print each message as a JSON line (the default)")
-		fs.Int("count", 0, "exit after this many messages (0: run until Ctrl-C)")
-	},
-	run: runSub,
-}
-
 // subLine is what sub prints of a message.
 type subLine struct {
 	Topic  string          `json:"topic"`

@@ -13,27 +13,6 @@ import (
 	"github.com/tidings-io/tidings/auth"
 )
 
-var tokenCommand = &command{
-	summary: "mint a session token (HS256), or check one with the broker's key settings (token check TOKEN)",
-	usage:   "--secret KEY --sub USER [--subscribe PAT]... [--publish PAT]... [--ttl 1h] | check TOKEN --secret KEY",
-	example: "tidings token --secret \"$TIDINGS_JWT_KEY\" --sub alice --subscribe 'chat.>' --publish chat.lobby --ttl 1h\ntidings token check \"$TOKEN\" --secret \"$TIDINGS_JWT_KEY\"",
-	flags: func(fs *flag.FlagSet) {
-		fs.String("secret", "", "HMAC secret, as the broker's -jwt-key (env TIDINGS_JWT_KEY)")
-		fs.String("sub", "", "the user (sub claim)")
-		fs.Var(&listFlag{}, "subscribe", "a pattern the token may subscribe to (repeat, or comma-separated)")
-		fs.Var(&listFlag{}, "publish", "a topic pattern the token may publish to (repeat, or comma-separated)")
-		fs.Var(&listFlag{}, "channels", "an exact topic the session is subscribed to at connect (repeat, or comma-separated)")
-		fs.String("info", "", "the info claim: a JSON object shown in presence and join/leave")
-		fs.String("jti", "", "the token id (jti claim), which a revocation can name")
-		fs.Duration("ttl", time.Hour, "how long the token is valid")
-		fs.String("audience", "", "aud claim (mint), or the audience to require (check), as -jwt-audience")
-		fs.String("issuer", "", "iss claim (mint), or the issuer to require (check), as -jwt-issuer")
-		fs.String("public-key-file", "", "check: PEM public key, as the broker's -jwt-public-key-file")
-		fs.String("jwks-url", "", "check: JSON Web Key Set URL, as the broker's -jwt-jwks-url")
-	},
-	run: runToken,
-}
-
 // listFlag is a repeatable, comma-separated list flag.
 type listFlag struct{ v []string }
 
