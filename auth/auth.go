@@ -87,17 +87,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c Config) withDefaults() Config {
-	defaults.Positive(&c.Leeway, 5*time.Second)
-	defaults.Positive(&c.JWKSRefresh, time.Hour)
-	defaults.Positive(&c.JWKSMinInterval, 10*time.Second)
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	defaults.Clock(&c.Now)
-	defaults.Logger(&c.Logger)
-	return c
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	Leeway:          5 * time.Second,
+	JWKSRefresh:     time.Hour,
+	JWKSMinInterval: 10 * time.Second,
+	HTTPClient:      &http.Client{Timeout: 10 * time.Second},
+	Now:             time.Now,
+	Logger:          defaults.Discard(),
 }
+
+func (c Config) withDefaults() Config { return defaults.Fill(c, configDefaults) }
 
 // Claims is what a verified token grants.
 type Claims struct {

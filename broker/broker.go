@@ -98,20 +98,22 @@ type Config struct {
 	Propagator propagation.TextMapPropagator
 }
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	Shards:                    DefaultShards,
+	QueueSize:                 DefaultQueueSize,
+	QueueBytes:                DefaultQueueBytes,
+	MaxSubscriptions:          DefaultMaxSubscriptions,
+	OutboundBytes:             DefaultOutboundBytes,
+	MaxPatternSegments:        DefaultMaxPatternSegments,
+	MaxSessionPatternSegments: DefaultMaxSessionPatternSegments,
+	MaxPatternNodes:           DefaultMaxPatternNodes,
+	Now:                       time.Now,
+}
+
 // withDefaults returns c with every zero (or negative) field set to its
 // default.
-func (c Config) withDefaults() Config {
-	defaults.Positive(&c.Shards, DefaultShards)
-	defaults.Positive(&c.QueueSize, DefaultQueueSize)
-	defaults.Positive(&c.QueueBytes, DefaultQueueBytes)
-	defaults.Positive(&c.MaxSubscriptions, DefaultMaxSubscriptions)
-	defaults.Positive(&c.OutboundBytes, DefaultOutboundBytes)
-	defaults.Positive(&c.MaxPatternSegments, DefaultMaxPatternSegments)
-	defaults.Positive(&c.MaxSessionPatternSegments, DefaultMaxSessionPatternSegments)
-	defaults.Positive(&c.MaxPatternNodes, DefaultMaxPatternNodes)
-	defaults.Clock(&c.Now)
-	return c
-}
+func (c Config) withDefaults() Config { return defaults.Fill(c, configDefaults) }
 
 // Broker routes published messages to the sessions subscribed to them.
 type Broker struct {

@@ -93,19 +93,23 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	Timeout:        DefaultTimeout,
+	MaxConcurrent:  DefaultMaxConcurrent,
+	MaxAnswerBytes: DefaultMaxAnswerBytes,
+	Propagator:     telem.W3C(),
+	Logger:         defaults.Discard(),
+}
+
 func (c Config) withDefaults() Config {
-	defaults.Positive(&c.Timeout, DefaultTimeout)
-	defaults.Positive(&c.MaxConcurrent, DefaultMaxConcurrent)
-	defaults.Zero(&c.Retries, DefaultRetries)
-	if c.Retries < 0 {
+	switch {
+	case c.Retries == 0:
+		c.Retries = DefaultRetries
+	case c.Retries < 0:
 		c.Retries = 0
 	}
-	defaults.Positive(&c.MaxAnswerBytes, DefaultMaxAnswerBytes)
-	if c.Propagator == nil {
-		c.Propagator = telem.W3C()
-	}
-	defaults.Logger(&c.Logger)
-	return c
+	return defaults.Fill(c, configDefaults)
 }
 
 // url returns the URL of kind's hook, "" when it is off.

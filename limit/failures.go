@@ -34,15 +34,20 @@ type FailureConfig struct {
 	Now func() time.Time
 }
 
+// failureDefaults is the default of each FailureConfig field that has one.
+var failureDefaults = FailureConfig{
+	Max:      20,
+	Window:   time.Minute,
+	Backoff:  5 * time.Second,
+	MaxAddrs: 10000,
+	Now:      time.Now,
+}
+
 func (c FailureConfig) withDefaults() FailureConfig {
-	defaults.Positive(&c.Max, 20)
-	defaults.Positive(&c.Window, time.Minute)
-	defaults.Positive(&c.Backoff, 5*time.Second)
+	c = defaults.Fill(c, failureDefaults)
 	if c.MaxBackoff < c.Backoff {
 		c.MaxBackoff = max(c.Backoff, 10*time.Minute)
 	}
-	defaults.Positive(&c.MaxAddrs, 10000)
-	defaults.Clock(&c.Now)
 	return c
 }
 

@@ -78,7 +78,7 @@ type entry struct {
 
 // New returns a limiter applying cfg to each address.
 func New(cfg Config) *PerAddr {
-	defaults.Clock(&cfg.Now)
+	cfg = defaults.Fill(cfg, Config{Now: time.Now})
 	if cfg.Rate > 0 && cfg.Burst <= 0 {
 		cfg.Burst = max(1, int(math.Ceil(cfg.Rate)))
 	}

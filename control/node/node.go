@@ -16,6 +16,7 @@ import (
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
 	"github.com/tidings-io/tidings/control"
+	"github.com/tidings-io/tidings/internal/defaults"
 	"github.com/tidings-io/tidings/session"
 )
 
@@ -73,22 +74,19 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	PresenceTTL:      DefaultPresenceTTL,
+	FlushInterval:    DefaultFlushInterval,
+	AnnounceInterval: DefaultAnnounceInterval,
+	RevokeFor:        DefaultRevokeFor,
+	AckTimeout:       DefaultAckTimeout,
+	RevocationSync:   DefaultRevocationSync,
+}
+
 func (c Config) withDefaults() Config {
-	set := func(d *time.Duration, def time.Duration) {
-		if *d <= 0 {
-			*d = def
-		}
-	}
-	set(&c.PresenceTTL, DefaultPresenceTTL)
-	set(&c.FlushInterval, DefaultFlushInterval)
-	set(&c.AnnounceInterval, DefaultAnnounceInterval)
-	set(&c.RevokeFor, DefaultRevokeFor)
-	set(&c.AckTimeout, DefaultAckTimeout)
-	set(&c.RevocationSync, DefaultRevocationSync)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	return c
+	defaults.Zero(&c.Logger, slog.Default()) // the default when New runs
+	return defaults.Fill(c, configDefaults)
 }
 
 // Node is a node's control plane. It implements session.Registry,

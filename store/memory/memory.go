@@ -72,16 +72,18 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 }
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	HistorySize:       DefaultHistorySize,
+	HistoryTTL:        DefaultHistoryTTL,
+	HistoryBytes:      DefaultHistoryBytes,
+	IdempotencyWindow: DefaultIdempotencyWindow,
+	Now:               time.Now,
+}
+
 // withDefaults returns c with every zero (or negative) field set to its
 // default.
-func (c Config) withDefaults() Config {
-	defaults.Positive(&c.HistorySize, DefaultHistorySize)
-	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
-	defaults.Positive(&c.HistoryBytes, DefaultHistoryBytes)
-	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
-	defaults.Clock(&c.Now)
-	return c
-}
+func (c Config) withDefaults() Config { return defaults.Fill(c, configDefaults) }
 
 // Store is the in-memory broker.Store. It also implements broker.Watcher,
 // to keep the topics that exact subscriptions follow.

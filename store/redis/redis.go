@@ -128,18 +128,23 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 }
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	Prefix:            DefaultPrefix,
+	Timeout:           DefaultTimeout,
+	HistorySize:       DefaultHistorySize,
+	HistoryTTL:        DefaultHistoryTTL,
+	IdempotencyWindow: DefaultIdempotencyWindow,
+	MetaTTL:           DefaultMetaTTL,
+	Logger:            defaults.Discard(),
+}
+
 // withDefaults returns c with every zero (or negative) field set to its
 // default.
 func (c Config) withDefaults() Config {
-	defaults.Zero(&c.Prefix, DefaultPrefix)
-	defaults.Positive(&c.Timeout, DefaultTimeout)
-	defaults.Positive(&c.HistorySize, DefaultHistorySize)
-	defaults.Positive(&c.HistoryTTL, DefaultHistoryTTL)
-	defaults.Positive(&c.IdempotencyWindow, DefaultIdempotencyWindow)
-	defaults.Positive(&c.MetaTTL, DefaultMetaTTL)
-	defaults.Zero(&c.MaxCoalesce, DefaultMaxCoalesce)
+	defaults.Zero(&c.MaxCoalesce, DefaultMaxCoalesce) // negative: off
+	c = defaults.Fill(c, configDefaults)
 	c.MetaTTL = max(c.MetaTTL, c.HistoryTTL, c.IdempotencyWindow)
-	defaults.Logger(&c.Logger)
 	return c
 }
 

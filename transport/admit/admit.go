@@ -106,13 +106,13 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	defaults.Zero(&c.MaxSessions, DefaultMaxSessions)
-	defaults.Zero(&c.IPConnRate, DefaultIPConnRate)
-	defaults.Positive(&c.IPConnBurst, DefaultIPConnBurst)
-	defaults.Zero(&c.IPMaxConns, DefaultIPMaxConns)
-	defaults.Zero(&c.Transport, "websocket")
-	defaults.Logger(&c.Logger)
-	return c
+	c.Policy = defaults.Fill(c.Policy, Policy{IPConnBurst: DefaultIPConnBurst})
+	c.Policy = defaults.FillZero(c.Policy, Policy{
+		MaxSessions: DefaultMaxSessions,
+		IPConnRate:  DefaultIPConnRate,
+		IPMaxConns:  DefaultIPMaxConns,
+	})
+	return defaults.Fill(c, Config{Transport: "websocket", Logger: defaults.Discard()})
 }
 
 // Reasons lists the door's refusal reasons.

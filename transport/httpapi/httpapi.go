@@ -104,14 +104,18 @@ type Config struct {
 	Stream http.Handler
 }
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	MaxBodySize: DefaultMaxBodySize,
+	MaxBatch:    DefaultMaxBatch,
+	Logger:      defaults.Discard(),
+}
+
 // withDefaults returns c with its zero fields, and the negative ones that
 // cannot be turned off, set to their defaults.
 func (c Config) withDefaults() Config {
-	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
-	defaults.Positive(&c.MaxBatch, DefaultMaxBatch)
-	defaults.Zero(&c.PublishRate, DefaultPublishRate)
-	defaults.Logger(&c.Logger)
-	return c
+	defaults.Zero(&c.PublishRate, DefaultPublishRate) // negative: no limit
+	return defaults.Fill(c, configDefaults)
 }
 
 // API serves the HTTP routes of one node.

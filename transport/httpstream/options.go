@@ -61,12 +61,14 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 )
 
+// settingsDefaults is the default of each Settings field that has one.
+var settingsDefaults = Settings{
+	NodeID:       DefaultNodeID,
+	Heartbeat:    DefaultHeartbeat,
+	WriteTimeout: DefaultWriteTimeout,
+	Logger:       defaults.Discard(),
+}
+
 // WithDefaults returns s with its defaults where its fields are zero (a
 // negative Heartbeat or WriteTimeout too).
-func (s Settings) WithDefaults() Settings {
-	defaults.Zero(&s.NodeID, DefaultNodeID)
-	defaults.Positive(&s.Heartbeat, DefaultHeartbeat)
-	defaults.Positive(&s.WriteTimeout, DefaultWriteTimeout)
-	defaults.Logger(&s.Logger)
-	return s
-}
+func (s Settings) WithDefaults() Settings { return defaults.Fill(s, settingsDefaults) }

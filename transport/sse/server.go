@@ -76,8 +76,7 @@ const DefaultMaxTopics = 32
 
 func (c Config) withDefaults() Config {
 	c.Settings = c.Settings.WithDefaults()
-	defaults.Positive(&c.MaxTopics, DefaultMaxTopics)
-	return c
+	return defaults.Fill(c, Config{MaxTopics: DefaultMaxTopics})
 }
 
 // Server serves Server-Sent Events streams against a broker, whose frames

@@ -61,8 +61,7 @@ const DefaultMaxBodySize = 65536
 func (c Config) withDefaults() Config {
 	c.Settings = c.Settings.WithDefaults()
 	c.OpLimits = c.OpLimits.WithDefaults()
-	defaults.Positive(&c.MaxBodySize, DefaultMaxBodySize)
-	return c
+	return defaults.Fill(c, Config{MaxBodySize: DefaultMaxBodySize})
 }
 
 // transportName names the transport in spans, metrics and the Door.

@@ -109,16 +109,20 @@ const (
 	DefaultOpBurst        = session.DefaultOpBurst
 )
 
+// configDefaults is the default of each Config field that has one.
+var configDefaults = Config{
+	NodeID:             DefaultNodeID,
+	MaxMessageSize:     DefaultMaxMessageSize,
+	Heartbeat:          DefaultHeartbeat,
+	CloseTimeout:       DefaultCloseTimeout,
+	WriteTimeout:       DefaultWriteTimeout,
+	CompressionMinSize: DefaultCompressionMinSize,
+	Logger:             defaults.Discard(),
+}
+
 func (c Config) withDefaults() Config {
-	defaults.Zero(&c.NodeID, DefaultNodeID)
-	defaults.Positive(&c.MaxMessageSize, DefaultMaxMessageSize)
-	defaults.Positive(&c.Heartbeat, DefaultHeartbeat)
-	defaults.Positive(&c.CloseTimeout, DefaultCloseTimeout)
-	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
-	defaults.Logger(&c.Logger)
 	c.OpLimits = c.OpLimits.WithDefaults()
-	defaults.Positive(&c.CompressionMinSize, DefaultCompressionMinSize)
-	return c
+	return defaults.Fill(c, configDefaults)
 }
 
 // Server accepts WebSocket sessions and runs them against a broker.
