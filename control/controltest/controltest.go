@@ -253,21 +253,35 @@ func testBroadcastPeer(t *testing.T, newBackend Factory, newPeer PeerFactory) {
 
 // revocations returns the live revocations keyed "user:<U>" or "jti:<J>".
 func revocations(t *testing.T, b control.Backend) map[string]control.Revocation {
+	return listed(t, "Revocations", b.Revocations, func(r control.Revocation) (string, error) {
+		switch {
+		case (r.User == "") == (r.TokenID == ""):
+			return "", fmt.Errorf("a revocation names %q and %q: want exactly one of a user and a token id", r.User, r.TokenID)
+		case r.User != "":
+			return "user:" + r.User, nil
+		}
+		return "jti:" + r.TokenID, nil
+	})
+}
+
+// listed returns what list lists, by key; a record without a key, or two
+// with one key, fail the test.
+func listed[V any](t *testing.T, what string, list func(context.Context) ([]V, error), key func(V) (string, error)) map[string]V {
 	t.Helper()
-	list, err := b.Revocations(t.Context())
+	all, err := list(t.Context())
 	if err != nil {
-		t.Fatalf("Revocations: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
-	out := make(map[string]control.Revocation, len(list))
-	for _, r := range list {
-		if (r.User == "") == (r.TokenID == "") {
-			t.Fatalf("a revocation names %q and %q: want exactly one of a user and a token id", r.User, r.TokenID)
+	out := make(map[string]V, len(all))
+	for _, v := range all {
+		k, err := key(v)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
 		}
-		if r.User != "" {
-			out["user:"+r.User] = r
-		} else {
-			out["jti:"+r.TokenID] = r
+		if _, dup := out[k]; dup {
+			t.Fatalf("%s lists %s twice", what, k)
 		}
+		out[k] = v
 	}
 	return out
 }
@@ -336,19 +350,7 @@ func testRevocationsPeer(t *testing.T, newBackend Factory, newPeer PeerFactory) 
 
 // nodes returns the live announcements by node id.
 func nodes(t *testing.T, b control.Backend) map[string]control.NodeInfo {
-	t.Helper()
-	list, err := b.Nodes(t.Context())
-	if err != nil {
-		t.Fatalf("Nodes: %v", err)
-	}
-	out := make(map[string]control.NodeInfo, len(list))
-	for _, n := range list {
-		if _, dup := out[n.ID]; dup {
-			t.Fatalf("node %s is listed twice", n.ID)
-		}
-		out[n.ID] = n
-	}
-	return out
+	return listed(t, "Nodes", b.Nodes, func(n control.NodeInfo) (string, error) { return n.ID, nil })
 }
 
 func announce(t *testing.T, b control.Backend, n control.NodeInfo, ttl time.Duration) {
