@@ -7,25 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/internal/wstest"
 )
-
-// bigPrices is a JSON price table of about n bytes, different for each
-// seq, as a price feed publishes.
-func bigPrices(seq, n int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `{"seq":%d,"ts":%d,"quotes":[`, seq, 1735830245123+seq)
-	syms := []string{"EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "EURGBP"}
-	for i := 0; b.Len() < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		px := 1.0 + float64((seq*7919+i*104729)%100000)/100000
-		fmt.Fprintf(&b, `{"s":"%s","bid":%.5f,"ask":%.5f,"v":%d}`, syms[(seq+i)%len(syms)], px, px+0.00008, (seq+i)%97*100000)
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
 
 // TestChromiumCompression: Chromium offers permessage-deflate on its own;
 // a node with compression on accepts it. A large message the node
@@ -61,7 +45,7 @@ func TestChromiumCompression(t *testing.T) {
 
 	// Server to browser.
 	before := n.ws.CompressionStats()
-	data := bigPrices(1, 20000)
+	data := testkit.Prices(1, 20000)
 	n.publish("zip.down", data)
 	p.wait(`window.zip.frames.some((f) => JSON.parse(f).type === 'message')`, 10*time.Second)
 	var raw string
@@ -89,7 +73,7 @@ func TestChromiumCompression(t *testing.T) {
 	sub.Subscribe("zip.up")
 	var sent []string
 	for i := range 3 {
-		up := bigPrices(10+i, 20000)
+		up := testkit.Prices(10+i, 20000)
 		sent = append(sent, up)
 		cmd := fmt.Sprintf(`{"op":"publish","topic":"zip.up","ref":"p%d","data":%s}`, i, up)
 		p.eval(`window.zip.ws.send(`+jsString(cmd)+`), true`, nil)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidings-io/tidings/internal/testkit"
 )
 
 // TestTelemetryFromEnv: the OTEL_* variables reach the node: with the
@@ -21,19 +23,9 @@ func TestTelemetryFromEnv(t *testing.T) {
 		t.Errorf("listening line says traces %v metrics %v", rec["traces"], rec["metrics"])
 	}
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	req, _ := http.NewRequest(http.MethodPost, "http://"+n.addr+"/v1/publish", strings.NewReader(`{"topic":"cmd.t","data":1}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("publish: %d", resp.StatusCode)
-	}
+	testkit.PublishTraced(t, "http://"+n.addr, "cmd.t", "00-"+traceID+"-00f067aa0ba902b7-01")
 
-	resp, err = http.Get("http://" + n.addr + "/metrics")
+	resp, err := http.Get("http://" + n.addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func TestNodesActAsOne(t *testing.T) {
 						nodes[i%2].mustPublish(t, topic, i)
 					}
 				}()
-				nodes[2].stop(t)
+				nodes[2].stop()
 				wg.Wait()
 				for {
 					f := leaving.Next()

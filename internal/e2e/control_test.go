@@ -61,17 +61,8 @@ func startControlNode(t testing.TB, cfg redis.Config, id string) *controlNode {
 	api := httpapi.New(httpapi.Config{Ready: st.Healthy, Control: ctl}, b, wsrv)
 	srv := httptest.NewServer(api)
 	n := &controlNode{node: &node{store: st, b: b, ws: wsrv, api: api, srv: srv,
-		WS: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", HTTP: srv.URL}, ctl: ctl}
-	t.Cleanup(func() {
-		n.api.BeginShutdown()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n.srv.Config.SetKeepAlivesEnabled(false)
-		_ = n.ws.Shutdown(ctx)
-		n.srv.Close()
-		n.ctl.Close()
-		_ = n.store.Close()
-	})
+		WS: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", HTTP: srv.URL, closeControl: ctl.Close}, ctl: ctl}
+	t.Cleanup(n.stop)
 	return n
 }
 

@@ -33,7 +33,10 @@ type node struct {
 	srv   *httptest.Server
 	// WS is the node's ws:// endpoint; HTTP its base URL.
 	WS, HTTP string
-	stopped  bool
+	// closeControl, when set, closes the node's control plane before its
+	// store.
+	closeControl func()
+	stopped      bool
 }
 
 // startNode starts a node on cfg; it is stopped at cleanup.
@@ -60,13 +63,13 @@ func startObservedNode(t *testing.T, cfg redis.Config, id string, tel *tracing.T
 	srv := httptest.NewServer(api)
 	n := &node{store: st, b: b, ws: wsrv, api: api, srv: srv,
 		WS: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws", HTTP: srv.URL}
-	t.Cleanup(func() { n.stop(t) })
+	t.Cleanup(n.stop)
 	testkit.Eventually(t, 10*time.Second, st.Healthy)
 	return n
 }
 
 // stop shuts the node down gracefully, as cmd/broker does.
-func (n *node) stop(t *testing.T) {
+func (n *node) stop() {
 	if n.stopped {
 		return
 	}
@@ -77,6 +80,9 @@ func (n *node) stop(t *testing.T) {
 	n.srv.Config.SetKeepAlivesEnabled(false)
 	_ = n.ws.Shutdown(ctx)
 	n.srv.Close()
+	if n.closeControl != nil {
+		n.closeControl()
+	}
 	_ = n.store.Close()
 }
 

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -37,18 +35,7 @@ func tracedTelemetry(t *testing.T, vars map[string]string) (*tracing.Telemetry, 
 // publishTraced posts one message with a traceparent header.
 func (n *node) publishTraced(t *testing.T, topic, traceparent string) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"topic": topic, "data": 1})
-	req, _ := http.NewRequest(http.MethodPost, n.HTTP+"/v1/publish", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", traceparent)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("publish: %d", resp.StatusCode)
-	}
+	testkit.PublishTraced(t, n.HTTP, topic, traceparent)
 }
 
 // spansIn waits until exp holds n spans of trace id and returns them by

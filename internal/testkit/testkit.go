@@ -7,8 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +96,28 @@ func Publish(t testing.TB, b *broker.Broker, topic, data string) *broker.Message
 	return msgs[0]
 }
 
+// PublishTraced posts one message (data 1) to topic through the HTTP API
+// at base (http://host:port) with a traceparent header; an error or an
+// answer other than 200 fails the test.
+func PublishTraced(t testing.TB, base, topic, traceparent string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"topic": topic, "data": 1})
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/publish", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", traceparent)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: %d", resp.StatusCode)
+	}
+}
+
 // Subscribers makes n sessions with open, each subscribed to topic, and
 // closes them when the test or benchmark ends; an error fails it.
 func Subscribers(tb testing.TB, n int, open func() *broker.Session, topic string) []*broker.Session {
@@ -148,4 +173,22 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Prices is a JSON object of about n bytes in the shape of a price feed's
+// update (a table of quotes), different for each seq: a message that
+// compresses as real ones do.
+func Prices(seq, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"seq":%d,"ts":%d,"quotes":[`, seq, 1735830245123+seq)
+	syms := []string{"EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "EURGBP"}
+	for i := 0; b.Len() < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		px := 1.0 + float64((seq*7919+i*104729)%100000)/100000
+		fmt.Fprintf(&b, `{"s":"%s","bid":%.5f,"ask":%.5f,"v":%d}`, syms[(seq+i)%len(syms)], px, px+0.00008, (seq+i)%97*100000)
+	}
+	b.WriteString(`]}`)
+	return b.String()
 }

@@ -36,17 +36,23 @@ func evalshaStats(b *testing.B, srv *redistest.Server) (calls, usec float64) {
 	return calls, usec
 }
 
-// BenchmarkScriptFloor measures what Redis costs a publish: the loopback
-// round trip (median PING) and the publish script's CPU in Redis per
-// message (INFO commandstats) at batch sizes 1, 10 and 100, 100-byte
-// messages on one topic.
-func BenchmarkScriptFloor(b *testing.B) {
+// floorStore starts a Redis and opens a store on it, closed at cleanup.
+func floorStore(b *testing.B) (*redistest.Server, *Store) {
 	srv := redistest.Start(b)
 	s, err := New(Config{URL: srv.URL()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close() })
+	return srv, s
+}
+
+// BenchmarkScriptFloor measures what Redis costs a publish: the loopback
+// round trip (median PING) and the publish script's CPU in Redis per
+// message (INFO commandstats) at batch sizes 1, 10 and 100, 100-byte
+// messages on one topic.
+func BenchmarkScriptFloor(b *testing.B) {
+	srv, s := floorStore(b)
 	ctx := context.Background()
 	b.Run("ping", func(b *testing.B) {
 		c := srv.Client()
@@ -192,12 +198,7 @@ func commandUsec(b *testing.B, srv *redistest.Server) (map[string]float64, float
 // (commandstats), and each command the script runs, per message.
 func BenchmarkScriptFloorTopics(b *testing.B) {
 	const topics = 5000
-	srv := redistest.Start(b)
-	s, err := New(Config{URL: srv.URL()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = s.Close() })
+	srv, s := floorStore(b)
 	ctx := context.Background()
 	channels := make([]string, topics)
 	for i := range channels {

@@ -95,6 +95,12 @@ func token(t testing.TB, claims jwt.MapClaims) string {
 // call sends a request from remote through the API and returns the
 // recorder.
 func (e *adminEnv) call(method, path, body, remote string, header ...string) *httptest.ResponseRecorder {
+	return serveJSON(e.api, method, path, body, remote, header...)
+}
+
+// serveJSON sends a JSON request from remote, with header's name, value
+// pairs, through h and returns the recorder.
+func serveJSON(h http.Handler, method, path, body, remote string, header ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.RemoteAddr = remote
 	req.Header.Set("Content-Type", "application/json")
@@ -102,7 +108,7 @@ func (e *adminEnv) call(method, path, body, remote string, header ...string) *ht
 		req.Header.Set(header[i], header[i+1])
 	}
 	w := httptest.NewRecorder()
-	e.api.ServeHTTP(w, req)
+	h.ServeHTTP(w, req)
 	return w
 }
 

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -152,17 +151,6 @@ func TestEveryServerAPICallNeedsAnAdminKey(t *testing.T) {
 		{http.MethodPost, "/v1/subscribe", `{"user":"u","topic":"x.y"}`},
 		{http.MethodPost, "/v1/revoke", `{"user":"u"}`},
 	}
-	serve := func(api *httpapi.API, method, path, body, remote string, header ...string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, path, strings.NewReader(body))
-		req.RemoteAddr = remote
-		req.Header.Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		w := httptest.NewRecorder()
-		api.ServeHTTP(w, req)
-		return w
-	}
 	for _, c := range calls {
 		for _, tc := range []struct {
 			header []string
@@ -173,14 +161,14 @@ func TestEveryServerAPICallNeedsAnAdminKey(t *testing.T) {
 			{bearer(opsKey), http.StatusForbidden},
 			{bearer(adminKey), http.StatusOK},
 		} {
-			if w := serve(withKeys, c.method, c.path, c.body, "127.0.0.1:1000", tc.header...); w.Code != tc.status {
+			if w := serveJSON(withKeys, c.method, c.path, c.body, "127.0.0.1:1000", tc.header...); w.Code != tc.status {
 				t.Errorf("%s %s with %v: %d %s, want %d", c.method, c.path, tc.header, w.Code, w.Body, tc.status)
 			}
 		}
-		if w := serve(withoutKeys, c.method, c.path, c.body, "203.0.113.5:1000"); w.Code != http.StatusForbidden {
+		if w := serveJSON(withoutKeys, c.method, c.path, c.body, "203.0.113.5:1000"); w.Code != http.StatusForbidden {
 			t.Errorf("%s %s, no key configured, not on loopback: %d %s, want 403", c.method, c.path, w.Code, w.Body)
 		}
-		if w := serve(withoutKeys, c.method, c.path, c.body, "127.0.0.1:1000"); w.Code != http.StatusOK {
+		if w := serveJSON(withoutKeys, c.method, c.path, c.body, "127.0.0.1:1000"); w.Code != http.StatusOK {
 			t.Errorf("%s %s, no key configured, on loopback: %d %s, want 200", c.method, c.path, w.Code, w.Body)
 		}
 	}

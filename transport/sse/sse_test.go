@@ -36,10 +36,17 @@ type env struct {
 
 func newEnv(t *testing.T, cfg sse.Config, bcfg broker.Config) *env {
 	t.Helper()
+	return startEnv(t, cfg, bcfg, (*httptest.Server).Start)
+}
+
+// startEnv is newEnv with the server started by start.
+func startEnv(t *testing.T, cfg sse.Config, bcfg broker.Config, start func(*httptest.Server)) *env {
+	t.Helper()
 	store := memory.New(memory.Config{})
 	b := broker.New(bcfg, store, sse.Encoder{})
 	srv := sse.New(cfg, b)
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	start(ts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -547,19 +554,9 @@ func TestSlowConsumerIsClosedWith1008(t *testing.T) {
 }
 
 func TestHTTP2StreamResumes(t *testing.T) {
-	store := memory.New(memory.Config{})
-	b := broker.New(broker.Config{}, store, sse.Encoder{})
-	srv := sse.New(sse.Config{}, b)
-	ts := httptest.NewUnstartedServer(srv)
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	e := &env{b: b, srv: srv, ts: ts}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		ts.Close()
-		_ = store.Close()
+	e := startEnv(t, sse.Config{}, broker.Config{}, func(ts *httptest.Server) {
+		ts.EnableHTTP2 = true
+		ts.StartTLS()
 	})
 	s := e.open(t, topics("a"), nil)
 	if s.resp.ProtoMajor != 2 {

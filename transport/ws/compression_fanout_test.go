@@ -54,7 +54,7 @@ func TestCompressionOncePerNode(t *testing.T) {
 	}
 
 	for round := 1; round <= 3; round++ {
-		data := pricesJSON(round, 3000)
+		data := testkit.Prices(round, 3000)
 		h.mustPublish(t, "once.t", data)
 		var plain []byte
 		for i, c := range plains {

@@ -129,24 +129,7 @@ func (c *client) readDeflateFrame(negotiated bool) (wireFrame, error) {
 // is set), its text decoded.
 func (c *client) nextDeflate(negotiated bool) (wireFrame, event) {
 	c.t.Helper()
-	for {
-		f, err := c.readDeflateFrame(negotiated)
-		if err != nil {
-			c.t.Fatalf("reading a frame: %v", err)
-		}
-		if c.autoPong && f.Header.OpCode == ws.OpPing {
-			c.writeFrame(ws.NewPongFrame(f.Payload))
-			continue
-		}
-		if f.Header.OpCode != ws.OpText {
-			c.t.Fatalf("want a text frame, got %s", describe(f.Frame))
-		}
-		e, err := decodeEvent(f.text)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		return f, e
-	}
+	return c.nextOf(func() (wireFrame, error) { return c.readDeflateFrame(negotiated) })
 }
 
 // expectDeflate returns the next text frame, which must have type typ.
@@ -214,21 +197,4 @@ func compressedText(payload []byte, fin bool) ws.Frame {
 func (c *client) sendCompressed(d *clientDeflater, text string) {
 	c.t.Helper()
 	c.writeFrame(compressedText(d.compress([]byte(text)), true))
-}
-
-// pricesJSON is a JSON object of about n bytes in the shape of a price
-// update, different for each seq: what a price feed publishes.
-func pricesJSON(seq, n int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `{"seq":%d,"ts":%d,"quotes":[`, seq, 1735830245123+seq)
-	syms := []string{"EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "EURGBP", "NZDUSD", "USDCAD"}
-	for i := 0; b.Len() < n-40; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		px := 1.0 + float64((seq*7919+i*104729)%100000)/100000
-		fmt.Fprintf(&b, `{"s":"%s","bid":%.5f,"ask":%.5f,"v":%d}`, syms[(seq+i)%len(syms)], px, px+0.00008, (seq+i)%97*100000)
-	}
-	b.WriteString(`]}`)
-	return b.String()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -99,7 +100,7 @@ func TestCompressionNegotiation(t *testing.T) {
 			topic := "neg.t" + strconv.Itoa(i)
 			c.send(`{"op":"subscribe","topic":"` + topic + `"}`)
 			c.expectDeflate(negotiated, "subscribed")
-			data := pricesJSON(i, 2000)
+			data := testkit.Prices(i, 2000)
 			pub := `{"op":"publish","topic":"` + topic + `","data":` + data + `}`
 			if negotiated {
 				c.sendCompressed(newClientDeflater(false), pub)
@@ -137,7 +138,7 @@ func TestCompressionOffIgnoresOffers(t *testing.T) {
 	}
 	c.expect("welcome")
 	c.subscribe("off.t")
-	h.mustPublish(t, "off.t", pricesJSON(1, 4000))
+	h.mustPublish(t, "off.t", testkit.Prices(1, 4000))
 	if e := c.expect("message"); len(e.Data) < 3900 {
 		t.Fatalf("message data of %d bytes", len(e.Data))
 	}
@@ -225,7 +226,7 @@ func TestCompressionMessagesBothWays(t *testing.T) {
 				d := newClientDeflater(tc.takeover)
 				for round := range 3 {
 					for si, size := range sizes {
-						data := pricesJSON(si, size)
+						data := testkit.Prices(si, size)
 						pub := `{"op":"publish","topic":"` + topic + `","data":` + data + `}`
 						if (round+si)%5 == 4 {
 							c.send(pub) // plain, outside the compression context

@@ -2,11 +2,9 @@ package ws_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/tidings-io/tidings/protocol"
 	"github.com/tidings-io/tidings/transport/admit"
 	wsserver "github.com/tidings-io/tidings/transport/ws"
@@ -99,42 +96,20 @@ func TestHandshakeResponseHeadersSelectPubsubV1(t *testing.T) {
 }
 
 // dialStatus dials with an Origin header (none when origin is "") and
-// returns the HTTP status of a refused handshake with its body, or 101.
+// returns the HTTP status of a refused handshake with its body, or 101
+// (the session is closed at once).
 func (h *harness) dialStatus(t *testing.T, origin string) (int, http.Header, []byte) {
 	t.Helper()
-	var (
-		body   []byte
-		header http.Header
-	)
-	d := ws.Dialer{
-		Timeout: ioTimeout,
-		OnStatusError: func(status int, reason []byte, r io.Reader) {
-			resp, err := http.ReadResponse(bufio.NewReader(r), nil)
-			if err != nil {
-				t.Errorf("reading the refusal: %v", err)
-				return
-			}
-			header = resp.Header
-			body, err = io.ReadAll(resp.Body)
-			if err != nil {
-				t.Errorf("reading the refusal body: %v", err)
-			}
-		},
-	}
+	var header http.Header
 	if origin != "" {
-		d.Header = ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}})
+		header = http.Header{"Origin": {origin}}
 	}
-	conn, _, _, err := d.Dial(context.Background(), h.wsURL)
-	var se ws.StatusError
-	switch {
-	case err == nil:
-		_ = conn.Close()
+	c, ref := h.handshake(t, "", header)
+	if c != nil {
+		_ = c.conn.Close()
 		return http.StatusSwitchingProtocols, nil, nil
-	case errors.As(err, &se):
-		return int(se), header, body
 	}
-	t.Fatalf("dial: %v", err)
-	return 0, nil, nil
+	return ref.status, ref.header, ref.body
 }
 
 // checkErrorBody checks a JSON error body of the HTTP API.

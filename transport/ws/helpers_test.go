@@ -285,8 +285,20 @@ func (c *client) readFrame() (ws.Frame, error) {
 // except server pings when autoPong is set, which it answers.
 func (c *client) next() event {
 	c.t.Helper()
-	for {
+	_, e := c.nextOf(func() (wireFrame, error) {
 		f, err := c.readFrame()
+		return wireFrame{Frame: f, text: f.Payload}, err
+	})
+	return e
+}
+
+// nextOf returns the next text frame that read reads, and its text
+// decoded; it answers server pings when autoPong is set and fails on any
+// other frame.
+func (c *client) nextOf(read func() (wireFrame, error)) (wireFrame, event) {
+	c.t.Helper()
+	for {
+		f, err := read()
 		if err != nil {
 			c.t.Fatalf("reading a frame: %v", err)
 		}
@@ -295,13 +307,13 @@ func (c *client) next() event {
 			continue
 		}
 		if f.Header.OpCode != ws.OpText {
-			c.t.Fatalf("want a text frame, got %s", describe(f))
+			c.t.Fatalf("want a text frame, got %s", describe(f.Frame))
 		}
-		e, err := decodeEvent(f.Payload)
+		e, err := decodeEvent(f.text)
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		return e
+		return f, e
 	}
 }
 
