@@ -20,6 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/auth"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -78,15 +79,7 @@ func (c claims) mapClaims() jwt.MapClaims {
 // sign signs c with method and key, setting kid when not empty.
 func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, c claims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(method, c.mapClaims())
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.SignToken(t, method, key, kid, c.mapClaims())
 }
 
 func valid() claims {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -247,13 +246,9 @@ func (d *drainClient) run(node1, node2 string, final uint64, dialSlots chan stru
 // dial opens a session at addr, holding one of dialSlots while it
 // connects, and reads its welcome.
 func (d *drainClient) dial(addr string, dialSlots chan struct{}, deadline time.Time) (*wstest.Conn, error) {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	dialSlots <- struct{}{}
-	c, err := dialWS(ctx, addr)
-	<-dialSlots
+	c, err := dialHolding(addr, dialSlots, deadline)
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, err
 	}
 	if !d.setConn(c) {
 		return nil, fmt.Errorf("aborted")

@@ -234,6 +234,20 @@ func dialWS(ctx context.Context, addr string) (*wstest.Conn, error) {
 	return wstest.Open(ctx, "ws://"+addr+"/v1/ws")
 }
 
+// dialHolding opens a session at addr before deadline, holding one of
+// slots while it connects.
+func dialHolding(addr string, slots chan struct{}, deadline time.Time) (*wstest.Conn, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	slots <- struct{}{}
+	defer func() { <-slots }()
+	c, err := dialWS(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	return c, nil
+}
+
 // welcomed takes a session just opened, or the error of opening it, and
 // reads its welcome within 20 s; on failure the session is closed.
 func welcomed(c *wstest.Conn, err error) (*wstest.Conn, error) {

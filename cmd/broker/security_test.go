@@ -223,15 +223,7 @@ func TestJWTFlags(t *testing.T) {
 	}))
 	t.Cleanup(jwks.Close)
 	signed := func(method jwt.SigningMethod, key any, kid, aud string, exp time.Time) string {
-		tok := jwt.NewWithClaims(method, jwt.MapClaims{"sub": "u1", "exp": exp.Unix(), "aud": aud, "subscribe": []string{">"}})
-		if kid != "" {
-			tok.Header["kid"] = kid
-		}
-		s, err := tok.SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return testkit.SignToken(t, method, key, kid, jwt.MapClaims{"sub": "u1", "exp": exp.Unix(), "aud": aud, "subscribe": []string{">"}})
 	}
 	hour := time.Now().Add(time.Hour)
 	for _, tc := range []struct {

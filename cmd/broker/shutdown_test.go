@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -61,13 +60,9 @@ func (s *loadSession) abort() {
 // until the server's close frame, which it answers.
 func (s *loadSession) run(addr string, dialSlots chan struct{}, ready chan<- error) {
 	deadline := time.Now().Add(2 * time.Minute)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	dialSlots <- struct{}{}
-	c, err := dialWS(ctx, addr)
-	<-dialSlots
+	c, err := dialHolding(addr, dialSlots, deadline)
 	if err != nil {
-		ready <- fmt.Errorf("dial: %w", err)
+		ready <- err
 		return
 	}
 	s.setConn(c)

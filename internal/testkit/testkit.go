@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/broker"
 )
 
@@ -116,6 +117,21 @@ func PublishTraced(t testing.TB, base, topic, traceparent string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("publish: %d", resp.StatusCode)
 	}
+}
+
+// SignToken signs claims with method and key, with a kid header when kid
+// is not empty; an error fails the test.
+func SignToken(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.Claims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // Subscribers makes n sessions with open, each subscribed to topic, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/internal/testcert"
+	"github.com/tidings-io/tidings/internal/testkit"
 	"github.com/tidings-io/tidings/transport/tlsreload"
 	"go.uber.org/goleak"
 )
@@ -19,14 +21,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func serialOf(r *tlsreload.Reloader) int64 { return r.Certificate().Leaf.SerialNumber.Int64() }
 
-func TestReloadReplacesThePairAndKeepsItOnFailure(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// newReloader writes a pair of serial 1 to a new directory and returns
+// a Reloader of it, the directory and the key file.
+func newReloader(t *testing.T) (r *tlsreload.Reloader, dir, keyFile string) {
+	t.Helper()
+	dir = t.TempDir()
 	certFile, keyFile, _ := testcert.Write(t, dir, 1)
 	r, err := tlsreload.New(certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, dir, keyFile
+}
+
+func TestReloadReplacesThePairAndKeepsItOnFailure(t *testing.T) {
+	t.Parallel()
+	r, dir, keyFile := newReloader(t)
 	if got, _ := r.GetCertificate(&tls.ClientHelloInfo{}); got.Leaf.SerialNumber.Int64() != 1 {
 		t.Fatalf("serial %d, want 1", got.Leaf.SerialNumber.Int64())
 	}
@@ -66,24 +76,18 @@ func TestNewRefusesMissingOrMismatchedFiles(t *testing.T) {
 
 func TestWatchReloadsWhenTheFilesChange(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	certFile, keyFile, _ := testcert.Write(t, dir, 1)
-	r, err := tlsreload.New(certFile, keyFile, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, dir, _ := newReloader(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Watch(ctx, 10*time.Millisecond) })
 	defer func() { cancel(); wg.Wait() }()
 	testcert.Write(t, dir, 7)
-	deadline := time.Now().Add(5 * time.Second)
-	for serialOf(r) != 7 {
-		if time.Now().After(deadline) {
-			t.Fatalf("serial still %d 5s after the files changed", serialOf(r))
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if s := serialOf(r); s != 7 {
+			return fmt.Errorf("serial still %d after the files changed, want 7", s)
 		}
-		time.Sleep(5 * time.Millisecond) // polling an eventual state, not synchronising
-	}
+		return nil
+	})
 	tlsCfg := r.TLSConfig()
 	if tlsCfg.MinVersion != tls.VersionTLS12 || len(tlsCfg.NextProtos) != 1 || tlsCfg.NextProtos[0] != "http/1.1" {
 		t.Errorf("TLSConfig: min %x, protos %v", tlsCfg.MinVersion, tlsCfg.NextProtos)
