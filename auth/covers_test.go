@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidings-io/tidings/auth"
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 )
 
 func TestCovers(t *testing.T) {
@@ -81,21 +82,7 @@ func TestCoversAgreesWithEnumeration(t *testing.T) {
 	}
 	// Every topic of 1 to 5 segments over a, b and c (c is named by no
 	// pattern, so it stands for every other literal).
-	var topics []string
-	var grow func(prefix string, n int)
-	grow = func(prefix string, n int) {
-		for _, s := range []string{"a", "b", "c"} {
-			topic := s
-			if prefix != "" {
-				topic = prefix + "." + s
-			}
-			topics = append(topics, topic)
-			if n > 1 {
-				grow(topic, n-1)
-			}
-		}
-	}
-	grow("", 5)
+	topics := testkit.Dotted([]string{"a", "b", "c"}, 5)
 	for i := 0; i < 3000; i++ {
 		allowed := make([]string, 1+rng.IntN(3))
 		for j := range allowed {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidings-io/tidings/broker"
+	"github.com/tidings-io/tidings/internal/testkit"
 )
 
 // TestNamespacesDefaults: what a namespace leaves unset comes from the
@@ -100,36 +101,13 @@ func TestAllowAnonymous(t *testing.T) {
 // every topic of up to four segments of a, b and c.
 func TestPatternAlgebra(t *testing.T) {
 	t.Parallel()
-	var topics []string
-	var grow func(prefix string, n int)
-	grow = func(prefix string, n int) {
-		for _, s := range []string{"a", "b", "c"} {
-			t := s
-			if prefix != "" {
-				t = prefix + "." + s
-			}
-			topics = append(topics, t)
-			if n > 1 {
-				grow(t, n-1)
-			}
-		}
-	}
-	grow("", 4)
-	var patterns []string
-	var growP func(prefix string, n int)
-	growP = func(prefix string, n int) {
-		for _, s := range []string{"a", "b", "*", ">"} {
-			p := s
-			if prefix != "" {
-				p = prefix + "." + s
-			}
+	topics := testkit.Dotted([]string{"a", "b", "c"}, 4)
+	var patterns []string // > only last
+	for _, p := range testkit.Dotted([]string{"a", "b", "*", ">"}, 3) {
+		if !strings.Contains(p, ">.") {
 			patterns = append(patterns, p)
-			if n > 1 && s != ">" {
-				growP(p, n-1)
-			}
 		}
 	}
-	growP("", 3)
 	matches := func(p string) map[string]bool {
 		m := map[string]bool{}
 		for _, t := range topics {

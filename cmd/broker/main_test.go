@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,13 +72,20 @@ func (s *logSink) String() string {
 // waitRecord waits for the first JSON log record whose "msg" is msg. It
 // gives up when abort is closed (the broker stopped) or after within.
 func (s *logSink) waitRecord(msg string, within time.Duration, abort <-chan struct{}) (map[string]any, error) {
+	return s.waitMatch(strconv.Quote(msg), within, abort, func(rec map[string]any) bool { return rec["msg"] == msg })
+}
+
+// waitMatch waits for the first JSON log record that match accepts; what
+// names it in the errors. It gives up when abort is closed or after
+// within.
+func (s *logSink) waitMatch(what string, within time.Duration, abort <-chan struct{}, match func(map[string]any) bool) (map[string]any, error) {
 	timer := time.NewTimer(within)
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
 		for _, l := range s.lines {
 			var rec map[string]any
-			if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == msg {
+			if json.Unmarshal([]byte(l), &rec) == nil && match(rec) {
 				s.mu.Unlock()
 				return rec, nil
 			}
@@ -87,9 +95,9 @@ func (s *logSink) waitRecord(msg string, within time.Duration, abort <-chan stru
 		select {
 		case <-changed:
 		case <-abort:
-			return nil, fmt.Errorf("stopped before logging %q", msg)
+			return nil, fmt.Errorf("stopped before logging %s", what)
 		case <-timer.C:
-			return nil, fmt.Errorf("no %q log line within %v", msg, within)
+			return nil, fmt.Errorf("no %s log line within %v", what, within)
 		}
 	}
 }

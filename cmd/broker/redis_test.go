@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -190,24 +189,9 @@ func TestGoRedisLogsAreRecords(t *testing.T) {
 // accepts.
 func waitRecordWhere(t *testing.T, log *logSink, within time.Duration, match func(map[string]any) bool) map[string]any {
 	t.Helper()
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	for {
-		log.mu.Lock()
-		for _, l := range log.lines {
-			var rec map[string]any
-			if json.Unmarshal([]byte(l), &rec) == nil && match(rec) {
-				log.mu.Unlock()
-				return rec
-			}
-		}
-		changed := log.changed
-		log.mu.Unlock()
-		select {
-		case <-changed:
-		case <-timer.C:
-			t.Fatalf("no matching log record within %v; log:\n%s", within, log.String())
-			return nil
-		}
+	rec, err := log.waitMatch("matching", within, nil, match)
+	if err != nil {
+		t.Fatalf("%v; log:\n%s", err, log.String())
 	}
+	return rec
 }

@@ -134,6 +134,27 @@ func SignToken(t testing.TB, method jwt.SigningMethod, key any, kid string, clai
 	return s
 }
 
+// Dotted returns every dotted name of 1 to depth segments, each segment
+// one of segs, depth first: "a", "a.a", …, "b", ….
+func Dotted(segs []string, depth int) []string {
+	var names []string
+	var grow func(prefix string, n int)
+	grow = func(prefix string, n int) {
+		for _, s := range segs {
+			name := s
+			if prefix != "" {
+				name = prefix + "." + s
+			}
+			names = append(names, name)
+			if n > 1 {
+				grow(name, n-1)
+			}
+		}
+	}
+	grow("", depth)
+	return names
+}
+
 // Subscribers makes n sessions with open, each subscribed to topic, and
 // closes them when the test or benchmark ends; an error fails it.
 func Subscribers(tb testing.TB, n int, open func() *broker.Session, topic string) []*broker.Session {

@@ -1,8 +1,10 @@
 package testkit_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +136,20 @@ func TestBufferTakesConcurrentWrites(t *testing.T) {
 	}
 	if got := len(b.String()); got != 400 {
 		t.Fatalf("%d bytes, want 400", got)
+	}
+}
+
+func TestDotted(t *testing.T) {
+	got := testkit.Dotted([]string{"a", "b"}, 2)
+	want := []string{"a", "a.a", "a.b", "b", "b.a", "b.b"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Dotted = %q, want %q", got, want)
+	}
+}
+
+func TestPrices(t *testing.T) {
+	a, b := testkit.Prices(1, 4096), testkit.Prices(2, 4096)
+	if len(a) < 4096 || !json.Valid([]byte(a)) || a == b || a != testkit.Prices(1, 4096) {
+		t.Errorf("Prices(1, 4096): %d bytes, valid %v, same as seq 2 %v", len(a), json.Valid([]byte(a)), a == b)
 	}
 }
