@@ -162,7 +162,9 @@ func (s *Subscription) serve(c *conn, w protocol.Frame) error {
 			return err
 		}
 	}
-	s.checkReady()
+	if err := s.checkReady(); err != nil {
+		return err
+	}
 	beat := time.Duration(w.Heartbeat * float64(time.Second))
 	if beat <= 0 {
 		beat = idleDefault
@@ -220,14 +222,14 @@ func (s *Subscription) subscribe(c *conn, p *pattern) error {
 }
 
 // checkReady lets Subscribe return once every pattern is active.
-func (s *Subscription) checkReady() {
+func (s *Subscription) checkReady() error {
 	if s.readySent {
-		return
+		return nil
 	}
 	for _, p := range s.pats {
 		if p.state != active {
-			return
+			return nil
 		}
 	}
-	s.markReady()
+	return s.markReady()
 }

@@ -147,8 +147,10 @@ func (s *Subscription) onSubscribed(f protocol.Frame) error {
 		err = s.enqueue(item{kind: itemReset, reset: Reset{Topic: p.name, Sub: p.name, Reason: ResetResubscribed}})
 	}
 	p.seen = true
-	s.checkReady()
-	return err
+	if err != nil {
+		return err
+	}
+	return s.checkReady()
 }
 
 func (s *Subscription) onUnsubscribed(f protocol.Frame) error {
@@ -160,7 +162,9 @@ func (s *Subscription) onUnsubscribed(f protocol.Frame) error {
 		return nil
 	}
 	s.drop(p)
-	s.checkReady()
+	if err := s.checkReady(); err != nil {
+		return err
+	}
 	return s.enqueue(item{kind: itemUnsubscribed, pattern: f.Topic,
 		err: &Error{Code: protocol.CodeForbidden, Message: "the broker ended the subscription to " + f.Topic}})
 }
@@ -189,15 +193,21 @@ func (s *Subscription) onError(f protocol.Frame) error {
 }
 
 // enqueue hands it to the pump, waiting while the queue is full
-// (backpressure). A full queue before Subscribe has returned lets it
-// return, since nobody can read C before.
+// (backpressure). Before Subscribe returns nobody reads C, so an item the
+// queue has no room for then is held in early, as is every item after
+// it, until the broker has accepted every pattern (markReady).
 func (s *Subscription) enqueue(it item) error {
-	select {
-	case s.queue <- it:
+	if !s.readySent {
+		if len(s.early) == 0 {
+			select {
+			case s.queue <- it:
+				return nil
+			default:
+			}
+		}
+		s.early = append(s.early, it)
 		return nil
-	default:
 	}
-	s.markReady()
 	select {
 	case s.queue <- it:
 		return nil

@@ -159,6 +159,9 @@ type Subscription struct {
 	refs      map[string]string   // ref of a subscribe in flight → pattern
 	nextRef   uint64
 	readySent bool
+	// early holds what came before every pattern was accepted beyond
+	// what queue had room for (see enqueue).
+	early []item
 
 	mu        sync.Mutex // guards the fields below
 	delivered map[string]Position
@@ -238,6 +241,11 @@ const (
 // two heartbeats), and the client reconnects and resumes from history
 // once C is read again. A consumer slower than the stream for longer
 // than history lasts (100 messages or 5 minutes by default) gets a Reset.
+// What the broker sends before it has accepted every pattern (the
+// history of topics resumed with Since) is held in memory until
+// Subscribe returns, beyond Buffer if need be: Subscribe returns only
+// once every pattern is accepted, so a message published after it
+// returns reaches every pattern.
 func (c *Client) Subscribe(ctx context.Context, patterns []string, opts SubscribeOptions) (*Subscription, error) {
 	if opts.Buffer <= 0 {
 		opts.Buffer = DefaultBuffer
@@ -375,10 +383,20 @@ func isPattern(name string) bool {
 	return false
 }
 
-// markReady lets Subscribe return.
-func (s *Subscription) markReady() {
-	if !s.readySent {
-		s.readySent = true
-		close(s.ready)
+// markReady lets Subscribe return, then hands the pump the items held
+// until then (see enqueue).
+func (s *Subscription) markReady() error {
+	if s.readySent {
+		return nil
 	}
+	s.readySent = true
+	close(s.ready)
+	early := s.early
+	s.early = nil
+	for _, it := range early {
+		if err := s.enqueue(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }

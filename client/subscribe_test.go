@@ -2,8 +2,11 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,7 +15,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/tidings-io/tidings/client"
+	"github.com/tidings-io/tidings/hooks"
 	"github.com/tidings-io/tidings/protocol"
+	"github.com/tidings-io/tidings/session"
 	wstransport "github.com/tidings-io/tidings/transport/ws"
 )
 
@@ -266,8 +271,9 @@ func TestSubscribeSince(t *testing.T) {
 }
 
 // A resume that replays more than Buffer before every pattern is
-// answered does not hold Subscribe up: nobody can read C before it
-// returns.
+// answered does not hold Subscribe up (nobody can read C before it
+// returns), and Subscribe returns with every pattern accepted: a message
+// published then reaches the others.
 func TestSubscribeReturnsWhenBufferFills(t *testing.T) {
 	n := startNode(t, nodeConfig{})
 	c := newClient(t, n.URL, client.Config{})
@@ -281,6 +287,73 @@ func TestSubscribeReturnsWhenBufferFills(t *testing.T) {
 	expectRun(t, sub, "fill.a", 1, 50)
 	publishN(t, c, "fill.b", 1, 1)
 	expectRun(t, sub, "fill.b", 1, 1)
+}
+
+// Subscribe does not return while the broker has not accepted a pattern,
+// even once a resumed topic's history has filled Buffer: the subscribe
+// hook holds fill.b's acceptance until the test lets it go. A message
+// published once Subscribe returns reaches fill.b.
+func TestSubscribeWaitsForEveryPattern(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Topic string `json:"topic"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.Topic == "fill.b" {
+			once.Do(func() { close(entered) })
+			<-release
+		}
+		_, _ = w.Write([]byte(`{"allow":true}`))
+	}))
+	t.Cleanup(backend.Close)
+	var released sync.Once
+	letGo := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(letGo) // before backend.Close, should the test fail first
+	hk, err := hooks.New(hooks.Config{Subscribe: backend.URL, Timeout: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, nodeConfig{WS: wstransport.Config{Services: session.Services{Hooks: hk}}})
+	c := newClient(t, n.URL, client.Config{})
+	publishN(t, c, "fill.a", 1, 50)
+	h, err := c.History(ctxT(t), "fill.a", client.HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := map[string]client.Position{"fill.a": {Offset: 0, Epoch: h.Position.Epoch}}
+	type result struct {
+		sub *client.Subscription
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sub, err := c.Subscribe(ctxT(t), []string{"fill.a", "fill.b"}, client.SubscribeOptions{Buffer: 1, Since: since, Backoff: fastBackoff})
+		done <- result{sub, err}
+	}()
+	<-entered
+	// fill.a was accepted, and its 50 messages sent, before the hook was
+	// asked about fill.b. Subscribe returning within this window, while
+	// fill.b waits, is the fault; its absence cannot be awaited as an
+	// event.
+	select {
+	case r := <-done:
+		if r.sub != nil {
+			_ = r.sub.Close()
+		}
+		t.Fatalf("Subscribe returned (%v) before the broker accepted fill.b", r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	letGo()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { _ = r.sub.Close() })
+	publishN(t, c, "fill.b", 1, 1)
+	expectRun(t, r.sub, "fill.a", 1, 50)
+	expectRun(t, r.sub, "fill.b", 1, 1)
 }
 
 // A subscription the broker refuses fails Subscribe with its error.
