@@ -270,6 +270,18 @@ func TestSubscribeSince(t *testing.T) {
 	expectRun(t, sub, "since.a", 5, 1)
 }
 
+// fillHistory publishes 50 messages to fill.a and returns the position
+// before the first, to resume from.
+func fillHistory(t *testing.T, c *client.Client) map[string]client.Position {
+	t.Helper()
+	publishN(t, c, "fill.a", 1, 50)
+	h, err := c.History(ctxT(t), "fill.a", client.HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]client.Position{"fill.a": {Offset: 0, Epoch: h.Position.Epoch}}
+}
+
 // A resume that replays more than Buffer before every pattern is
 // answered does not hold Subscribe up (nobody can read C before it
 // returns), and Subscribe returns with every pattern accepted: a message
@@ -277,12 +289,7 @@ func TestSubscribeSince(t *testing.T) {
 func TestSubscribeReturnsWhenBufferFills(t *testing.T) {
 	n := startNode(t, nodeConfig{})
 	c := newClient(t, n.URL, client.Config{})
-	publishN(t, c, "fill.a", 1, 50)
-	h, err := c.History(ctxT(t), "fill.a", client.HistoryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	since := map[string]client.Position{"fill.a": {Offset: 0, Epoch: h.Position.Epoch}}
+	since := fillHistory(t, c)
 	sub := subscribe(t, c, []string{"fill.a", "fill.b", "fill.>"}, client.SubscribeOptions{Buffer: 1, Since: since})
 	expectRun(t, sub, "fill.a", 1, 50)
 	publishN(t, c, "fill.b", 1, 1)
@@ -317,12 +324,7 @@ func TestSubscribeWaitsForEveryPattern(t *testing.T) {
 	}
 	n := startNode(t, nodeConfig{WS: wstransport.Config{Services: session.Services{Hooks: hk}}})
 	c := newClient(t, n.URL, client.Config{})
-	publishN(t, c, "fill.a", 1, 50)
-	h, err := c.History(ctxT(t), "fill.a", client.HistoryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	since := map[string]client.Position{"fill.a": {Offset: 0, Epoch: h.Position.Epoch}}
+	since := fillHistory(t, c)
 	type result struct {
 		sub *client.Subscription
 		err error
