@@ -90,19 +90,26 @@ func brokerFlags(t *testing.T) map[string]brokerFlag {
 	return flags
 }
 
+// renderCase renders c's values and returns the release and the
+// environment of its broker container.
+func renderCase(t *testing.T, c chartCase) (*release, map[string]string) {
+	t.Helper()
+	var values []string
+	if c.values != "" {
+		values = []string{c.values}
+	}
+	r := render(t, values)
+	ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
+	return r, brokerEnv(t, r, c, ctr)
+}
+
 // TestChartEnvIsBrokerFlags: every TIDINGS_* variable the chart sets, in
 // every values file, is a flag of the broker (TIDINGS_SHUTDOWN_TIMEOUT is
 // -shutdown-timeout, and so on), so none is silently ignored.
 func TestChartEnvIsBrokerFlags(t *testing.T) {
 	flags := brokerFlags(t)
 	for _, c := range cases {
-		var values []string
-		if c.values != "" {
-			values = []string{c.values}
-		}
-		r := render(t, values)
-		ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
-		env := brokerEnv(t, r, c, ctr)
+		_, env := renderCase(t, c)
 		names := make([]string, 0, len(env))
 		for name := range env {
 			names = append(names, name)
@@ -173,13 +180,7 @@ func TestChartConfigStartsBroker(t *testing.T) {
 			continue // needs a Redis; the multi-node behaviour is the drain test's
 		}
 		t.Run(caseName(c), func(t *testing.T) {
-			var values []string
-			if c.values != "" {
-				values = []string{c.values}
-			}
-			r := render(t, values)
-			ctr := container(t, r.Deployments[0].Spec.Template.Spec, "broker")
-			env := brokerEnv(t, r, c, ctr)
+			r, env := renderCase(t, c)
 			if path, ok := env["TIDINGS_CONFIG"]; ok {
 				// The config file, where the pod has it mounted.
 				env["TIDINGS_CONFIG"] = mountConfigFile(t, r, path)
